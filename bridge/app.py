@@ -1,0 +1,125 @@
+"""The composition root: builds every part of the bridge from the config and wires them.
+
+    open()  -> database (migrated), HTTP client, mautrix AppServiceAPI, the aiohttp app
+    serve() -> listen for the homeserver, the marketplace and probes
+    connect() -> in the background: register the bot and ping the homeserver (the ping makes
+               Synapse re-send pending transactions at once), retrying until it answers
+    close() -> stop listening, then close the HTTP client and the database
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import ClientSession, ClientTimeout, web
+from mautrix.api import Method
+from mautrix.appservice import AppServiceAPI, IntentAPI
+from mautrix.util.async_db import Database
+from prometheus_client import CollectorRegistry
+
+from appservice.routes import HomeserverRoutes
+
+from .config import Config
+from .database import create_database, start_database
+from .events import EventStore
+from .health import HealthRoutes
+from .inbound import HomeserverInbound
+from .metrics import Metrics
+
+CONNECT_RETRY_MAX = 30.0
+
+
+class Bridge:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.log = logging.getLogger("bridge")
+        self.db: Database | None = None
+        self.events: EventStore | None = None
+        self.api: AppServiceAPI | None = None
+        self.web_app: web.Application | None = None
+        self._session: ClientSession | None = None
+        self._runner: web.AppRunner | None = None
+        self._connect_task: asyncio.Task | None = None
+        self.connected = asyncio.Event()
+
+    @property
+    def bot(self) -> IntentAPI:
+        assert self.api is not None, "open() the bridge first"
+        return self.api.bot_intent()
+
+    async def open(self) -> None:
+        config = self.config
+        self.db = create_database(config.database)
+        state_store = await start_database(self.db)
+        self._session = ClientSession(timeout=ClientTimeout(total=60))
+        self.api = AppServiceAPI(
+            base_url=str(config.homeserver.url).rstrip("/"),
+            bot_mxid=config.bot_mxid,
+            token=config.appservice.as_token.get_secret_value(),
+            log=logging.getLogger("bridge.matrix"),
+            state_store=state_store,
+            client_session=self._session,
+        )
+        self.events = EventStore(self.db)
+        metrics = Metrics(CollectorRegistry())
+        self.web_app = web.Application(client_max_size=config.appservice.max_transaction_bytes)
+        HomeserverRoutes(
+            config.appservice.hs_token.get_secret_value(),
+            HomeserverInbound(self.events, config.bot_mxid, metrics),
+            logging.getLogger("bridge.homeserver"),
+        ).add_to(self.web_app)
+        HealthRoutes(
+            {"database": self._check_database, "homeserver": self._check_homeserver},
+            metrics.registry,
+            logging.getLogger("bridge.health"),
+        ).add_to(self.web_app)
+
+    async def serve(self) -> None:
+        assert self.web_app is not None, "open() the bridge first"
+        self._runner = web.AppRunner(self.web_app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.server.host, self.config.server.port)
+        await site.start()
+        self.log.info(
+            "Listening on %s:%d as %s",
+            self.config.server.host, self.config.server.port, self.config.bot_mxid,
+        )
+
+    def connect(self) -> None:
+        self._connect_task = asyncio.create_task(self._connect_homeserver())
+
+    async def close(self) -> None:
+        if self._connect_task:
+            self._connect_task.cancel()
+            await asyncio.gather(self._connect_task, return_exceptions=True)
+        if self._runner:
+            await self._runner.cleanup()
+        if self._session:
+            await self._session.close()
+        if self.db:
+            await self.db.stop()
+
+    async def _connect_homeserver(self) -> None:
+        """Register the bot and ping the homeserver, retrying until the homeserver answers."""
+        delay = 1.0
+        while True:
+            try:
+                await self.bot.ensure_registered()
+                await self.bot.appservice_ping(self.config.appservice.id)
+            except Exception as e:
+                self.log.warning("Homeserver not reachable yet (%s); retrying in %.0fs", e, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, CONNECT_RETRY_MAX)
+                continue
+            self.log.info("Connected to the homeserver at %s", self.config.homeserver.url)
+            self.connected.set()
+            return
+
+    async def _check_database(self) -> None:
+        assert self.db is not None
+        await self.db.fetchval("SELECT 1")
+
+    async def _check_homeserver(self) -> None:
+        assert self.api is not None
+        await self.api.request(Method.GET, "/_matrix/client/versions", retry_count=0)

@@ -1,0 +1,104 @@
+"""The inbox table: every room event the homeserver sent us, stored before we acknowledge it.
+
+A transaction's events and receipts are written in one database transaction. Events are unique
+by event id (Synapse's txn ids restart with a fresh homeserver database, so they are only log
+keys); each gets an arrival ``seq`` and the status ``pending`` for the inbox worker, or ``dead``
+when it was malformed. Receipts move each user's read position forward, never back.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from mautrix.util.async_db import Database
+
+from appservice.transactions import Transaction
+
+_EVENT_COLUMNS = (
+    "seq, event_id, room_id, event_type, sender, origin_server_ts, event_json, status, error"
+)
+
+_INSERT_EVENT = """
+    INSERT INTO inbox_events (event_id, room_id, event_type, sender, origin_server_ts,
+                              event_json, status, error, txn_id, received_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+    ON CONFLICT (event_id) DO NOTHING
+"""
+
+_UPSERT_READ_POSITION = """
+    INSERT INTO read_positions (room_id, user_id, event_id, ts, updated_at)
+    VALUES ($1, $2, $3, $4, $5)
+    ON CONFLICT (room_id, user_id) DO UPDATE
+        SET event_id = excluded.event_id, ts = excluded.ts, updated_at = excluded.updated_at
+        WHERE excluded.ts > read_positions.ts
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    seq: int
+    event_id: str
+    room_id: str
+    event_type: str
+    sender: str
+    origin_server_ts: int
+    event_json: str
+    status: str
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadPosition:
+    room_id: str
+    user_id: str
+    event_id: str
+    ts: int
+
+
+class EventStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def store_transaction(self, txn: Transaction) -> None:
+        now = int(time.time() * 1000)
+        events = [
+            (e.event_id, e.room_id, e.type, e.sender, e.origin_server_ts, e.json,
+             "pending", None, txn.txn_id, now)
+            for e in txn.events
+        ] + [
+            (m.key, m.room_id, "", "", 0, m.json, "dead", m.reason, txn.txn_id, now)
+            for m in txn.malformed
+        ]
+        receipts = [(r.room_id, r.user_id, r.event_id, r.ts, now) for r in txn.receipts]
+        if not events and not receipts:
+            return
+        async with self._db.acquire() as conn, conn.transaction():
+            if events:
+                await conn.executemany(_INSERT_EVENT, events)
+            if receipts:
+                await conn.executemany(_UPSERT_READ_POSITION, receipts)
+
+    async def get_event(self, room_id: str, event_id: str) -> StoredEvent | None:
+        """One stored event, looked up within its room (an id from elsewhere finds nothing)."""
+        row = await self._db.fetchrow(
+            f"SELECT {_EVENT_COLUMNS} FROM inbox_events WHERE room_id = $1 AND event_id = $2",
+            room_id,
+            event_id,
+        )
+        return StoredEvent(**dict(row)) if row else None
+
+    async def get_dead(self) -> list[StoredEvent]:
+        rows = await self._db.fetch(
+            f"SELECT {_EVENT_COLUMNS} FROM inbox_events WHERE status = 'dead' ORDER BY seq"
+        )
+        return [StoredEvent(**dict(row)) for row in rows]
+
+    async def read_position(self, room_id: str, user_id: str) -> ReadPosition | None:
+        row = await self._db.fetchrow(
+            "SELECT room_id, user_id, event_id, ts FROM read_positions"
+            " WHERE room_id = $1 AND user_id = $2",
+            room_id,
+            user_id,
+        )
+        return ReadPosition(**dict(row)) if row else None

@@ -1,0 +1,37 @@
+"""What the bridge does with the homeserver's calls: store transactions, answer queries."""
+
+from __future__ import annotations
+
+from appservice.transactions import Transaction
+
+from .events import EventStore
+from .metrics import Metrics
+
+
+class HomeserverInbound:
+    """Implements `appservice.routes.HomeserverHandler` for the bridge."""
+
+    def __init__(self, events: EventStore, bot_mxid: str, metrics: Metrics) -> None:
+        self._events = events
+        self._bot_mxid = bot_mxid
+        self._metrics = metrics
+
+    async def store_transaction(self, txn: Transaction) -> None:
+        try:
+            await self._events.store_transaction(txn)
+        except Exception:
+            self._metrics.transactions.labels("failed").inc()
+            raise
+        self._metrics.transactions.labels("stored").inc()
+        # Counts arrivals, duplicates of a re-sent transaction included.
+        self._metrics.events.labels("pending").inc(len(txn.events))
+        self._metrics.events.labels("dead").inc(len(txn.malformed))
+        self._metrics.receipts.inc(len(txn.receipts))
+
+    async def query_user(self, user_id: str) -> bool:
+        # The bot is registered when the bridge connects; no other user lives in our namespace.
+        return user_id == self._bot_mxid
+
+    async def query_alias(self, alias: str) -> bool:
+        # Rooms come from the marketplace API, never from someone asking for an alias.
+        return False

@@ -1,0 +1,54 @@
+"""Numbered schema migrations, the same on SQLite and PostgreSQL.
+
+Each upgrade runs in its own database transaction and bumps ``bridge_version``. Never edit a
+released upgrade: add the next one. Where the SQL dialects differ, branch on the scheme.
+"""
+
+from __future__ import annotations
+
+from mautrix.util.async_db import Connection, Scheme, UpgradeTable
+
+
+def bridge_upgrade_table() -> UpgradeTable:
+    table = UpgradeTable(version_table_name="bridge_version", database_name="bridge")
+    table.register(description="Inbox of homeserver events and read positions")(_v1_inbox)
+    return table
+
+
+async def _v1_inbox(conn: Connection, scheme: Scheme) -> None:
+    # seq is the arrival order: the inbox worker processes a room's events in seq order.
+    seq = (
+        "INTEGER PRIMARY KEY AUTOINCREMENT"
+        if scheme == Scheme.SQLITE
+        else "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
+    )
+    await conn.execute(f"""
+        CREATE TABLE inbox_events (
+            seq              {seq},
+            event_id         TEXT    NOT NULL UNIQUE,
+            room_id          TEXT    NOT NULL,
+            event_type       TEXT    NOT NULL,
+            sender           TEXT    NOT NULL,
+            origin_server_ts BIGINT  NOT NULL,
+            event_json       TEXT    NOT NULL,
+            status           TEXT    NOT NULL DEFAULT 'pending'
+                             CHECK (status IN ('pending', 'done', 'dead')),
+            error            TEXT,
+            txn_id           TEXT    NOT NULL,
+            received_at      BIGINT  NOT NULL
+        )
+    """)
+    await conn.execute(
+        "CREATE INDEX inbox_events_pending ON inbox_events (room_id, seq) "
+        "WHERE status = 'pending'"
+    )
+    await conn.execute("""
+        CREATE TABLE read_positions (
+            room_id    TEXT   NOT NULL,
+            user_id    TEXT   NOT NULL,
+            event_id   TEXT   NOT NULL,
+            ts         BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL,
+            PRIMARY KEY (room_id, user_id)
+        )
+    """)
