@@ -82,8 +82,8 @@ class HomeserverRoutes:
             self._log.exception("Could not store homeserver transaction %s", txn_id)
             return matrix_error(500, "M_UNKNOWN", "Could not store the transaction; retry later")
         self._log.debug(
-            "Stored transaction %s: %d events, %d malformed, %d receipts",
-            txn_id, len(txn.events), len(txn.malformed), len(txn.receipts),
+            "Stored transaction %s: %d events, %d receipts",
+            txn_id, len(txn.events), len(txn.receipts),
         )
         return web.json_response({})
 

@@ -48,8 +48,7 @@ class Receipt:
 @dataclass(frozen=True, slots=True)
 class Transaction:
     txn_id: str
-    events: list[RoomEvent]
-    malformed: list[MalformedEvent]
+    events: list[RoomEvent | MalformedEvent]  # in the order the homeserver sent them
     receipts: list[Receipt]
 
 
@@ -66,13 +65,9 @@ def parse_transaction(txn_id: str, body: Any) -> Transaction:
         raise BadTransaction("'events' must be a list")
     if not isinstance(ephemeral, list):
         raise BadTransaction("'ephemeral' must be a list")
-    events: list[RoomEvent] = []
-    malformed: list[MalformedEvent] = []
-    for raw in raw_events:
-        parsed = parse_room_event(raw)
-        (events if isinstance(parsed, RoomEvent) else malformed).append(parsed)
+    events = [parse_room_event(raw) for raw in raw_events]
     receipts = [r for edu in ephemeral for r in parse_receipts(edu)]
-    return Transaction(txn_id=txn_id, events=events, malformed=malformed, receipts=receipts)
+    return Transaction(txn_id=txn_id, events=events, receipts=receipts)
 
 
 def parse_room_event(raw: Any) -> RoomEvent | MalformedEvent:

@@ -37,6 +37,7 @@ class Bridge:
         self.db: Database | None = None
         self.events: EventStore | None = None
         self.api: AppServiceAPI | None = None
+        self.metrics: Metrics | None = None
         self.web_app: web.Application | None = None
         self._session: ClientSession | None = None
         self._runner: web.AppRunner | None = None
@@ -62,16 +63,16 @@ class Bridge:
             client_session=self._session,
         )
         self.events = EventStore(self.db)
-        metrics = Metrics(CollectorRegistry())
+        self.metrics = Metrics(CollectorRegistry())
         self.web_app = web.Application(client_max_size=config.appservice.max_transaction_bytes)
         HomeserverRoutes(
             config.appservice.hs_token.get_secret_value(),
-            HomeserverInbound(self.events, config.bot_mxid, metrics),
+            HomeserverInbound(self.events, config.bot_mxid, self.metrics),
             logging.getLogger("bridge.homeserver"),
         ).add_to(self.web_app)
         HealthRoutes(
             {"database": self._check_database, "homeserver": self._check_homeserver},
-            metrics.registry,
+            self.metrics.registry,
             logging.getLogger("bridge.health"),
         ).add_to(self.web_app)
 

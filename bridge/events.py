@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from mautrix.util.async_db import Database
 
-from appservice.transactions import Transaction
+from appservice.transactions import MalformedEvent, RoomEvent, Transaction
 
 _EVENT_COLUMNS = (
     "seq, event_id, room_id, event_type, sender, origin_server_ts, event_json, status, error"
@@ -62,14 +62,7 @@ class EventStore:
 
     async def store_transaction(self, txn: Transaction) -> None:
         now = int(time.time() * 1000)
-        events = [
-            (e.event_id, e.room_id, e.type, e.sender, e.origin_server_ts, e.json,
-             "pending", None, txn.txn_id, now)
-            for e in txn.events
-        ] + [
-            (m.key, m.room_id, "", "", 0, m.json, "dead", m.reason, txn.txn_id, now)
-            for m in txn.malformed
-        ]
+        events = [_event_row(event, txn.txn_id, now) for event in txn.events]
         receipts = [(r.room_id, r.user_id, r.event_id, r.ts, now) for r in txn.receipts]
         if not events and not receipts:
             return
@@ -102,3 +95,12 @@ class EventStore:
             user_id,
         )
         return ReadPosition(**dict(row)) if row else None
+
+
+def _event_row(event: RoomEvent | MalformedEvent, txn_id: str, now: int) -> tuple:
+    if isinstance(event, MalformedEvent):
+        return (event.key, event.room_id, "", "", 0, event.json, "dead", event.reason, txn_id, now)
+    return (
+        event.event_id, event.room_id, event.type, event.sender, event.origin_server_ts,
+        event.json, "pending", None, txn_id, now,
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from appservice.transactions import Transaction
+from appservice.transactions import MalformedEvent, Transaction
 
 from .events import EventStore
 from .metrics import Metrics
@@ -24,8 +24,9 @@ class HomeserverInbound:
             raise
         self._metrics.transactions.labels("stored").inc()
         # Counts arrivals, duplicates of a re-sent transaction included.
-        self._metrics.events.labels("pending").inc(len(txn.events))
-        self._metrics.events.labels("dead").inc(len(txn.malformed))
+        dead = sum(isinstance(event, MalformedEvent) for event in txn.events)
+        self._metrics.events.labels("pending").inc(len(txn.events) - dead)
+        self._metrics.events.labels("dead").inc(dead)
         self._metrics.receipts.inc(len(txn.receipts))
 
     async def query_user(self, user_id: str) -> bool:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import fresh_database
+from tests.harness import SYNAPSE_READY, fresh_database
 
 BACKENDS = ["sqlite", "postgres"]
 
@@ -21,3 +21,8 @@ def backend(request: pytest.FixtureRequest) -> str:
 async def database_url(backend: str, tmp_path: Path) -> AsyncIterator[str]:
     async with fresh_database(backend, tmp_path) as url:
         yield url
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    for seconds in config.stash.get(SYNAPSE_READY, []):
+        terminalreporter.write_line(f"Synapse answered {seconds:.2f}s after launch")

@@ -14,11 +14,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
+import pytest
 from yarl import URL
 
 from bridge.config import Config, build_config
 
 T = TypeVar("T")
+
+# How long each Synapse took to answer after launch, printed at the end of the run.
+SYNAPSE_READY = pytest.StashKey[list[float]]()
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 

@@ -27,7 +27,7 @@ def event(n: int, room: str = "!room:localhost") -> RoomEvent:
 
 
 def txn(txn_id: str, *events: RoomEvent, receipts: tuple[Receipt, ...] = ()) -> Transaction:
-    return Transaction(txn_id, list(events), [], list(receipts))
+    return Transaction(txn_id, list(events), list(receipts))
 
 
 async def test_migrations_from_empty_create_the_schema(db: Database) -> None:
@@ -82,8 +82,8 @@ async def test_lookup_is_scoped_by_room(db: Database) -> None:
 async def test_malformed_events_are_parked_as_dead(db: Database) -> None:
     store = EventStore(db)
     bad = MalformedEvent("malformed:abc", "", "the event is not a JSON object", "[]")
-    await store.store_transaction(Transaction("1", [event(1)], [bad], []))
-    await store.store_transaction(Transaction("1", [event(1)], [bad], []))
+    await store.store_transaction(Transaction("1", [event(1), bad], []))
+    await store.store_transaction(Transaction("1", [event(1), bad], []))
     dead = await store.get_dead()
     assert [(d.event_id, d.status, d.error) for d in dead] == [
         ("malformed:abc", "dead", "the event is not a JSON object")

@@ -1,0 +1,122 @@
+"""Config: the example loads once secrets come from the environment; bad values name their key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bridge.config import ConfigError, build_config, load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "config.example.yaml"
+SECRET_KEYS = {"as_token": "BRIDGE_APPSERVICE__AS_TOKEN", "hs_token": "BRIDGE_APPSERVICE__HS_TOKEN"}
+
+
+@pytest.fixture
+def secrets_in_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    values = {env: f"{key}-" + "s" * 40 for key, env in SECRET_KEYS.items()}
+    for env, value in values.items():
+        monkeypatch.setenv(env, value)
+    return values
+
+
+def example() -> dict:
+    return yaml.safe_load(EXAMPLE.read_text())
+
+
+def error_for(data: dict) -> str:
+    with pytest.raises(ConfigError) as info:
+        build_config(data)
+    return str(info.value)
+
+
+def test_the_example_loads_with_secrets_from_the_environment(secrets_in_env: dict) -> None:
+    config = load_config(EXAMPLE)
+    assert config.appservice.as_token.get_secret_value() == secrets_in_env[SECRET_KEYS["as_token"]]
+    assert config.appservice.hs_token.get_secret_value() == secrets_in_env[SECRET_KEYS["hs_token"]]
+    assert config.bot_mxid == "@marketbot:localhost"
+    assert config.database.url == "sqlite:data/bridge.db"
+    # Secrets stay out of reprs, so out of logs and tracebacks.
+    assert secrets_in_env[SECRET_KEYS["as_token"]] not in repr(config)
+
+
+def test_the_example_placeholders_are_refused_naming_each_secret() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(EXAMPLE)
+    message = str(info.value)
+    for key, env in SECRET_KEYS.items():
+        assert f"appservice.{key}: is still the example's placeholder" in message
+        assert env in message
+
+
+def test_every_key_of_the_example_is_commented() -> None:
+    lines = EXAMPLE.read_text().splitlines()
+    for number, line in enumerate(lines):
+        if line.strip() and not line.lstrip().startswith("#") and line.startswith("  "):
+            assert lines[number - 1].lstrip().startswith("#"), f"key without comment: {line}"
+
+
+def test_the_environment_overrides_the_file(
+    secrets_in_env: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BRIDGE_SERVER__PORT", "8123")
+    monkeypatch.setenv("BRIDGE_DATABASE__URL", "postgresql://bridge@db/bridge")
+    config = load_config(EXAMPLE)
+    assert config.server.port == 8123
+    assert config.database.url == "postgresql://bridge@db/bridge"
+    assert config.server.host == "127.0.0.1"  # the rest of the section still from the file
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "expected"),
+    [
+        ("homeserver", "url", "not a url", "homeserver.url: "),
+        ("homeserver", "domain", "bad domain!", "homeserver.domain: is not a valid Matrix server"),
+        ("appservice", "id", "", "appservice.id: "),
+        ("appservice", "url", "ftp://x", "appservice.url: "),
+        ("appservice", "bot_localpart", "Bot", "appservice.bot_localpart: may only contain"),
+        ("appservice", "alias_prefix", "a b", "appservice.alias_prefix: may only contain"),
+        ("appservice", "max_transaction_bytes", 10, "appservice.max_transaction_bytes: "),
+        ("server", "port", 70000, "server.port: "),
+        ("server", "port", "eighty", "server.port: "),
+        ("database", "url", "mysql://x/y", "database.url: must be sqlite:"),
+        ("database", "max_connections", 0, "database.max_connections: "),
+        ("logging", "level", "LOUD", "logging.level: "),
+        ("logging", "colour", "blue", "logging.colour: is not a known key"),
+    ],
+)
+def test_each_bad_value_names_its_key(
+    secrets_in_env: dict, section: str, key: str, value: object, expected: str
+) -> None:
+    data = example()
+    data[section][key] = value
+    assert expected in error_for(data)
+
+
+def test_a_short_secret_is_refused(secrets_in_env: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BRIDGE_APPSERVICE__HS_TOKEN", "short")
+    assert "appservice.hs_token: must be at least 32 characters" in error_for(example())
+
+
+def test_a_missing_key_is_named(secrets_in_env: dict) -> None:
+    data = example()
+    del data["server"]["port"]
+    del data["logging"]
+    message = error_for(data)
+    assert "server.port: is missing (env BRIDGE_SERVER__PORT)" in message
+    assert "logging: is missing" in message
+
+
+def test_an_unreadable_or_broken_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path / "absent.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("homeserver: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(broken)
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_config(listing)
