@@ -32,9 +32,7 @@ def build_registration(
         "receive_ephemeral": True,
         "namespaces": {
             "users": [{"regex": f"^@{re.escape(bot_localpart)}:{server}$", "exclusive": True}],
-            "aliases": [
-                {"regex": f"^#{re.escape(alias_prefix)}.*:{server}$", "exclusive": True}
-            ],
+            "aliases": [{"regex": f"^#{re.escape(alias_prefix)}.*:{server}$", "exclusive": True}],
             "rooms": [],
         },
     }

@@ -83,7 +83,9 @@ class HomeserverRoutes:
             return matrix_error(500, "M_UNKNOWN", "Could not store the transaction; retry later")
         self._log.debug(
             "Stored transaction %s: %d events, %d receipts",
-            txn_id, len(txn.events), len(txn.receipts),
+            txn_id,
+            len(txn.events),
+            len(txn.receipts),
         )
         return web.json_response({})
 

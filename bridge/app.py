@@ -1,10 +1,10 @@
 """The composition root: builds every part of the bridge from the config and wires them.
 
-    open()  -> database (migrated), HTTP client, mautrix AppServiceAPI, the aiohttp app
-    serve() -> listen for the homeserver, the marketplace and probes
-    connect() -> in the background: register the bot and ping the homeserver (the ping makes
-               Synapse re-send pending transactions at once), retrying until it answers
-    close() -> stop listening, then close the HTTP client and the database
+open()  -> database (migrated), HTTP client, mautrix AppServiceAPI, the aiohttp app
+serve() -> listen for the homeserver, the marketplace and probes
+connect() -> in the background: register the bot and ping the homeserver (the ping makes
+           Synapse re-send pending transactions at once), retrying until it answers
+close() -> stop listening, then close the HTTP client and the database
 """
 
 from __future__ import annotations
@@ -84,7 +84,9 @@ class Bridge:
         await site.start()
         self.log.info(
             "Listening on %s:%d as %s",
-            self.config.server.host, self.config.server.port, self.config.bot_mxid,
+            self.config.server.host,
+            self.config.server.port,
+            self.config.bot_mxid,
         )
 
     def connect(self) -> None:

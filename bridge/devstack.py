@@ -125,7 +125,9 @@ class LocalSynapse:
         deadline = started + READY_TIMEOUT
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise SynapseError(f"Synapse exited with {self._process.returncode}:\n{self.log_tail()}")
+                raise SynapseError(
+                    f"Synapse exited with {self._process.returncode}:\n{self.log_tail()}"
+                )
             if self._answers("/health"):
                 self.ready_seconds = time.monotonic() - started
                 return
@@ -185,4 +187,3 @@ class LocalSynapse:
                 return json.loads(response.read())
         except urllib.error.HTTPError as e:
             raise SynapseError(f"{method} {url} -> {e.code}: {e.read().decode()}") from None
-

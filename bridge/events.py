@@ -15,8 +15,9 @@ from mautrix.util.async_db import Database
 
 from appservice.transactions import MalformedEvent, RoomEvent, Transaction
 
-_EVENT_COLUMNS = (
-    "seq, event_id, room_id, event_type, sender, origin_server_ts, event_json, status, error"
+_SELECT_EVENTS = (
+    "SELECT seq, event_id, room_id, event_type, sender, origin_server_ts, event_json, status,"
+    " error FROM inbox_events"
 )
 
 _INSERT_EVENT = """
@@ -75,16 +76,14 @@ class EventStore:
     async def get_event(self, room_id: str, event_id: str) -> StoredEvent | None:
         """One stored event, looked up within its room (an id from elsewhere finds nothing)."""
         row = await self._db.fetchrow(
-            f"SELECT {_EVENT_COLUMNS} FROM inbox_events WHERE room_id = $1 AND event_id = $2",
+            _SELECT_EVENTS + " WHERE room_id = $1 AND event_id = $2",
             room_id,
             event_id,
         )
         return StoredEvent(**dict(row)) if row else None
 
     async def get_dead(self) -> list[StoredEvent]:
-        rows = await self._db.fetch(
-            f"SELECT {_EVENT_COLUMNS} FROM inbox_events WHERE status = 'dead' ORDER BY seq"
-        )
+        rows = await self._db.fetch(_SELECT_EVENTS + " WHERE status = 'dead' ORDER BY seq")
         return [StoredEvent(**dict(row)) for row in rows]
 
     async def read_position(self, room_id: str, user_id: str) -> ReadPosition | None:
@@ -101,6 +100,14 @@ def _event_row(event: RoomEvent | MalformedEvent, txn_id: str, now: int) -> tupl
     if isinstance(event, MalformedEvent):
         return (event.key, event.room_id, "", "", 0, event.json, "dead", event.reason, txn_id, now)
     return (
-        event.event_id, event.room_id, event.type, event.sender, event.origin_server_ts,
-        event.json, "pending", None, txn_id, now,
+        event.event_id,
+        event.room_id,
+        event.type,
+        event.sender,
+        event.origin_server_ts,
+        event.json,
+        "pending",
+        None,
+        txn_id,
+        now,
     )

@@ -39,8 +39,7 @@ async def _v1_inbox(conn: Connection, scheme: Scheme) -> None:
         )
     """)
     await conn.execute(
-        "CREATE INDEX inbox_events_pending ON inbox_events (room_id, seq) "
-        "WHERE status = 'pending'"
+        "CREATE INDEX inbox_events_pending ON inbox_events (room_id, seq) WHERE status = 'pending'"
     )
     await conn.execute("""
         CREATE TABLE read_positions (

@@ -28,14 +28,14 @@ DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 async def eventually(
-    check: Callable[[], Awaitable[T]], *, timeout: float = 15.0, interval: float = 0.05
+    check: Callable[[], Awaitable[T]], *, within: float = 15.0, interval: float = 0.05
 ) -> T:
     """Call ``check`` until it returns a truthy value without raising AssertionError.
 
-    Returns that value; after ``timeout`` seconds re-raises the last AssertionError (or fails
+    Returns that value; after ``within`` seconds re-raises the last AssertionError (or fails
     naming the last falsy value), so a failure says what was never reached.
     """
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         try:
             result = await check()
@@ -46,7 +46,7 @@ async def eventually(
             if result:
                 return result
             if time.monotonic() >= deadline:
-                raise AssertionError(f"condition not met within {timeout}s (last: {result!r})")
+                raise AssertionError(f"condition not met within {within}s (last: {result!r})")
         await asyncio.sleep(interval)
 
 

@@ -7,7 +7,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from bridge.app import Bridge
-from tests.harness import make_config, random_secret
+from tests.harness import free_port, make_config, random_secret
 
 
 @dataclass
@@ -25,7 +25,10 @@ class Api:
 async def api(database_url: str) -> AsyncIterator[Api]:
     """The bridge's HTTP app on a test server, without a homeserver behind it."""
     hs_token = random_secret()
-    bridge = Bridge(make_config(database_url=database_url, hs_token=hs_token))
+    # A homeserver URL where nothing listens: these tests must never reach one.
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    config = make_config(database_url=database_url, homeserver_url=nowhere, hs_token=hs_token)
+    bridge = Bridge(config)
     await bridge.open()
     client = TestClient(TestServer(bridge.web_app))
     await client.start_server()

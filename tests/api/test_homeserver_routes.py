@@ -82,7 +82,11 @@ async def test_events_are_stored_before_the_answer(api: Api) -> None:
     assert response.status == 200
     assert await response.json() == {}
     stored = await api.bridge.events.get_event(ROOM, "$event2")
-    assert (stored.status, stored.sender, stored.event_type) == ("pending", BUYER, "m.room.message")
+    assert (stored.status, stored.sender, stored.event_type) == (
+        "pending",
+        BUYER,
+        "m.room.message",
+    )
     assert json.loads(stored.event_json)["content"]["body"] == "message 2"
     assert await stored_ids(api) == ["$event1", "$event2"]
 
@@ -131,7 +135,9 @@ async def test_a_malformed_event_is_parked_and_does_not_block(api: Api, bad: obj
     statuses = await api.bridge.db.fetch("SELECT event_id, status FROM inbox_events ORDER BY seq")
     assert [row["status"] for row in statuses] == ["pending", "dead", "pending", "pending"]
     assert [row["event_id"] for row in statuses if row["status"] == "pending"] == [
-        "$event1", "$event2", "$event3"
+        "$event1",
+        "$event2",
+        "$event3",
     ]
     (dead,) = await api.bridge.events.get_dead()
     assert dead.error
@@ -150,7 +156,12 @@ async def test_a_receipt_updates_the_read_position(api: Api) -> None:
     assert (await api.bridge.events.read_position(ROOM, BUYER)).event_id == "$event1"
     assert (await api.bridge.events.read_position(ROOM, seller)).event_id == "$event2"
 
-    later = {"ephemeral": [receipt("$event4", BUYER, 400), receipt("$t", seller, 900, thread_id="$root")]}
+    later = {
+        "ephemeral": [
+            receipt("$event4", BUYER, 400),
+            receipt("$t", seller, 900, thread_id="$root"),
+        ]
+    }
     assert (await put_txn(api, "2", later)).status == 200
     assert (await api.bridge.events.read_position(ROOM, BUYER)).event_id == "$event4"
     # A receipt inside a thread is not a position in the room's timeline.
@@ -175,9 +186,7 @@ async def test_the_unstable_ephemeral_key_is_read(api: Api) -> None:
     ],
 )
 async def test_a_body_that_is_no_transaction_is_400(api: Api, body: bytes, errcode: str) -> None:
-    response = await api.client.put(
-        "/_matrix/app/v1/transactions/1", data=body, headers=api.auth
-    )
+    response = await api.client.put("/_matrix/app/v1/transactions/1", data=body, headers=api.auth)
     assert response.status == 400
     assert (await response.json())["errcode"] == errcode
 
@@ -229,3 +238,34 @@ async def test_unknown_and_legacy_paths_are_not_served(api: Api) -> None:
     )
     assert legacy.status == 404
     assert await stored_ids(api) == []
+
+
+async def test_health_is_always_ok_and_ready_needs_the_homeserver(api: Api) -> None:
+    health = await api.client.get("/health")
+    assert health.status == 200
+    assert await health.json() == {"status": "ok"}
+    # No homeserver runs behind this bridge: not ready, and the answer says which part.
+    ready = await api.client.get("/ready")
+    assert ready.status == 503
+    assert await ready.json() == {
+        "status": "not_ready",
+        "checks": {"database": "ok", "homeserver": "unavailable"},
+    }
+
+
+async def test_ready_needs_the_database(api: Api) -> None:
+    await api.bridge.db.stop()
+    ready = await api.client.get("/ready")
+    assert ready.status == 503
+    assert (await ready.json())["checks"]["database"] == "unavailable"
+
+
+async def test_metrics_count_transactions(api: Api) -> None:
+    await put_txn(
+        api, "1", {"events": [message(1), "bad"], "ephemeral": [receipt("$e", BUYER, 1)]}
+    )
+    text = await (await api.client.get("/metrics")).text()
+    assert 'bridge_homeserver_transactions_total{result="stored"} 1.0' in text
+    assert 'bridge_inbox_events_received_total{status="pending"} 1.0' in text
+    assert 'bridge_inbox_events_received_total{status="dead"} 1.0' in text
+    assert "bridge_read_receipts_received_total 1.0" in text

@@ -106,4 +106,3 @@ async def make_user(homeserver: Homeserver) -> AsyncIterator[UserFactory]:
     yield make
     for client in clients:
         await client.close()
-

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from aiohttp import ClientSession
 from nio import AsyncClient, JoinResponse, RoomReadMarkersResponse, RoomSendResponse
 
 from bridge.app import Bridge
@@ -40,7 +41,9 @@ async def test_a_message_reaches_the_database_and_survives_a_restart(
         event_id = await send_text(buyer, room_id, "hello from the buyer")
         event = await stored(bridge, room_id, event_id)
         assert (event.sender, event.event_type, event.status) == (
-            buyer.user_id, "m.room.message", "pending"
+            buyer.user_id,
+            "m.room.message",
+            "pending",
         )
         assert "hello from the buyer" in event.event_json
 
@@ -87,3 +90,19 @@ async def failed_transactions(bridge: Bridge) -> float:
 
 async def more_failures(bridge: Bridge, than: float) -> bool:
     return await failed_transactions(bridge) > than
+
+
+async def test_the_bridge_is_ready_with_a_homeserver(
+    homeserver: Homeserver, database_url: str
+) -> None:
+    async with running_bridge(homeserver.bridge_config(database_url)) as bridge:
+        url = f"http://127.0.0.1:{bridge.config.server.port}/ready"
+        async with ClientSession() as session, session.get(url) as response:
+            assert response.status == 200
+            assert await response.json() == {
+                "status": "ready",
+                "checks": {"database": "ok", "homeserver": "ok"},
+            }
+        # The bot was registered on connecting: the homeserver knows its profile.
+        profile = await bridge.bot.get_profile(bridge.config.bot_mxid)
+        assert profile is not None

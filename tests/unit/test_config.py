@@ -11,7 +11,10 @@ from bridge.config import ConfigError, build_config, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config.example.yaml"
-SECRET_KEYS = {"as_token": "BRIDGE_APPSERVICE__AS_TOKEN", "hs_token": "BRIDGE_APPSERVICE__HS_TOKEN"}
+SECRET_KEYS = {
+    "as_token": "BRIDGE_APPSERVICE__AS_TOKEN",
+    "hs_token": "BRIDGE_APPSERVICE__HS_TOKEN",
+}
 
 
 @pytest.fixture

@@ -9,8 +9,21 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 IO_LIBRARIES = {
-    "asyncio", "aiohttp", "asyncpg", "aiosqlite", "mautrix", "socket", "sqlite3", "requests",
-    "urllib", "http", "subprocess", "nio", "synapse", "prometheus_client", "yaml",
+    "asyncio",
+    "aiohttp",
+    "asyncpg",
+    "aiosqlite",
+    "mautrix",
+    "socket",
+    "sqlite3",
+    "requests",
+    "urllib",
+    "http",
+    "subprocess",
+    "nio",
+    "synapse",
+    "prometheus_client",
+    "yaml",
 }
 OURS = {"appservice", "policy", "bridge", "tests"}
 

@@ -1,4 +1,4 @@
-"""Parsing homeserver transactions: any JSON becomes events, dead events or nothing, never a crash."""
+"""Parsing transactions: any JSON becomes an event, a dead event or nothing, never a crash."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from appservice.transactions import (
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=12,
 )
 event_like = st.fixed_dictionaries(

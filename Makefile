@@ -1,0 +1,36 @@
+# The two commands the README promises: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint install clean
+
+# One venv; each stamp records which extras are installed and is redone when pyproject changes.
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.run-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[homeserver]'
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.run-installed
+
+install: $(VENV)/.test-installed
+
+## Run the local stack: Synapse from the venv and the bridge on SQLite, on loopback. Ctrl-C stops.
+run: $(VENV)/.run-installed
+	$(BIN)/python -m bridge dev
+
+## Lint, then the whole suite (real Synapse, PostgreSQL at BRIDGE_TEST_DATABASE_URL, SQLite).
+test: $(VENV)/.test-installed lint
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.test-installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) data/dev .pytest_cache .ruff_cache .hypothesis
