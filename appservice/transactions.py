@@ -26,7 +26,7 @@ class RoomEvent:
     type: str
     sender: str
     origin_server_ts: int
-    json: str  # the event as received, re-serialised
+    json_text: str  # the event as received, re-serialised
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +34,7 @@ class MalformedEvent:
     key: str  # the event id when it has a usable one, else a digest of the content
     room_id: str  # "" when the event carries no usable room id
     reason: str
-    json: str
+    json_text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +129,7 @@ def _malformed(raw: Any, text: str, reason: str) -> MalformedEvent:
         event_id = "malformed:" + hashlib.sha256(text.encode()).hexdigest()
     if _id_problem("room_id", room_id, "!"):
         room_id = ""
-    return MalformedEvent(key=event_id, room_id=room_id, reason=reason, json=text)
+    return MalformedEvent(key=event_id, room_id=room_id, reason=reason, json_text=text)
 
 
 def _id_problem(name: str, value: Any, sigil: str) -> str | None:

@@ -7,9 +7,12 @@ import asyncio
 import logging
 import secrets
 import signal
+import sqlite3
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import asyncpg
 import yaml
 
 from appservice.registration import build_registration
@@ -84,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except StartError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -114,7 +120,13 @@ def write_registration(config: Config, path: Path) -> None:
     path.write_text(yaml.safe_dump(registration_for(config), sort_keys=False))
 
 
-async def run_bridge(config: Config, before_connect=None) -> None:
+class StartError(Exception):
+    """The bridge could not start (database or port unavailable); the message says why."""
+
+
+async def run_bridge(
+    config: Config, before_connect: Callable[[], Awaitable[None]] | None = None
+) -> None:
     """Serve until SIGINT/SIGTERM; ``before_connect`` runs once the bridge listens."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -122,8 +134,11 @@ async def run_bridge(config: Config, before_connect=None) -> None:
         loop.add_signal_handler(signum, stop.set)
     bridge = Bridge(config)
     try:
-        await bridge.open()
-        await bridge.serve()
+        try:
+            await bridge.open()
+            await bridge.serve()
+        except (OSError, ConnectionError, asyncpg.PostgresError, sqlite3.Error) as e:
+            raise StartError(f"cannot start the bridge: {e}") from e
         if before_connect is not None:
             await before_connect()
         bridge.connect()

@@ -98,14 +98,25 @@ class EventStore:
 
 def _event_row(event: RoomEvent | MalformedEvent, txn_id: str, now: int) -> tuple:
     if isinstance(event, MalformedEvent):
-        return (event.key, event.room_id, "", "", 0, event.json, "dead", event.reason, txn_id, now)
+        return (
+            event.key,
+            event.room_id,
+            "",
+            "",
+            0,
+            event.json_text,
+            "dead",
+            event.reason,
+            txn_id,
+            now,
+        )
     return (
         event.event_id,
         event.room_id,
         event.type,
         event.sender,
         event.origin_server_ts,
-        event.json,
+        event.json_text,
         "pending",
         None,
         txn_id,

@@ -1,4 +1,4 @@
-"""The registration: exclusive namespaces for the bot and our aliases, receipts, no throttle."""
+"""The CLI and the registration it writes: exclusive namespaces, receipts, no throttle."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from bridge.__main__ import main, registration_for
-from tests.harness import make_config
+from tests.harness import free_port, make_config
 
 
 @pytest.fixture
@@ -71,3 +71,14 @@ def test_help_explains_both_commands(capsys) -> None:
         with pytest.raises(SystemExit):
             main([command, "--help"])
         assert "--config" in capsys.readouterr().out
+
+
+def test_run_names_an_unreachable_database_without_a_traceback(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("BRIDGE_APPSERVICE__AS_TOKEN", "a" * 40)
+    monkeypatch.setenv("BRIDGE_APPSERVICE__HS_TOKEN", "h" * 40)
+    monkeypatch.setenv("BRIDGE_DATABASE__URL", f"postgresql://postgres@127.0.0.1:{free_port()}/x")
+    example = Path(__file__).resolve().parents[2] / "config.example.yaml"
+    assert main(["run", "-c", str(example)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot start the bridge:")
+    assert "Traceback" not in err
