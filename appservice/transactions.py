@@ -13,8 +13,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-# Spec limits: identifiers are at most 255 bytes.
-_MAX_ID_BYTES = 255
+from .identifiers import MAX_ID_BYTES
+
 # The unstable name Synapse used for the ephemeral list before MSC2409 was merged.
 _UNSTABLE_EPHEMERAL = "de.sorunome.msc2409.ephemeral"
 
@@ -143,8 +143,8 @@ def _id_problem(name: str, value: Any, sigil: str) -> str | None:
         size = len(value.encode("utf-8"))
     except UnicodeEncodeError:
         return f"{name} is not valid UTF-8"
-    if size > _MAX_ID_BYTES:
-        return f"{name} is longer than {_MAX_ID_BYTES} bytes"
+    if size > MAX_ID_BYTES:
+        return f"{name} is longer than {MAX_ID_BYTES} bytes"
     if "\x00" in value:
         return f"{name} contains a NUL character"
     return None

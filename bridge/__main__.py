@@ -187,6 +187,7 @@ def dev_config(data_dir: Path) -> Config:
         data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
         data["appservice"]["as_token"] = secrets.token_urlsafe(48)
         data["appservice"]["hs_token"] = secrets.token_urlsafe(48)
+        data["api"]["token"] = secrets.token_urlsafe(48)
         data["database"]["url"] = f"sqlite://{data_dir / 'bridge.db'}"
         data_dir.mkdir(parents=True, exist_ok=True)
         path.touch(mode=0o600)

@@ -18,14 +18,18 @@ from mautrix.appservice import AppServiceAPI, IntentAPI
 from mautrix.util.async_db import Database
 from prometheus_client import CollectorRegistry
 
+from appservice.matrix import MatrixBot
 from appservice.routes import HomeserverRoutes
 
+from .api import MarketApi
 from .config import Config
 from .database import create_database, start_database
 from .events import EventStore
 from .health import HealthRoutes
 from .inbound import HomeserverInbound
+from .market import Market
 from .metrics import Metrics
+from .records import Records
 
 CONNECT_RETRY_MAX = 30.0
 
@@ -38,6 +42,7 @@ class Bridge:
         self.events: EventStore | None = None
         self.api: AppServiceAPI | None = None
         self.metrics: Metrics | None = None
+        self.market: Market | None = None
         self.web_app: web.Application | None = None
         self._session: ClientSession | None = None
         self._runner: web.AppRunner | None = None
@@ -63,12 +68,16 @@ class Bridge:
             client_session=self._session,
         )
         self.events = EventStore(self.db)
+        self.market = Market(config, Records(self.db), MatrixBot(self.api, config.bot_mxid))
         self.metrics = Metrics(CollectorRegistry())
         self.web_app = web.Application(client_max_size=config.appservice.max_transaction_bytes)
         HomeserverRoutes(
             config.appservice.hs_token.get_secret_value(),
             HomeserverInbound(self.events, config.bot_mxid, self.metrics),
             logging.getLogger("bridge.homeserver"),
+        ).add_to(self.web_app)
+        MarketApi(
+            config.api.token.get_secret_value(), config.api.max_body_bytes, self.market
         ).add_to(self.web_app)
         HealthRoutes(
             {"database": self._check_database, "homeserver": self._check_homeserver},
@@ -117,7 +126,9 @@ class Bridge:
                 continue
             self.log.info("Connected to the homeserver at %s", self.config.homeserver.url)
             self.connected.set()
-            return
+            break
+        # Rooms may have drifted while the bridge was down: put them back to their plans.
+        await self.market.reconcile()
 
     async def _check_database(self) -> None:
         assert self.db is not None

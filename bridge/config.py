@@ -7,7 +7,6 @@ Every key can be set as ``BRIDGE_<SECTION>__<KEY>`` (for example
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,13 +22,11 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from appservice.identifiers import LOCALPART, is_matrix_user_id, is_server_name
+
 ENV_PREFIX = "BRIDGE_"
 PLACEHOLDER_PREFIX = "CHANGE_ME"
 MIN_SECRET_LENGTH = 32
-
-# Matrix grammar (spec, "Identifier grammar"): localparts may use these characters only.
-_LOCALPART = re.compile(r"^[a-z0-9._=/+-]+$")
-_SERVER_NAME = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
 
 
 class ConfigError(Exception):
@@ -59,7 +56,7 @@ class HomeserverConfig(_Section):
     @field_validator("domain")
     @classmethod
     def _valid_server_name(cls, value: str) -> str:
-        if not _SERVER_NAME.match(value):
+        if not is_server_name(value):
             raise ValueError("is not a valid Matrix server name")
         return value
 
@@ -79,8 +76,41 @@ class AppserviceConfig(_Section):
     @field_validator("bot_localpart", "alias_prefix")
     @classmethod
     def _valid_localpart(cls, value: str) -> str:
-        if not _LOCALPART.match(value):
+        if not LOCALPART.match(value):
             raise ValueError("may only contain a-z, 0-9 and . _ = / + -")
+        return value
+
+
+class ApiConfig(_Section):
+    token: SecretStr = Field(description="Bearer token of the marketplace backend.")
+    max_body_bytes: int = Field(ge=1024, le=16 * 1024 * 1024)
+    allowed_matrix_servers: list[str] = Field(
+        description="Servers whose users may be parties; empty means the homeserver's only."
+    )
+
+    _check_token = field_validator("token")(_require_real_secret)
+
+    @field_validator("allowed_matrix_servers")
+    @classmethod
+    def _valid_servers(cls, value: list[str]) -> list[str]:
+        for server in value:
+            if not is_server_name(server):
+                raise ValueError(f"{server!r} is not a valid Matrix server name")
+        return value
+
+
+class RoomsConfig(_Section):
+    version: Literal["10", "11", "12"] = Field(
+        description="Room version of new rooms; power levels depend on it."
+    )
+    admins: list[str] = Field(description="Matrix IDs of the marketplace's admins.")
+
+    @field_validator("admins")
+    @classmethod
+    def _valid_admins(cls, value: list[str]) -> list[str]:
+        for user_id in value:
+            if not is_matrix_user_id(user_id):
+                raise ValueError(f"{user_id!r} is not a Matrix user ID")
         return value
 
 
@@ -118,6 +148,8 @@ class Config(BaseSettings):
 
     homeserver: HomeserverConfig
     appservice: AppserviceConfig
+    api: ApiConfig
+    rooms: RoomsConfig
     server: ServerConfig
     database: DatabaseConfig
     logging: LoggingConfig
@@ -137,6 +169,11 @@ class Config(BaseSettings):
     @property
     def bot_mxid(self) -> str:
         return f"@{self.appservice.bot_localpart}:{self.homeserver.domain}"
+
+    @property
+    def party_servers(self) -> frozenset[str]:
+        """Servers whose users may be buyers and sellers."""
+        return frozenset(self.api.allowed_matrix_servers or [self.homeserver.domain])
 
 
 def load_config(path: str | Path) -> Config:

@@ -12,6 +12,7 @@ from mautrix.util.async_db import Connection, Scheme, UpgradeTable
 def bridge_upgrade_table() -> UpgradeTable:
     table = UpgradeTable(version_table_name="bridge_version", database_name="bridge")
     table.register(description="Inbox of homeserver events and read positions")(_v1_inbox)
+    table.register(description="Marketplace users, transactions and bot actions")(_v2_transactions)
     return table
 
 
@@ -49,5 +50,42 @@ async def _v1_inbox(conn: Connection, scheme: Scheme) -> None:
             ts         BIGINT NOT NULL,
             updated_at BIGINT NOT NULL,
             PRIMARY KEY (room_id, user_id)
+        )
+    """)
+
+
+async def _v2_transactions(conn: Connection, scheme: Scheme) -> None:
+    # A marketplace user id is bound to one Matrix ID for good, and the other way round.
+    await conn.execute("""
+        CREATE TABLE marketplace_users (
+            user_id    TEXT   PRIMARY KEY,
+            matrix_id  TEXT   NOT NULL UNIQUE,
+            created_at BIGINT NOT NULL
+        )
+    """)
+    await conn.execute("""
+        CREATE TABLE transactions (
+            transaction_id TEXT   PRIMARY KEY,
+            title          TEXT   NOT NULL,
+            buyer_id       TEXT   NOT NULL REFERENCES marketplace_users (user_id),
+            seller_id      TEXT   NOT NULL REFERENCES marketplace_users (user_id),
+            state          TEXT   NOT NULL
+                           CHECK (state IN ('awaiting_payment', 'paid', 'closed')),
+            outcome        TEXT   CHECK (outcome IN ('completed', 'cancelled', 'refunded')),
+            room_id        TEXT   UNIQUE,
+            room_version   TEXT   NOT NULL,
+            created_at     BIGINT NOT NULL,
+            paid_at        BIGINT,
+            closed_at      BIGINT
+        )
+    """)
+    # What the bot did in Matrix, keyed by intent, so a retry or restart never does it twice.
+    await conn.execute("""
+        CREATE TABLE bot_actions (
+            action_key TEXT   PRIMARY KEY,
+            room_id    TEXT   NOT NULL,
+            event_id   TEXT,
+            created_at BIGINT NOT NULL,
+            done_at    BIGINT
         )
     """)

@@ -67,6 +67,7 @@ def make_config(
     bridge_port: int = 29330,
     as_token: str | None = None,
     hs_token: str | None = None,
+    api_token: str | None = None,
     **sections: dict[str, Any],
 ) -> Config:
     data: dict[str, Any] = {
@@ -80,6 +81,12 @@ def make_config(
             "alias_prefix": "market_",
             "max_transaction_bytes": 32 * 1024 * 1024,
         },
+        "api": {
+            "token": api_token or random_secret(),
+            "max_body_bytes": 65536,
+            "allowed_matrix_servers": [],
+        },
+        "rooms": {"version": "12", "admins": []},
         "server": {"host": "127.0.0.1", "port": bridge_port},
         "database": {"url": database_url, "max_connections": 5},
         "logging": {"level": "DEBUG"},

@@ -45,6 +45,7 @@ def test_receipts_are_delivered_and_the_bot_is_not_throttled(config) -> None:
 def test_the_cli_writes_a_private_registration(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("BRIDGE_APPSERVICE__AS_TOKEN", "a" * 40)
     monkeypatch.setenv("BRIDGE_APPSERVICE__HS_TOKEN", "h" * 40)
+    monkeypatch.setenv("BRIDGE_API__TOKEN", "t" * 40)
     output = tmp_path / "out" / "registration.yaml"
     example = Path(__file__).resolve().parents[2] / "config.example.yaml"
     assert main(["generate-registration", "-c", str(example), "-o", str(output)]) == 0
@@ -76,6 +77,7 @@ def test_help_explains_both_commands(capsys) -> None:
 def test_run_names_an_unreachable_database_without_a_traceback(monkeypatch, capsys) -> None:
     monkeypatch.setenv("BRIDGE_APPSERVICE__AS_TOKEN", "a" * 40)
     monkeypatch.setenv("BRIDGE_APPSERVICE__HS_TOKEN", "h" * 40)
+    monkeypatch.setenv("BRIDGE_API__TOKEN", "t" * 40)
     monkeypatch.setenv("BRIDGE_DATABASE__URL", f"postgresql://postgres@127.0.0.1:{free_port()}/x")
     example = Path(__file__).resolve().parents[2] / "config.example.yaml"
     assert main(["run", "-c", str(example)]) == 1

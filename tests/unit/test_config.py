@@ -12,8 +12,9 @@ from bridge.config import ConfigError, build_config, load_config
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config.example.yaml"
 SECRET_KEYS = {
-    "as_token": "BRIDGE_APPSERVICE__AS_TOKEN",
-    "hs_token": "BRIDGE_APPSERVICE__HS_TOKEN",
+    "appservice.as_token": "BRIDGE_APPSERVICE__AS_TOKEN",
+    "appservice.hs_token": "BRIDGE_APPSERVICE__HS_TOKEN",
+    "api.token": "BRIDGE_API__TOKEN",
 }
 
 
@@ -37,12 +38,14 @@ def error_for(data: dict) -> str:
 
 def test_the_example_loads_with_secrets_from_the_environment(secrets_in_env: dict) -> None:
     config = load_config(EXAMPLE)
-    assert config.appservice.as_token.get_secret_value() == secrets_in_env[SECRET_KEYS["as_token"]]
-    assert config.appservice.hs_token.get_secret_value() == secrets_in_env[SECRET_KEYS["hs_token"]]
+    env = {key: secrets_in_env[name] for key, name in SECRET_KEYS.items()}
+    assert config.appservice.as_token.get_secret_value() == env["appservice.as_token"]
+    assert config.appservice.hs_token.get_secret_value() == env["appservice.hs_token"]
+    assert config.api.token.get_secret_value() == env["api.token"]
     assert config.bot_mxid == "@marketbot:localhost"
     assert config.database.url == "sqlite:data/bridge.db"
     # Secrets stay out of reprs, so out of logs and tracebacks.
-    assert secrets_in_env[SECRET_KEYS["as_token"]] not in repr(config)
+    assert env["appservice.as_token"] not in repr(config)
 
 
 def test_the_example_placeholders_are_refused_naming_each_secret() -> None:
@@ -50,7 +53,7 @@ def test_the_example_placeholders_are_refused_naming_each_secret() -> None:
         load_config(EXAMPLE)
     message = str(info.value)
     for key, env in SECRET_KEYS.items():
-        assert f"appservice.{key}: is still the example's placeholder" in message
+        assert f"{key}: is still the example's placeholder" in message
         assert env in message
 
 
@@ -88,6 +91,10 @@ def test_the_environment_overrides_the_file(
         ("database", "max_connections", 0, "database.max_connections: "),
         ("logging", "level", "LOUD", "logging.level: "),
         ("logging", "colour", "blue", "logging.colour: is not a known key"),
+        ("api", "max_body_bytes", 10, "api.max_body_bytes: "),
+        ("api", "allowed_matrix_servers", ["bad server"], "api.allowed_matrix_servers: "),
+        ("rooms", "version", "9", "rooms.version: "),
+        ("rooms", "admins", ["admin"], "rooms.admins: 'admin' is not a Matrix user ID"),
     ],
 )
 def test_each_bad_value_names_its_key(

@@ -1,0 +1,148 @@
+"""The bot's calls to the homeserver: a thin facade over mautrix's client API.
+
+Each method is one client-server API request made as the appservice bot, with no hidden
+calls: mautrix's IntentAPI would add membership and power-level checks (about three extra
+requests per room) that the bridge does not need, since its rooms come from its own plans.
+
+Failures come out as two kinds: `HomeserverUnavailable` (unreachable, timed out, 5xx, rate
+limited: worth retrying) and `MatrixError` (the homeserver refused: an errcode to act on).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import ClientError
+from mautrix.api import HTTPAPI, Method
+from mautrix.errors import MatrixRequestError
+
+CLIENT_V3 = "/_matrix/client/v3"
+
+
+class HomeserverUnavailable(Exception):
+    pass
+
+
+class MatrixError(Exception):
+    def __init__(self, status: int, errcode: str | None, message: str) -> None:
+        super().__init__(f"{status} {errcode}: {message}")
+        self.status = status
+        self.errcode = errcode
+
+
+def _path(*parts: str) -> str:
+    return CLIENT_V3 + "".join("/" + quote(part, safe="") for part in parts)
+
+
+class MatrixBot:
+    def __init__(self, api: HTTPAPI, user_id: str) -> None:
+        self._api = api
+        self.user_id = user_id
+
+    async def _request(
+        self, method: Method, path: str, content: dict[str, Any] | None = None
+    ) -> Any:
+        try:
+            return await self._api.request(method, path, content, retry_count=0)
+        except MatrixRequestError as e:
+            status = getattr(e, "http_status", 0)
+            if status >= 500 or status in (0, 429):
+                raise HomeserverUnavailable(f"{status}: {e}") from e
+            message = getattr(e, "message", None) or str(e)
+            raise MatrixError(status, getattr(e, "errcode", None), message) from e
+        except (ClientError, TimeoutError, OSError) as e:
+            raise HomeserverUnavailable(f"{type(e).__name__}: {e}") from e
+
+    async def create_room(
+        self,
+        *,
+        alias_localpart: str,
+        name: str,
+        topic: str,
+        room_version: str,
+        power_levels: dict[str, Any],
+        initial_state: list[dict[str, Any]],
+        invitees: tuple[str, ...],
+    ) -> str:
+        response = await self._request(
+            Method.POST,
+            CLIENT_V3 + "/createRoom",
+            {
+                "visibility": "private",
+                "preset": "private_chat",
+                "room_alias_name": alias_localpart,
+                "name": name,
+                "topic": topic,
+                "room_version": room_version,
+                "power_level_content_override": power_levels,
+                "initial_state": initial_state,
+                "invite": list(invitees),
+                "is_direct": False,
+            },
+        )
+        return response["room_id"]
+
+    async def resolve_alias(self, alias: str) -> str | None:
+        try:
+            response = await self._request(Method.GET, _path("directory", "room", alias))
+        except MatrixError as e:
+            if e.status == 404:
+                return None
+            raise
+        return response["room_id"]
+
+    async def get_state(
+        self, room_id: str, event_type: str, state_key: str = ""
+    ) -> dict[str, Any] | None:
+        try:
+            return await self._request(
+                Method.GET, _path("rooms", room_id, "state", event_type, state_key)
+            )
+        except MatrixError as e:
+            if e.status == 404:
+                return None
+            raise
+
+    async def room_state(self, room_id: str) -> dict[str, dict[str, Any]]:
+        """The content of each of the room's state events with an empty state key, by type."""
+        events = await self._request(Method.GET, _path("rooms", room_id, "state"))
+        return {e["type"]: e["content"] for e in events if e.get("state_key") == ""}
+
+    async def send_state(
+        self, room_id: str, event_type: str, content: dict[str, Any], state_key: str = ""
+    ) -> str:
+        response = await self._request(
+            Method.PUT, _path("rooms", room_id, "state", event_type, state_key), content
+        )
+        return response["event_id"]
+
+    async def send_message(
+        self, room_id: str, event_type: str, content: dict[str, Any], txn_id: str
+    ) -> str:
+        """Send with a fixed txn id: Synapse answers a repeat (within ~30 min) with the same
+        event instead of a second one."""
+        response = await self._request(
+            Method.PUT, _path("rooms", room_id, "send", event_type, txn_id), content
+        )
+        return response["event_id"]
+
+    async def invite(self, room_id: str, user_id: str) -> None:
+        await self._request(Method.POST, _path("rooms", room_id, "invite"), {"user_id": user_id})
+
+    async def memberships(self, room_id: str) -> dict[str, str]:
+        """Every user with a membership event in the room, and that membership."""
+        response = await self._request(Method.GET, _path("rooms", room_id, "members"))
+        return {
+            event["state_key"]: event["content"].get("membership", "")
+            for event in response.get("chunk", [])
+        }
+
+    async def user_exists(self, user_id: str) -> bool:
+        try:
+            await self._request(Method.GET, _path("profile", user_id))
+        except MatrixError as e:
+            if e.status == 404:
+                return False
+            raise
+        return True

@@ -1,0 +1,181 @@
+"""The marketplace REST API under ``/api/v1``: Bearer token, JSON in and out, MARKET_* errors.
+
+    request -> errors middleware -> token check (constant time) -> handler
+            -> body: size limit (413) -> JSON (400 MARKET_BAD_JSON) -> model (400
+               MARKET_INVALID_PARAM, unknown fields refused) -> `Market` use case -> JSON
+
+Bad input is never a 5xx: only an unreachable or refusing homeserver (503) and bugs (500) are.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from appservice.matrix import HomeserverUnavailable, MatrixError
+from policy.states import transaction_access
+
+from .errors import MarketError
+from .market import Market
+from .models import (
+    CloseTransactionRequest,
+    CreateTransactionRequest,
+    PartyOut,
+    PaymentRequest,
+    TransactionOut,
+    is_market_id,
+    timestamp,
+)
+from .openapi import openapi_document
+from .records import TransactionRecord
+
+PREFIX = "/api/v1"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+M = TypeVar("M", bound=BaseModel)
+
+
+class MarketApi:
+    def __init__(self, token: str, max_body_bytes: int, market: Market) -> None:
+        self._token = token.encode("utf-8")
+        self._max_body_bytes = max_body_bytes
+        self._market = market
+        self._log = logging.getLogger("bridge.api")
+        self._openapi = json.dumps(openapi_document()).encode()
+
+    def add_to(self, app: web.Application) -> None:
+        api = web.Application(middlewares=[self._errors, self._auth])
+        api.router.add_get("/openapi.json", self._openapi_json, name="openapi")
+        api.router.add_post("/transactions", self._create_transaction)
+        api.router.add_get("/transactions/{transaction_id}", self._get_transaction)
+        api.router.add_post("/transactions/{transaction_id}/payment", self._record_payment)
+        api.router.add_post("/transactions/{transaction_id}/close", self._close_transaction)
+        app.add_subapp(PREFIX, api)
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except MarketError as e:
+            return web.json_response(e.body(), status=e.status)
+        except HomeserverUnavailable as e:
+            self._log.warning("%s %s: homeserver unavailable: %s", request.method, request.path, e)
+            return _error(503, "MARKET_HOMESERVER_UNAVAILABLE", "The homeserver is unavailable")
+        except MatrixError as e:
+            self._log.warning("%s %s: homeserver refused: %s", request.method, request.path, e)
+            return _error(503, "MARKET_HOMESERVER_UNAVAILABLE", f"The homeserver refused: {e}")
+        except web.HTTPMethodNotAllowed:
+            return _error(405, "MARKET_METHOD_NOT_ALLOWED", "Method not allowed here")
+        except web.HTTPNotFound:
+            return _error(404, "MARKET_NOT_FOUND", "No such endpoint")
+        except web.HTTPException as e:
+            return _error(e.status, "MARKET_INVALID_PARAM", e.reason)
+        except Exception:
+            self._log.exception("%s %s failed", request.method, request.path)
+            return _error(500, "MARKET_INTERNAL", "Internal error; the call can be retried")
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        route = request.match_info.route
+        if route.name == "openapi":
+            return await handler(request)
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise MarketError(401, "MARKET_MISSING_TOKEN", "Missing Bearer token")
+        if not hmac.compare_digest(token.strip().encode("utf-8"), self._token):
+            raise MarketError(401, "MARKET_UNKNOWN_TOKEN", "Unknown token")
+        return await handler(request)
+
+    async def _openapi_json(self, _: web.Request) -> web.Response:
+        return web.Response(body=self._openapi, content_type="application/json")
+
+    async def _create_transaction(self, request: web.Request) -> web.Response:
+        body = await self._parse(request, CreateTransactionRequest)
+        record, created = await self._market.create(body)
+        return _transaction(record, status=201 if created else 200)
+
+    async def _get_transaction(self, request: web.Request) -> web.Response:
+        return _transaction(await self._market.get(_transaction_id(request)))
+
+    async def _record_payment(self, request: web.Request) -> web.Response:
+        transaction_id = _transaction_id(request)
+        await self._parse(request, PaymentRequest, empty_ok=True)
+        return _transaction(await self._market.record_payment(transaction_id))
+
+    async def _close_transaction(self, request: web.Request) -> web.Response:
+        transaction_id = _transaction_id(request)
+        body = await self._parse(request, CloseTransactionRequest)
+        return _transaction(await self._market.close(transaction_id, body.outcome))
+
+    async def _parse(self, request: web.Request, model: type[M], *, empty_ok: bool = False) -> M:
+        raw = await self._read_limited(request)
+        if not raw.strip() and empty_ok:
+            raw = b"{}"
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise MarketError(400, "MARKET_BAD_JSON", "The body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise MarketError(400, "MARKET_BAD_JSON", "The body must be a JSON object")
+        try:
+            return model.model_validate(data)
+        except ValidationError as e:
+            problems = [
+                {
+                    "field": ".".join(str(p) for p in error["loc"]) or "body",
+                    "problem": error["msg"],
+                }
+                for error in e.errors(include_url=False)
+            ]
+            summary = "; ".join(f"{p['field']}: {p['problem']}" for p in problems)
+            raise MarketError.invalid_param(summary, problems=problems) from None
+
+    async def _read_limited(self, request: web.Request) -> bytes:
+        limit = self._max_body_bytes
+        too_large = MarketError(413, "MARKET_TOO_LARGE", f"The body exceeds {limit} bytes")
+        if request.content_length is not None and request.content_length > limit:
+            raise too_large
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _error(status: int, errcode: str, message: str) -> web.Response:
+    return web.json_response({"errcode": errcode, "error": message}, status=status)
+
+
+def _transaction_id(request: web.Request) -> str:
+    transaction_id = request.match_info["transaction_id"]
+    if not is_market_id(transaction_id):
+        raise MarketError.invalid_param(
+            "transaction_id: must be 1 to 128 of A-Z a-z 0-9 . _ : -", fields=["transaction_id"]
+        )
+    return transaction_id
+
+
+def _transaction(record: TransactionRecord, status: int = 200) -> web.Response:
+    view = TransactionOut(
+        transaction_id=record.transaction_id,
+        title=record.title,
+        state=record.state,
+        outcome=record.outcome,
+        access=transaction_access(record.state),
+        room_id=record.room_id,
+        buyer=PartyOut(user_id=record.buyer.user_id, matrix_id=record.buyer.matrix_id),
+        seller=PartyOut(user_id=record.seller.user_id, matrix_id=record.seller.matrix_id),
+        created_at=timestamp(record.created_at),
+        paid_at=timestamp(record.paid_at),
+        closed_at=timestamp(record.closed_at),
+    )
+    body: dict[str, Any] = view.model_dump(mode="json")
+    return web.json_response(body, status=status)

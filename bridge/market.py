@@ -1,0 +1,236 @@
+"""Transaction use cases: create, pay, close, read; and keeping each room as its state says.
+
+    API call -> lock the transaction -> decide (policy.states) -> store -> ensure the room:
+        no room yet?   create it from the plan under its reserved alias; if the alias exists
+                       (a retry after a failure, another process), adopt that room instead
+        room exists?   read its state once, put back whatever departs from the plan
+        notices        post each reached milestone's notice once (recorded in bot_actions)
+
+Every step is idempotent, so a call that failed half-way (homeserver down: the API answers 503)
+completes the same room when the marketplace retries, and `reconcile` on start repairs drift.
+Homeserver failures propagate as `HomeserverUnavailable` or `MatrixError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from typing import Any
+
+from appservice.identifiers import server_of
+from appservice.matrix import HomeserverUnavailable, MatrixBot, MatrixError
+from policy.notices import Milestone, transaction_notice
+from policy.rooms import (
+    Participants,
+    RoomKind,
+    RoomPlan,
+    alias_localpart,
+    departs_from_plan,
+    plan_room,
+)
+from policy.states import (
+    InvalidTransition,
+    Outcome,
+    TransactionState,
+    decide_close,
+    decide_payment,
+    transaction_access,
+)
+
+from .config import Config
+from .errors import MarketError
+from .locks import KeyedLocks
+from .models import CreateTransactionRequest
+from .records import Party, Records, TransactionRecord
+
+RECONCILE_CONCURRENCY = 8
+
+
+class Market:
+    def __init__(self, config: Config, records: Records, bot: MatrixBot) -> None:
+        self._config = config
+        self._records = records
+        self._bot = bot
+        self._locks = KeyedLocks()
+        self._log = logging.getLogger("bridge.market")
+
+    async def get(self, transaction_id: str) -> TransactionRecord:
+        record = await self._records.get_transaction(transaction_id)
+        if record is None:
+            raise MarketError.not_found(f"no transaction {transaction_id}")
+        return record
+
+    async def create(self, request: CreateTransactionRequest) -> tuple[TransactionRecord, bool]:
+        """The transaction and its room; True when this call created the transaction."""
+        buyer = Party(request.buyer.user_id, request.buyer.matrix_id)
+        seller = Party(request.seller.user_id, request.seller.matrix_id)
+        async with self._locks.hold(request.transaction_id):
+            if await self._records.get_transaction(request.transaction_id) is None:
+                await self._check_parties(buyer, seller)
+            record, created = await self._records.insert_transaction(
+                request.transaction_id, request.title, buyer, seller, self._config.rooms.version
+            )
+            return await self._ensure_room(record), created
+
+    async def record_payment(self, transaction_id: str) -> TransactionRecord:
+        async with self._locks.hold(transaction_id):
+            record = await self.get(transaction_id)
+            try:
+                transition = decide_payment(record.state, record.outcome)
+            except InvalidTransition as e:
+                raise MarketError.invalid_state(str(e)) from None
+            if transition.changed:
+                record = await self._records.apply_transition(record, transition)
+            return await self._ensure_room(record)
+
+    async def close(self, transaction_id: str, outcome: Outcome) -> TransactionRecord:
+        async with self._locks.hold(transaction_id):
+            record = await self.get(transaction_id)
+            try:
+                transition = decide_close(record.state, record.outcome, outcome)
+            except InvalidTransition as e:
+                raise MarketError.invalid_state(str(e)) from None
+            if transition.changed:
+                record = await self._records.apply_transition(record, transition)
+            return await self._ensure_room(record)
+
+    async def reconcile(self) -> None:
+        """Bring every transaction's room back to its plan (run once the bot is connected)."""
+        records = await self._records.all_transactions()
+        limit = asyncio.Semaphore(RECONCILE_CONCURRENCY)
+
+        async def one(record: TransactionRecord) -> None:
+            async with limit, self._locks.hold(record.transaction_id):
+                try:
+                    current = await self._records.get_transaction(record.transaction_id)
+                    assert current is not None
+                    await self._ensure_room(current, check_members=True)
+                except (MarketError, HomeserverUnavailable, MatrixError) as e:
+                    self._log.warning(
+                        "Could not reconcile the room of transaction %s: %s",
+                        record.transaction_id,
+                        e,
+                    )
+
+        await asyncio.gather(*(one(record) for record in records))
+        self._log.info("Reconciled %d transaction rooms", len(records))
+
+    def plan_for(self, record: TransactionRecord) -> RoomPlan:
+        participants = Participants(
+            bot=self._bot.user_id,
+            parties=(record.buyer.matrix_id, record.seller.matrix_id),
+            admins=tuple(self._config.rooms.admins),
+        )
+        access = transaction_access(record.state)
+        return plan_room(
+            RoomKind.TRANSACTION, access, participants, record.room_version, record.title
+        )
+
+    async def _check_parties(self, *parties: Party) -> None:
+        servers = self._config.party_servers
+        for role, party in zip(("buyer", "seller"), parties, strict=True):
+            field = f"{role}.matrix_id"
+            if server_of(party.matrix_id) not in servers:
+                raise MarketError.invalid_param(
+                    f"{field}: {party.matrix_id} is not on an allowed server", fields=[field]
+                )
+            if party.matrix_id == self._bot.user_id:
+                raise MarketError.invalid_param(
+                    f"{field}: the bot cannot be a party", fields=[field]
+                )
+            if not await self._bot.user_exists(party.matrix_id):
+                raise MarketError.invalid_param(
+                    f"{field}: {party.matrix_id} does not exist on the homeserver", fields=[field]
+                )
+
+    async def _ensure_room(
+        self, record: TransactionRecord, *, check_members: bool = False
+    ) -> TransactionRecord:
+        plan = self.plan_for(record)
+        if record.room_id is None:
+            room_id, created = await self._create_or_adopt_room(record, plan)
+            record = await self._records.set_room(record.transaction_id, room_id)
+            check_members = not created
+        else:
+            created = False
+        assert record.room_id is not None
+        if not created:
+            await self._ensure_state(record.room_id, plan)
+        if check_members:
+            await self._ensure_invited(record.room_id, plan.invitees)
+        await self._ensure_notices(record)
+        return record
+
+    async def _create_or_adopt_room(
+        self, record: TransactionRecord, plan: RoomPlan
+    ) -> tuple[str, bool]:
+        localpart = alias_localpart(
+            self._config.appservice.alias_prefix, RoomKind.TRANSACTION, record.transaction_id
+        )
+        try:
+            room_id = await self._bot.create_room(
+                alias_localpart=localpart,
+                name=plan.name,
+                topic=plan.topic,
+                room_version=record.room_version,
+                power_levels=plan.power_levels,
+                initial_state=plan.initial_state(),
+                invitees=plan.invitees,
+            )
+        except MatrixError as e:
+            if e.errcode != "M_ROOM_IN_USE":
+                raise
+            alias = f"#{localpart}:{self._config.homeserver.domain}"
+            room_id = await self._bot.resolve_alias(alias)
+            if room_id is None:
+                raise HomeserverUnavailable(f"{alias} is taken but resolves to no room") from e
+            self._log.info("Adopted room %s of transaction %s", room_id, record.transaction_id)
+            return room_id, False
+        self._log.info("Created room %s for transaction %s", room_id, record.transaction_id)
+        return room_id, True
+
+    async def _ensure_state(self, room_id: str, plan: RoomPlan) -> None:
+        """Read the room's state once and put back every planned event that departs from it."""
+        current = await self._bot.room_state(room_id)
+        wanted: list[tuple[str, dict[str, Any]]] = [
+            ("m.room.name", {"name": plan.name}),
+            ("m.room.topic", {"topic": plan.topic}),
+            *((event["type"], event["content"]) for event in plan.initial_state()),
+        ]
+        for event_type, content in wanted:
+            if departs_from_plan(current.get(event_type), content):
+                await self._bot.send_state(room_id, event_type, content)
+        # Power levels last: the bot may lower what it could still change before.
+        levels = current.get("m.room.power_levels")
+        if departs_from_plan(levels, plan.power_levels):
+            content = {**(levels or {}), **plan.power_levels}
+            await self._bot.send_state(room_id, "m.room.power_levels", content)
+            self._log.info("Set the power levels of %s to the plan", room_id)
+
+    async def _ensure_invited(self, room_id: str, invitees: tuple[str, ...]) -> None:
+        memberships = await self._bot.memberships(room_id)
+        for user_id in invitees:
+            if memberships.get(user_id) not in ("invite", "join", "ban"):
+                await self._bot.invite(room_id, user_id)
+
+    async def _ensure_notices(self, record: TransactionRecord) -> None:
+        assert record.room_id is not None
+        reached = [Milestone.CREATED]
+        if record.paid_at is not None:
+            reached.append(Milestone.PAID)
+        if record.state is TransactionState.CLOSED:
+            reached.append(Milestone.CLOSED)
+        keys = {m: f"transaction:{record.transaction_id}:notice:{m.value}" for m in reached}
+        done = await self._records.done_actions(record.room_id)
+        for milestone in reached:
+            key = keys[milestone]
+            if key in done:
+                continue
+            notice = transaction_notice(milestone, record.title, record.outcome)
+            # The txn id is derived from the key, so a resend after a crash is deduplicated.
+            txn_id = "notice-" + hashlib.sha256(key.encode()).hexdigest()[:32]
+            event_id = await self._bot.send_message(
+                record.room_id, "m.room.message", notice.content(), txn_id
+            )
+            await self._records.record_action(key, record.room_id, event_id)

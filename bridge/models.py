@@ -1,0 +1,109 @@
+"""The marketplace API's request and response models (also the source of its OpenAPI)."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from appservice.identifiers import is_matrix_user_id
+from policy.states import Access, Outcome, TransactionState
+
+ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+MarketId = Annotated[
+    str,
+    Field(
+        pattern=ID_PATTERN,
+        description="A marketplace id: 1 to 128 of A-Z a-z 0-9 . _ : -, compared exactly.",
+    ),
+]
+
+
+def is_market_id(value: str) -> bool:
+    return re.fullmatch(ID_PATTERN, value) is not None
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PartyIn(_Request):
+    user_id: MarketId
+    matrix_id: str = Field(description="The party's Matrix user ID, e.g. @alice:example.org.")
+
+    @field_validator("matrix_id")
+    @classmethod
+    def _valid_matrix_id(cls, value: str) -> str:
+        if not is_matrix_user_id(value):
+            raise ValueError("must be a Matrix user ID like @alice:example.org")
+        return value
+
+
+class CreateTransactionRequest(_Request):
+    transaction_id: MarketId
+    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    buyer: PartyIn
+    seller: PartyIn
+
+    @field_validator("title")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
+            raise ValueError("must not contain control characters")
+        return value
+
+    @model_validator(mode="after")
+    def _two_people(self) -> CreateTransactionRequest:
+        if self.buyer.user_id == self.seller.user_id:
+            raise ValueError("buyer and seller must be different marketplace users")
+        if self.buyer.matrix_id == self.seller.matrix_id:
+            raise ValueError("buyer and seller must have different Matrix IDs")
+        return self
+
+
+class PaymentRequest(_Request):
+    """No fields: the call itself reports the payment."""
+
+
+class CloseTransactionRequest(_Request):
+    outcome: Outcome
+
+
+class PartyOut(BaseModel):
+    user_id: str
+    matrix_id: str
+
+
+class TransactionOut(BaseModel):
+    transaction_id: str
+    title: str
+    state: TransactionState
+    outcome: Outcome | None
+    access: Access = Field(description="Who may post in the room now.")
+    room_id: str | None
+    buyer: PartyOut
+    seller: PartyOut
+    created_at: datetime
+    paid_at: datetime | None
+    closed_at: datetime | None
+
+
+class ErrorOut(BaseModel):
+    errcode: str = Field(examples=["MARKET_INVALID_PARAM"])
+    error: str
+    fields: list[str] | None = Field(None, description="The fields a 409 conflict is about.")
+    problems: list[dict] | None = Field(None, description="Each invalid parameter, on 400.")
+
+
+def timestamp(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)

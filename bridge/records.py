@@ -1,0 +1,201 @@
+"""Marketplace records: users, transactions and the bot's recorded Matrix actions."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from mautrix.util.async_db import Connection, Database
+
+from policy.states import Outcome, TransactionState, Transition
+
+from .errors import MarketError
+
+
+@dataclass(frozen=True, slots=True)
+class Party:
+    user_id: str
+    matrix_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionRecord:
+    transaction_id: str
+    title: str
+    buyer: Party
+    seller: Party
+    state: TransactionState
+    outcome: Outcome | None
+    room_id: str | None
+    room_version: str
+    created_at: int
+    paid_at: int | None
+    closed_at: int | None
+
+
+_SELECT_TRANSACTION = """
+    SELECT t.transaction_id, t.title, t.state, t.outcome, t.room_id, t.room_version,
+           t.created_at, t.paid_at, t.closed_at,
+           t.buyer_id, b.matrix_id AS buyer_matrix_id, t.seller_id, s.matrix_id AS seller_matrix_id
+    FROM transactions t
+    JOIN marketplace_users b ON b.user_id = t.buyer_id
+    JOIN marketplace_users s ON s.user_id = t.seller_id
+"""
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _record(row) -> TransactionRecord:
+    return TransactionRecord(
+        transaction_id=row["transaction_id"],
+        title=row["title"],
+        buyer=Party(row["buyer_id"], row["buyer_matrix_id"]),
+        seller=Party(row["seller_id"], row["seller_matrix_id"]),
+        state=TransactionState(row["state"]),
+        outcome=Outcome(row["outcome"]) if row["outcome"] else None,
+        room_id=row["room_id"],
+        room_version=row["room_version"],
+        created_at=row["created_at"],
+        paid_at=row["paid_at"],
+        closed_at=row["closed_at"],
+    )
+
+
+class Records:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def get_transaction(self, transaction_id: str) -> TransactionRecord | None:
+        row = await self._db.fetchrow(
+            _SELECT_TRANSACTION + " WHERE t.transaction_id = $1", transaction_id
+        )
+        return _record(row) if row else None
+
+    async def all_transactions(self) -> list[TransactionRecord]:
+        rows = await self._db.fetch(_SELECT_TRANSACTION + " ORDER BY t.created_at")
+        return [_record(row) for row in rows]
+
+    async def insert_transaction(
+        self, transaction_id: str, title: str, buyer: Party, seller: Party, room_version: str
+    ) -> tuple[TransactionRecord, bool]:
+        """Store a new transaction, or find the identical one; True when it is new.
+
+        Raises 409 `MARKET_CONFLICT` when the id exists with other content (naming the
+        fields) or when a party's user id or Matrix ID is already bound to another.
+        """
+        now = now_ms()
+        async with self._db.acquire() as conn, conn.transaction():
+            for role, party in (("buyer", buyer), ("seller", seller)):
+                await _bind_user(conn, role, party, now)
+            inserted = await conn.fetchval(
+                "INSERT INTO transactions (transaction_id, title, buyer_id, seller_id, state,"
+                " room_version, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                " ON CONFLICT (transaction_id) DO NOTHING RETURNING transaction_id",
+                transaction_id,
+                title,
+                buyer.user_id,
+                seller.user_id,
+                TransactionState.AWAITING_PAYMENT.value,
+                room_version,
+                now,
+            )
+            row = await conn.fetchrow(
+                _SELECT_TRANSACTION + " WHERE t.transaction_id = $1", transaction_id
+            )
+        record = _record(row)
+        differing = [
+            name
+            for name, ours, theirs in (
+                ("title", title, record.title),
+                ("buyer", buyer, record.buyer),
+                ("seller", seller, record.seller),
+            )
+            if ours != theirs
+        ]
+        if differing:
+            raise MarketError.conflict(
+                f"transaction {transaction_id} exists with a different " + ", ".join(differing),
+                fields=differing,
+            )
+        return record, inserted is not None
+
+    async def set_room(self, transaction_id: str, room_id: str) -> TransactionRecord:
+        await self._db.execute(
+            "UPDATE transactions SET room_id = $2 WHERE transaction_id = $1 AND room_id IS NULL",
+            transaction_id,
+            room_id,
+        )
+        record = await self.get_transaction(transaction_id)
+        assert record is not None and record.room_id == room_id, "one room per transaction"
+        return record
+
+    async def apply_transition(
+        self, record: TransactionRecord, transition: Transition
+    ) -> TransactionRecord:
+        """Write a decided transition, provided the state is still the one it was decided on."""
+        stamp = "paid_at" if transition.state is TransactionState.PAID else "closed_at"
+        status = await self._db.execute(
+            f"UPDATE transactions SET state = $2, outcome = $3, {stamp} = $4"  # noqa: S608
+            " WHERE transaction_id = $1 AND state = $5",
+            record.transaction_id,
+            transition.state.value,
+            transition.outcome.value if transition.outcome else None,
+            now_ms(),
+            record.state.value,
+        )
+        updated = await self.get_transaction(record.transaction_id)
+        assert updated is not None
+        if _affected(status) == 0:
+            raise MarketError.invalid_state("the transaction changed meanwhile; retry")
+        return updated
+
+    async def done_actions(self, room_id: str) -> set[str]:
+        """The keys of the actions the bot has completed in a room."""
+        rows = await self._db.fetch(
+            "SELECT action_key FROM bot_actions WHERE room_id = $1 AND event_id IS NOT NULL",
+            room_id,
+        )
+        return {row["action_key"] for row in rows}
+
+    async def record_action(self, key: str, room_id: str, event_id: str) -> None:
+        now = now_ms()
+        await self._db.execute(
+            "INSERT INTO bot_actions (action_key, room_id, event_id, created_at, done_at)"
+            " VALUES ($1, $2, $3, $4, $4)"
+            " ON CONFLICT (action_key) DO UPDATE SET event_id = excluded.event_id,"
+            " done_at = excluded.done_at",
+            key,
+            room_id,
+            event_id,
+            now,
+        )
+
+
+async def _bind_user(conn: Connection, role: str, party: Party, now: int) -> None:
+    await conn.execute(
+        "INSERT INTO marketplace_users (user_id, matrix_id, created_at) VALUES ($1, $2, $3)"
+        " ON CONFLICT DO NOTHING",
+        party.user_id,
+        party.matrix_id,
+        now,
+    )
+    rows = await conn.fetch(
+        "SELECT user_id, matrix_id FROM marketplace_users WHERE user_id = $1 OR matrix_id = $2",
+        party.user_id,
+        party.matrix_id,
+    )
+    for row in rows:
+        if (row["user_id"], row["matrix_id"]) != (party.user_id, party.matrix_id):
+            raise MarketError.conflict(
+                f"{role}: marketplace user {row['user_id']} is bound to {row['matrix_id']}",
+                fields=[f"{role}.user_id", f"{role}.matrix_id"],
+            )
+
+
+def _affected(status: object) -> int:
+    """Rows changed by an UPDATE: asyncpg answers 'UPDATE n', aiosqlite a cursor."""
+    if isinstance(status, str):
+        return int(status.rsplit(" ", 1)[-1])
+    return status.rowcount  # type: ignore[attr-defined]
