@@ -87,24 +87,25 @@ class Records:
         """
         now = now_ms()
         async with self._db.acquire() as conn, conn.transaction():
-            for role, party in (("buyer", buyer), ("seller", seller)):
-                await _bind_user(conn, role, party, now)
-            inserted = await conn.fetchval(
-                "INSERT INTO transactions (transaction_id, title, buyer_id, seller_id, state,"
-                " room_version, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-                " ON CONFLICT (transaction_id) DO NOTHING RETURNING transaction_id",
-                transaction_id,
-                title,
-                buyer.user_id,
-                seller.user_id,
-                TransactionState.AWAITING_PAYMENT.value,
-                room_version,
-                now,
-            )
-            row = await conn.fetchrow(
-                _SELECT_TRANSACTION + " WHERE t.transaction_id = $1", transaction_id
-            )
-        record = _record(row)
+            existing = await _fetch_transaction(conn, transaction_id)
+            inserted = None
+            if existing is None:
+                for role, party in (("buyer", buyer), ("seller", seller)):
+                    await _bind_user(conn, role, party, now)
+                inserted = await conn.fetchval(
+                    "INSERT INTO transactions (transaction_id, title, buyer_id, seller_id, state,"
+                    " room_version, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                    " ON CONFLICT (transaction_id) DO NOTHING RETURNING transaction_id",
+                    transaction_id,
+                    title,
+                    buyer.user_id,
+                    seller.user_id,
+                    TransactionState.AWAITING_PAYMENT.value,
+                    room_version,
+                    now,
+                )
+            record = existing or await _fetch_transaction(conn, transaction_id)
+        assert record is not None
         differing = [
             name
             for name, ours, theirs in (
@@ -171,6 +172,11 @@ class Records:
             event_id,
             now,
         )
+
+
+async def _fetch_transaction(conn: Connection, transaction_id: str) -> TransactionRecord | None:
+    row = await conn.fetchrow(_SELECT_TRANSACTION + " WHERE t.transaction_id = $1", transaction_id)
+    return _record(row) if row else None
 
 
 async def _bind_user(conn: Connection, role: str, party: Party, now: int) -> None:

@@ -1,13 +1,22 @@
-"""Fixtures every layer shares: a fresh database on each backend."""
+"""Fixtures every layer shares: fresh databases on each backend, the session's Synapse, users."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from nio import AsyncClient
 
-from tests.harness import SYNAPSE_READY, fresh_database
+from tests.harness import (
+    SYNAPSE_READY,
+    Homeserver,
+    fresh_database,
+    random_secret,
+    start_homeserver,
+)
 
 BACKENDS = ["sqlite", "postgres"]
 
@@ -21,6 +30,43 @@ def backend(request: pytest.FixtureRequest) -> str:
 async def database_url(backend: str, tmp_path: Path) -> AsyncIterator[str]:
     async with fresh_database(backend, tmp_path) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def homeserver(
+    tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
+) -> Homeserver:
+    server = start_homeserver(tmp_path_factory.mktemp("homeserver"))
+    pytestconfig.stash.setdefault(SYNAPSE_READY, []).append(server.synapse.ready_seconds)
+    try:
+        yield server
+    finally:
+        server.synapse.stop()
+
+
+UserFactory = Callable[[str], Awaitable[AsyncClient]]
+
+
+@pytest.fixture
+async def make_user(homeserver: Homeserver) -> AsyncIterator[UserFactory]:
+    """Registers a fresh user through the admin API and returns a logged-in nio client."""
+    clients: list[AsyncClient] = []
+
+    async def make(role: str) -> AsyncClient:
+        username = f"{role}-{uuid.uuid4().hex[:8]}"
+        account = await asyncio.to_thread(
+            homeserver.synapse.register_user, username, random_secret()
+        )
+        client = AsyncClient(homeserver.synapse.url, account["user_id"])
+        client.user_id = account["user_id"]
+        client.access_token = account["access_token"]
+        client.device_id = account["device_id"]
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import socket
@@ -10,6 +11,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,7 +19,10 @@ import asyncpg
 import pytest
 from yarl import URL
 
+from bridge.__main__ import write_registration
+from bridge.app import Bridge
 from bridge.config import Config, build_config
+from bridge.devstack import LocalSynapse
 
 T = TypeVar("T")
 
@@ -127,3 +132,132 @@ async def fresh_database(backend: str, tmp_path: Path) -> AsyncIterator[str]:
     else:
         async with fresh_postgres_database() as url:
             yield url
+
+
+CONNECT_TIMEOUT = 30.0
+
+
+@dataclass
+class Homeserver:
+    """The session's Synapse, and what a bridge needs to be the appservice it knows."""
+
+    synapse: LocalSynapse
+    bridge_port: int
+    as_token: str
+    hs_token: str
+
+    def bridge_config(self, database_url: str, **sections: dict[str, Any]) -> Config:
+        return make_config(
+            database_url=database_url,
+            homeserver_url=self.synapse.url,
+            bridge_port=self.bridge_port,
+            as_token=self.as_token,
+            hs_token=self.hs_token,
+            **sections,
+        )
+
+
+def start_homeserver(root: Path) -> Homeserver:
+    """Synapse with a fresh data directory and our registration, on free loopback ports.
+
+    The bridge's port is fixed for the session because Synapse reads the registration (with
+    the bridge's URL) once at start; bridges therefore run one at a time.
+    """
+    bridge_port = free_port()
+    as_token, hs_token = random_secret(), random_secret()
+    registration = root / "registration.yaml"
+    write_registration(
+        make_config(
+            database_url="sqlite:unused.db",
+            bridge_port=bridge_port,
+            as_token=as_token,
+            hs_token=hs_token,
+        ),
+        registration,
+    )
+    synapse = LocalSynapse(
+        root / "synapse",
+        server_name="localhost",
+        port=free_port(),
+        registration_files=[registration],
+        relaxed_rate_limits=True,
+    )
+    synapse.start()
+    return Homeserver(synapse, bridge_port, as_token, hs_token)
+
+
+@asynccontextmanager
+async def running_bridge(config: Config) -> AsyncIterator[Bridge]:
+    """A bridge listening on the session's port and connected to the homeserver."""
+    bridge = Bridge(config)
+    try:
+        await bridge.open()
+        await bridge.serve()
+        bridge.connect()
+        await asyncio.wait_for(bridge.connected.wait(), CONNECT_TIMEOUT)
+        yield bridge
+    finally:
+        await bridge.close()
+
+
+class TcpProxy:
+    """A loopback TCP forwarder that a test can cut, to play a homeserver outage."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+
+    async def stop(self) -> None:
+        """Refuse new connections and cut the open ones."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for writer in list(self._writers):
+            writer.close()
+        self._writers.clear()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        self._writers.update((writer, up_writer))
+        await asyncio.gather(
+            self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
+        )
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        finally:
+            writer.close()
+            self._writers.discard(writer)
+
+
+@dataclass
+class MarketClient:
+    """The marketplace backend's view: the bridge's /api/v1 over real HTTP."""
+
+    session: Any  # aiohttp.ClientSession
+    base_url: str
+    token: str
+
+    async def call(self, method: str, path: str, body: Any = None, **kwargs: Any):
+        headers = {"Authorization": f"Bearer {self.token}", **kwargs.pop("headers", {})}
+        url = self.base_url + "/api/v1" + path
+        async with self.session.request(method, url, json=body, headers=headers, **kwargs) as r:
+            text = await r.text()
+            return r.status, (json.loads(text) if text else None)

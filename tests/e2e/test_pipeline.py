@@ -6,8 +6,8 @@ from aiohttp import ClientSession
 from nio import AsyncClient, JoinResponse, RoomReadMarkersResponse, RoomSendResponse
 
 from bridge.app import Bridge
-from tests.e2e.conftest import Homeserver, UserFactory, running_bridge
-from tests.harness import eventually
+from tests.conftest import UserFactory
+from tests.harness import Homeserver, eventually, running_bridge
 
 
 async def send_text(client: AsyncClient, room_id: str, body: str) -> str:
