@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from aiohttp import ClientError
 from mautrix.api import HTTPAPI, Method
-from mautrix.errors import MatrixRequestError
+from mautrix.errors import MatrixConnectionError, MatrixRequestError
 
 CLIENT_V3 = "/_matrix/client/v3"
 
@@ -51,7 +51,7 @@ class MatrixBot:
                 raise HomeserverUnavailable(f"{status}: {e}") from e
             message = getattr(e, "message", None) or str(e)
             raise MatrixError(status, getattr(e, "errcode", None), message) from e
-        except (ClientError, TimeoutError, OSError) as e:
+        except (MatrixConnectionError, ClientError, TimeoutError, OSError) as e:
             raise HomeserverUnavailable(f"{type(e).__name__}: {e}") from e
 
     async def create_room(

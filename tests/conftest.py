@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import statistics
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from nio import AsyncClient
 
 from tests.harness import (
+    API_TIMINGS,
     SYNAPSE_READY,
     Homeserver,
     fresh_database,
@@ -69,6 +71,16 @@ async def make_user(homeserver: Homeserver) -> AsyncIterator[UserFactory]:
         await client.close()
 
 
+@pytest.fixture
+def api_timings(pytestconfig: pytest.Config) -> dict[str, list[float]]:
+    return pytestconfig.stash.setdefault(API_TIMINGS, {})
+
+
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     for seconds in config.stash.get(SYNAPSE_READY, []):
         terminalreporter.write_line(f"Synapse answered {seconds:.2f}s after launch")
+    for operation, seconds in sorted(config.stash.get(API_TIMINGS, {}).items()):
+        terminalreporter.write_line(
+            f"{operation}: p50 {statistics.median(seconds) * 1000:.0f} ms, "
+            f"max {max(seconds) * 1000:.0f} ms over {len(seconds)} calls"
+        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import secrets
 import socket
 import time
@@ -28,6 +29,8 @@ T = TypeVar("T")
 
 # How long each Synapse took to answer after launch, printed at the end of the run.
 SYNAPSE_READY = pytest.StashKey[list[float]]()
+# How long marketplace API calls took against a real Synapse, printed at the end of the run.
+API_TIMINGS = pytest.StashKey[dict[str, list[float]]]()
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -254,10 +257,17 @@ class MarketClient:
     session: Any  # aiohttp.ClientSession
     base_url: str
     token: str
+    # Seconds each successful call took, by operation ("POST /transactions/{id}/payment").
+    timings: dict[str, list[float]] | None = None
 
     async def call(self, method: str, path: str, body: Any = None, **kwargs: Any):
         headers = {"Authorization": f"Bearer {self.token}", **kwargs.pop("headers", {})}
         url = self.base_url + "/api/v1" + path
+        started = time.perf_counter()
         async with self.session.request(method, url, json=body, headers=headers, **kwargs) as r:
             text = await r.text()
-            return r.status, (json.loads(text) if text else None)
+        elapsed = time.perf_counter() - started
+        if self.timings is not None and 200 <= r.status < 300:
+            operation = f"{method} " + re.sub(r"^/transactions/[^/]+", "/transactions/{id}", path)
+            self.timings.setdefault(operation, []).append(elapsed)
+        return r.status, (json.loads(text) if text else None)

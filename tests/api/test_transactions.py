@@ -42,12 +42,14 @@ class Market:
 
 @pytest.fixture
 async def market(
-    homeserver: Homeserver, database_url: str, make_user: UserFactory
+    homeserver: Homeserver, database_url: str, make_user: UserFactory, api_timings: dict
 ) -> AsyncIterator[Market]:
     token = random_secret()
     config = homeserver.bridge_config(database_url, api={"token": token})
     async with running_bridge(config) as bridge, ClientSession() as session:
-        client = MarketClient(session, f"http://127.0.0.1:{config.server.port}", token)
+        client = MarketClient(
+            session, f"http://127.0.0.1:{config.server.port}", token, api_timings
+        )
         yield Market(client, bridge, await make_user("buyer"), await make_user("seller"))
 
 
