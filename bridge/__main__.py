@@ -18,7 +18,7 @@ import yaml
 from appservice.registration import build_registration
 
 from .app import Bridge
-from .config import Config, ConfigError, build_config, load_config
+from .config import PLACEHOLDER_PREFIX, Config, ConfigError, build_config, load_config
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "config.example.yaml"
 
@@ -181,18 +181,23 @@ def run_dev_stack(data_dir: Path) -> int:
 
 
 def dev_config(data_dir: Path) -> Config:
-    """The dev stack's config: the example's, with secrets generated once and kept."""
+    """The dev stack's config: the example's, with secrets generated once and kept.
+
+    Sections the example gained since the file was written are filled in from it.
+    """
     path = data_dir / "config.yaml"
-    if not path.exists():
-        data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
-        data["appservice"]["as_token"] = secrets.token_urlsafe(48)
-        data["appservice"]["hs_token"] = secrets.token_urlsafe(48)
-        data["api"]["token"] = secrets.token_urlsafe(48)
-        data["database"]["url"] = f"sqlite://{data_dir / 'bridge.db'}"
-        data_dir.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return build_config(yaml.safe_load(path.read_text()))
+    data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    data["database"]["url"] = f"sqlite://{data_dir / 'bridge.db'}"
+    if path.exists():
+        for section, values in yaml.safe_load(path.read_text()).items():
+            data.setdefault(section, {}).update(values)
+    for section, key in (("appservice", "as_token"), ("appservice", "hs_token"), ("api", "token")):
+        if data[section][key].startswith(PLACEHOLDER_PREFIX):
+            data[section][key] = secrets.token_urlsafe(48)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return build_config(data)
 
 
 if __name__ == "__main__":

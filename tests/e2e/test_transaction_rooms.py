@@ -235,6 +235,15 @@ async def test_a_restarted_bridge_still_enforces_the_room(stack: Stack) -> None:
         assert isinstance(await send(stack.buyer, room_id, "still open"), RoomSendResponse)
         await stack.transition(room_id, "/close", {"outcome": "refunded"})
         await assert_refused(stack.buyer, room_id)
+    async with stack.running():
+        # A second restart and repeated calls post no notice twice.
+        await stack.transition(room_id, "/close", {"outcome": "refunded"})
+        notices = [
+            e
+            for e in await timeline(stack.buyer, room_id)
+            if e["type"] == "m.room.message" and e["sender"] == stack.config.bot_mxid
+        ]
+        assert len(notices) == 3
 
 
 async def test_a_room_made_before_a_crash_is_adopted_not_doubled(stack: Stack) -> None:

@@ -84,3 +84,16 @@ def test_run_names_an_unreachable_database_without_a_traceback(monkeypatch, caps
     err = capsys.readouterr().err
     assert err.startswith("error: cannot start the bridge:")
     assert "Traceback" not in err
+
+
+def test_the_dev_stack_generates_secrets_once(tmp_path: Path) -> None:
+    from bridge.__main__ import dev_config
+
+    first = dev_config(tmp_path)
+    second = dev_config(tmp_path)
+    for config in (first, second):
+        assert config.database.url == f"sqlite://{tmp_path / 'bridge.db'}"
+    assert first.appservice.as_token == second.appservice.as_token
+    assert first.api.token == second.api.token
+    assert first.appservice.as_token != first.appservice.hs_token
+    assert stat.S_IMODE((tmp_path / "config.yaml").stat().st_mode) == 0o600
