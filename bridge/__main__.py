@@ -19,6 +19,7 @@ from appservice.registration import build_registration
 
 from .app import Bridge
 from .config import PLACEHOLDER_PREFIX, Config, ConfigError, build_config, load_config
+from .devstack import LocalSynapse
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "config.example.yaml"
 
@@ -149,8 +150,6 @@ async def run_bridge(
 
 
 def run_dev_stack(data_dir: Path) -> int:
-    from .devstack import LocalSynapse
-
     data_dir = data_dir.resolve()
     config = dev_config(data_dir)
     configure_logging(config)
@@ -166,9 +165,16 @@ def run_dev_stack(data_dir: Path) -> int:
     async def start_synapse() -> None:
         # The bridge listens before Synapse starts, so Synapse's first sends succeed.
         await asyncio.to_thread(synapse.start)
+        users = await asyncio.to_thread(ensure_demo_users, synapse, data_dir)
+        logins = "\n".join(
+            f"  {user['user_id']:<22} password {user['password']}  ({role})"
+            for role, user in users.items()
+        )
         print(
             f"\nSynapse is up at {synapse.url} (server name {synapse.server_name}), ready in "
             f"{synapse.ready_seconds:.1f}s; the bridge at {config.appservice.url}.\n"
+            f"Demo users (sign in with Element or any client at {synapse.url}):\n{logins}\n"
+            f"Marketplace API token: api.token in {data_dir / 'config.yaml'}\n"
             "Press Ctrl-C to stop both.\n",
             flush=True,
         )
@@ -180,6 +186,24 @@ def run_dev_stack(data_dir: Path) -> int:
     return 0
 
 
+DEMO_USERS = {"buyer": "alice", "seller": "bob", "admin": "admin"}
+
+
+def ensure_demo_users(synapse: LocalSynapse, data_dir: Path) -> dict[str, dict[str, str]]:
+    """Register the demo users once; their passwords are kept in data_dir/demo-users.yaml."""
+    path = data_dir / "demo-users.yaml"
+    if path.exists():
+        return yaml.safe_load(path.read_text())
+    users = {}
+    for role, localpart in DEMO_USERS.items():
+        password = secrets.token_urlsafe(12)
+        account = synapse.register_user(localpart, password, admin=role == "admin")
+        users[role] = {"user_id": account["user_id"], "password": password}
+    path.touch(mode=0o600)
+    path.write_text(yaml.safe_dump(users, sort_keys=False))
+    return users
+
+
 def dev_config(data_dir: Path) -> Config:
     """The dev stack's config: the example's, with secrets generated once and kept.
 
@@ -188,6 +212,7 @@ def dev_config(data_dir: Path) -> Config:
     path = data_dir / "config.yaml"
     data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
     data["database"]["url"] = f"sqlite://{data_dir / 'bridge.db'}"
+    data["rooms"]["admins"] = [f"@{DEMO_USERS['admin']}:{data['homeserver']['domain']}"]
     if path.exists():
         for section, values in yaml.safe_load(path.read_text()).items():
             data.setdefault(section, {}).update(values)
