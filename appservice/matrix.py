@@ -31,6 +31,10 @@ class MatrixError(Exception):
         self.errcode = errcode
 
 
+def localpart(user_id: str) -> str:
+    return user_id.removeprefix("@").partition(":")[0]
+
+
 def _path(*parts: str) -> str:
     return CLIENT_V3 + "".join("/" + quote(part, safe="") for part in parts)
 
@@ -54,32 +58,55 @@ class MatrixBot:
         except (MatrixConnectionError, ClientError, TimeoutError, OSError) as e:
             raise HomeserverUnavailable(f"{type(e).__name__}: {e}") from e
 
+    async def ensure_registered(self) -> None:
+        """Register the bot's own user; an existing registration is fine."""
+        try:
+            await self._request(
+                Method.POST,
+                CLIENT_V3 + "/register",
+                {"type": "m.login.application_service", "username": localpart(self.user_id)},
+            )
+        except MatrixError as e:
+            if e.errcode != "M_USER_IN_USE":
+                raise
+
+    async def ping(self, appservice_id: str) -> None:
+        """Ask the homeserver to call us back; it then re-sends pending transactions at once."""
+        await self._request(
+            Method.POST, f"/_matrix/client/v1/appservice/{quote(appservice_id, safe='')}/ping", {}
+        )
+
+    async def versions(self) -> dict[str, Any]:
+        return await self._request(Method.GET, "/_matrix/client/versions")
+
     async def create_room(
         self,
         *,
-        alias_localpart: str,
-        name: str,
-        topic: str,
         room_version: str,
-        power_levels: dict[str, Any],
-        initial_state: list[dict[str, Any]],
-        invitees: tuple[str, ...],
+        alias_localpart: str | None = None,
+        name: str | None = None,
+        topic: str | None = None,
+        power_levels: dict[str, Any] | None = None,
+        initial_state: list[dict[str, Any]] = (),  # type: ignore[assignment]
+        invitees: tuple[str, ...] = (),
     ) -> str:
+        """A private room, the bot its creator; optional fields are left to the homeserver."""
+        request = {
+            "visibility": "private",
+            "preset": "private_chat",
+            "room_version": room_version,
+            "initial_state": list(initial_state),
+            "invite": list(invitees),
+            "is_direct": False,
+            "room_alias_name": alias_localpart,
+            "name": name,
+            "topic": topic,
+            "power_level_content_override": power_levels,
+        }
         response = await self._request(
             Method.POST,
             CLIENT_V3 + "/createRoom",
-            {
-                "visibility": "private",
-                "preset": "private_chat",
-                "room_alias_name": alias_localpart,
-                "name": name,
-                "topic": topic,
-                "room_version": room_version,
-                "power_level_content_override": power_levels,
-                "initial_state": initial_state,
-                "invite": list(invitees),
-                "is_direct": False,
-            },
+            {key: value for key, value in request.items() if value is not None},
         )
         return response["room_id"]
 

@@ -13,8 +13,7 @@ import asyncio
 import logging
 
 from aiohttp import ClientSession, ClientTimeout, web
-from mautrix.api import Method
-from mautrix.appservice import AppServiceAPI, IntentAPI
+from mautrix.appservice import AppServiceAPI
 from mautrix.util.async_db import Database
 from prometheus_client import CollectorRegistry
 
@@ -43,32 +42,28 @@ class Bridge:
         self.api: AppServiceAPI | None = None
         self.metrics: Metrics | None = None
         self.market: Market | None = None
+        self.bot: MatrixBot | None = None
         self.web_app: web.Application | None = None
         self._session: ClientSession | None = None
         self._runner: web.AppRunner | None = None
         self._connect_task: asyncio.Task | None = None
         self.connected = asyncio.Event()
 
-    @property
-    def bot(self) -> IntentAPI:
-        assert self.api is not None, "open() the bridge first"
-        return self.api.bot_intent()
-
     async def open(self) -> None:
         config = self.config
         self.db = create_database(config.database)
-        state_store = await start_database(self.db)
+        await start_database(self.db)
         self._session = ClientSession(timeout=ClientTimeout(total=60))
         self.api = AppServiceAPI(
             base_url=str(config.homeserver.url).rstrip("/"),
             bot_mxid=config.bot_mxid,
             token=config.appservice.as_token.get_secret_value(),
             log=logging.getLogger("bridge.matrix"),
-            state_store=state_store,
             client_session=self._session,
         )
+        self.bot = MatrixBot(self.api, config.bot_mxid)
         self.events = EventStore(self.db)
-        self.market = Market(config, Records(self.db), MatrixBot(self.api, config.bot_mxid))
+        self.market = Market(config, Records(self.db), self.bot)
         self.metrics = Metrics(CollectorRegistry())
         self.web_app = web.Application(client_max_size=config.appservice.max_transaction_bytes)
         HomeserverRoutes(
@@ -118,7 +113,7 @@ class Bridge:
         while True:
             try:
                 await self.bot.ensure_registered()
-                await self.bot.appservice_ping(self.config.appservice.id)
+                await self.bot.ping(self.config.appservice.id)
             except Exception as e:
                 self.log.warning("Homeserver not reachable yet (%s); retrying in %.0fs", e, delay)
                 await asyncio.sleep(delay)
@@ -128,12 +123,17 @@ class Bridge:
             self.connected.set()
             break
         # Rooms may have drifted while the bridge was down: put them back to their plans.
-        await self.market.reconcile()
+        try:
+            await self.market.reconcile()
+        except Exception:
+            self.log.exception(
+                "Reconciling the rooms failed; they are put back on their next call"
+            )
 
     async def _check_database(self) -> None:
         assert self.db is not None
         await self.db.fetchval("SELECT 1")
 
     async def _check_homeserver(self) -> None:
-        assert self.api is not None
-        await self.api.request(Method.GET, "/_matrix/client/versions", retry_count=0)
+        assert self.bot is not None
+        await self.bot.versions()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mautrix.appservice.state_store.asyncpg import PgASStateStore
 from mautrix.util.async_db import Database
 from yarl import URL
 
@@ -34,9 +33,6 @@ def create_database(config: DatabaseConfig) -> Database:
     return Database.create(config.url, upgrade_table=bridge_upgrade_table(), db_args=db_args)
 
 
-async def start_database(db: Database) -> PgASStateStore:
-    """Connect, migrate our schema and mautrix's state cache, and return the state store."""
+async def start_database(db: Database) -> None:
+    """Connect and bring the schema up to date."""
     await db.start()
-    state_store = PgASStateStore(db)
-    await state_store.upgrade_table.upgrade(db)
-    return state_store

@@ -33,7 +33,7 @@ def txn(txn_id: str, *events: RoomEvent, receipts: tuple[Receipt, ...] = ()) -> 
 async def test_migrations_from_empty_create_the_schema(db: Database) -> None:
     version = await db.fetchval("SELECT version FROM bridge_version")
     assert version == len(bridge_upgrade_table().upgrades)
-    for table in ("inbox_events", "read_positions", "mx_room_state", "mx_user_profile"):
+    for table in ("inbox_events", "read_positions", "transactions", "bot_actions"):
         assert await db.table_exists(table), table
 
 

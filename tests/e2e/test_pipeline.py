@@ -19,7 +19,7 @@ async def send_text(client: AsyncClient, room_id: str, body: str) -> str:
 
 
 async def joined_room(bridge: Bridge, user: AsyncClient) -> str:
-    room_id = await bridge.bot.create_room(invitees=[user.user_id])
+    room_id = await bridge.bot.create_room(room_version="12", invitees=(user.user_id,))
     response = await user.join(room_id)
     assert isinstance(response, JoinResponse), response
     return room_id
@@ -76,7 +76,7 @@ async def test_a_storage_failure_is_retried_by_synapse(
         await bridge.db.execute("ALTER TABLE inbox_events_away RENAME TO inbox_events")
 
         # The ping makes Synapse re-send the refused transaction now, not after its backoff.
-        await bridge.bot.appservice_ping(bridge.config.appservice.id)
+        await bridge.bot.ping(bridge.config.appservice.id)
         event = await stored(bridge, room_id, during)
         assert event.sender == seller.user_id
 
@@ -103,6 +103,5 @@ async def test_the_bridge_is_ready_with_a_homeserver(
                 "status": "ready",
                 "checks": {"database": "ok", "homeserver": "ok"},
             }
-        # The bot was registered on connecting: the homeserver knows its profile.
-        profile = await bridge.bot.get_profile(bridge.config.bot_mxid)
-        assert profile is not None
+        # The bot was registered on connecting: the homeserver knows it.
+        assert await bridge.bot.user_exists(bridge.config.bot_mxid)

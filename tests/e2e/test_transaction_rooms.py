@@ -194,7 +194,7 @@ async def test_ten_concurrent_creates_make_one_room(stack: Stack) -> None:
         assert sorted(status for status, _ in answers) == [200] * 9 + [201]
         assert len({answer["room_id"] for _, answer in answers}) == 1
         localpart = alias_localpart("market_", RoomKind.TRANSACTION, body["transaction_id"])
-        bot = MatrixBot(bridge.api, bridge.config.bot_mxid)
+        bot = bridge.bot
         assert await bot.resolve_alias(f"#{localpart}:localhost") == answers[0][1]["room_id"]
         memberships = await bot.memberships(answers[0][1]["room_id"])
         assert memberships == {
@@ -250,7 +250,7 @@ async def test_a_room_made_before_a_crash_is_adopted_not_doubled(stack: Stack) -
     body = stack.transaction()
     async with stack.running() as bridge:
         # A previous attempt created the room, then died before recording it.
-        bot = MatrixBot(bridge.api, bridge.config.bot_mxid)
+        bot = bridge.bot
         localpart = alias_localpart("market_", RoomKind.TRANSACTION, body["transaction_id"])
         orphan = await bot.create_room(
             alias_localpart=localpart,
