@@ -1,12 +1,13 @@
-# The bridge alone; Synapse is deployed separately (see docker-compose.yml).
+# The bridge alone; Synapse runs from its official image (see docker-compose.yml).
 FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /app
 COPY pyproject.toml README.md config.example.yaml ./
 COPY appservice ./appservice
 COPY policy ./policy
 COPY bridge ./bridge
-RUN pip install --no-cache-dir . && useradd --system --home /data bridge
+# Installed in place: the deployment generator reads /app/config.example.yaml.
+RUN pip install --no-cache-dir -e . && useradd --system --uid 10001 --home /nonexistent bridge
 USER bridge
-WORKDIR /data
 EXPOSE 29330
-CMD ["python", "-m", "bridge", "run", "-c", "/data/config.yaml"]
+CMD ["python", "-m", "bridge", "run", "-c", "/config/bridge.yaml"]

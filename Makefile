@@ -21,8 +21,9 @@ $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
 install: $(VENV)/.test-installed
 
 ## Run the local stack: Synapse from the venv and the bridge on SQLite, on loopback. Ctrl-C stops.
+## DEV_DATA_DIR (.dev), DEV_HOMESERVER_PORT (8008) and DEV_BRIDGE_PORT (29330) change the defaults.
 run: $(VENV)/.run-installed
-	$(BIN)/python -m bridge dev
+	exec $(BIN)/python -m bridge dev
 
 ## Lint, then the whole suite (real Synapse, PostgreSQL at BRIDGE_TEST_DATABASE_URL, SQLite).
 test: $(VENV)/.test-installed lint
@@ -33,4 +34,4 @@ lint: $(VENV)/.test-installed
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) data/dev .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .dev .pytest_cache .ruff_cache .hypothesis

@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+import sqlite3
+from collections.abc import Awaitable, Callable
 
+import asyncpg
 from aiohttp import ClientSession, ClientTimeout, web
 from mautrix.appservice import AppServiceAPI
 from mautrix.util.async_db import Database
@@ -137,3 +141,31 @@ class Bridge:
     async def _check_homeserver(self) -> None:
         assert self.bot is not None
         await self.bot.versions()
+
+
+class StartError(Exception):
+    """The bridge could not start (database or port unavailable); the message says why."""
+
+
+async def run_bridge(
+    config: Config, before_connect: Callable[[], Awaitable[None]] | None = None
+) -> None:
+    """Serve until SIGINT or SIGTERM; ``before_connect`` runs once the bridge listens."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    bridge = Bridge(config)
+    try:
+        try:
+            await bridge.open()
+            await bridge.serve()
+        except (OSError, ConnectionError, asyncpg.PostgresError, sqlite3.Error) as e:
+            raise StartError(f"cannot start the bridge: {e}") from e
+        if before_connect is not None:
+            await before_connect()
+        bridge.connect()
+        await stop.wait()
+        bridge.log.info("Stopping")
+    finally:
+        await bridge.close()

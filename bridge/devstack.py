@@ -1,4 +1,8 @@
-"""A Synapse from the venv on loopback: for ``make run`` and for the test harness.
+"""The local stack (``make run``) and the Synapse it shares with the test harness.
+
+    run_dev_stack: config (secrets generated once) -> registration -> bridge listens
+                   -> Synapse from the venv starts -> demo users -> stack.json -> bridge
+                   connects ... SIGINT/SIGTERM -> bridge stops -> Synapse stops
 
 Synapse runs as a child process (``python -m synapse.app.homeserver``), so the bridge itself
 never imports it. Stopping uses SIGTERM: Synapse ignores SIGINT when it is a background job of
@@ -7,9 +11,11 @@ a non-interactive shell.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
+import logging
 import secrets
 import subprocess
 import sys
@@ -17,31 +23,23 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import yaml
 
+from .app import run_bridge
+from .config import Config, build_config
+from .deployment import (
+    BRIDGE_SECRET_KEYS,
+    SYNAPSE_SECRET_KEYS,
+    bridge_settings,
+    homeserver_config,
+    new_secret,
+    write_file,
+    write_registration,
+)
+
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
-
-# Generous limits for the people in tests (they log in, join and post in bursts). Room
-# creation and invites keep Synapse's defaults on purpose: the bot must be exempt from those
-# through ``rate_limited: false`` in its registration, and raising them here would hide it.
-_RELAXED = {"per_second": 1000, "burst_count": 1000}
-RELAXED_RATE_LIMITS: dict[str, Any] = {
-    "rc_message": _RELAXED,
-    "rc_registration": _RELAXED,
-    "rc_login": {"address": _RELAXED, "account": _RELAXED, "failed_attempts": _RELAXED},
-    "rc_joins": {"local": _RELAXED, "remote": _RELAXED},
-    "rc_joins_per_room": _RELAXED,
-    "rc_admin_redaction": _RELAXED,
-    "rc_presence": {"per_user": _RELAXED},
-    "rc_media_create": _RELAXED,
-    "rc_profile": _RELAXED,
-    "rc_reports": _RELAXED,
-    "rc_user_directory": _RELAXED,
-    "rc_delayed_event_mgmt": _RELAXED,
-}
 
 
 class SynapseError(RuntimeError):
@@ -78,37 +76,25 @@ class LocalSynapse:
         """Write homeserver.yaml; secrets already there are kept across runs."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         old = yaml.safe_load(self.config_path.read_text()) if self.config_path.exists() else {}
-        secret_keys = ("registration_shared_secret", "macaroon_secret_key", "form_secret")
-        config: dict[str, Any] = {
-            "server_name": self.server_name,
-            "pid_file": str(self.data_dir / "homeserver.pid"),
-            "listeners": [
-                {
-                    "port": self.port,
-                    "bind_addresses": ["127.0.0.1"],
-                    "type": "http",
-                    "tls": False,
-                    "x_forwarded": False,
-                    "resources": [{"names": ["client"], "compress": False}],
-                }
-            ],
-            "database": {
+        config = homeserver_config(
+            server_name=self.server_name,
+            port=self.port,
+            bind_addresses=["127.0.0.1"],
+            data_dir=str(self.data_dir),
+            database={
                 "name": "sqlite3",
                 "args": {"database": str(self.data_dir / "homeserver.db")},
             },
-            "media_store_path": str(self.data_dir / "media"),
-            "signing_key_path": str(self.data_dir / "signing.key"),
-            "report_stats": False,
-            "trusted_key_servers": [],
-            "suppress_key_server_warning": True,
-            "enable_registration": False,
-            "bcrypt_rounds": 4,
-            "app_service_config_files": [str(p) for p in self.registration_files],
-            **{key: old.get(key) or secrets.token_urlsafe(32) for key in secret_keys},
-            **(RELAXED_RATE_LIMITS if self.relaxed_rate_limits else {}),
-        }
-        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-        self.config_path.chmod(0o600)
+            registration_files=[str(p) for p in self.registration_files],
+            synapse_secrets={key: old.get(key) or new_secret() for key in SYNAPSE_SECRET_KEYS},
+            fast_password_hashing=True,
+            relaxed_rate_limits=self.relaxed_rate_limits,
+        )
+        write_file(self.config_path, config, 0o600)
+
+    @property
+    def shared_secret(self) -> str:
+        return yaml.safe_load(self.config_path.read_text())["registration_shared_secret"]
 
     def start(self) -> None:
         """Start Synapse and wait until it answers, or raise with the end of its log."""
@@ -153,8 +139,7 @@ class LocalSynapse:
 
     def register_user(self, username: str, password: str, *, admin: bool = False) -> dict:
         """Register through the shared-secret admin API; returns user_id and access_token."""
-        config = yaml.safe_load(self.config_path.read_text())
-        shared_secret = config["registration_shared_secret"].encode()
+        shared_secret = self.shared_secret.encode()
         url = self.url + "/_synapse/admin/v1/register"
         nonce = self._request("GET", url)["nonce"]
         role = "admin" if admin else "notadmin"
@@ -187,3 +172,119 @@ class LocalSynapse:
                 return json.loads(response.read())
         except urllib.error.HTTPError as e:
             raise SynapseError(f"{method} {url} -> {e.code}: {e.read().decode()}") from None
+
+
+DEMO_USERS = {"buyer": "alice", "seller": "bob", "admin": "admin"}
+SERVER_NAME = "localhost"
+
+
+def run_dev_stack(data_dir: Path, homeserver_port: int, bridge_port: int) -> int:
+    data_dir = data_dir.resolve()
+    config = dev_config(data_dir, homeserver_port, bridge_port)
+    logging.basicConfig(
+        level=config.logging.level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    registration = data_dir / "registration.yaml"
+    write_registration(config, registration)
+    synapse = LocalSynapse(
+        data_dir / "synapse",
+        server_name=SERVER_NAME,
+        port=homeserver_port,
+        registration_files=[registration],
+    )
+
+    async def start_synapse() -> None:
+        # The bridge listens before Synapse starts, so Synapse's first sends succeed.
+        await asyncio.to_thread(synapse.start)
+        users = await asyncio.to_thread(ensure_demo_users, synapse, data_dir)
+        stack = write_stack_file(data_dir, config, synapse, users)
+        print(welcome(stack, synapse.ready_seconds or 0.0, data_dir / "stack.json"), flush=True)
+
+    try:
+        asyncio.run(run_bridge(config, before_connect=start_synapse))
+    finally:
+        synapse.stop()
+    return 0
+
+
+def dev_config(data_dir: Path, homeserver_port: int, bridge_port: int) -> Config:
+    """The stack's bridge config; its secrets are generated on the first run and kept."""
+    path = data_dir / "config.yaml"
+    old = yaml.safe_load(path.read_text()) if path.exists() else {}
+    data = bridge_settings(
+        homeserver_url=f"http://127.0.0.1:{homeserver_port}",
+        domain=SERVER_NAME,
+        appservice_url=f"http://127.0.0.1:{bridge_port}",
+        host="127.0.0.1",
+        port=bridge_port,
+        database_url=f"sqlite://{data_dir / 'bridge.db'}",
+        admins=[f"@{DEMO_USERS['admin']}:{SERVER_NAME}"],
+    )
+    for section, key in BRIDGE_SECRET_KEYS:
+        data[section][key] = old.get(section, {}).get(key) or new_secret()
+    write_file(path, data, 0o600)
+    return build_config(data)
+
+
+def ensure_demo_users(synapse: LocalSynapse, data_dir: Path) -> dict[str, dict[str, str]]:
+    """Register the demo users once; their passwords are kept in data_dir/demo-users.yaml."""
+    path = data_dir / "demo-users.yaml"
+    if path.exists():
+        return yaml.safe_load(path.read_text())
+    users = {}
+    for role, localpart in DEMO_USERS.items():
+        password = secrets.token_urlsafe(12)
+        account = synapse.register_user(localpart, password, admin=role == "admin")
+        users[role] = {"user_id": account["user_id"], "password": password}
+    write_file(path, users, 0o600)
+    return users
+
+
+def write_stack_file(
+    data_dir: Path, config: Config, synapse: LocalSynapse, users: dict
+) -> dict[str, object]:
+    """stack.json: everything a person or a script needs to use the running stack."""
+    stack = {
+        "homeserver_url": synapse.url,
+        "server_name": synapse.server_name,
+        "registration_shared_secret": synapse.shared_secret,
+        "api_url": f"{str(config.appservice.url).rstrip('/')}/api/v1",
+        "api_token": config.api.token.get_secret_value(),
+        "users": users,
+    }
+    path = data_dir / "stack.json"
+    path.touch(mode=0o600, exist_ok=True)
+    path.write_text(json.dumps(stack, indent=2) + "\n")
+    return stack
+
+
+def welcome(stack: dict, ready_seconds: float, stack_path: Path) -> str:
+    users = stack["users"]
+    logins = "\n".join(
+        f"    {user['user_id']:<20} password {user['password']:<18} ({role})"
+        for role, user in users.items()
+    )
+    transaction = {
+        "transaction_id": "demo-1",
+        "title": "Vintage bike",
+        "buyer": {"user_id": "buyer-1", "matrix_id": users["buyer"]["user_id"]},
+        "seller": {"user_id": "seller-1", "matrix_id": users["seller"]["user_id"]},
+    }
+    return f"""
+The local stack is up (Synapse answered {ready_seconds:.1f}s after launch).
+
+  Homeserver: {stack["homeserver_url"]}  (server name {stack["server_name"]})
+  Sign in with Element Desktop or any Matrix client: choose "Edit" under the homeserver,
+  enter {stack["homeserver_url"]}, then one of
+{logins}
+
+  Create a transaction room (it stays read-only until payment):
+    curl -X POST {stack["api_url"]}/transactions \\
+      -H 'Authorization: Bearer {stack["api_token"]}' \\
+      -H 'Content-Type: application/json' -d '{json.dumps(transaction)}'
+  Then open it:
+    curl -X POST {stack["api_url"]}/transactions/demo-1/payment \\
+      -H 'Authorization: Bearer {stack["api_token"]}'
+
+  All of this is in {stack_path}. Ctrl-C stops everything.
+"""

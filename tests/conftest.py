@@ -13,6 +13,7 @@ from nio import AsyncClient
 
 from tests.harness import (
     API_TIMINGS,
+    MAKE_RUN_READY,
     SYNAPSE_READY,
     Homeserver,
     fresh_database,
@@ -79,6 +80,11 @@ def api_timings(pytestconfig: pytest.Config) -> dict[str, list[float]]:
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     for seconds in config.stash.get(SYNAPSE_READY, []):
         terminalreporter.write_line(f"Synapse answered {seconds:.2f}s after launch")
+    for run, ready, stopped in config.stash.get(MAKE_RUN_READY, []):
+        terminalreporter.write_line(
+            f"make run ({run}): stack.json after {ready:.1f}s, "
+            f"stopped {stopped:.1f}s after SIGTERM"
+        )
     for operation, seconds in sorted(config.stash.get(API_TIMINGS, {}).items()):
         terminalreporter.write_line(
             f"{operation}: p50 {statistics.median(seconds) * 1000:.0f} ms, "

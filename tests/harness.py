@@ -20,15 +20,17 @@ import asyncpg
 import pytest
 from yarl import URL
 
-from bridge.__main__ import write_registration
 from bridge.app import Bridge
 from bridge.config import Config, build_config
+from bridge.deployment import write_registration
 from bridge.devstack import LocalSynapse
 
 T = TypeVar("T")
 
 # How long each Synapse took to answer after launch, printed at the end of the run.
 SYNAPSE_READY = pytest.StashKey[list[float]]()
+# `make run`: (which run, seconds until stack.json appeared, seconds to stop on SIGTERM).
+MAKE_RUN_READY = pytest.StashKey[list[tuple[str, float, float]]]()
 # How long marketplace API calls took against a real Synapse, printed at the end of the run.
 API_TIMINGS = pytest.StashKey[dict[str, list[float]]]()
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bridge.__main__ import main, registration_for
+from bridge.__main__ import main
+from bridge.deployment import registration_for
 from tests.harness import free_port, make_config
 
 
@@ -87,12 +88,15 @@ def test_run_names_an_unreachable_database_without_a_traceback(monkeypatch, caps
 
 
 def test_the_dev_stack_generates_secrets_once(tmp_path: Path) -> None:
-    from bridge.__main__ import dev_config
+    from bridge.devstack import dev_config
 
-    first = dev_config(tmp_path)
-    second = dev_config(tmp_path)
-    for config in (first, second):
-        assert config.database.url == f"sqlite://{tmp_path / 'bridge.db'}"
+    first = dev_config(tmp_path, 8008, 29330)
+    second = dev_config(tmp_path, 8118, 29440)  # other ports, same secrets
+    assert first.database.url == second.database.url == f"sqlite://{tmp_path / 'bridge.db'}"
+    assert str(second.homeserver.url) == "http://127.0.0.1:8118/"
+    assert str(second.appservice.url) == "http://127.0.0.1:29440/"
+    assert second.server.port == 29440
+    assert second.rooms.admins == ["@admin:localhost"]
     assert first.appservice.as_token == second.appservice.as_token
     assert first.api.token == second.api.token
     assert first.appservice.as_token != first.appservice.hs_token

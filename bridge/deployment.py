@@ -1,0 +1,234 @@
+"""Configs for a whole stack (Synapse, its registration, the bridge), from one place.
+
+`make run` (``python -m bridge dev``) and the production compose file
+(``python -m bridge generate-deployment``) both build their files with these functions, so
+the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from appservice.registration import build_registration
+
+from .config import Config
+
+EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "config.example.yaml"
+SYNAPSE_SECRET_KEYS = ("registration_shared_secret", "macaroon_secret_key", "form_secret")
+BRIDGE_SECRET_KEYS = (("appservice", "as_token"), ("appservice", "hs_token"), ("api", "token"))
+
+# Generous limits for the people in tests (they log in, join and post in bursts). Room
+# creation and invites keep Synapse's defaults on purpose: the bot must be exempt from those
+# through ``rate_limited: false`` in its registration, and raising them here would hide it.
+_RELAXED = {"per_second": 1000, "burst_count": 1000}
+RELAXED_RATE_LIMITS: dict[str, Any] = {
+    "rc_message": _RELAXED,
+    "rc_registration": _RELAXED,
+    "rc_login": {"address": _RELAXED, "account": _RELAXED, "failed_attempts": _RELAXED},
+    "rc_joins": {"local": _RELAXED, "remote": _RELAXED},
+    "rc_joins_per_room": _RELAXED,
+    "rc_admin_redaction": _RELAXED,
+    "rc_presence": {"per_user": _RELAXED},
+    "rc_media_create": _RELAXED,
+    "rc_profile": _RELAXED,
+    "rc_reports": _RELAXED,
+    "rc_user_directory": _RELAXED,
+    "rc_delayed_event_mgmt": _RELAXED,
+}
+
+
+def homeserver_config(
+    *,
+    server_name: str,
+    port: int,
+    bind_addresses: list[str],
+    data_dir: str,
+    database: dict[str, Any],
+    registration_files: list[str],
+    synapse_secrets: Mapping[str, str],
+    public_baseurl: str | None = None,
+    fast_password_hashing: bool = False,
+    relaxed_rate_limits: bool = False,
+) -> dict[str, Any]:
+    """Synapse's homeserver.yaml for a marketplace: registration closed, our appservice loaded."""
+    config: dict[str, Any] = {
+        "server_name": server_name,
+        "pid_file": f"{data_dir}/homeserver.pid",
+        "listeners": [
+            {
+                "port": port,
+                "bind_addresses": bind_addresses,
+                "type": "http",
+                "tls": False,
+                "x_forwarded": not bind_addresses[0].startswith("127."),
+                "resources": [{"names": ["client"], "compress": False}],
+            }
+        ],
+        "database": database,
+        "media_store_path": f"{data_dir}/media",
+        "signing_key_path": f"{data_dir}/signing.key",
+        "report_stats": False,
+        "trusted_key_servers": [],
+        "suppress_key_server_warning": True,
+        # People get accounts from the marketplace (or the admin API), never by signing up.
+        "enable_registration": False,
+        "app_service_config_files": registration_files,
+        **{key: synapse_secrets[key] for key in SYNAPSE_SECRET_KEYS},
+    }
+    if public_baseurl:
+        config["public_baseurl"] = public_baseurl
+    if fast_password_hashing:
+        config["bcrypt_rounds"] = 4  # 15 ms instead of 210 ms per registration or login
+    if relaxed_rate_limits:
+        config.update(RELAXED_RATE_LIMITS)
+    return config
+
+
+def bridge_settings(
+    *,
+    homeserver_url: str,
+    domain: str,
+    appservice_url: str,
+    host: str,
+    port: int,
+    database_url: str,
+    admins: list[str],
+) -> dict[str, Any]:
+    """The bridge's config: the example's values with the stack's addresses, no secrets."""
+    data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    data["homeserver"].update(url=homeserver_url, domain=domain)
+    data["appservice"]["url"] = appservice_url
+    data["server"].update(host=host, port=port)
+    data["database"]["url"] = database_url
+    data["rooms"]["admins"] = admins
+    for section, key in BRIDGE_SECRET_KEYS:
+        del data[section][key]
+    return data
+
+
+def registration_for(config: Config) -> dict[str, Any]:
+    appservice = config.appservice
+    return build_registration(
+        appservice_id=appservice.id,
+        url=str(appservice.url).rstrip("/"),
+        as_token=appservice.as_token.get_secret_value(),
+        hs_token=appservice.hs_token.get_secret_value(),
+        domain=config.homeserver.domain,
+        bot_localpart=appservice.bot_localpart,
+        alias_prefix=appservice.alias_prefix,
+    )
+
+
+def write_registration(config: Config, path: Path) -> None:
+    """The registration holds both tokens: readable by its owner only."""
+    write_file(path, registration_for(config), 0o600)
+
+
+def write_file(path: Path, data: dict[str, Any], mode: int, header: str = "") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=mode, exist_ok=True)
+    path.chmod(mode)
+    path.write_text(header + yaml.safe_dump(data, sort_keys=False))
+
+
+# --- the production compose stack --------------------------------------------------------------
+
+# Names shared with docker-compose.yml; tests/unit/test_deployment.py checks that they agree.
+COMPOSE = {
+    "config_dir": "/config",
+    "synapse_data_dir": "/data",
+    "synapse_url": "http://synapse:8008",
+    "synapse_port": 8008,
+    "bridge_url": "http://bridge:29330",
+    "bridge_port": 29330,
+    "postgres_host": "postgres",
+    "postgres_user": "bridge",
+    "bridge_database": "bridge",
+    "synapse_database": "synapse",
+}
+REQUIRED_ENV = (
+    "SERVER_NAME",
+    "POSTGRES_PASSWORD",
+    "BRIDGE_APPSERVICE__AS_TOKEN",
+    "BRIDGE_APPSERVICE__HS_TOKEN",
+    "SYNAPSE_REGISTRATION_SHARED_SECRET",
+    "SYNAPSE_MACAROON_SECRET_KEY",
+    "SYNAPSE_FORM_SECRET",
+)
+
+
+class DeploymentError(Exception):
+    pass
+
+
+def write_deployment(out: Path, env: Mapping[str, str], synapse_uid: int | None) -> list[Path]:
+    """homeserver.yaml, registration.yaml and bridge.yaml for docker-compose.yml.
+
+    Secrets come from ``env``. Synapse's two files hold secrets: they are readable by Synapse's
+    user only. bridge.yaml holds none (the bridge reads its secrets from the environment).
+    """
+    missing = [name for name in REQUIRED_ENV if not env.get(name)]
+    if missing:
+        raise DeploymentError("missing environment variables: " + ", ".join(missing))
+    c = COMPOSE
+    server_name = env["SERVER_NAME"]
+    bridge = bridge_settings(
+        homeserver_url=c["synapse_url"],
+        domain=server_name,
+        appservice_url=c["bridge_url"],
+        host="0.0.0.0",  # noqa: S104 (inside its container; compose publishes it on loopback)
+        port=c["bridge_port"],
+        database_url=(
+            f"postgresql://{c['postgres_user']}@{c['postgres_host']}/{c['bridge_database']}"
+        ),
+        admins=[a.strip() for a in env.get("BRIDGE_ADMINS", "").split(",") if a.strip()],
+    )
+    registration = build_registration(
+        appservice_id=bridge["appservice"]["id"],
+        url=c["bridge_url"],
+        as_token=env["BRIDGE_APPSERVICE__AS_TOKEN"],
+        hs_token=env["BRIDGE_APPSERVICE__HS_TOKEN"],
+        domain=server_name,
+        bot_localpart=bridge["appservice"]["bot_localpart"],
+        alias_prefix=bridge["appservice"]["alias_prefix"],
+    )
+    registration_path = out / "registration.yaml"
+    homeserver = homeserver_config(
+        server_name=server_name,
+        port=c["synapse_port"],
+        bind_addresses=["0.0.0.0"],  # noqa: S104 (inside its container)
+        data_dir=c["synapse_data_dir"],
+        database={
+            "name": "psycopg2",
+            "args": {
+                "user": c["postgres_user"],
+                "password": env["POSTGRES_PASSWORD"],
+                "dbname": c["synapse_database"],
+                "host": c["postgres_host"],
+                "cp_min": 5,
+                "cp_max": 10,
+            },
+        },
+        registration_files=[f"{c['config_dir']}/{registration_path.name}"],
+        synapse_secrets={key: env[f"SYNAPSE_{key.upper()}"] for key in SYNAPSE_SECRET_KEYS},
+        public_baseurl=env.get("PUBLIC_BASEURL") or None,
+    )
+    header = "# Generated by python -m bridge generate-deployment; edit the inputs, not this.\n"
+    written = [out / "homeserver.yaml", registration_path, out / "bridge.yaml"]
+    write_file(written[0], homeserver, 0o600, header)
+    write_file(written[1], registration, 0o600, header)
+    write_file(written[2], bridge, 0o644, header)
+    if synapse_uid is not None and os.geteuid() == 0:
+        for path in written[:2]:
+            os.chown(path, synapse_uid, synapse_uid)
+    return written
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(48)
