@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint install clean
+.PHONY: run test lint docs install clean
 
 # One venv; each stamp records which extras are installed and is redone when pyproject changes.
 $(BIN)/python:
@@ -32,6 +32,10 @@ test: $(VENV)/.test-installed lint
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+## Regenerate docs/configuration.md from the settings model.
+docs: $(VENV)/.run-installed
+	$(BIN)/python -m bridge config-reference > docs/configuration.md
 
 clean:
 	rm -rf $(VENV) .dev .pytest_cache .ruff_cache .hypothesis

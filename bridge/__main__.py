@@ -9,9 +9,11 @@ import os
 import sys
 from pathlib import Path
 
+import yaml
+
 from .app import StartError, run_bridge
-from .config import Config, ConfigError, load_config
-from .deployment import DeploymentError, write_deployment, write_registration
+from .config import Config, ConfigError, config_reference, load_config
+from .deployment import EXAMPLE_CONFIG, DeploymentError, write_deployment, write_registration
 from .devstack import run_dev_stack
 
 DESCRIPTION = """\
@@ -24,6 +26,7 @@ commands:
   dev                      a local stack: Synapse from the venv and the bridge on SQLite,
                            both on loopback (what `make run` starts); Ctrl-C stops both
   generate-deployment      write the configs of the compose stack (docker-compose.yml)
+  config-reference         print the configuration reference (docs/configuration.md)
 """
 
 
@@ -80,6 +83,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     deployment.add_argument(
         "--synapse-uid", type=int, default=991, help="owner of Synapse's files (when root)"
     )
+    commands.add_parser(
+        "config-reference",
+        help="print the configuration reference",
+        description="Print every config key with its environment variable, example value, "
+        "limits and meaning, as Markdown (what docs/configuration.md holds).",
+    )
     return parser.parse_args(argv)
 
 
@@ -93,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "generate-registration":
             write_registration(load_config(args.config), args.output)
             print(f"Wrote the registration to {args.output}")
+        elif args.command == "config-reference":
+            print(config_reference(yaml.safe_load(EXAMPLE_CONFIG.read_text())), end="")
         elif args.command == "generate-deployment":
             for path in write_deployment(args.output, os.environ, args.synapse_uid):
                 print(f"Wrote {path}")

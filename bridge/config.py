@@ -7,6 +7,7 @@ Every key can be set as ``BRIDGE_<SECTION>__<KEY>`` (for example
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,6 +51,8 @@ def _require_real_secret(value: SecretStr) -> SecretStr:
 
 
 class HomeserverConfig(_Section):
+    """The homeserver the bridge is an appservice of."""
+
     url: AnyHttpUrl = Field(description="Client-server API base URL the bridge calls.")
     domain: str = Field(description="The homeserver's server name (the part after ':').")
 
@@ -62,13 +65,28 @@ class HomeserverConfig(_Section):
 
 
 class AppserviceConfig(_Section):
-    id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    """The appservice registration and the homeserver's side of the bridge."""
+
+    id: str = Field(
+        pattern=r"^[A-Za-z0-9._-]{1,64}$",
+        description="The appservice's id in the registration; the ping endpoint is keyed by it.",
+    )
     url: AnyHttpUrl = Field(description="Where the homeserver reaches the bridge.")
-    as_token: SecretStr
-    hs_token: SecretStr
-    bot_localpart: str = Field(min_length=1, max_length=64)
-    alias_prefix: str = Field(min_length=1, max_length=64)
-    max_transaction_bytes: int = Field(ge=1024 * 1024, le=1024 * 1024 * 1024)
+    as_token: SecretStr = Field(description="Token the bridge presents to the homeserver.")
+    hs_token: SecretStr = Field(description="Token the homeserver presents to the bridge.")
+    bot_localpart: str = Field(
+        min_length=1, max_length=64, description="Localpart of the policy bot's user ID."
+    )
+    alias_prefix: str = Field(
+        min_length=1,
+        max_length=64,
+        description="Room aliases starting with it are reserved for the bridge's rooms.",
+    )
+    max_transaction_bytes: int = Field(
+        ge=1024 * 1024,
+        le=1024 * 1024 * 1024,
+        description="Largest homeserver transaction accepted, in bytes.",
+    )
 
     _check_as_token = field_validator("as_token")(_require_real_secret)
     _check_hs_token = field_validator("hs_token")(_require_real_secret)
@@ -82,8 +100,12 @@ class AppserviceConfig(_Section):
 
 
 class ApiConfig(_Section):
+    """The marketplace REST API (/api/v1)."""
+
     token: SecretStr = Field(description="Bearer token of the marketplace backend.")
-    max_body_bytes: int = Field(ge=1024, le=16 * 1024 * 1024)
+    max_body_bytes: int = Field(
+        ge=1024, le=16 * 1024 * 1024, description="Largest request body accepted, in bytes."
+    )
     allowed_matrix_servers: list[str] = Field(
         description="Servers whose users may be parties; empty means the homeserver's only."
     )
@@ -100,6 +122,8 @@ class ApiConfig(_Section):
 
 
 class RoomsConfig(_Section):
+    """The rooms the bridge creates."""
+
     version: Literal["10", "11", "12"] = Field(
         description="Room version of new rooms; power levels depend on it."
     )
@@ -115,13 +139,21 @@ class RoomsConfig(_Section):
 
 
 class ServerConfig(_Section):
-    host: str = Field(min_length=1)
-    port: int = Field(ge=1, le=65535)
+    """The bridge's HTTP server: homeserver routes, marketplace API, health and metrics."""
+
+    host: str = Field(min_length=1, description="Address to listen on.")
+    port: int = Field(ge=1, le=65535, description="Port to listen on (the one in appservice.url).")
 
 
 class DatabaseConfig(_Section):
-    url: str
-    max_connections: int = Field(ge=1, le=1000)
+    """Where the bridge keeps its state."""
+
+    url: str = Field(
+        description="sqlite:<path> (one process) or postgresql://user@host/db (production)."
+    )
+    max_connections: int = Field(
+        ge=1, le=1000, description="PostgreSQL pool size (SQLite always uses one connection)."
+    )
 
     @field_validator("url")
     @classmethod
@@ -133,7 +165,9 @@ class DatabaseConfig(_Section):
 
 
 class LoggingConfig(_Section):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+    """What the bridge logs; tokens never appear at any level."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(description="Log level.")
 
 
 class Config(BaseSettings):
@@ -212,3 +246,36 @@ def describe_errors(error: ValidationError) -> str:
             message = "is not a known key"
         lines.append(f"  {key}: {message} (env {env_name})")
     return "\n".join(lines)
+
+
+def config_reference(example: dict[str, Any]) -> str:
+    """docs/configuration.md: every key of the model, its environment variable and limits."""
+    lines = [
+        "# Configuration reference",
+        "",
+        "Generated from the settings model (`bridge/config.py`) by `make docs`; a test keeps it",
+        "in step. Every key is required; `config.example.yaml` has a value for each. Any key can",
+        "be set from the environment, which wins over the file. Secrets (marked) holding the",
+        f"example's `{PLACEHOLDER_PREFIX}...` placeholders, or shorter than {MIN_SECRET_LENGTH}"
+        " characters, are refused at start.",
+    ]
+    for section, field in Config.model_fields.items():
+        model = field.annotation
+        lines += ["", f"## `{section}`", "", model.__doc__.strip(), ""]
+        lines += ["| key | environment | example | limits | meaning |", "|---|---|---|---|---|"]
+        schema = model.model_json_schema()["properties"]
+        for key, info in model.model_fields.items():
+            prop = schema[key]
+            limits = ", ".join(
+                f"{name} {prop[name]}"
+                for name in ("minimum", "maximum", "minLength", "maxLength", "pattern", "enum")
+                if name in prop
+            )
+            value = example[section][key]
+            shown = "(secret)" if info.annotation is SecretStr else f"`{json.dumps(value)}`"
+            env = f"`{ENV_PREFIX}{section.upper()}__{key.upper()}`"
+            limits = limits.replace("|", "\\|")  # a pattern's alternatives, inside a table
+            lines.append(
+                f"| `{section}.{key}` | {env} | {shown} | {limits} | {info.description} |"
+            )
+    return "\n".join(lines) + "\n"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bridge.config import ConfigError, build_config, load_config
+from bridge.config import Config, ConfigError, build_config, config_reference, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config.example.yaml"
@@ -130,3 +130,12 @@ def test_an_unreadable_or_broken_file_is_a_clear_error(tmp_path: Path) -> None:
     listing.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="must be a mapping"):
         load_config(listing)
+
+
+def test_the_configuration_reference_matches_the_model() -> None:
+    documented = (ROOT / "docs" / "configuration.md").read_text()
+    assert documented == config_reference(example()), "run `make docs`"
+    for section, field in Config.model_fields.items():
+        for key, info in field.annotation.model_fields.items():
+            assert info.description, f"{section}.{key} has no description"
+            assert f"`{section}.{key}`" in documented
