@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from appservice.identifiers import server_of
@@ -33,6 +34,7 @@ from policy.states import (
     InvalidTransition,
     Outcome,
     TransactionState,
+    Transition,
     decide_close,
     decide_payment,
     transaction_access,
@@ -74,21 +76,22 @@ class Market:
             return await self._ensure_room(record), created
 
     async def record_payment(self, transaction_id: str) -> TransactionRecord:
-        async with self._locks.hold(transaction_id):
-            record = await self.get(transaction_id)
-            try:
-                transition = decide_payment(record.state, record.outcome)
-            except InvalidTransition as e:
-                raise MarketError.invalid_state(str(e)) from None
-            if transition.changed:
-                record = await self._records.apply_transition(record, transition)
-            return await self._ensure_room(record)
+        return await self._transition(
+            transaction_id, lambda record: decide_payment(record.state, record.outcome)
+        )
 
     async def close(self, transaction_id: str, outcome: Outcome) -> TransactionRecord:
+        return await self._transition(
+            transaction_id, lambda record: decide_close(record.state, record.outcome, outcome)
+        )
+
+    async def _transition(
+        self, transaction_id: str, decide: Callable[[TransactionRecord], Transition]
+    ) -> TransactionRecord:
         async with self._locks.hold(transaction_id):
             record = await self.get(transaction_id)
             try:
-                transition = decide_close(record.state, record.outcome, outcome)
+                transition = decide(record)
             except InvalidTransition as e:
                 raise MarketError.invalid_state(str(e)) from None
             if transition.changed:
@@ -147,15 +150,16 @@ class Market:
     async def _ensure_room(
         self, record: TransactionRecord, *, check_members: bool = False
     ) -> TransactionRecord:
+        """Make the room match the record. ``check_members`` also re-invites missing parties
+        (a room just created from the plan needs neither its state nor its members checked)."""
         plan = self.plan_for(record)
+        fresh = False
         if record.room_id is None:
-            room_id, created = await self._create_or_adopt_room(record, plan)
+            room_id, fresh = await self._create_or_adopt_room(record, plan)
             record = await self._records.set_room(record.transaction_id, room_id)
-            check_members = not created
-        else:
-            created = False
+            check_members = not fresh  # an adopted room may lack its invites
         assert record.room_id is not None
-        if not created:
+        if not fresh:
             await self._ensure_state(record.room_id, plan)
         if check_members:
             await self._ensure_invited(record.room_id, plan.invitees)
