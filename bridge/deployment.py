@@ -225,7 +225,10 @@ def write_deployment(out: Path, env: Mapping[str, str], synapse_uid: int | None)
     write_file(written[1], registration, 0o600, header)
     write_file(written[2], bridge, 0o644, header)
     if synapse_uid is not None and os.geteuid() == 0:
-        for path in written[:2]:
+        # Synapse's image runs it as this user: it must read its config and write its data
+        # folder (the signing key is created there on first start).
+        data_dir = Path(c["synapse_data_dir"])
+        for path in [*written[:2], *([data_dir] if data_dir.is_dir() else [])]:
             os.chown(path, synapse_uid, synapse_uid)
     return written
 

@@ -66,6 +66,11 @@ def test_the_config_service_gets_every_input_the_generator_needs(compose: dict) 
     assert set(REQUIRED_ENV) <= set(config["environment"])
     assert config["command"][-2:] == ["--output", COMPOSE["config_dir"]]
     assert COMPOSE["config_dir"] in mounts(config)
+    # It hands Synapse's data volume to Synapse's user.
+    assert (
+        mounts(config)[COMPOSE["synapse_data_dir"]]
+        == mounts(compose["services"]["synapse"])[COMPOSE["synapse_data_dir"]]
+    )
 
 
 def test_synapse_loads_the_generated_config_and_registration(compose: dict, generated) -> None:
