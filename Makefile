@@ -11,7 +11,7 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(VENV)/.run-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[homeserver]'
+	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
 $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
@@ -21,7 +21,8 @@ $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
 install: $(VENV)/.test-installed
 
 ## Run the local stack: Synapse from the venv and the bridge on SQLite, on loopback. Ctrl-C stops.
-## DEV_DATA_DIR (.dev), DEV_HOMESERVER_PORT (8008) and DEV_BRIDGE_PORT (29330) change the defaults.
+## DEV_DATA_DIR (.dev), DEV_HOMESERVER_PORT (8008), DEV_BRIDGE_PORT (29330) and DEV_WEBHOOK_PORT
+## (29331) change the defaults.
 run: $(VENV)/.run-installed
 	exec $(BIN)/python -m bridge dev
 

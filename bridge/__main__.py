@@ -62,7 +62,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Start Synapse from the venv and the bridge on SQLite, both on loopback, "
         "with three demo users; secrets, users and rooms are kept in the data folder between "
         "runs, and stack.json there says how to reach everything. Defaults come from the "
-        "environment: DEV_DATA_DIR (.dev), DEV_HOMESERVER_PORT (8008), DEV_BRIDGE_PORT (29330).",
+        "environment: DEV_DATA_DIR (.dev), DEV_HOMESERVER_PORT (8008), DEV_BRIDGE_PORT (29330), "
+        "DEV_WEBHOOK_PORT (29331, the receiver that prints the webhooks).",
     )
     dev.add_argument("--data-dir", type=Path, default=Path(os.environ.get("DEV_DATA_DIR", ".dev")))
     dev.add_argument(
@@ -70,6 +71,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     dev.add_argument(
         "--bridge-port", type=int, default=int(os.environ.get("DEV_BRIDGE_PORT", 29330))
+    )
+    dev.add_argument(
+        "--webhook-port", type=int, default=int(os.environ.get("DEV_WEBHOOK_PORT", 29331))
     )
 
     deployment = commands.add_parser(
@@ -108,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
             for path in write_deployment(args.output, os.environ, args.synapse_uid):
                 print(f"Wrote {path}")
         else:
-            return run_dev_stack(args.data_dir, args.homeserver_port, args.bridge_port)
+            return run_dev_stack(
+                args.data_dir, args.homeserver_port, args.bridge_port, args.webhook_port
+            )
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -13,7 +13,7 @@ import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -24,15 +24,22 @@ from policy.states import transaction_access
 from .errors import MarketError
 from .market import Market
 from .models import (
+    ChatListOut,
+    ChatOut,
     CloseTransactionRequest,
     CreateTransactionRequest,
+    DeadLetterOut,
+    DeadLettersOut,
     PartyOut,
     PaymentRequest,
+    ReplayOut,
+    ReplayRequest,
     TransactionOut,
     is_market_id,
     timestamp,
 )
 from .openapi import openapi_document
+from .outbox import Outbox
 from .records import TransactionRecord
 
 PREFIX = "/api/v1"
@@ -41,10 +48,21 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class MarketApi:
-    def __init__(self, token: str, max_body_bytes: int, market: Market) -> None:
+    def __init__(
+        self,
+        token: str,
+        max_body_bytes: int,
+        market: Market,
+        outbox: Outbox,
+        wake_outbox: Callable[[], None],
+        retry_for_ms: int,
+    ) -> None:
         self._token = token.encode("utf-8")
         self._max_body_bytes = max_body_bytes
         self._market = market
+        self._outbox = outbox
+        self._wake_outbox = wake_outbox
+        self._retry_for_ms = retry_for_ms
         self._log = logging.getLogger("bridge.api")
         self._openapi = json.dumps(openapi_document()).encode()
 
@@ -55,6 +73,9 @@ class MarketApi:
         api.router.add_get("/transactions/{transaction_id}", self._get_transaction)
         api.router.add_post("/transactions/{transaction_id}/payment", self._record_payment)
         api.router.add_post("/transactions/{transaction_id}/close", self._close_transaction)
+        api.router.add_get("/users/{user_id}/rooms", self._chat_list)
+        api.router.add_get("/webhooks/failed", self._dead_letters)
+        api.router.add_post("/webhooks/replay", self._replay)
         app.add_subapp(PREFIX, api)
 
     @web.middleware
@@ -112,6 +133,57 @@ class MarketApi:
         body = await self._parse(request, CloseTransactionRequest)
         return _transaction(await self._market.close(transaction_id, body.outcome))
 
+    async def _chat_list(self, request: web.Request) -> web.Response:
+        user_id = request.match_info["user_id"]
+        if not is_market_id(user_id):
+            raise MarketError.invalid_param("user_id: not a marketplace id", fields=["user_id"])
+        chats = await self._market.chat_list(user_id)
+        if chats is None:
+            raise MarketError.not_found(f"no marketplace user {user_id}")
+        rooms = [
+            ChatOut(
+                kind="transaction",
+                transaction_id=record.transaction_id,
+                title=record.title,
+                role="buyer" if record.buyer.user_id == user_id else "seller",
+                state=record.state,
+                access=transaction_access(record.state),
+                room_id=record.room_id,
+                last_message=summary.last_message,
+                last_message_at=timestamp(summary.last_message_at),
+                unread=summary.unread,
+            )
+            for record, summary in chats
+        ]
+        return _json(ChatListOut(user_id=user_id, rooms=rooms))
+
+    async def _dead_letters(self, request: web.Request) -> web.Response:
+        try:
+            limit = int(request.query.get("limit", "100"))
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= 1000:
+            raise MarketError.invalid_param("limit: must be 1 to 1000", fields=["limit"])
+        failed = [
+            DeadLetterOut(
+                id=row["id"],
+                type=row["type"],
+                room_id=row["stream"],
+                attempts=row["attempts"],
+                last_error=row["last_error"],
+                created_at=timestamp(row["created_at"]),
+                body=json.loads(row["body"]),
+            )
+            for row in await self._outbox.dead_letters(limit)
+        ]
+        return _json(DeadLettersOut(failed=failed))
+
+    async def _replay(self, request: web.Request) -> web.Response:
+        body = await self._parse(request, ReplayRequest, empty_ok=True)
+        replayed = await self._outbox.replay(body.ids, body.room_id, self._retry_for_ms)
+        self._wake_outbox()
+        return _json(ReplayOut(replayed=replayed))
+
     async def _parse(self, request: web.Request, model: type[M], *, empty_ok: bool = False) -> M:
         raw = await self._read_limited(request)
         if not raw.strip() and empty_ok:
@@ -150,6 +222,10 @@ class MarketApi:
         return b"".join(chunks)
 
 
+def _json(model: BaseModel, status: int = 200) -> web.Response:
+    return web.json_response(model.model_dump(mode="json"), status=status)
+
+
 def _error(status: int, errcode: str, message: str) -> web.Response:
     return web.json_response({"errcode": errcode, "error": message}, status=status)
 
@@ -177,5 +253,4 @@ def _transaction(record: TransactionRecord, status: int = 200) -> web.Response:
         paid_at=timestamp(record.paid_at),
         closed_at=timestamp(record.closed_at),
     )
-    body: dict[str, Any] = view.model_dump(mode="json")
-    return web.json_response(body, status=status)
+    return _json(view, status)

@@ -30,8 +30,10 @@ from .database import create_database, start_database
 from .events import EventStore
 from .health import HealthRoutes
 from .inbound import HomeserverInbound
+from .inbox import InboxWorker
 from .market import Market
 from .metrics import Metrics
+from .outbox import Outbox, OutboxWorker
 from .records import Records
 
 CONNECT_RETRY_MAX = 30.0
@@ -51,6 +53,7 @@ class Bridge:
         self._session: ClientSession | None = None
         self._runner: web.AppRunner | None = None
         self._connect_task: asyncio.Task | None = None
+        self._workers: list[asyncio.Task] = []
         self.connected = asyncio.Event()
 
     async def open(self) -> None:
@@ -67,16 +70,35 @@ class Bridge:
         )
         self.bot = MatrixBot(self.api, config.bot_mxid)
         self.events = EventStore(self.db)
-        self.market = Market(config, Records(self.db), self.bot)
         self.metrics = Metrics(CollectorRegistry())
+        self.outbox = Outbox(self.db)
+        self.outbox_worker = OutboxWorker(
+            self.outbox, config.webhooks, self._session, self.metrics
+        )
+        self.inbox_worker = InboxWorker(
+            self.db,
+            config.bot_mxid,
+            config.rooms.admins,
+            config.webhooks.retry_for_seconds * 1000,
+            self.metrics,
+            on_queued=self.outbox_worker.wake,
+        )
+        self.market = Market(config, Records(self.db), self.bot, on_queued=self.outbox_worker.wake)
         self.web_app = web.Application(client_max_size=config.appservice.max_transaction_bytes)
         HomeserverRoutes(
             config.appservice.hs_token.get_secret_value(),
-            HomeserverInbound(self.events, config.bot_mxid, self.metrics),
+            HomeserverInbound(
+                self.events, config.bot_mxid, self.metrics, on_stored=self.inbox_worker.wake
+            ),
             logging.getLogger("bridge.homeserver"),
         ).add_to(self.web_app)
         MarketApi(
-            config.api.token.get_secret_value(), config.api.max_body_bytes, self.market
+            config.api.token.get_secret_value(),
+            config.api.max_body_bytes,
+            self.market,
+            self.outbox,
+            self.outbox_worker.wake,
+            config.webhooks.retry_for_seconds * 1000,
         ).add_to(self.web_app)
         HealthRoutes(
             {"database": self._check_database, "homeserver": self._check_homeserver},
@@ -90,6 +112,10 @@ class Bridge:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.server.host, self.config.server.port)
         await site.start()
+        self._workers = [
+            asyncio.create_task(self.inbox_worker.run(), name="inbox"),
+            asyncio.create_task(self.outbox_worker.run(), name="outbox"),
+        ]
         self.log.info(
             "Listening on %s:%d as %s",
             self.config.server.host,
@@ -101,9 +127,10 @@ class Bridge:
         self._connect_task = asyncio.create_task(self._connect_homeserver())
 
     async def close(self) -> None:
-        if self._connect_task:
-            self._connect_task.cancel()
-            await asyncio.gather(self._connect_task, return_exceptions=True)
+        tasks = [*self._workers, *([self._connect_task] if self._connect_task else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._runner:
             await self._runner.cleanup()
         if self._session:

@@ -7,6 +7,7 @@ Every key can be set as ``BRIDGE_<SECTION>__<KEY>`` (for example
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -138,6 +139,48 @@ class RoomsConfig(_Section):
         return value
 
 
+def _require_webhook_secret(value: SecretStr) -> SecretStr:
+    secret = value.get_secret_value()
+    if secret.startswith(PLACEHOLDER_PREFIX):
+        raise ValueError(
+            "is still the example's placeholder; supply a real secret through the environment "
+            "or your own config file"
+        )
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except ValueError:
+        key = b""
+    if not secret.startswith("whsec_") or len(key) < 24:
+        raise ValueError("must be whsec_ followed by at least 24 bytes in base64")
+    return value
+
+
+class WebhooksConfig(_Section):
+    """Marketplace notifications: signed POSTs (Standard Webhooks), at least once, in order."""
+
+    url: AnyHttpUrl = Field(description="Where notifications are POSTed.")
+    secrets: list[SecretStr] = Field(
+        min_length=1,
+        max_length=2,
+        description="Signing secrets (whsec_...); two while rotating, both signatures sent.",
+    )
+    timeout_seconds: float = Field(gt=0, le=120, description="Time allowed for one attempt.")
+    retry_for_seconds: int = Field(
+        ge=1, le=30 * 86400, description="How long a notification is retried before dead letter."
+    )
+    backoff_initial_seconds: float = Field(
+        gt=0, le=3600, description="Delay before the first retry; it doubles, with jitter."
+    )
+    backoff_max_seconds: float = Field(gt=0, le=86400, description="Longest delay between tries.")
+
+    @field_validator("secrets")
+    @classmethod
+    def _valid_secrets(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for secret in value:
+            _require_webhook_secret(secret)
+        return value
+
+
 class ServerConfig(_Section):
     """The bridge's HTTP server: homeserver routes, marketplace API, health and metrics."""
 
@@ -184,6 +227,7 @@ class Config(BaseSettings):
     appservice: AppserviceConfig
     api: ApiConfig
     rooms: RoomsConfig
+    webhooks: WebhooksConfig
     server: ServerConfig
     database: DatabaseConfig
     logging: LoggingConfig
@@ -272,7 +316,8 @@ def config_reference(example: dict[str, Any]) -> str:
                 if name in prop
             )
             value = example[section][key]
-            shown = "(secret)" if info.annotation is SecretStr else f"`{json.dumps(value)}`"
+            secret = info.annotation in (SecretStr, list[SecretStr])
+            shown = "(secret)" if secret else f"`{json.dumps(value)}`"
             env = f"`{ENV_PREFIX}{section.upper()}__{key.upper()}`"
             limits = limits.replace("|", "\\|")  # a pattern's alternatives, inside a table
             lines.append(

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from mautrix.util.async_db import Database
+from mautrix.util.async_db import Connection, Database, Scheme
 from yarl import URL
 
 from .config import DatabaseConfig
@@ -18,6 +19,30 @@ SQLITE_INIT_COMMANDS = [
     "PRAGMA foreign_keys = ON",
     "PRAGMA busy_timeout = 5000",
 ]
+
+
+def rows_affected(status: Any) -> int:
+    """Rows an INSERT or UPDATE changed: asyncpg answers 'UPDATE n', aiosqlite a cursor."""
+    if isinstance(status, str):
+        return int(status.rsplit(" ", 1)[-1])
+    return status.rowcount
+
+
+# Advisory lock class for per-room work, so our keys never meet another application's.
+_ROOM_LOCK_CLASS = 0x4D4B  # "MK"
+
+
+async def try_lock_room(conn: Connection, room_id: str) -> bool:
+    """Hold the room for the rest of this database transaction, if no other process does.
+
+    PostgreSQL: a transaction-scoped advisory lock. SQLite: always true, as its single
+    connection already serialises all work (and SQLite means one bridge process).
+    """
+    if conn.scheme == Scheme.SQLITE:
+        return True
+    return await conn.fetchval(
+        "SELECT pg_try_advisory_xact_lock($1, hashtext($2))", _ROOM_LOCK_CLASS, room_id
+    )
 
 
 def is_sqlite(url: str) -> bool:

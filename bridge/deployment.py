@@ -7,6 +7,7 @@ the two cannot drift apart.
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 from collections.abc import Mapping
@@ -21,7 +22,12 @@ from .config import Config
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "config.example.yaml"
 SYNAPSE_SECRET_KEYS = ("registration_shared_secret", "macaroon_secret_key", "form_secret")
-BRIDGE_SECRET_KEYS = (("appservice", "as_token"), ("appservice", "hs_token"), ("api", "token"))
+BRIDGE_SECRET_KEYS = (
+    ("appservice", "as_token"),
+    ("appservice", "hs_token"),
+    ("api", "token"),
+    ("webhooks", "secrets"),
+)
 
 # Generous limits for the people in tests (they log in, join and post in bursts). Room
 # creation and invites keep Synapse's defaults on purpose: the bot must be exempt from those
@@ -99,6 +105,7 @@ def bridge_settings(
     port: int,
     database_url: str,
     admins: list[str],
+    webhook_url: str,
 ) -> dict[str, Any]:
     """The bridge's config: the example's values with the stack's addresses, no secrets."""
     data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
@@ -107,6 +114,7 @@ def bridge_settings(
     data["server"].update(host=host, port=port)
     data["database"]["url"] = database_url
     data["rooms"]["admins"] = admins
+    data["webhooks"]["url"] = webhook_url
     for section, key in BRIDGE_SECRET_KEYS:
         del data[section][key]
     return data
@@ -154,6 +162,7 @@ COMPOSE = {
 }
 REQUIRED_ENV = (
     "SERVER_NAME",
+    "WEBHOOK_URL",
     "POSTGRES_PASSWORD",
     "BRIDGE_APPSERVICE__AS_TOKEN",
     "BRIDGE_APPSERVICE__HS_TOKEN",
@@ -188,6 +197,7 @@ def write_deployment(out: Path, env: Mapping[str, str], synapse_uid: int | None)
             f"postgresql://{c['postgres_user']}@{c['postgres_host']}/{c['bridge_database']}"
         ),
         admins=[a.strip() for a in env.get("BRIDGE_ADMINS", "").split(",") if a.strip()],
+        webhook_url=env["WEBHOOK_URL"],
     )
     registration = build_registration(
         appservice_id=bridge["appservice"]["id"],
@@ -235,3 +245,7 @@ def write_deployment(out: Path, env: Mapping[str, str], synapse_uid: int | None)
 
 def new_secret() -> str:
     return secrets.token_urlsafe(48)
+
+
+def new_webhook_secret() -> str:
+    return "whsec_" + base64.b64encode(os.urandom(32)).decode()

@@ -25,6 +25,7 @@ import urllib.request
 from pathlib import Path
 
 import yaml
+from aiohttp import web
 
 from .app import run_bridge
 from .config import Config, build_config
@@ -34,6 +35,7 @@ from .deployment import (
     bridge_settings,
     homeserver_config,
     new_secret,
+    new_webhook_secret,
     write_file,
     write_registration,
 )
@@ -178,9 +180,9 @@ DEMO_USERS = {"buyer": "alice", "seller": "bob", "admin": "admin"}
 SERVER_NAME = "localhost"
 
 
-def run_dev_stack(data_dir: Path, homeserver_port: int, bridge_port: int) -> int:
+def run_dev_stack(data_dir: Path, homeserver_port: int, bridge_port: int, sink_port: int) -> int:
     data_dir = data_dir.resolve()
-    config = dev_config(data_dir, homeserver_port, bridge_port)
+    config = dev_config(data_dir, homeserver_port, bridge_port, sink_port)
     logging.basicConfig(
         level=config.logging.level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -200,14 +202,61 @@ def run_dev_stack(data_dir: Path, homeserver_port: int, bridge_port: int) -> int
         stack = write_stack_file(data_dir, config, synapse, users)
         print(welcome(stack, synapse.ready_seconds or 0.0, data_dir / "stack.json"), flush=True)
 
+    async def stack() -> None:
+        sink = await start_webhook_sink(
+            sink_port, [secret.get_secret_value() for secret in config.webhooks.secrets]
+        )
+        try:
+            await run_bridge(config, before_connect=start_synapse)
+        finally:
+            await sink.cleanup()
+
     try:
-        asyncio.run(run_bridge(config, before_connect=start_synapse))
+        asyncio.run(stack())
     finally:
         synapse.stop()
     return 0
 
 
-def dev_config(data_dir: Path, homeserver_port: int, bridge_port: int) -> Config:
+async def start_webhook_sink(port: int, secrets: list[str]) -> web.AppRunner:
+    """The dev stack's marketplace: verifies each webhook's signature, prints it on one line."""
+    from standardwebhooks import Webhook
+
+    verifiers = [Webhook(secret) for secret in secrets]
+
+    async def receive(request: web.Request) -> web.Response:
+        body = await request.read()
+        headers = dict(request.headers)
+        verified = False
+        for verifier in verifiers:
+            try:
+                verifier.verify(body, headers)
+                verified = True
+            except Exception:  # noqa: S112 (the next secret may match)
+                continue
+        if not verified:
+            print("webhook REFUSED: bad signature", flush=True)
+            return web.Response(status=401)
+        event = json.loads(body)
+        data = event["data"]
+        detail = data.get("preview") or data.get("access") or data.get("event_id") or ""
+        print(
+            f"webhook {event['type']:<18} {event['id']} {data.get('room_id', '')} {detail!r}",
+            flush=True,
+        )
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/webhooks", receive)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner
+
+
+def dev_config(
+    data_dir: Path, homeserver_port: int, bridge_port: int, sink_port: int = 29331
+) -> Config:
     """The stack's bridge config; its secrets are generated on the first run and kept."""
     path = data_dir / "config.yaml"
     old = yaml.safe_load(path.read_text()) if path.exists() else {}
@@ -219,9 +268,11 @@ def dev_config(data_dir: Path, homeserver_port: int, bridge_port: int) -> Config
         port=bridge_port,
         database_url=f"sqlite://{data_dir / 'bridge.db'}",
         admins=[f"@{DEMO_USERS['admin']}:{SERVER_NAME}"],
+        webhook_url=f"http://127.0.0.1:{sink_port}/webhooks",
     )
     for section, key in BRIDGE_SECRET_KEYS:
-        data[section][key] = old.get(section, {}).get(key) or new_secret()
+        fresh = [new_webhook_secret()] if key == "secrets" else new_secret()
+        data[section][key] = old.get(section, {}).get(key) or fresh
     write_file(path, data, 0o600)
     return build_config(data)
 
@@ -286,5 +337,6 @@ The local stack is up (Synapse answered {ready_seconds:.1f}s after launch).
     curl -X POST {stack["api_url"]}/transactions/demo-1/payment \\
       -H 'Authorization: Bearer {stack["api_token"]}'
 
+  Webhooks go to a receiver in this process that checks each signature and prints a line.
   All of this is in {stack_path}. Ctrl-C stops everything.
 """

@@ -3,17 +3,23 @@
 A transaction's events and receipts are written in one database transaction. Events are unique
 by event id (Synapse's txn ids restart with a fresh homeserver database, so they are only log
 keys); each gets an arrival ``seq`` and the status ``pending`` for the inbox worker, or ``dead``
-when it was malformed. Receipts move each user's read position forward, never back.
+when it was malformed. Receipts move each user's read position forward, never back; a move is
+also queued in the inbox (type ``m.receipt``) so it is notified in order with the messages.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from dataclasses import dataclass
 
 from mautrix.util.async_db import Database
 
-from appservice.transactions import MalformedEvent, RoomEvent, Transaction
+from appservice.transactions import MalformedEvent, Receipt, RoomEvent, Transaction
+
+# Inbox items for moved read positions carry this type (no room event has it).
+RECEIPT_EVENT_TYPE = "m.receipt"
 
 _SELECT_EVENTS = (
     "SELECT seq, event_id, room_id, event_type, sender, origin_server_ts, event_json, status,"
@@ -27,12 +33,14 @@ _INSERT_EVENT = """
     ON CONFLICT (event_id) DO NOTHING
 """
 
+# Answers a row only when the position was created or moved forward.
 _UPSERT_READ_POSITION = """
     INSERT INTO read_positions (room_id, user_id, event_id, ts, updated_at)
     VALUES ($1, $2, $3, $4, $5)
     ON CONFLICT (room_id, user_id) DO UPDATE
         SET event_id = excluded.event_id, ts = excluded.ts, updated_at = excluded.updated_at
         WHERE excluded.ts > read_positions.ts
+    RETURNING room_id
 """
 
 
@@ -64,14 +72,17 @@ class EventStore:
     async def store_transaction(self, txn: Transaction) -> None:
         now = int(time.time() * 1000)
         events = [_event_row(event, txn.txn_id, now) for event in txn.events]
-        receipts = [(r.room_id, r.user_id, r.event_id, r.ts, now) for r in txn.receipts]
-        if not events and not receipts:
+        if not events and not txn.receipts:
             return
         async with self._db.acquire() as conn, conn.transaction():
             if events:
                 await conn.executemany(_INSERT_EVENT, events)
-            if receipts:
-                await conn.executemany(_UPSERT_READ_POSITION, receipts)
+            for r in txn.receipts:
+                if await conn.fetchval(
+                    _UPSERT_READ_POSITION, r.room_id, r.user_id, r.event_id, r.ts, now
+                ):
+                    # A moved read position becomes an inbox item, in order with the messages.
+                    await conn.execute(_INSERT_EVENT, *_receipt_row(r, txn.txn_id, now))
 
     async def get_event(self, room_id: str, event_id: str) -> StoredEvent | None:
         """One stored event, looked up within its room (an id from elsewhere finds nothing)."""
@@ -117,6 +128,23 @@ def _event_row(event: RoomEvent | MalformedEvent, txn_id: str, now: int) -> tupl
         event.sender,
         event.origin_server_ts,
         event.json_text,
+        "pending",
+        None,
+        txn_id,
+        now,
+    )
+
+
+def _receipt_row(receipt: Receipt, txn_id: str, now: int) -> tuple:
+    key = f"{receipt.room_id}\x00{receipt.user_id}\x00{receipt.event_id}"
+    body = {"type": RECEIPT_EVENT_TYPE, "event_id": receipt.event_id, "ts": receipt.ts}
+    return (
+        "receipt:" + hashlib.sha256(key.encode()).hexdigest()[:32],
+        receipt.room_id,
+        RECEIPT_EVENT_TYPE,
+        receipt.user_id,
+        receipt.ts,
+        json.dumps(body),
         "pending",
         None,
         txn_id,

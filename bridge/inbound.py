@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from appservice.transactions import MalformedEvent, Transaction
 
 from .events import EventStore
@@ -11,10 +13,17 @@ from .metrics import Metrics
 class HomeserverInbound:
     """Implements `appservice.routes.HomeserverHandler` for the bridge."""
 
-    def __init__(self, events: EventStore, bot_mxid: str, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        events: EventStore,
+        bot_mxid: str,
+        metrics: Metrics,
+        on_stored: Callable[[], None] = lambda: None,
+    ) -> None:
         self._events = events
         self._bot_mxid = bot_mxid
         self._metrics = metrics
+        self._on_stored = on_stored
 
     async def store_transaction(self, txn: Transaction) -> None:
         try:
@@ -28,6 +37,7 @@ class HomeserverInbound:
         self._metrics.events.labels("pending").inc(len(txn.events) - dead)
         self._metrics.events.labels("dead").inc(dead)
         self._metrics.receipts.inc(len(txn.receipts))
+        self._on_stored()
 
     async def query_user(self, user_id: str) -> bool:
         # The bot is registered when the bridge connects; no other user lives in our namespace.

@@ -16,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from appservice.identifiers import server_of
 from appservice.matrix import HomeserverUnavailable, MatrixBot, MatrixError
 from policy.notices import Milestone, transaction_notice
+from policy.notifications import state_notification
 from policy.rooms import (
     Participants,
     RoomKind,
@@ -44,16 +46,23 @@ from .config import Config
 from .errors import MarketError
 from .locks import KeyedLocks
 from .models import CreateTransactionRequest
-from .records import Party, Records, TransactionRecord
+from .records import ChatSummary, Party, Records, TransactionRecord, room_context
 
 RECONCILE_CONCURRENCY = 8
 
 
 class Market:
-    def __init__(self, config: Config, records: Records, bot: MatrixBot) -> None:
+    def __init__(
+        self,
+        config: Config,
+        records: Records,
+        bot: MatrixBot,
+        on_queued: Callable[[], None] = lambda: None,
+    ) -> None:
         self._config = config
         self._records = records
         self._bot = bot
+        self._on_queued = on_queued
         self._locks = KeyedLocks()
         self._log = logging.getLogger("bridge.market")
 
@@ -77,16 +86,21 @@ class Market:
 
     async def record_payment(self, transaction_id: str) -> TransactionRecord:
         return await self._transition(
-            transaction_id, lambda record: decide_payment(record.state, record.outcome)
+            transaction_id, "payment", lambda record: decide_payment(record.state, record.outcome)
         )
 
     async def close(self, transaction_id: str, outcome: Outcome) -> TransactionRecord:
         return await self._transition(
-            transaction_id, lambda record: decide_close(record.state, record.outcome, outcome)
+            transaction_id,
+            outcome.value,
+            lambda record: decide_close(record.state, record.outcome, outcome),
         )
 
     async def _transition(
-        self, transaction_id: str, decide: Callable[[TransactionRecord], Transition]
+        self,
+        transaction_id: str,
+        cause: str,
+        decide: Callable[[TransactionRecord], Transition],
     ) -> TransactionRecord:
         async with self._locks.hold(transaction_id):
             record = await self.get(transaction_id)
@@ -95,8 +109,24 @@ class Market:
             except InvalidTransition as e:
                 raise MarketError.invalid_state(str(e)) from None
             if transition.changed:
-                record = await self._records.apply_transition(record, transition)
+                notification = state_notification(
+                    room_context(record, self._bot.user_id, self._config.rooms.admins),
+                    transaction_access(transition.state).value,
+                    transaction_access(record.state).value,
+                    cause,
+                    int(time.time() * 1000),
+                )
+                record = await self._records.apply_transition(
+                    record,
+                    transition,
+                    notification,
+                    self._config.webhooks.retry_for_seconds * 1000,
+                )
+                self._on_queued()
             return await self._ensure_room(record)
+
+    async def chat_list(self, user_id: str) -> list[tuple[TransactionRecord, ChatSummary]] | None:
+        return await self._records.chat_list(user_id)
 
     async def reconcile(self) -> None:
         """Bring every transaction's room back to its plan (run once the bot is connected)."""

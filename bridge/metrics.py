@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class Metrics:
@@ -24,4 +24,30 @@ class Metrics:
             "bridge_read_receipts_received",
             "Main-timeline read receipts received from the homeserver",
             registry=registry,
+        )
+        self.inbox_lag = Gauge(
+            "bridge_inbox_lag_seconds",
+            "Age of the oldest room event not yet turned into notifications",
+            registry=registry,
+        )
+        self.webhooks_queued = Counter(
+            "bridge_webhooks_queued", "Notifications added to the outbox", registry=registry
+        )
+        self.webhooks_delivered = Counter(
+            "bridge_webhooks_delivered", "Notifications delivered (2xx)", registry=registry
+        )
+        self.webhooks_retried = Counter(
+            "bridge_webhooks_retried", "Failed attempts that will be retried", registry=registry
+        )
+        self.webhooks_dead = Counter(
+            "bridge_webhooks_dead_lettered", "Notifications given up on", registry=registry
+        )
+        self.webhook_latency = Histogram(
+            "bridge_webhook_delivery_seconds",
+            "From queued to delivered",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 600, 3600),
+            registry=registry,
+        )
+        self.outbox_depth = Gauge(
+            "bridge_outbox_depth", "Notifications waiting for delivery", registry=registry
         )

@@ -13,16 +13,20 @@ def bridge_upgrade_table() -> UpgradeTable:
     table = UpgradeTable(version_table_name="bridge_version", database_name="bridge")
     table.register(description="Inbox of homeserver events and read positions")(_v1_inbox)
     table.register(description="Marketplace users, transactions and bot actions")(_v2_transactions)
+    table.register(description="Webhook outbox and the chat list's messages")(_v3_outbox)
     return table
+
+
+def _sequence(scheme: Scheme) -> str:
+    """A primary key that only grows: the order rows were added in."""
+    if scheme == Scheme.SQLITE:
+        return "INTEGER PRIMARY KEY AUTOINCREMENT"
+    return "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
 
 
 async def _v1_inbox(conn: Connection, scheme: Scheme) -> None:
     # seq is the arrival order: the inbox worker processes a room's events in seq order.
-    seq = (
-        "INTEGER PRIMARY KEY AUTOINCREMENT"
-        if scheme == Scheme.SQLITE
-        else "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
-    )
+    seq = _sequence(scheme)
     await conn.execute(f"""
         CREATE TABLE inbox_events (
             seq              {seq},
@@ -89,3 +93,43 @@ async def _v2_transactions(conn: Connection, scheme: Scheme) -> None:
             done_at    BIGINT
         )
     """)
+
+
+async def _v3_outbox(conn: Connection, scheme: Scheme) -> None:
+    # One row per notification; a stream (a room) is delivered strictly in seq order, one row
+    # at a time, by whoever holds the head row's lease.
+    await conn.execute(f"""
+        CREATE TABLE outbox (
+            seq             {_sequence(scheme)},
+            id              TEXT    NOT NULL UNIQUE,
+            stream          TEXT    NOT NULL,
+            type            TEXT    NOT NULL,
+            body            TEXT    NOT NULL,
+            status          TEXT    NOT NULL DEFAULT 'pending'
+                            CHECK (status IN ('pending', 'delivered', 'dead')),
+            attempts        INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at BIGINT  NOT NULL,
+            retry_until     BIGINT  NOT NULL,
+            lease_until     BIGINT  NOT NULL DEFAULT 0,
+            created_at      BIGINT  NOT NULL,
+            delivered_at    BIGINT,
+            last_error      TEXT
+        )
+    """)
+    await conn.execute(
+        "CREATE INDEX outbox_pending ON outbox (stream, seq) WHERE status = 'pending'"
+    )
+    await conn.execute("CREATE INDEX outbox_dead ON outbox (seq) WHERE status = 'dead'")
+    # The chat list: each room's messages, their preview, and whether they were deleted.
+    await conn.execute("""
+        CREATE TABLE messages (
+            room_id  TEXT    NOT NULL,
+            event_id TEXT    NOT NULL,
+            sender   TEXT    NOT NULL,
+            ts       BIGINT  NOT NULL,
+            preview  TEXT    NOT NULL,
+            deleted  BOOLEAN NOT NULL DEFAULT FALSE,
+            PRIMARY KEY (room_id, event_id)
+        )
+    """)
+    await conn.execute("CREATE INDEX messages_by_time ON messages (room_id, ts)")

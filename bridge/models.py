@@ -79,6 +79,51 @@ class CloseTransactionRequest(_Request):
     outcome: Outcome
 
 
+class ReplayRequest(_Request):
+    """Which dead letters to queue again: by ids, by room, or (empty body) all of them."""
+
+    ids: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(
+        None, max_length=1000
+    )
+    room_id: str | None = Field(None, min_length=1, max_length=255)
+
+
+class ReplayOut(BaseModel):
+    replayed: int
+
+
+class DeadLetterOut(BaseModel):
+    id: str
+    type: str
+    room_id: str
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    body: dict
+
+
+class DeadLettersOut(BaseModel):
+    failed: list[DeadLetterOut]
+
+
+class ChatOut(BaseModel):
+    kind: str = Field(description="transaction (dispute rooms come with disputes).")
+    transaction_id: str
+    title: str
+    role: str = Field(description="The user's role in the room: buyer or seller.")
+    state: TransactionState
+    access: Access
+    room_id: str | None
+    last_message: str | None = Field(description="Preview of the latest message.")
+    last_message_at: datetime | None
+    unread: int = Field(description="Messages from others after the user's read position.")
+
+
+class ChatListOut(BaseModel):
+    user_id: str
+    rooms: list[ChatOut]
+
+
 class PartyOut(BaseModel):
     user_id: str
     matrix_id: str

@@ -9,10 +9,14 @@ from pydantic.json_schema import models_json_schema
 
 from .models import (
     ID_PATTERN,
+    ChatListOut,
     CloseTransactionRequest,
     CreateTransactionRequest,
+    DeadLettersOut,
     ErrorOut,
     PaymentRequest,
+    ReplayOut,
+    ReplayRequest,
     TransactionOut,
 )
 
@@ -42,15 +46,20 @@ def _json(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def _operation(
-    summary: str, ok: dict[str, str], body: type[BaseModel] | None = None, **extra: Any
+    summary: str,
+    ok: dict[str, str],
+    body: type[BaseModel] | None = None,
+    response: type[BaseModel] = TransactionOut,
+    **extra: Any,
 ) -> dict[str, Any]:
-    responses = {code: {"description": text, **_json(TransactionOut)} for code, text in ok.items()}
+    responses = {code: {"description": text, **_json(response)} for code, text in ok.items()}
     responses.update(
         {code: {"description": text, **_json(ErrorOut)} for code, text in ERRORS.items()}
     )
     operation: dict[str, Any] = {"summary": summary, "responses": responses, **extra}
     if body is not None:
-        operation["requestBody"] = {"required": body is not PaymentRequest, **_json(body)}
+        optional = body in (PaymentRequest, ReplayRequest)
+        operation["requestBody"] = {"required": not optional, **_json(body)}
     return operation
 
 
@@ -98,6 +107,36 @@ def openapi_document() -> dict[str, Any]:
                     "Report payment: the room opens",
                     {"200": "Paid (or already paid)"},
                     PaymentRequest,
+                ),
+            },
+            "/users/{user_id}/rooms": {
+                "parameters": [{**transaction_id, "name": "user_id"}],
+                "get": _operation(
+                    "A marketplace user's chat list with unread counts",
+                    {"200": "The user's rooms, newest first"},
+                    response=ChatListOut,
+                ),
+            },
+            "/webhooks/failed": {
+                "get": _operation(
+                    "Dead-lettered notifications (retried for webhooks.retry_for_seconds)",
+                    {"200": "Oldest first"},
+                    response=DeadLettersOut,
+                    parameters=[
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                        }
+                    ],
+                ),
+            },
+            "/webhooks/replay": {
+                "post": _operation(
+                    "Queue dead letters again: by ids, by room, or all (empty body)",
+                    {"200": "How many were queued"},
+                    ReplayRequest,
+                    response=ReplayOut,
                 ),
             },
             "/transactions/{transaction_id}/close": {

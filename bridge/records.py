@@ -7,9 +7,12 @@ from dataclasses import dataclass
 
 from mautrix.util.async_db import Connection, Database
 
+from policy.notifications import Notification, Participant, RoomContext
 from policy.states import Outcome, TransactionState, Transition
 
+from .database import rows_affected
 from .errors import MarketError
+from .outbox import add_notifications
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,57 @@ _SELECT_TRANSACTION = """
 """
 
 
+@dataclass(frozen=True, slots=True)
+class ChatSummary:
+    last_message: str | None
+    last_message_at: int | None
+    last_sender: str | None
+    unread: int
+
+
+async def _summary(conn: Connection, room_id: str | None, reader: str) -> ChatSummary:
+    if room_id is None:
+        return ChatSummary(None, None, None, 0)
+    last = await conn.fetchrow(
+        "SELECT preview, ts, sender FROM messages WHERE room_id = $1 AND NOT deleted"
+        " ORDER BY ts DESC LIMIT 1",
+        room_id,
+    )
+    read_ts = await conn.fetchval(
+        "SELECT ts FROM read_positions WHERE room_id = $1 AND user_id = $2", room_id, reader
+    )
+    unread = await unread_count(conn, room_id, reader, read_ts or 0)
+    if last is None:
+        return ChatSummary(None, None, None, unread)
+    return ChatSummary(last["preview"], last["ts"], last["sender"], unread)
+
+
+async def unread_count(conn: Connection, room_id: str, reader: str, read_ts: int) -> int:
+    """Messages from others after the reader's read position (deleted ones do not count)."""
+    return await conn.fetchval(
+        "SELECT COUNT(*) FROM messages WHERE room_id = $1 AND sender <> $2 AND NOT deleted"
+        " AND ts > $3",
+        room_id,
+        reader,
+        read_ts,
+    )
+
+
+def room_context(record: TransactionRecord, bot: str, admins: list[str]) -> RoomContext:
+    """Who is in the transaction's room, as notifications describe them."""
+    return RoomContext(
+        room_id=record.room_id or "",
+        kind="transaction",
+        transaction_id=record.transaction_id,
+        participants=(
+            Participant(record.buyer.user_id, record.buyer.matrix_id, "buyer"),
+            Participant(record.seller.user_id, record.seller.matrix_id, "seller"),
+            *(Participant(None, admin, "admin") for admin in admins),
+        ),
+        bot=bot,
+    )
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -72,6 +126,26 @@ class Records:
             _SELECT_TRANSACTION + " WHERE t.transaction_id = $1", transaction_id
         )
         return _record(row) if row else None
+
+    async def chat_list(self, user_id: str) -> list[tuple[TransactionRecord, ChatSummary]] | None:
+        """The user's transaction rooms, newest first, with their last message and unread
+        count; None when the marketplace never named this user."""
+        matrix_id = await self._db.fetchval(
+            "SELECT matrix_id FROM marketplace_users WHERE user_id = $1", user_id
+        )
+        if matrix_id is None:
+            return None
+        rows = await self._db.fetch(
+            _SELECT_TRANSACTION + " WHERE t.buyer_id = $1 OR t.seller_id = $1"
+            " ORDER BY t.created_at DESC, t.transaction_id",
+            user_id,
+        )
+        chats = []
+        async with self._db.acquire() as conn:
+            for row in rows:
+                record = _record(row)
+                chats.append((record, await _summary(conn, record.room_id, matrix_id)))
+        return chats
 
     async def all_transactions(self) -> list[TransactionRecord]:
         rows = await self._db.fetch(_SELECT_TRANSACTION + " ORDER BY t.created_at")
@@ -133,23 +207,31 @@ class Records:
         return record
 
     async def apply_transition(
-        self, record: TransactionRecord, transition: Transition
+        self,
+        record: TransactionRecord,
+        transition: Transition,
+        notification: Notification,
+        retry_for_ms: int,
     ) -> TransactionRecord:
-        """Write a decided transition, provided the state is still the one it was decided on."""
+        """Write a decided transition and queue its notification in one database transaction,
+        provided the state is still the one the transition was decided on."""
         stamp = "paid_at" if transition.state is TransactionState.PAID else "closed_at"
-        status = await self._db.execute(
-            f"UPDATE transactions SET state = $2, outcome = $3, {stamp} = $4"  # noqa: S608
-            " WHERE transaction_id = $1 AND state = $5",
-            record.transaction_id,
-            transition.state.value,
-            transition.outcome.value if transition.outcome else None,
-            now_ms(),
-            record.state.value,
-        )
-        updated = await self.get_transaction(record.transaction_id)
+        async with self._db.acquire() as conn, conn.transaction():
+            status = await conn.execute(
+                f"UPDATE transactions SET state = $2, outcome = $3, {stamp} = $4"  # noqa: S608
+                " WHERE transaction_id = $1 AND state = $5",
+                record.transaction_id,
+                transition.state.value,
+                transition.outcome.value if transition.outcome else None,
+                notification.occurred_at,
+                record.state.value,
+            )
+            if rows_affected(status) == 0:
+                raise MarketError.invalid_state("the transaction changed meanwhile; retry")
+            stream = record.room_id or f"transaction:{record.transaction_id}"
+            await add_notifications(conn, stream, [notification], retry_for_ms)
+            updated = await _fetch_transaction(conn, record.transaction_id)
         assert updated is not None
-        if _affected(status) == 0:
-            raise MarketError.invalid_state("the transaction changed meanwhile; retry")
         return updated
 
     async def done_actions(self, room_id: str) -> set[str]:
@@ -179,6 +261,11 @@ async def _fetch_transaction(conn: Connection, transaction_id: str) -> Transacti
     return _record(row) if row else None
 
 
+async def transaction_in_room(conn: Connection, room_id: str) -> TransactionRecord | None:
+    row = await conn.fetchrow(_SELECT_TRANSACTION + " WHERE t.room_id = $1", room_id)
+    return _record(row) if row else None
+
+
 async def _bind_user(conn: Connection, role: str, party: Party, now: int) -> None:
     await conn.execute(
         "INSERT INTO marketplace_users (user_id, matrix_id, created_at) VALUES ($1, $2, $3)"
@@ -198,10 +285,3 @@ async def _bind_user(conn: Connection, role: str, party: Party, now: int) -> Non
                 f"{role}: marketplace user {row['user_id']} is bound to {row['matrix_id']}",
                 fields=[f"{role}.user_id", f"{role}.matrix_id"],
             )
-
-
-def _affected(status: object) -> int:
-    """Rows changed by an UPDATE: asyncpg answers 'UPDATE n', aiosqlite a cursor."""
-    if isinstance(status, str):
-        return int(status.rsplit(" ", 1)[-1])
-    return status.rowcount  # type: ignore[attr-defined]

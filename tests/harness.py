@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import re
@@ -70,6 +71,10 @@ def random_secret() -> str:
     return secrets.token_urlsafe(40)
 
 
+def webhook_secret() -> str:
+    return "whsec_" + base64.b64encode(os.urandom(32)).decode()
+
+
 def make_config(
     *,
     database_url: str,
@@ -97,6 +102,14 @@ def make_config(
             "allowed_matrix_servers": [],
         },
         "rooms": {"version": "12", "admins": []},
+        "webhooks": {
+            "url": "http://127.0.0.1:9/unused",
+            "secrets": [webhook_secret()],
+            "timeout_seconds": 5,
+            "retry_for_seconds": 3600,
+            "backoff_initial_seconds": 0.05,
+            "backoff_max_seconds": 0.5,
+        },
         "server": {"host": "127.0.0.1", "port": bridge_port},
         "database": {"url": database_url, "max_connections": 5},
         "logging": {"level": "DEBUG"},

@@ -38,7 +38,10 @@ async def put_txn(api: Api, txn_id: str, body: object, **kwargs: object):
 
 
 async def stored_ids(api: Api) -> list[str]:
-    rows = await api.bridge.db.fetch("SELECT event_id FROM inbox_events ORDER BY seq")
+    """The room events stored (moved read positions are queued beside them, typed m.receipt)."""
+    rows = await api.bridge.db.fetch(
+        "SELECT event_id FROM inbox_events WHERE event_type <> 'm.receipt' ORDER BY seq"
+    )
     return [row["event_id"] for row in rows]
 
 
@@ -168,6 +171,15 @@ async def test_a_receipt_updates_the_read_position(api: Api) -> None:
     assert (await api.bridge.events.read_position(ROOM, seller)).event_id == "$event2"
     assert await api.bridge.db.fetchval("SELECT COUNT(*) FROM read_positions") == 2
     assert await stored_ids(api) == []  # typing and presence are dropped
+    # Each move of a read position is queued once for notification, in arrival order.
+    queued = await api.bridge.db.fetch(
+        "SELECT sender, event_json FROM inbox_events WHERE event_type = 'm.receipt' ORDER BY seq"
+    )
+    assert [(row["sender"], json.loads(row["event_json"])["event_id"]) for row in queued] == [
+        (BUYER, "$event1"),
+        (seller, "$event2"),
+        (BUYER, "$event4"),
+    ]
 
 
 async def test_the_unstable_ephemeral_key_is_read(api: Api) -> None:

@@ -40,11 +40,8 @@ async def test_a_message_reaches_the_database_and_survives_a_restart(
         assert ":" not in room_id
         event_id = await send_text(buyer, room_id, "hello from the buyer")
         event = await stored(bridge, room_id, event_id)
-        assert (event.sender, event.event_type, event.status) == (
-            buyer.user_id,
-            "m.room.message",
-            "pending",
-        )
+        assert (event.sender, event.event_type) == (buyer.user_id, "m.room.message")
+        assert event.status in ("pending", "done")  # the inbox worker may have run
         assert "hello from the buyer" in event.event_json
 
         read = await buyer.room_read_markers(room_id, event_id, read_event=event_id)

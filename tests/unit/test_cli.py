@@ -11,7 +11,7 @@ import yaml
 
 from bridge.__main__ import main
 from bridge.deployment import registration_for
-from tests.harness import free_port, make_config
+from tests.harness import free_port, make_config, webhook_secret
 
 
 @pytest.fixture
@@ -47,6 +47,7 @@ def test_the_cli_writes_a_private_registration(tmp_path: Path, monkeypatch, caps
     monkeypatch.setenv("BRIDGE_APPSERVICE__AS_TOKEN", "a" * 40)
     monkeypatch.setenv("BRIDGE_APPSERVICE__HS_TOKEN", "h" * 40)
     monkeypatch.setenv("BRIDGE_API__TOKEN", "t" * 40)
+    monkeypatch.setenv("BRIDGE_WEBHOOKS__SECRETS", f'["{webhook_secret()}"]')
     output = tmp_path / "out" / "registration.yaml"
     example = Path(__file__).resolve().parents[2] / "config.example.yaml"
     assert main(["generate-registration", "-c", str(example), "-o", str(output)]) == 0
@@ -79,6 +80,7 @@ def test_run_names_an_unreachable_database_without_a_traceback(monkeypatch, caps
     monkeypatch.setenv("BRIDGE_APPSERVICE__AS_TOKEN", "a" * 40)
     monkeypatch.setenv("BRIDGE_APPSERVICE__HS_TOKEN", "h" * 40)
     monkeypatch.setenv("BRIDGE_API__TOKEN", "t" * 40)
+    monkeypatch.setenv("BRIDGE_WEBHOOKS__SECRETS", f'["{webhook_secret()}"]')
     monkeypatch.setenv("BRIDGE_DATABASE__URL", f"postgresql://postgres@127.0.0.1:{free_port()}/x")
     example = Path(__file__).resolve().parents[2] / "config.example.yaml"
     assert main(["run", "-c", str(example)]) == 1

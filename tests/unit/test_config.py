@@ -15,12 +15,15 @@ SECRET_KEYS = {
     "appservice.as_token": "BRIDGE_APPSERVICE__AS_TOKEN",
     "appservice.hs_token": "BRIDGE_APPSERVICE__HS_TOKEN",
     "api.token": "BRIDGE_API__TOKEN",
+    "webhooks.secrets": "BRIDGE_WEBHOOKS__SECRETS",
 }
 
 
 @pytest.fixture
 def secrets_in_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     values = {env: f"{key}-" + "s" * 40 for key, env in SECRET_KEYS.items()}
+    values["BRIDGE_WEBHOOKS__SECRETS"] = '["whsec_' + "c2VjcmV0" * 5 + '"]'
+
     for env, value in values.items():
         monkeypatch.setenv(env, value)
     return values

@@ -16,6 +16,7 @@ from bridge.deployment import COMPOSE, REQUIRED_ENV, DeploymentError, write_depl
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {
     "SERVER_NAME": "market.example",
+    "WEBHOOK_URL": "https://market.example/hooks",
     "PUBLIC_BASEURL": "https://matrix.market.example/",
     "BRIDGE_ADMINS": "@mod:market.example, @boss:market.example",
     "POSTGRES_PASSWORD": "pg-" + "p" * 40,
@@ -136,7 +137,10 @@ def test_the_bridge_config_is_valid_once_compose_supplies_the_secrets(
     ):
         assert name in environment
         monkeypatch.setenv(name, ENV.get(name, "api-" + "t" * 40))
+    monkeypatch.setenv("BRIDGE_WEBHOOKS__SECRETS", '["whsec_' + "A" * 44 + '"]')
+    assert "BRIDGE_WEBHOOKS__SECRETS" in environment
     config = build_config(generated["bridge.yaml"])
+    assert str(config.webhooks.url) == ENV["WEBHOOK_URL"]
     assert config.server.host == "0.0.0.0"
     assert config.homeserver.domain == ENV["SERVER_NAME"]
 

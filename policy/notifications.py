@@ -1,0 +1,215 @@
+"""Marketplace notifications: what a room event means for the marketplace.
+
+    stored event + room context -> [Notification]   (nothing for the bot's own events,
+                                                      reactions, state or unknown rooms)
+
+Ids are derived from what caused the notification, so processing an event twice yields the
+same ids and the outbox keeps one row (at-least-once delivery with a stable id).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+PREVIEW_LENGTH = 200
+MEDIA_MSGTYPES = ("m.image", "m.file", "m.video", "m.audio")
+
+
+@dataclass(frozen=True, slots=True)
+class Participant:
+    user_id: str | None  # the marketplace's id; None for admins
+    matrix_id: str
+    role: str  # buyer, seller or admin
+
+    def as_json(self) -> dict[str, Any]:
+        return {"user_id": self.user_id, "matrix_id": self.matrix_id, "role": self.role}
+
+
+@dataclass(frozen=True, slots=True)
+class RoomContext:
+    room_id: str
+    kind: str  # transaction or dispute
+    transaction_id: str
+    participants: tuple[Participant, ...]
+    bot: str
+    dispute_id: str | None = None
+
+    def participant(self, matrix_id: str) -> Participant | None:
+        return next((p for p in self.participants if p.matrix_id == matrix_id), None)
+
+    def about(self) -> dict[str, Any]:
+        about = {
+            "room_id": self.room_id,
+            "room_kind": self.kind,
+            "transaction_id": self.transaction_id,
+        }
+        if self.dispute_id is not None:
+            about["dispute_id"] = self.dispute_id
+        return about
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    type: str
+    id: str
+    occurred_at: int  # ms since the epoch
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def body(self) -> dict[str, Any]:
+        when = datetime.fromtimestamp(self.occurred_at / 1000, tz=UTC)
+        return {
+            "type": self.type,
+            "id": self.id,
+            "occurred_at": when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "data": self.data,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    """What the chat list keeps of a message: its preview, or that it is gone."""
+
+    event_id: str
+    sender: str
+    ts: int
+    preview: str
+    edits: str | None = None  # the event an edit replaces
+    deletes: str | None = None  # the event a redaction removes
+
+
+def notification_id(kind: str, key: str) -> str:
+    return "msg_" + hashlib.sha256(f"{kind}\x00{key}".encode()).hexdigest()[:32]
+
+
+def preview(text: Any, *, is_reply: bool = False) -> str:
+    """One line of at most 200 characters: reply fallback gone, control characters removed."""
+    if not isinstance(text, str):
+        return ""
+    if is_reply:
+        lines = text.split("\n")
+        while lines and lines[0].startswith(">"):
+            lines.pop(0)
+        text = "\n".join(lines)
+    text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
+    text = re.sub(r"\s+", " ", text).strip()
+    if len(text) > PREVIEW_LENGTH:
+        text = text[: PREVIEW_LENGTH - 1].rstrip() + "…"
+    return text
+
+
+def related_event_id(event: dict[str, Any]) -> str | None:
+    """The event a redaction removes or an edit replaces."""
+    content = event.get("content") or {}
+    if event.get("type") == "m.room.redaction":
+        redacts = content.get("redacts") or event.get("redacts")  # v11 moved it into content
+        return redacts if isinstance(redacts, str) else None
+    relates = content.get("m.relates_to")
+    if isinstance(relates, dict) and relates.get("rel_type") == "m.replace":
+        original = relates.get("event_id")
+        return original if isinstance(original, str) else None
+    return None
+
+
+def message_notifications(
+    event: dict[str, Any], context: RoomContext, related_sender: str | None = None
+) -> tuple[list[Notification], MessageRecord | None]:
+    """The notifications of one room event, and what the chat list should record of it.
+
+    ``related_sender`` is the sender of the event a redaction removes or an edit replaces,
+    when it is known.
+    """
+    sender = event.get("sender", "")
+    event_type = event.get("type")
+    content = event.get("content") or {}
+    ts = event.get("origin_server_ts", 0)
+    event_id = event.get("event_id", "")
+    related = related_event_id(event)
+    if event_type == "m.room.redaction":
+        redacts = related
+        if redacts is None or related_sender is None:
+            return [], None
+        if related_sender == context.bot:
+            return [], None  # the bot's own notices are not the marketplace's messages
+        remover = context.participant(sender)
+        data = {
+            **context.about(),
+            "event_id": redacts,
+            "redaction_event_id": event_id,
+            "deleted_by": remover.as_json() if remover else {"matrix_id": sender, "role": "bot"},
+        }
+        record = MessageRecord(event_id, sender, ts, "", deletes=redacts)
+        return [Notification("message.deleted", notification_id("deleted", redacts), ts, data)], (
+            record
+        )
+    if event_type != "m.room.message" or sender == context.bot or "state_key" in event:
+        return [], None  # state, reactions and the bot's own messages notify nothing
+    author = context.participant(sender) or Participant(None, sender, "other")
+    relates = content.get("m.relates_to") or {}
+    if related is not None:
+        if related_sender is not None and related_sender != sender:
+            return [], None  # only a message's author can edit it
+        original = related
+        new_content = content.get("m.new_content") or {}
+        text = preview(new_content.get("body") if isinstance(new_content, dict) else "")
+        data = {
+            **context.about(),
+            "event_id": event_id,
+            "original_event_id": original,
+            "sender": author.as_json(),
+            "preview": text,
+        }
+        record = MessageRecord(event_id, sender, ts, text, edits=original)
+        return [Notification("message.edited", notification_id("edited", event_id), ts, data)], (
+            record
+        )
+    is_reply = isinstance(relates, dict) and "m.in_reply_to" in relates
+    msgtype = content.get("msgtype") if isinstance(content.get("msgtype"), str) else None
+    text = preview(content.get("body"), is_reply=is_reply)
+    data = {
+        **context.about(),
+        "event_id": event_id,
+        "sender": author.as_json(),
+        "recipients": [p.as_json() for p in context.participants if p.matrix_id != sender],
+        "msgtype": msgtype,
+        "preview": text,
+    }
+    if msgtype in MEDIA_MSGTYPES:
+        info = content.get("info") if isinstance(content.get("info"), dict) else {}
+        data["media"] = {
+            "mimetype": info.get("mimetype"),
+            "size": info.get("size"),
+            "name": content.get("filename") or content.get("body"),
+        }
+    record = MessageRecord(event_id, sender, ts, text)
+    return [Notification("message.created", notification_id("created", event_id), ts, data)], (
+        record
+    )
+
+
+def read_notification(
+    context: RoomContext, reader: str, event_id: str, ts: int, unread: int
+) -> Notification | None:
+    participant = context.participant(reader)
+    if participant is None:
+        return None
+    data = {
+        **context.about(),
+        "reader": participant.as_json(),
+        "event_id": event_id,
+        "unread": unread,
+    }
+    key = f"{context.room_id}\x00{reader}\x00{event_id}"
+    return Notification("message.read", notification_id("read", key), ts, data)
+
+
+def state_notification(
+    context: RoomContext, access: str, previous: str, cause: str, occurred_at: int
+) -> Notification:
+    data = {**context.about(), "access": access, "previous_access": previous, "cause": cause}
+    key = f"{context.room_id}\x00{context.transaction_id}\x00{cause}\x00{access}"
+    return Notification("room.state_changed", notification_id("state", key), occurred_at, data)
