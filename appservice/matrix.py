@@ -154,6 +154,17 @@ class MatrixBot:
         )
         return response["event_id"]
 
+    async def redact(
+        self, room_id: str, event_id: str, reason: str, txn_id: str | None = None
+    ) -> str:
+        """Remove an event's content (the bot's power level allows it in managed rooms)."""
+        response = await self._request(
+            Method.PUT,
+            _path("rooms", room_id, "redact", event_id, txn_id or f"redact-{event_id}"),
+            {"reason": reason},
+        )
+        return response["event_id"]
+
     async def invite(self, room_id: str, user_id: str) -> None:
         await self._request(Method.POST, _path("rooms", room_id, "invite"), {"user_id": user_id})
 

@@ -262,6 +262,8 @@ class OutboxWorker:
             )
         else:
             self._metrics.webhooks_retried.inc()
+            # Look again when the retry is due rather than at the next poll.
+            asyncio.get_running_loop().call_later((next_attempt - now) / 1000, self.wake)
             self._log.info("Webhook %s of %s failed (%s); retrying", row.id, row.stream, error)
         return False
 

@@ -15,6 +15,7 @@ from tests.harness import (
     API_TIMINGS,
     MAKE_RUN_READY,
     SYNAPSE_READY,
+    WEBHOOK_LATENCY,
     Homeserver,
     fresh_database,
     random_secret,
@@ -84,6 +85,12 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
         terminalreporter.write_line(
             f"make run ({run}): stack.json after {ready:.1f}s, "
             f"stopped {stopped:.1f}s after SIGTERM"
+        )
+    latencies = config.stash.get(WEBHOOK_LATENCY, [])
+    if latencies:
+        terminalreporter.write_line(
+            f"message -> webhook: p50 {statistics.median(latencies) * 1000:.0f} ms, "
+            f"max {max(latencies) * 1000:.0f} ms over {len(latencies)} messages"
         )
     for operation, seconds in sorted(config.stash.get(API_TIMINGS, {}).items()):
         terminalreporter.write_line(

@@ -32,6 +32,8 @@ T = TypeVar("T")
 SYNAPSE_READY = pytest.StashKey[list[float]]()
 # `make run`: (which run, seconds until stack.json appeared, seconds to stop on SIGTERM).
 MAKE_RUN_READY = pytest.StashKey[list[tuple[str, float, float]]]()
+# Seconds from a message's origin_server_ts to its webhook's arrival at the receiver.
+WEBHOOK_LATENCY = pytest.StashKey[list[float]]()
 # How long marketplace API calls took against a real Synapse, printed at the end of the run.
 API_TIMINGS = pytest.StashKey[dict[str, list[float]]]()
 
@@ -283,6 +285,86 @@ class MarketClient:
             text = await r.text()
         elapsed = time.perf_counter() - started
         if self.timings is not None and 200 <= r.status < 300:
-            operation = f"{method} " + re.sub(r"^/transactions/[^/]+", "/transactions/{id}", path)
+            operation = f"{method} " + re.sub(r"^/(transactions|users)/[^/]+", r"/\1/{id}", path)
             self.timings.setdefault(operation, []).append(elapsed)
         return r.status, (json.loads(text) if text else None)
+
+
+@dataclass
+class Delivery:
+    """One webhook attempt as the receiver saw it."""
+
+    headers: dict[str, str]
+    raw: bytes
+    body: dict[str, Any]
+    answered: int  # the status we answered (0: we let it time out)
+    received_at: float
+
+
+class WebhookReceiver:
+    """The marketplace's end: records every attempt, answers as ``behave`` says.
+
+    ``behave(body, attempt_number)`` returns a status to answer, "redirect", or "timeout".
+    It also notes any id that arrives while an attempt with the same id is still open.
+    """
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.attempts: list[Delivery] = []
+        self.concurrent_duplicates: list[str] = []
+        self.behave: Callable[[dict, int], int | str] = lambda body, n: 200
+        self._open: set[str] = set()
+        self._runner: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks"
+
+    async def start(self) -> None:
+        from aiohttp import web
+
+        async def receive(request: web.Request) -> web.StreamResponse:
+            raw = await request.read()
+            body = json.loads(raw)
+            webhook_id = request.headers.get("webhook-id", "")
+            if webhook_id in self._open:
+                self.concurrent_duplicates.append(webhook_id)
+            self._open.add(webhook_id)
+            try:
+                attempt = sum(1 for a in self.attempts if a.body["id"] == body["id"]) + 1
+                action = self.behave(body, attempt)
+                if action == "timeout":
+                    self.attempts.append(
+                        Delivery(dict(request.headers), raw, body, 0, time.time())
+                    )
+                    await asyncio.sleep(30)
+                if action == "redirect":
+                    self.attempts.append(
+                        Delivery(dict(request.headers), raw, body, 307, time.time())
+                    )
+                    raise web.HTTPTemporaryRedirect(self.url)
+                status = int(action)
+                self.attempts.append(
+                    Delivery(dict(request.headers), raw, body, status, time.time())
+                )
+                return web.Response(status=status)
+            finally:
+                self._open.discard(webhook_id)
+
+        app = web.Application()
+        app.router.add_post("/hooks", receive)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def delivered(self, type_: str | None = None) -> list[dict[str, Any]]:
+        """Bodies answered with 2xx, in arrival order (repeats included)."""
+        return [
+            a.body
+            for a in self.attempts
+            if 200 <= a.answered < 300 and (type_ is None or a.body["type"] == type_)
+        ]

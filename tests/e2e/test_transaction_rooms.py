@@ -4,118 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 
-import pytest
 from aiohttp import ClientSession
 from mautrix.appservice import AppServiceAPI
 from nio import (
-    AsyncClient,
     JoinError,
-    JoinResponse,
     RoomGetStateEventResponse,
-    RoomMessagesResponse,
     RoomSendResponse,
 )
 
 from appservice.matrix import MatrixBot
-from bridge.app import Bridge
-from bridge.config import Config
 from policy.rooms import RoomKind, alias_localpart
 from tests.conftest import UserFactory
-from tests.harness import Homeserver, MarketClient, TcpProxy, eventually, running_bridge
-
-
-@dataclass
-class Stack:
-    """A bridge on the session's Synapse, the marketplace's client, a buyer and a seller."""
-
-    config: Config
-    session: ClientSession
-    buyer: AsyncClient
-    seller: AsyncClient
-    timings: dict
-    bridge: Bridge | None = None
-    created: list[dict] = field(default_factory=list)
-
-    @property
-    def api(self) -> MarketClient:
-        base = f"http://127.0.0.1:{self.config.server.port}"
-        return MarketClient(
-            self.session, base, self.config.api.token.get_secret_value(), self.timings
-        )
-
-    @asynccontextmanager
-    async def running(self) -> AsyncIterator[Bridge]:
-        async with running_bridge(self.config) as bridge:
-            self.bridge = bridge
-            yield bridge
-
-    def transaction(self) -> dict:
-        return {
-            "transaction_id": f"order-{uuid.uuid4().hex[:10]}",
-            "title": "Vintage <bike> & helmet",
-            "buyer": {"user_id": f"u-{uuid.uuid4().hex[:6]}", "matrix_id": self.buyer.user_id},
-            "seller": {"user_id": f"u-{uuid.uuid4().hex[:6]}", "matrix_id": self.seller.user_id},
-        }
-
-    async def create(self) -> str:
-        status, body = await self.api.call("POST", "/transactions", self.transaction())
-        assert status == 201, body
-        self.created.append(body)
-        return body["room_id"]
-
-    async def transition(self, room_id: str, suffix: str, body: dict | None = None) -> dict:
-        (txn,) = [t for t in self.created if t["room_id"] == room_id]
-        status, answer = await self.api.call(
-            "POST", f"/transactions/{txn['transaction_id']}{suffix}", body
-        )
-        assert status == 200, answer
-        return answer
-
-
-@pytest.fixture
-async def stack(
-    homeserver: Homeserver, database_url: str, make_user: UserFactory, api_timings: dict
-) -> AsyncIterator[Stack]:
-    async with ClientSession() as session:
-        yield Stack(
-            homeserver.bridge_config(database_url),
-            session,
-            await make_user("buyer"),
-            await make_user("seller"),
-            api_timings,
-        )
-
-
-async def join(client: AsyncClient, room_id: str) -> None:
-    response = await client.join(room_id)
-    assert isinstance(response, JoinResponse), response
-
-
-async def send(client: AsyncClient, room_id: str, body: str):
-    return await client.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": body})
-
-
-async def assert_refused(client: AsyncClient, room_id: str) -> None:
-    response = await send(client, room_id, "can I post?")
-    assert not isinstance(response, RoomSendResponse), "the room should be read-only"
-    assert response.status_code == "M_FORBIDDEN"
-
-
-async def state(client: AsyncClient, room_id: str, event_type: str) -> dict:
-    response = await client.room_get_state_event(room_id, event_type)
-    assert isinstance(response, RoomGetStateEventResponse), response
-    return response.content
-
-
-async def timeline(client: AsyncClient, room_id: str) -> list[dict]:
-    response = await client.room_messages(room_id, limit=100)
-    assert isinstance(response, RoomMessagesResponse), response
-    return [event.source for event in response.chunk]
+from tests.e2e.stack import Stack, assert_refused, join, send, state, timeline
+from tests.harness import Homeserver, TcpProxy, eventually
 
 
 async def test_locked_until_payment_open_after_archived_on_close(stack: Stack) -> None:

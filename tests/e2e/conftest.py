@@ -1,0 +1,26 @@
+"""End-to-end fixtures."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import ClientSession
+
+from tests.conftest import UserFactory
+from tests.e2e.stack import Stack
+from tests.harness import Homeserver
+
+
+@pytest.fixture
+async def stack(
+    homeserver: Homeserver, database_url: str, make_user: UserFactory, api_timings: dict
+) -> AsyncIterator[Stack]:
+    async with ClientSession() as session:
+        yield Stack(
+            homeserver.bridge_config(database_url),
+            session,
+            await make_user("buyer"),
+            await make_user("seller"),
+            api_timings,
+        )

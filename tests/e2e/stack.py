@@ -1,0 +1,105 @@
+"""Helpers for end-to-end tests: a bridge stack with a marketplace client and two parties."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from aiohttp import ClientSession
+from nio import (
+    AsyncClient,
+    JoinResponse,
+    RoomGetStateEventResponse,
+    RoomMessagesResponse,
+    RoomSendResponse,
+)
+
+from bridge.app import Bridge
+from bridge.config import Config
+from tests.harness import MarketClient, running_bridge
+
+
+@dataclass
+class Stack:
+    """A bridge on the session's Synapse, the marketplace's client, a buyer and a seller."""
+
+    config: Config
+    session: ClientSession
+    buyer: AsyncClient
+    seller: AsyncClient
+    timings: dict
+    bridge: Bridge | None = None
+    created: list[dict] = field(default_factory=list)
+    # A marketplace user id is bound to its Matrix ID for good: one per party per stack.
+    buyer_uid: str = field(default_factory=lambda: f"u-{uuid.uuid4().hex[:6]}")
+    seller_uid: str = field(default_factory=lambda: f"u-{uuid.uuid4().hex[:6]}")
+
+    @property
+    def api(self) -> MarketClient:
+        base = f"http://127.0.0.1:{self.config.server.port}"
+        return MarketClient(
+            self.session, base, self.config.api.token.get_secret_value(), self.timings
+        )
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[Bridge]:
+        async with running_bridge(self.config) as bridge:
+            self.bridge = bridge
+            yield bridge
+
+    def transaction(self) -> dict:
+        return {
+            "transaction_id": f"order-{uuid.uuid4().hex[:10]}",
+            "title": "Vintage <bike> & helmet",
+            "buyer": {"user_id": self.buyer_uid, "matrix_id": self.buyer.user_id},
+            "seller": {"user_id": self.seller_uid, "matrix_id": self.seller.user_id},
+        }
+
+    async def create(self) -> str:
+        status, body = await self.api.call("POST", "/transactions", self.transaction())
+        assert status == 201, body
+        self.created.append(body)
+        return body["room_id"]
+
+    async def transition(self, room_id: str, suffix: str, body: dict | None = None) -> dict:
+        (txn,) = [t for t in self.created if t["room_id"] == room_id]
+        status, answer = await self.api.call(
+            "POST", f"/transactions/{txn['transaction_id']}{suffix}", body
+        )
+        assert status == 200, answer
+        return answer
+
+
+async def join(client: AsyncClient, room_id: str) -> None:
+    response = await client.join(room_id)
+    assert isinstance(response, JoinResponse), response
+
+
+async def send(client: AsyncClient, room_id: str, body: str):
+    return await client.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": body})
+
+
+async def assert_refused(client: AsyncClient, room_id: str) -> None:
+    response = await send(client, room_id, "can I post?")
+    assert not isinstance(response, RoomSendResponse), "the room should be read-only"
+    assert response.status_code == "M_FORBIDDEN"
+
+
+async def state(client: AsyncClient, room_id: str, event_type: str) -> dict:
+    response = await client.room_get_state_event(room_id, event_type)
+    assert isinstance(response, RoomGetStateEventResponse), response
+    return response.content
+
+
+async def timeline(client: AsyncClient, room_id: str) -> list[dict]:
+    response = await client.room_messages(room_id, limit=100)
+    assert isinstance(response, RoomMessagesResponse), response
+    return [event.source for event in response.chunk]
+
+
+def with_webhooks(config: Config, url: str, **changes: object) -> Config:
+    """The config with webhooks sent to ``url`` (and other webhook settings changed)."""
+    webhooks = config.webhooks.model_copy(update={"url": url, **changes})
+    return config.model_copy(update={"webhooks": webhooks})
