@@ -8,7 +8,10 @@ import json
 import os
 import re
 import secrets
+import signal
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,6 +22,8 @@ from typing import Any, TypeVar
 
 import asyncpg
 import pytest
+import yaml
+from pydantic import SecretStr
 from yarl import URL
 
 from bridge.app import Bridge
@@ -313,6 +318,7 @@ class WebhookReceiver:
         self.attempts: list[Delivery] = []
         self.concurrent_duplicates: list[str] = []
         self.behave: Callable[[dict, int], int | str] = lambda body, n: 200
+        self.delay = 0.0  # seconds each answer takes
         self._open: set[str] = set()
         self._runner: Any = None
 
@@ -331,6 +337,7 @@ class WebhookReceiver:
                 self.concurrent_duplicates.append(webhook_id)
             self._open.add(webhook_id)
             try:
+                await asyncio.sleep(self.delay)
                 attempt = sum(1 for a in self.attempts if a.body["id"] == body["id"]) + 1
                 action = self.behave(body, attempt)
                 if action == "timeout":
@@ -368,3 +375,68 @@ class WebhookReceiver:
             for a in self.attempts
             if 200 <= a.answered < 300 and (type_ is None or a.body["type"] == type_)
         ]
+
+
+def config_data(config: Config) -> dict[str, Any]:
+    """The config as a YAML-ready mapping, secrets included (for a child process's file)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            return value.get_secret_value()
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        if isinstance(value, str | int | float | bool) or value is None:
+            return value
+        return str(value)
+
+    return plain(config.model_dump())
+
+
+class BridgeProcess:
+    """The bridge as its own process (`python -m bridge run`), to be killed for real."""
+
+    def __init__(self, config: Config, workdir: Path) -> None:
+        self.config = config
+        self.config_path = workdir / f"bridge-{config.server.port}.yaml"
+        self.log_path = workdir / f"bridge-{config.server.port}.log"
+        self.config_path.write_text(yaml.safe_dump(config_data(config)))
+        self.process: subprocess.Popen | None = None
+
+    def launch(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "bridge", "run", "-c", str(self.config_path)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+
+    async def start(self) -> None:
+        """Launch, and wait until the process answers /ready."""
+        from aiohttp import ClientError, ClientSession
+
+        self.launch()
+        url = f"http://127.0.0.1:{self.config.server.port}/ready"
+        async with ClientSession() as session:
+
+            async def ready() -> bool:
+                assert self.process is not None and self.process.poll() is None, self.log()
+                try:
+                    async with session.get(url) as response:
+                        return response.status == 200
+                except ClientError:
+                    return False
+
+            await eventually(ready, within=30)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        self.process.wait(30)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:]

@@ -15,6 +15,7 @@ from nio import (
     RoomMessagesResponse,
     RoomSendResponse,
 )
+from pydantic import AnyHttpUrl
 
 from bridge.app import Bridge
 from bridge.config import Config
@@ -101,5 +102,5 @@ async def timeline(client: AsyncClient, room_id: str) -> list[dict]:
 
 def with_webhooks(config: Config, url: str, **changes: object) -> Config:
     """The config with webhooks sent to ``url`` (and other webhook settings changed)."""
-    webhooks = config.webhooks.model_copy(update={"url": url, **changes})
+    webhooks = config.webhooks.model_copy(update={"url": AnyHttpUrl(url), **changes})
     return config.model_copy(update={"webhooks": webhooks})

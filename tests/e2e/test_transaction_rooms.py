@@ -12,6 +12,7 @@ from nio import (
     RoomGetStateEventResponse,
     RoomSendResponse,
 )
+from pydantic import AnyHttpUrl
 
 from appservice.matrix import MatrixBot
 from policy.rooms import RoomKind, alias_localpart
@@ -178,7 +179,9 @@ async def test_a_homeserver_outage_is_503_and_the_retry_completes(
     proxy = TcpProxy(homeserver.synapse.port)
     await proxy.start()
     stack.config = stack.config.model_copy(
-        update={"homeserver": stack.config.homeserver.model_copy(update={"url": proxy.url})}
+        update={
+            "homeserver": stack.config.homeserver.model_copy(update={"url": AnyHttpUrl(proxy.url)})
+        }
     )
     try:
         async with stack.running():
