@@ -259,3 +259,59 @@ async def test_a_storage_outage_loses_no_notification(
         await bridge.bot.ping(bridge.config.appservice.id)
         (created,) = await until_delivered(hooks, "message.created", room_id, 1)
         assert created["data"]["event_id"] == during.event_id
+
+
+async def test_dead_letters_unblock_the_room_and_can_be_replayed(
+    stack: Stack, hooks: WebhookReceiver
+) -> None:
+    stack.config = with_webhooks(stack.config, hooks.url, retry_for_seconds=1)
+    async with stack.running():
+        room_id = await stack.create()
+        await join(stack.buyer, room_id)
+        await stack.transition(room_id, "/payment")
+        refused = await send(stack.buyer, room_id, "this one the receiver refuses")
+        hooks.behave = lambda body, n: (
+            410 if body["data"].get("event_id") == refused.event_id else 200
+        )
+
+        async def dead() -> list[dict]:
+            status, body = await stack.api.call("GET", "/webhooks/failed")
+            assert status == 200, body
+            return [f for f in body["failed"] if f["room_id"] == room_id]
+
+        (letter,) = await eventually(dead)
+        assert letter["type"] == "message.created"
+        assert letter["body"]["data"]["event_id"] == refused.event_id
+        assert letter["last_error"] == "HTTP 410" and letter["attempts"] >= 2
+
+        # The dead letter no longer holds the room back.
+        later = await send(stack.buyer, room_id, "and this one goes through")
+        (delivered,) = await until_delivered(hooks, "message.created", room_id, 1)
+        assert delivered["data"]["event_id"] == later.event_id
+
+        hooks.behave = lambda body, n: 200
+        status, body = await stack.api.call("POST", "/webhooks/replay", {"ids": [letter["id"]]})
+        assert (status, body) == (200, {"replayed": 1})
+        replayed = await until_delivered(hooks, "message.created", room_id, 2)
+        assert replayed[-1]["id"] == letter["id"]
+        assert await dead() == []
+
+        status, body = await stack.api.call("POST", "/webhooks/replay", {"ids": "nope"})
+        assert (status, body["errcode"]) == (400, "MARKET_INVALID_PARAM")
+        status, body = await stack.api.call("GET", "/webhooks/failed?limit=0")
+        assert (status, body["errcode"]) == (400, "MARKET_INVALID_PARAM")
+
+        metrics = await (
+            await stack.session.get(f"http://127.0.0.1:{stack.config.server.port}/metrics")
+        ).text()
+        for name in (
+            "bridge_webhooks_delivered_total",
+            "bridge_webhooks_dead_lettered_total",
+            "bridge_webhooks_retried_total",
+            "bridge_webhooks_queued_total",
+            "bridge_webhook_delivery_seconds_bucket",
+            "bridge_outbox_depth",
+            "bridge_inbox_lag_seconds",
+        ):
+            assert name in metrics, name
+        assert "bridge_webhooks_dead_lettered_total 1.0" in metrics
