@@ -142,6 +142,17 @@ async def test_make_run_gives_a_working_stack_and_stops_cleanly(
             await client.close()
         admin = await login(stack["homeserver_url"], stack["users"]["admin"])
         await admin.close()
+        # Its webhook receiver verifies each notification and prints it.
+        async with session.post(
+            stack["api_url"] + "/transactions/demo-1/payment", headers=headers
+        ) as r:
+            assert r.status == 200, await r.text()
+
+        async def printed() -> bool:
+            return "webhook room.state_changed" in make_run.log() and room_id in make_run.log()
+
+        await eventually(printed)
+        assert "REFUSED" not in make_run.log()
 
     first_stop = make_run.terminate()
 
