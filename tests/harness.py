@@ -243,19 +243,26 @@ class TcpProxy:
 
     async def stop(self) -> None:
         """Refuse new connections and cut the open ones."""
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        server, self._server = self._server, None  # _serve drops what connects from now on
+        if server is None:
+            return
+        server.close()
+        # Cut open connections before waiting: wait_closed() waits for them (Python >= 3.11.6).
         for writer in list(self._writers):
             writer.close()
         self._writers.clear()
+        await server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        server = self._server
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         except OSError:
             writer.close()
+            return
+        if server is None or self._server is not server:  # cut while connecting
+            writer.close()
+            up_writer.close()
             return
         self._writers.update((writer, up_writer))
         await asyncio.gather(
