@@ -15,6 +15,7 @@ its room; a database failure rolls the event back, to be processed again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -69,10 +70,11 @@ class InboxWorker:
                 await self.drain()
             except Exception:
                 self._log.exception("Could not process the inbox; trying again")
-            try:
-                await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
-            except TimeoutError:
-                pass
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the
+            # cancellation that stops the worker, and close() would wait forever.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(POLL_SECONDS):
+                    await self._wake.wait()
 
     async def drain(self) -> None:
         """Process every pending event of every room."""

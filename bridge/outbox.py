@@ -15,6 +15,7 @@ A lease outlives one attempt; a process that dies mid-attempt leaves a lease tha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -200,10 +201,11 @@ class OutboxWorker:
                     self._metrics.outbox_depth.set(await self._outbox.depth())
                 except Exception:
                     self._log.exception("Could not read the outbox; trying again")
-                try:
-                    await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
-                except TimeoutError:
-                    pass
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the
+                # cancellation that stops the worker, and close() would wait forever.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(POLL_SECONDS):
+                        await self._wake.wait()
         finally:
             for task in self._streams.values():
                 task.cancel()
