@@ -39,13 +39,17 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _require_real_secret(value: SecretStr) -> SecretStr:
-    secret = value.get_secret_value()
+def _refuse_placeholder(secret: str) -> None:
     if secret.startswith(PLACEHOLDER_PREFIX):
         raise ValueError(
             "is still the example's placeholder; supply a real secret through the environment "
             "or your own config file"
         )
+
+
+def _require_real_secret(value: SecretStr) -> SecretStr:
+    secret = value.get_secret_value()
+    _refuse_placeholder(secret)
     if len(secret) < MIN_SECRET_LENGTH:
         raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters long")
     return value
@@ -141,11 +145,7 @@ class RoomsConfig(_Section):
 
 def _require_webhook_secret(value: SecretStr) -> SecretStr:
     secret = value.get_secret_value()
-    if secret.startswith(PLACEHOLDER_PREFIX):
-        raise ValueError(
-            "is still the example's placeholder; supply a real secret through the environment "
-            "or your own config file"
-        )
+    _refuse_placeholder(secret)
     try:
         key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
     except ValueError:

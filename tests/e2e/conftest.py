@@ -9,7 +9,7 @@ from aiohttp import ClientSession
 
 from tests.conftest import UserFactory
 from tests.e2e.stack import Stack
-from tests.harness import Homeserver
+from tests.harness import Homeserver, WebhookReceiver
 
 
 @pytest.fixture
@@ -24,3 +24,12 @@ async def stack(
             await make_user("seller"),
             api_timings,
         )
+
+
+@pytest.fixture
+async def hooks() -> AsyncIterator[WebhookReceiver]:
+    """The marketplace's webhook endpoint."""
+    receiver = WebhookReceiver()
+    await receiver.start()
+    yield receiver
+    await receiver.stop()

@@ -23,14 +23,6 @@ from tests.harness import (
 )
 
 
-@pytest.fixture
-async def hooks() -> AsyncIterator[WebhookReceiver]:
-    receiver = WebhookReceiver()
-    await receiver.start()
-    yield receiver
-    await receiver.stop()
-
-
 def first_deliveries(hooks: WebhookReceiver, room_id: str) -> list[str]:
     """Event ids of a room's message.created notifications, in first-delivered order."""
     seen: list[str] = []

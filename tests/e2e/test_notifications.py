@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import datetime
 
 import pytest
@@ -12,14 +11,6 @@ from standardwebhooks import Webhook
 
 from tests.e2e.stack import Stack, join, send, with_webhooks
 from tests.harness import WEBHOOK_LATENCY, WebhookReceiver, eventually
-
-
-@pytest.fixture
-async def hooks() -> AsyncIterator[WebhookReceiver]:
-    receiver = WebhookReceiver()
-    await receiver.start()
-    yield receiver
-    await receiver.stop()
 
 
 def verify(stack: Stack, hooks: WebhookReceiver) -> None:
