@@ -103,12 +103,14 @@ class Market:
         decide: Callable[[TransactionRecord], Transition],
     ) -> TransactionRecord:
         async with self._locks.hold(transaction_id):
-            record = await self.get(transaction_id)
-            try:
-                transition = decide(record)
-            except InvalidTransition as e:
-                raise MarketError.invalid_state(str(e)) from None
-            if transition.changed:
+            while True:  # again only if another process changed the state meanwhile
+                record = await self.get(transaction_id)
+                try:
+                    transition = decide(record)
+                except InvalidTransition as e:
+                    raise MarketError.invalid_state(str(e)) from None
+                if not transition.changed:
+                    break
                 notification = state_notification(
                     room_context(record, self._bot.user_id, self._config.rooms.admins),
                     transaction_access(transition.state).value,
@@ -116,13 +118,16 @@ class Market:
                     cause,
                     int(time.time() * 1000),
                 )
-                record = await self._records.apply_transition(
+                applied = await self._records.apply_transition(
                     record,
                     transition,
                     notification,
                     self._config.webhooks.retry_for_seconds * 1000,
                 )
-                self._on_queued()
+                if applied is not None:
+                    record = applied
+                    self._on_queued()
+                    break
             return await self._ensure_room(record)
 
     async def chat_list(self, user_id: str) -> list[tuple[TransactionRecord, ChatSummary]] | None:

@@ -212,9 +212,10 @@ class Records:
         transition: Transition,
         notification: Notification,
         retry_for_ms: int,
-    ) -> TransactionRecord:
+    ) -> TransactionRecord | None:
         """Write a decided transition and queue its notification in one database transaction,
-        provided the state is still the one the transition was decided on."""
+        provided the state is still the one the transition was decided on (else None: another
+        bridge process changed it meanwhile)."""
         stamp = "paid_at" if transition.state is TransactionState.PAID else "closed_at"
         async with self._db.acquire() as conn, conn.transaction():
             status = await conn.execute(
@@ -227,7 +228,7 @@ class Records:
                 record.state.value,
             )
             if rows_affected(status) == 0:
-                raise MarketError.invalid_state("the transaction changed meanwhile; retry")
+                return None
             stream = record.room_id or f"transaction:{record.transaction_id}"
             await add_notifications(conn, stream, [notification], retry_for_ms)
             updated = await _fetch_transaction(conn, record.transaction_id)

@@ -15,6 +15,7 @@ from tests.e2e.stack import Stack, join, send, with_webhooks
 from tests.harness import (
     BridgeProcess,
     Homeserver,
+    MarketClient,
     WebhookReceiver,
     eventually,
     free_port,
@@ -125,3 +126,57 @@ async def test_two_bridges_on_one_postgresql_keep_order_and_never_double_deliver
     assert hooks.concurrent_duplicates == []
     delivered_ids = [body["id"] for body in hooks.delivered()]
     assert len(delivered_ids) == len(set(delivered_ids))  # no row delivered twice
+
+
+async def test_two_bridges_answer_concurrent_transitions_alike(
+    homeserver: Homeserver,
+    postgres_url: str,
+    make_user: UserFactory,
+    hooks: WebhookReceiver,
+    tmp_path: Path,
+    api_timings: dict,
+) -> None:
+    async with ClientSession() as session:
+        stack = Stack(
+            with_webhooks(homeserver.bridge_config(postgres_url), hooks.url),
+            session,
+            await make_user("buyer"),
+            await make_user("seller"),
+            api_timings,
+        )
+        second_config = stack.config.model_copy(
+            update={"server": stack.config.server.model_copy(update={"port": free_port()})}
+        )
+        second = BridgeProcess(second_config, tmp_path)
+        other_api = MarketClient(
+            session, f"http://127.0.0.1:{second_config.server.port}", stack.api.token
+        )
+        async with running_bridge(stack.config) as bridge:
+            await second.start()
+            try:
+                room_id = await stack.create()
+                path = f"/transactions/{stack.created[-1]['transaction_id']}"
+                answers = await asyncio.gather(
+                    *(api.call("POST", path + "/payment") for api in (stack.api, other_api) * 3)
+                )
+                assert [status for status, _ in answers] == [200] * 6
+                assert {body["state"] for _, body in answers} == {"paid"}
+                # One transition happened, so one notification was queued.
+                queued = await bridge.db.fetchval(
+                    "SELECT COUNT(*) FROM outbox WHERE stream = $1 AND type = $2",
+                    room_id,
+                    "room.state_changed",
+                )
+                assert queued == 1
+
+                async def notified() -> list[dict]:
+                    return [
+                        b
+                        for b in hooks.delivered("room.state_changed")
+                        if b["data"]["room_id"] == room_id
+                    ]
+
+                (changed,) = await eventually(notified)
+                assert changed["data"]["cause"] == "payment"
+            finally:
+                second.kill()
