@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from aiohttp import ClientSession
 from nio import RoomSendResponse
 
+from bridge.app import Bridge
 from tests.conftest import UserFactory
 from tests.e2e.stack import Stack, join, send, with_webhooks
 from tests.harness import (
@@ -73,15 +75,22 @@ async def postgres_url() -> AsyncIterator[str]:
         yield url
 
 
-async def test_two_bridges_on_one_postgresql_keep_order_and_never_double_deliver(
+@dataclass
+class TwoBridges:
+    stack: Stack  # its API is the first bridge's, in this process; Synapse talks to it
+    first: Bridge
+    second_api: MarketClient  # a second bridge process on the same database and receiver
+
+
+@pytest.fixture
+async def two_bridges(
     homeserver: Homeserver,
     postgres_url: str,
     make_user: UserFactory,
     hooks: WebhookReceiver,
     tmp_path: Path,
     api_timings: dict,
-) -> None:
-    hooks.delay = 0.02  # long enough for the two processes to contend for rows
+) -> AsyncIterator[TwoBridges]:
     async with ClientSession() as session:
         stack = Stack(
             with_webhooks(homeserver.bridge_config(postgres_url), hooks.url),
@@ -90,37 +99,46 @@ async def test_two_bridges_on_one_postgresql_keep_order_and_never_double_deliver
             await make_user("seller"),
             api_timings,
         )
-        # The second process shares the database and the receiver; Synapse talks to the first.
         second_config = stack.config.model_copy(
             update={"server": stack.config.server.model_copy(update={"port": free_port()})}
         )
         second = BridgeProcess(second_config, tmp_path)
-        async with running_bridge(stack.config):
+        second_api = MarketClient(
+            session, f"http://127.0.0.1:{second_config.server.port}", stack.api.token
+        )
+        async with running_bridge(stack.config) as first:
             await second.start()
             try:
-                rooms = [await stack.create() for _ in range(3)]
-                for room_id in rooms:
-                    await join(stack.buyer, room_id)
-                    await stack.transition(room_id, "/payment")
-                sent: dict[str, list[str]] = {room_id: [] for room_id in rooms}
-
-                async def talk(room_id: str) -> None:
-                    for n in range(8):
-                        response = await send(stack.buyer, room_id, f"message {n}")
-                        assert isinstance(response, RoomSendResponse), response
-                        sent[room_id].append(response.event_id)
-
-                await asyncio.gather(*(talk(room_id) for room_id in rooms))
-
-                async def all_delivered() -> bool:
-                    return all(
-                        set(first_deliveries(hooks, room_id)) == set(sent[room_id])
-                        for room_id in rooms
-                    )
-
-                await eventually(all_delivered, within=60)
+                yield TwoBridges(stack, first, second_api)
             finally:
                 second.kill()
+
+
+async def test_two_bridges_on_one_postgresql_keep_order_and_never_double_deliver(
+    two_bridges: TwoBridges, hooks: WebhookReceiver
+) -> None:
+    hooks.delay = 0.02  # long enough for the two processes to contend for rows
+    stack = two_bridges.stack
+    rooms = [await stack.create() for _ in range(3)]
+    for room_id in rooms:
+        await join(stack.buyer, room_id)
+        await stack.transition(room_id, "/payment")
+    sent: dict[str, list[str]] = {room_id: [] for room_id in rooms}
+
+    async def talk(room_id: str) -> None:
+        for n in range(8):
+            response = await send(stack.buyer, room_id, f"message {n}")
+            assert isinstance(response, RoomSendResponse), response
+            sent[room_id].append(response.event_id)
+
+    await asyncio.gather(*(talk(room_id) for room_id in rooms))
+
+    async def all_delivered() -> bool:
+        return all(
+            set(first_deliveries(hooks, room_id)) == set(sent[room_id]) for room_id in rooms
+        )
+
+    await eventually(all_delivered, within=60)
     for room_id in rooms:
         assert first_deliveries(hooks, room_id) == sent[room_id]
     assert hooks.concurrent_duplicates == []
@@ -129,54 +147,27 @@ async def test_two_bridges_on_one_postgresql_keep_order_and_never_double_deliver
 
 
 async def test_two_bridges_answer_concurrent_transitions_alike(
-    homeserver: Homeserver,
-    postgres_url: str,
-    make_user: UserFactory,
-    hooks: WebhookReceiver,
-    tmp_path: Path,
-    api_timings: dict,
+    two_bridges: TwoBridges, hooks: WebhookReceiver
 ) -> None:
-    async with ClientSession() as session:
-        stack = Stack(
-            with_webhooks(homeserver.bridge_config(postgres_url), hooks.url),
-            session,
-            await make_user("buyer"),
-            await make_user("seller"),
-            api_timings,
-        )
-        second_config = stack.config.model_copy(
-            update={"server": stack.config.server.model_copy(update={"port": free_port()})}
-        )
-        second = BridgeProcess(second_config, tmp_path)
-        other_api = MarketClient(
-            session, f"http://127.0.0.1:{second_config.server.port}", stack.api.token
-        )
-        async with running_bridge(stack.config) as bridge:
-            await second.start()
-            try:
-                room_id = await stack.create()
-                path = f"/transactions/{stack.created[-1]['transaction_id']}"
-                answers = await asyncio.gather(
-                    *(api.call("POST", path + "/payment") for api in (stack.api, other_api) * 3)
-                )
-                assert [status for status, _ in answers] == [200] * 6
-                assert {body["state"] for _, body in answers} == {"paid"}
-                # One transition happened, so one notification was queued.
-                queued = await bridge.db.fetchval(
-                    "SELECT COUNT(*) FROM outbox WHERE stream = $1 AND type = $2",
-                    room_id,
-                    "room.state_changed",
-                )
-                assert queued == 1
+    stack = two_bridges.stack
+    room_id = await stack.create()
+    path = f"/transactions/{stack.created[-1]['transaction_id']}/payment"
+    apis = (stack.api, two_bridges.second_api) * 3
+    answers = await asyncio.gather(*(api.call("POST", path) for api in apis))
+    assert [status for status, _ in answers] == [200] * 6
+    assert {body["state"] for _, body in answers} == {"paid"}
+    # One transition happened, so one notification was queued.
+    queued = await two_bridges.first.db.fetchval(
+        "SELECT COUNT(*) FROM outbox WHERE stream = $1 AND type = $2",
+        room_id,
+        "room.state_changed",
+    )
+    assert queued == 1
 
-                async def notified() -> list[dict]:
-                    return [
-                        b
-                        for b in hooks.delivered("room.state_changed")
-                        if b["data"]["room_id"] == room_id
-                    ]
+    async def notified() -> list[dict]:
+        return [
+            b for b in hooks.delivered("room.state_changed") if b["data"]["room_id"] == room_id
+        ]
 
-                (changed,) = await eventually(notified)
-                assert changed["data"]["cause"] == "payment"
-            finally:
-                second.kill()
+    (changed,) = await eventually(notified)
+    assert changed["data"]["cause"] == "payment"
