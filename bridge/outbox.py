@@ -226,14 +226,19 @@ class OutboxWorker:
 
     async def _deliver_stream(self, row: OutboxRow | None) -> None:
         """Deliver a stream's rows in order while they are due; stop at a failure."""
-        while row is not None:
-            now = now_ms()
-            lease_until = now + int(self._config.timeout_seconds * 1000) + LEASE_MARGIN_MS
-            if not await self._outbox.lease(row, now, lease_until):
-                return  # not due, not the head any more, or another process holds it
-            if not await self._attempt(row):
-                return
-            row = await self._outbox.next_head(row.stream)
+        stream = row.stream if row else ""
+        try:
+            while row is not None:
+                now = now_ms()
+                lease_until = now + int(self._config.timeout_seconds * 1000) + LEASE_MARGIN_MS
+                if not await self._outbox.lease(row, now, lease_until):
+                    return  # not due, not the head any more, or another process holds it
+                if not await self._attempt(row):
+                    return
+                row = await self._outbox.next_head(row.stream)
+        except Exception:
+            # The database failed us; an unrecorded attempt is repeated once its lease ends.
+            self._log.exception("Delivery to %s stopped; it resumes on a later pass", stream)
 
     async def _attempt(self, row: OutboxRow) -> bool:
         body = row.body.encode()
