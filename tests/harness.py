@@ -411,6 +411,9 @@ class BridgeProcess:
         self.config_path.write_text(yaml.safe_dump(config_data(config)))
         self.process: subprocess.Popen | None = None
 
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.config.server.port}{path}"
+
     def launch(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
         with self.log_path.open("ab") as log:
