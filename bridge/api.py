@@ -19,7 +19,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from appservice.matrix import HomeserverUnavailable, MatrixError
-from policy.states import transaction_access
+from policy.states import Access, dispute_access
 
 from .errors import MarketError
 from .market import Market
@@ -27,20 +27,23 @@ from .models import (
     ChatListOut,
     ChatOut,
     CloseTransactionRequest,
+    CreateDisputeRequest,
     CreateTransactionRequest,
     DeadLetterOut,
     DeadLettersOut,
+    DisputeOut,
     PartyOut,
     PaymentRequest,
     ReplayOut,
     ReplayRequest,
+    ResolveDisputeRequest,
     TransactionOut,
     is_market_id,
     timestamp,
 )
 from .openapi import openapi_document
 from .outbox import Outbox
-from .records import TransactionRecord
+from .records import DisputeRecord, TransactionRecord
 
 PREFIX = "/api/v1"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -73,6 +76,9 @@ class MarketApi:
         api.router.add_get("/transactions/{transaction_id}", self._get_transaction)
         api.router.add_post("/transactions/{transaction_id}/payment", self._record_payment)
         api.router.add_post("/transactions/{transaction_id}/close", self._close_transaction)
+        api.router.add_post("/disputes", self._open_dispute)
+        api.router.add_get("/disputes/{dispute_id}", self._get_dispute)
+        api.router.add_post("/disputes/{dispute_id}/resolve", self._resolve_dispute)
         api.router.add_get("/users/{user_id}/rooms", self._chat_list)
         api.router.add_get("/webhooks/failed", self._dead_letters)
         api.router.add_post("/webhooks/replay", self._replay)
@@ -118,20 +124,39 @@ class MarketApi:
     async def _create_transaction(self, request: web.Request) -> web.Response:
         body = await self._parse(request, CreateTransactionRequest)
         record, created = await self._market.create(body)
-        return _transaction(record, status=201 if created else 200)
+        return self._transaction(record, status=201 if created else 200)
 
     async def _get_transaction(self, request: web.Request) -> web.Response:
-        return _transaction(await self._market.get(_transaction_id(request)))
+        return self._transaction(await self._market.get(_transaction_id(request)))
 
     async def _record_payment(self, request: web.Request) -> web.Response:
         transaction_id = _transaction_id(request)
         await self._parse(request, PaymentRequest, empty_ok=True)
-        return _transaction(await self._market.record_payment(transaction_id))
+        return self._transaction(await self._market.record_payment(transaction_id))
 
     async def _close_transaction(self, request: web.Request) -> web.Response:
         transaction_id = _transaction_id(request)
         body = await self._parse(request, CloseTransactionRequest)
-        return _transaction(await self._market.close(transaction_id, body.outcome))
+        return self._transaction(await self._market.close(transaction_id, body.outcome))
+
+    def _transaction(self, record: TransactionRecord, status: int = 200) -> web.Response:
+        return _transaction(record, self._market.access_for(record), status)
+
+    async def _open_dispute(self, request: web.Request) -> web.Response:
+        body = await self._parse(request, CreateDisputeRequest)
+        dispute, created = await self._market.open_dispute(body)
+        return _dispute(dispute, status=201 if created else 200)
+
+    async def _get_dispute(self, request: web.Request) -> web.Response:
+        return _dispute(await self._market.get_dispute(_path_id(request, "dispute_id")))
+
+    async def _resolve_dispute(self, request: web.Request) -> web.Response:
+        dispute_id = _path_id(request, "dispute_id")
+        body = await self._parse(request, ResolveDisputeRequest)
+        dispute = await self._market.resolve_dispute(
+            dispute_id, body.decision, body.note, resolved_by="marketplace", source="api"
+        )
+        return _dispute(dispute)
 
     async def _chat_list(self, request: web.Request) -> web.Response:
         user_id = request.match_info["user_id"]
@@ -147,7 +172,7 @@ class MarketApi:
                 title=record.title,
                 role="buyer" if record.buyer.user_id == user_id else "seller",
                 state=record.state,
-                access=transaction_access(record.state),
+                access=self._market.access_for(record),
                 room_id=record.room_id,
                 last_message=summary.last_message,
                 last_message_at=timestamp(summary.last_message_at),
@@ -230,22 +255,45 @@ def _error(status: int, errcode: str, message: str) -> web.Response:
     return web.json_response({"errcode": errcode, "error": message}, status=status)
 
 
-def _transaction_id(request: web.Request) -> str:
-    transaction_id = request.match_info["transaction_id"]
-    if not is_market_id(transaction_id):
+def _path_id(request: web.Request, name: str) -> str:
+    value = request.match_info[name]
+    if not is_market_id(value):
         raise MarketError.invalid_param(
-            "transaction_id: must be 1 to 128 of A-Z a-z 0-9 . _ : -", fields=["transaction_id"]
+            f"{name}: must be 1 to 128 of A-Z a-z 0-9 . _ : -", fields=[name]
         )
-    return transaction_id
+    return value
 
 
-def _transaction(record: TransactionRecord, status: int = 200) -> web.Response:
+def _transaction_id(request: web.Request) -> str:
+    return _path_id(request, "transaction_id")
+
+
+def _dispute(dispute: DisputeRecord, status: int = 200) -> web.Response:
+    view = DisputeOut(
+        dispute_id=dispute.dispute_id,
+        transaction_id=dispute.transaction_id,
+        state=dispute.state,
+        access=dispute_access(dispute.state),
+        reason=dispute.reason,
+        opened_by=dispute.opened_by,
+        decision=dispute.decision,
+        note=dispute.note,
+        resolved_by=dispute.resolved_by,
+        source=dispute.source,
+        room_id=dispute.room_id,
+        created_at=timestamp(dispute.created_at),
+        resolved_at=timestamp(dispute.resolved_at),
+    )
+    return _json(view, status)
+
+
+def _transaction(record: TransactionRecord, access: Access, status: int = 200) -> web.Response:
     view = TransactionOut(
         transaction_id=record.transaction_id,
         title=record.title,
         state=record.state,
         outcome=record.outcome,
-        access=transaction_access(record.state),
+        access=access,
         room_id=record.room_id,
         buyer=PartyOut(user_id=record.buyer.user_id, matrix_id=record.buyer.matrix_id),
         seller=PartyOut(user_id=record.seller.user_id, matrix_id=record.seller.matrix_id),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -181,6 +182,25 @@ class WebhooksConfig(_Section):
         return value
 
 
+class DisputesConfig(_Section):
+    """Dispute rooms."""
+
+    freeze_transaction_room: bool = Field(
+        description="Whether parties stop posting in the transaction room while a dispute is open."
+    )
+    decisions: list[str] = Field(
+        min_length=1, description="The decisions a dispute can be resolved with."
+    )
+
+    @field_validator("decisions")
+    @classmethod
+    def _valid_decisions(cls, value: list[str]) -> list[str]:
+        for decision in value:
+            if not re.fullmatch(r"[a-z0-9_]{1,64}", decision):
+                raise ValueError(f"{decision!r} must be 1 to 64 of a-z 0-9 _")
+        return value
+
+
 class ServerConfig(_Section):
     """The bridge's HTTP server: homeserver routes, marketplace API, health and metrics."""
 
@@ -228,6 +248,7 @@ class Config(BaseSettings):
     api: ApiConfig
     rooms: RoomsConfig
     webhooks: WebhooksConfig
+    disputes: DisputesConfig
     server: ServerConfig
     database: DatabaseConfig
     logging: LoggingConfig

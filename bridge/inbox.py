@@ -35,7 +35,7 @@ from .database import try_lock_room
 from .events import RECEIPT_EVENT_TYPE
 from .metrics import Metrics
 from .outbox import add_notifications
-from .records import room_context, transaction_in_room, unread_count
+from .records import dispute_in_room, room_context, transaction_in_room, unread_count
 
 POLL_SECONDS = 1.0
 ROOM_CONCURRENCY = 8
@@ -131,9 +131,13 @@ class InboxWorker:
         self, conn: Connection, room_id: str, row: dict
     ) -> tuple[list[Notification], MessageRecord | None]:
         record = await transaction_in_room(conn, room_id)
-        if record is None:
+        if record is not None:
+            context = room_context(record, self._bot, self._admins)
+        elif (found := await dispute_in_room(conn, room_id)) is not None:
+            dispute, record = found
+            context = room_context(record, self._bot, self._admins, dispute)
+        else:
             return [], None  # not a room the bridge manages
-        context = room_context(record, self._bot, self._admins)
         event = json.loads(row["event_json"])
         if row["event_type"] == RECEIPT_EVENT_TYPE:
             unread = await unread_count(conn, room_id, row["sender"], row["origin_server_ts"])

@@ -18,12 +18,20 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from appservice.identifiers import server_of
 from appservice.matrix import HomeserverUnavailable, MatrixBot, MatrixError
-from policy.notices import Milestone, transaction_notice
-from policy.notifications import state_notification
+from policy.notices import (
+    Milestone,
+    Notice,
+    dispute_link_notice,
+    dispute_opened_notice,
+    dispute_resolved_notice,
+    transaction_notice,
+)
+from policy.notifications import dispute_notification, state_notification
 from policy.rooms import (
     Participants,
     RoomKind,
@@ -33,20 +41,32 @@ from policy.rooms import (
     plan_room,
 )
 from policy.states import (
+    Access,
+    DisputeState,
     InvalidTransition,
     Outcome,
     TransactionState,
     Transition,
     decide_close,
+    decide_open_dispute,
     decide_payment,
+    decide_resolve,
+    dispute_access,
     transaction_access,
 )
 
 from .config import Config
 from .errors import MarketError
 from .locks import KeyedLocks
-from .models import CreateTransactionRequest
-from .records import ChatSummary, Party, Records, TransactionRecord, room_context
+from .models import CreateDisputeRequest, CreateTransactionRequest
+from .records import (
+    ChatSummary,
+    DisputeRecord,
+    Party,
+    Records,
+    TransactionRecord,
+    room_context,
+)
 
 RECONCILE_CONCURRENCY = 8
 
@@ -86,14 +106,20 @@ class Market:
 
     async def record_payment(self, transaction_id: str) -> TransactionRecord:
         return await self._transition(
-            transaction_id, "payment", lambda record: decide_payment(record.state, record.outcome)
+            transaction_id,
+            "payment",
+            lambda record: decide_payment(
+                record.state, record.outcome, record.open_dispute is not None
+            ),
         )
 
     async def close(self, transaction_id: str, outcome: Outcome) -> TransactionRecord:
         return await self._transition(
             transaction_id,
             outcome.value,
-            lambda record: decide_close(record.state, record.outcome, outcome),
+            lambda record: decide_close(
+                record.state, record.outcome, outcome, record.open_dispute is not None
+            ),
         )
 
     async def _transition(
@@ -113,8 +139,8 @@ class Market:
                     break
                 notification = state_notification(
                     room_context(record, self._bot.user_id, self._config.rooms.admins),
-                    transaction_access(transition.state).value,
-                    transaction_access(record.state).value,
+                    self.access_for(replace(record, state=transition.state)).value,
+                    self.access_for(record).value,
                     cause,
                     int(time.time() * 1000),
                 )
@@ -154,16 +180,167 @@ class Market:
         await asyncio.gather(*(one(record) for record in records))
         self._log.info("Reconciled %d transaction rooms", len(records))
 
-    def plan_for(self, record: TransactionRecord) -> RoomPlan:
-        participants = Participants(
+    def access_for(self, record: TransactionRecord) -> Access:
+        return transaction_access(
+            record.state,
+            record.open_dispute is not None,
+            self._config.disputes.freeze_transaction_room,
+        )
+
+    def _participants(self, record: TransactionRecord) -> Participants:
+        return Participants(
             bot=self._bot.user_id,
             parties=(record.buyer.matrix_id, record.seller.matrix_id),
             admins=tuple(self._config.rooms.admins),
         )
-        access = transaction_access(record.state)
-        return plan_room(
-            RoomKind.TRANSACTION, access, participants, record.room_version, record.title
+
+    def plan_for(self, record: TransactionRecord) -> RoomPlan:
+        participants = self._participants(record)
+        plan = plan_room(
+            RoomKind.TRANSACTION,
+            self.access_for(record),
+            participants,
+            record.room_version,
+            record.title,
         )
+        if record.open_dispute is not None:
+            # Admins join the transaction room to read its history as evidence.
+            plan = replace(plan, invitees=plan.invitees + participants.admins)
+        return plan
+
+    # --- disputes ---------------------------------------------------------------------------
+
+    async def get_dispute(self, dispute_id: str) -> DisputeRecord:
+        dispute = await self._records.get_dispute(dispute_id)
+        if dispute is None:
+            raise MarketError.not_found(f"no dispute {dispute_id}")
+        return dispute
+
+    async def open_dispute(self, request: CreateDisputeRequest) -> tuple[DisputeRecord, bool]:
+        """The dispute and its room; True when this call opened it."""
+        async with self._locks.hold(request.transaction_id):
+            transaction = await self.get(request.transaction_id)
+            existing = await self._records.get_dispute(request.dispute_id)
+            if existing is None:
+                try:
+                    decide_open_dispute(transaction.state, transaction.open_dispute)
+                except InvalidTransition as e:
+                    raise MarketError.invalid_state(str(e)) from None
+            # dispute.* notifications belong to the transaction room's stream and context.
+            context = room_context(transaction, self._bot.user_id, self._config.rooms.admins)
+            notification = dispute_notification(
+                replace(context, dispute_id=request.dispute_id),
+                "dispute.opened",
+                {"reason": request.reason, "opened_by": request.opened_by},
+                int(time.time() * 1000),
+            )
+            dispute, created = await self._records.insert_dispute(
+                request.dispute_id,
+                transaction,
+                request.reason,
+                request.opened_by,
+                notification,
+                self._config.webhooks.retry_for_seconds * 1000,
+            )
+            if created:
+                self._on_queued()
+            transaction = await self.get(request.transaction_id)
+            dispute = await self._ensure_dispute_room(dispute, transaction)
+            transaction = await self._ensure_room(transaction, check_members=True)
+            if dispute.state is DisputeState.OPEN and transaction.room_id and dispute.room_id:
+                await self._post_notice(
+                    transaction.room_id,
+                    f"transaction:{transaction.transaction_id}:notice:dispute:{dispute.dispute_id}",
+                    dispute_link_notice(dispute.room_id),
+                )
+            return dispute, created
+
+    async def resolve_dispute(
+        self, dispute_id: str, decision: str, note: str, resolved_by: str, source: str
+    ) -> DisputeRecord:
+        if decision not in self._config.disputes.decisions:
+            raise MarketError.invalid_param(
+                "decision: must be one of " + ", ".join(self._config.disputes.decisions),
+                fields=["decision"],
+            )
+        dispute = await self.get_dispute(dispute_id)
+        async with self._locks.hold(dispute.transaction_id):
+            while True:  # again only if another process resolved it meanwhile
+                dispute = await self.get_dispute(dispute_id)
+                try:
+                    changed = decide_resolve(dispute.state, dispute.decision, decision)
+                except InvalidTransition as e:
+                    raise MarketError.invalid_state(str(e)) from None
+                if not changed:
+                    break
+                transaction = await self.get(dispute.transaction_id)
+                context = room_context(transaction, self._bot.user_id, self._config.rooms.admins)
+                details = {
+                    "decision": decision,
+                    "note": note,
+                    "resolved_by": resolved_by,
+                    "source": source,
+                }
+                notification = dispute_notification(
+                    replace(context, dispute_id=dispute.dispute_id),
+                    "dispute.resolved",
+                    details,
+                    int(time.time() * 1000),
+                )
+                resolved = await self._records.resolve_dispute(
+                    dispute,
+                    decision,
+                    note,
+                    resolved_by,
+                    source,
+                    notification,
+                    transaction.room_id or f"transaction:{transaction.transaction_id}",
+                    self._config.webhooks.retry_for_seconds * 1000,
+                )
+                if resolved is not None:
+                    dispute = resolved
+                    self._on_queued()
+                    break
+            transaction = await self.get(dispute.transaction_id)
+            dispute = await self._ensure_dispute_room(dispute, transaction)
+            await self._ensure_room(transaction)
+            return dispute
+
+    async def _ensure_dispute_room(
+        self, dispute: DisputeRecord, transaction: TransactionRecord
+    ) -> DisputeRecord:
+        plan = plan_room(
+            RoomKind.DISPUTE,
+            dispute_access(dispute.state),
+            self._participants(transaction),
+            dispute.room_version,
+            transaction.title,
+        )
+        fresh = False
+        if dispute.room_id is None:
+            room_id, fresh = await self._create_or_adopt_room(
+                RoomKind.DISPUTE, dispute.dispute_id, dispute.room_version, plan
+            )
+            dispute = await self._records.set_dispute_room(dispute.dispute_id, room_id)
+        assert dispute.room_id is not None
+        if not fresh:
+            await self._ensure_state(dispute.room_id, plan)
+            await self._ensure_invited(dispute.room_id, plan.invitees)
+        key = f"dispute:{dispute.dispute_id}:notice"
+        await self._post_notice(
+            dispute.room_id,
+            key + ":opened",
+            dispute_opened_notice(
+                transaction.title, transaction.transaction_id, dispute.reason, dispute.opened_by
+            ),
+        )
+        if dispute.state is DisputeState.RESOLVED:
+            await self._post_notice(
+                dispute.room_id,
+                key + ":resolved",
+                dispute_resolved_notice(dispute.decision or "", dispute.note or ""),
+            )
+        return dispute
 
     async def _check_parties(self, *parties: Party) -> None:
         servers = self._config.party_servers
@@ -190,7 +367,9 @@ class Market:
         plan = self.plan_for(record)
         fresh = False
         if record.room_id is None:
-            room_id, fresh = await self._create_or_adopt_room(record, plan)
+            room_id, fresh = await self._create_or_adopt_room(
+                RoomKind.TRANSACTION, record.transaction_id, record.room_version, plan
+            )
             record = await self._records.set_room(record.transaction_id, room_id)
             check_members = not fresh  # an adopted room may lack its invites
         assert record.room_id is not None
@@ -202,17 +381,15 @@ class Market:
         return record
 
     async def _create_or_adopt_room(
-        self, record: TransactionRecord, plan: RoomPlan
+        self, kind: RoomKind, object_id: str, room_version: str, plan: RoomPlan
     ) -> tuple[str, bool]:
-        localpart = alias_localpart(
-            self._config.appservice.alias_prefix, RoomKind.TRANSACTION, record.transaction_id
-        )
+        localpart = alias_localpart(self._config.appservice.alias_prefix, kind, object_id)
         try:
             room_id = await self._bot.create_room(
                 alias_localpart=localpart,
                 name=plan.name,
                 topic=plan.topic,
-                room_version=record.room_version,
+                room_version=room_version,
                 power_levels=plan.power_levels,
                 initial_state=plan.initial_state(),
                 invitees=plan.invitees,
@@ -224,9 +401,9 @@ class Market:
             room_id = await self._bot.resolve_alias(alias)
             if room_id is None:
                 raise HomeserverUnavailable(f"{alias} is taken but resolves to no room") from e
-            self._log.info("Adopted room %s of transaction %s", room_id, record.transaction_id)
+            self._log.info("Adopted room %s of %s %s", room_id, kind, object_id)
             return room_id, False
-        self._log.info("Created room %s for transaction %s", room_id, record.transaction_id)
+        self._log.info("Created room %s for %s %s", room_id, kind, object_id)
         return room_id, True
 
     async def _ensure_state(self, room_id: str, plan: RoomPlan) -> None:
@@ -260,16 +437,20 @@ class Market:
             reached.append(Milestone.PAID)
         if record.state is TransactionState.CLOSED:
             reached.append(Milestone.CLOSED)
-        keys = {m: f"transaction:{record.transaction_id}:notice:{m.value}" for m in reached}
-        done = await self._records.done_actions(record.room_id)
         for milestone in reached:
-            key = keys[milestone]
-            if key in done:
-                continue
-            notice = transaction_notice(milestone, record.title, record.outcome)
-            # The txn id is derived from the key, so a resend after a crash is deduplicated.
-            txn_id = "notice-" + hashlib.sha256(key.encode()).hexdigest()[:32]
-            event_id = await self._bot.send_message(
-                record.room_id, "m.room.message", notice.content(), txn_id
+            await self._post_notice(
+                record.room_id,
+                f"transaction:{record.transaction_id}:notice:{milestone.value}",
+                transaction_notice(milestone, record.title, record.outcome),
             )
-            await self._records.record_action(key, record.room_id, event_id)
+
+    async def _post_notice(self, room_id: str, key: str, notice: Notice) -> None:
+        """Post a notice once: recorded under ``key`` in bot_actions once sent."""
+        if key in await self._records.done_actions(room_id):
+            return
+        # The txn id is derived from the key, so a resend after a crash is deduplicated.
+        txn_id = "notice-" + hashlib.sha256(key.encode()).hexdigest()[:32]
+        event_id = await self._bot.send_message(
+            room_id, "m.room.message", notice.content(), txn_id
+        )
+        await self._records.record_action(key, room_id, event_id)

@@ -14,6 +14,7 @@ def bridge_upgrade_table() -> UpgradeTable:
     table.register(description="Inbox of homeserver events and read positions")(_v1_inbox)
     table.register(description="Marketplace users, transactions and bot actions")(_v2_transactions)
     table.register(description="Webhook outbox and the chat list's messages")(_v3_outbox)
+    table.register(description="Disputes")(_v4_disputes)
     return table
 
 
@@ -133,3 +134,27 @@ async def _v3_outbox(conn: Connection, scheme: Scheme) -> None:
         )
     """)
     await conn.execute("CREATE INDEX messages_by_time ON messages (room_id, ts)")
+
+
+async def _v4_disputes(conn: Connection, scheme: Scheme) -> None:
+    await conn.execute("""
+        CREATE TABLE disputes (
+            dispute_id     TEXT   PRIMARY KEY,
+            transaction_id TEXT   NOT NULL REFERENCES transactions (transaction_id),
+            reason         TEXT   NOT NULL,
+            opened_by      TEXT   NOT NULL CHECK (opened_by IN ('buyer', 'seller', 'marketplace')),
+            state          TEXT   NOT NULL CHECK (state IN ('open', 'resolved')),
+            decision       TEXT,
+            note           TEXT,
+            resolved_by    TEXT,
+            source         TEXT   CHECK (source IN ('api', 'matrix')),
+            room_id        TEXT   UNIQUE,
+            room_version   TEXT   NOT NULL,
+            created_at     BIGINT NOT NULL,
+            resolved_at    BIGINT
+        )
+    """)
+    # At most one open dispute per transaction, held by the database itself.
+    await conn.execute(
+        "CREATE UNIQUE INDEX disputes_one_open ON disputes (transaction_id) WHERE state = 'open'"
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -17,7 +17,7 @@ from pydantic import (
 )
 
 from appservice.identifiers import is_matrix_user_id
-from policy.states import Access, Outcome, TransactionState
+from policy.states import Access, DisputeState, Outcome, TransactionState
 
 ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 MarketId = Annotated[
@@ -77,6 +77,41 @@ class PaymentRequest(_Request):
 
 class CloseTransactionRequest(_Request):
     outcome: Outcome
+
+
+class CreateDisputeRequest(_Request):
+    dispute_id: MarketId
+    transaction_id: MarketId
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
+    opened_by: Literal["buyer", "seller", "marketplace"]
+
+    @field_validator("reason")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value if ch != "\n"):
+            raise ValueError("must not contain control characters")
+        return value
+
+
+class ResolveDisputeRequest(_Request):
+    decision: str = Field(min_length=1, max_length=64, description="One of disputes.decisions.")
+    note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)] = ""
+
+
+class DisputeOut(BaseModel):
+    dispute_id: str
+    transaction_id: str
+    state: DisputeState
+    access: Access = Field(description="Who may post in the dispute room now.")
+    reason: str
+    opened_by: str
+    decision: str | None
+    note: str | None
+    resolved_by: str | None
+    source: str | None = Field(description="api or matrix: where it was resolved.")
+    room_id: str | None
+    created_at: datetime
+    resolved_at: datetime | None
 
 
 class ReplayRequest(_Request):

@@ -11,17 +11,22 @@ from .models import (
     ID_PATTERN,
     ChatListOut,
     CloseTransactionRequest,
+    CreateDisputeRequest,
     CreateTransactionRequest,
     DeadLettersOut,
+    DisputeOut,
     ErrorOut,
     PaymentRequest,
     ReplayOut,
     ReplayRequest,
+    ResolveDisputeRequest,
     TransactionOut,
 )
 
 REQUESTS: list[type[BaseModel]] = [
     CreateTransactionRequest,
+    CreateDisputeRequest,
+    ResolveDisputeRequest,
     PaymentRequest,
     CloseTransactionRequest,
 ]
@@ -107,6 +112,28 @@ def openapi_document() -> dict[str, Any]:
                     "Report payment: the room opens",
                     {"200": "Paid (or already paid)"},
                     PaymentRequest,
+                ),
+            },
+            "/disputes": {
+                "post": _operation(
+                    "Open a dispute on a paid transaction: its room, admins invited, the"
+                    " transaction room frozen",
+                    {"201": "Opened", "200": "The same dispute existed already"},
+                    CreateDisputeRequest,
+                    response=DisputeOut,
+                )
+            },
+            "/disputes/{dispute_id}": {
+                "parameters": [{**transaction_id, "name": "dispute_id"}],
+                "get": _operation("A dispute", {"200": "Found"}, response=DisputeOut),
+            },
+            "/disputes/{dispute_id}/resolve": {
+                "parameters": [{**transaction_id, "name": "dispute_id"}],
+                "post": _operation(
+                    "Resolve a dispute: its room is archived, the transaction room thawed",
+                    {"200": "Resolved (or already resolved with this decision)"},
+                    ResolveDisputeRequest,
+                    response=DisputeOut,
                 ),
             },
             "/users/{user_id}/rooms": {

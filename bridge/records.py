@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from mautrix.util.async_db import Connection, Database
 
 from policy.notifications import Notification, Participant, RoomContext
-from policy.states import Outcome, TransactionState, Transition
+from policy.states import DisputeState, Outcome, TransactionState, Transition
 
 from .database import rows_affected
 from .errors import MarketError
@@ -34,15 +34,45 @@ class TransactionRecord:
     created_at: int
     paid_at: int | None
     closed_at: int | None
+    open_dispute: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DisputeRecord:
+    dispute_id: str
+    transaction_id: str
+    reason: str
+    opened_by: str
+    state: DisputeState
+    decision: str | None
+    note: str | None
+    resolved_by: str | None
+    source: str | None
+    room_id: str | None
+    room_version: str
+    created_at: int
+    resolved_at: int | None
+
+
+def _dispute(row) -> DisputeRecord:
+    return DisputeRecord(**{**dict(row), "state": DisputeState(row["state"])})
 
 
 _SELECT_TRANSACTION = """
     SELECT t.transaction_id, t.title, t.state, t.outcome, t.room_id, t.room_version,
            t.created_at, t.paid_at, t.closed_at,
-           t.buyer_id, b.matrix_id AS buyer_matrix_id, t.seller_id, s.matrix_id AS seller_matrix_id
+           t.buyer_id, b.matrix_id AS buyer_matrix_id,
+           t.seller_id, s.matrix_id AS seller_matrix_id, d.dispute_id AS open_dispute
     FROM transactions t
     JOIN marketplace_users b ON b.user_id = t.buyer_id
     JOIN marketplace_users s ON s.user_id = t.seller_id
+    LEFT JOIN disputes d ON d.transaction_id = t.transaction_id AND d.state = 'open'
+"""
+
+_SELECT_DISPUTE = """
+    SELECT dispute_id, transaction_id, reason, opened_by, state, decision, note, resolved_by,
+           source, room_id, room_version, created_at, resolved_at
+    FROM disputes
 """
 
 
@@ -82,12 +112,18 @@ async def unread_count(conn: Connection, room_id: str, reader: str, read_ts: int
     )
 
 
-def room_context(record: TransactionRecord, bot: str, admins: list[str]) -> RoomContext:
-    """Who is in the transaction's room, as notifications describe them."""
+def room_context(
+    record: TransactionRecord,
+    bot: str,
+    admins: list[str],
+    dispute: DisputeRecord | None = None,
+) -> RoomContext:
+    """Who is in the transaction's room (or its dispute's), as notifications describe them."""
     return RoomContext(
-        room_id=record.room_id or "",
-        kind="transaction",
+        room_id=(dispute.room_id if dispute else record.room_id) or "",
+        kind="dispute" if dispute else "transaction",
         transaction_id=record.transaction_id,
+        dispute_id=dispute.dispute_id if dispute else None,
         participants=(
             Participant(record.buyer.user_id, record.buyer.matrix_id, "buyer"),
             Participant(record.seller.user_id, record.seller.matrix_id, "seller"),
@@ -114,6 +150,7 @@ def _record(row) -> TransactionRecord:
         created_at=row["created_at"],
         paid_at=row["paid_at"],
         closed_at=row["closed_at"],
+        open_dispute=row["open_dispute"],
     )
 
 
@@ -235,6 +272,99 @@ class Records:
         assert updated is not None
         return updated
 
+    async def get_dispute(self, dispute_id: str) -> DisputeRecord | None:
+        row = await self._db.fetchrow(_SELECT_DISPUTE + " WHERE dispute_id = $1", dispute_id)
+        return _dispute(row) if row else None
+
+    async def insert_dispute(
+        self,
+        dispute_id: str,
+        transaction: TransactionRecord,
+        reason: str,
+        opened_by: str,
+        notification: Notification,
+        retry_for_ms: int,
+    ) -> tuple[DisputeRecord, bool]:
+        """Open a dispute (and queue dispute.opened), or find the identical one; True when new.
+
+        409 `MARKET_CONFLICT` naming the fields when the id exists with other content.
+        """
+        async with self._db.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(_SELECT_DISPUTE + " WHERE dispute_id = $1", dispute_id)
+            created = row is None
+            if created:
+                await conn.execute(
+                    "INSERT INTO disputes (dispute_id, transaction_id, reason, opened_by, state,"
+                    " room_version, created_at) VALUES ($1, $2, $3, $4, 'open', $5, $6)",
+                    dispute_id,
+                    transaction.transaction_id,
+                    reason,
+                    opened_by,
+                    transaction.room_version,
+                    notification.occurred_at,
+                )
+                stream = transaction.room_id or f"transaction:{transaction.transaction_id}"
+                await add_notifications(conn, stream, [notification], retry_for_ms)
+                row = await conn.fetchrow(_SELECT_DISPUTE + " WHERE dispute_id = $1", dispute_id)
+        dispute = _dispute(row)
+        differing = [
+            name
+            for name, ours, theirs in (
+                ("transaction_id", transaction.transaction_id, dispute.transaction_id),
+                ("reason", reason, dispute.reason),
+                ("opened_by", opened_by, dispute.opened_by),
+            )
+            if ours != theirs
+        ]
+        if differing:
+            raise MarketError.conflict(
+                f"dispute {dispute_id} exists with a different " + ", ".join(differing),
+                fields=differing,
+            )
+        return dispute, created
+
+    async def set_dispute_room(self, dispute_id: str, room_id: str) -> DisputeRecord:
+        await self._db.execute(
+            "UPDATE disputes SET room_id = $2 WHERE dispute_id = $1 AND room_id IS NULL",
+            dispute_id,
+            room_id,
+        )
+        dispute = await self.get_dispute(dispute_id)
+        assert dispute is not None and dispute.room_id == room_id, "one room per dispute"
+        return dispute
+
+    async def resolve_dispute(
+        self,
+        dispute: DisputeRecord,
+        decision: str,
+        note: str,
+        resolved_by: str,
+        source: str,
+        notification: Notification,
+        stream: str,
+        retry_for_ms: int,
+    ) -> DisputeRecord | None:
+        """Resolve and queue dispute.resolved in one transaction; None if it changed meanwhile."""
+        async with self._db.acquire() as conn, conn.transaction():
+            status = await conn.execute(
+                "UPDATE disputes SET state = 'resolved', decision = $2, note = $3,"
+                " resolved_by = $4, source = $5, resolved_at = $6"
+                " WHERE dispute_id = $1 AND state = 'open'",
+                dispute.dispute_id,
+                decision,
+                note,
+                resolved_by,
+                source,
+                notification.occurred_at,
+            )
+            if rows_affected(status) == 0:
+                return None
+            await add_notifications(conn, stream, [notification], retry_for_ms)
+            row = await conn.fetchrow(
+                _SELECT_DISPUTE + " WHERE dispute_id = $1", dispute.dispute_id
+            )
+        return _dispute(row)
+
     async def done_actions(self, room_id: str) -> set[str]:
         """The keys of the actions the bot has completed in a room."""
         rows = await self._db.fetch(
@@ -265,6 +395,18 @@ async def _fetch_transaction(conn: Connection, transaction_id: str) -> Transacti
 async def transaction_in_room(conn: Connection, room_id: str) -> TransactionRecord | None:
     row = await conn.fetchrow(_SELECT_TRANSACTION + " WHERE t.room_id = $1", room_id)
     return _record(row) if row else None
+
+
+async def dispute_in_room(
+    conn: Connection, room_id: str
+) -> tuple[DisputeRecord, TransactionRecord] | None:
+    row = await conn.fetchrow(_SELECT_DISPUTE + " WHERE room_id = $1", room_id)
+    if row is None:
+        return None
+    dispute = _dispute(row)
+    transaction = await _fetch_transaction(conn, dispute.transaction_id)
+    assert transaction is not None
+    return dispute, transaction
 
 
 async def _bind_user(conn: Connection, role: str, party: Party, now: int) -> None:

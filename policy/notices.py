@@ -47,3 +47,32 @@ def transaction_notice(milestone: Milestone, title: str, outcome: Outcome | None
         assert outcome is not None, "a closed transaction has an outcome"
         text = "“{}” is " + OUTCOME_WORDS[outcome] + ". This chat is now a read-only archive."
     return Notice(body=text.format(title), html=text.format(f"<b>{escape(title)}</b>"))
+
+
+def dispute_opened_notice(title: str, transaction_id: str, reason: str, opened_by: str) -> Notice:
+    text = (
+        "A dispute about “{title}” (transaction {txn}) was opened by the {by}. Reason: {reason}. "
+        "The marketplace's admins are here and can read the transaction's chat."
+    )
+    plain = text.format(title=title, txn=transaction_id, by=opened_by, reason=reason)
+    html = text.format(
+        title=f"<b>{escape(title)}</b>",
+        txn=escape(transaction_id),
+        by=escape(opened_by),
+        reason=escape(reason),
+    )
+    return Notice(body=plain, html=html)
+
+
+def dispute_resolved_notice(decision: str, note: str) -> Notice:
+    text = "The dispute is resolved: {decision}.{note} This chat is now a read-only archive."
+    plain = text.format(decision=decision, note=f" {note}" if note else "")
+    html = text.format(decision=escape(decision), note=f" {escape(note)}" if note else "")
+    return Notice(body=plain, html=html)
+
+
+def dispute_link_notice(dispute_room_id: str) -> Notice:
+    link = f"https://matrix.to/#/{dispute_room_id}"
+    body = f"A dispute is open; it continues in its own room: {link}"
+    html = f'A dispute is open; it continues in <a href="{escape(link)}">its own room</a>.'
+    return Notice(body=body, html=html)

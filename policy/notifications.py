@@ -213,3 +213,13 @@ def state_notification(
     data = {**context.about(), "access": access, "previous_access": previous, "cause": cause}
     key = f"{context.room_id}\x00{context.transaction_id}\x00{cause}\x00{access}"
     return Notification("room.state_changed", notification_id("state", key), occurred_at, data)
+
+
+def dispute_notification(
+    context: RoomContext, type_: str, details: dict[str, Any], occurred_at: int
+) -> Notification:
+    """dispute.opened or dispute.resolved, about the transaction room's context."""
+    assert context.dispute_id is not None
+    data = {**context.about(), **details}
+    key = f"{context.dispute_id}\x00{type_}"
+    return Notification(type_, notification_id("dispute", key), occurred_at, data)

@@ -47,7 +47,16 @@ class InvalidTransition(Exception):
     """The transition is not allowed from the current state; the message says why."""
 
 
-def decide_payment(state: TransactionState, outcome: Outcome | None) -> Transition:
+class DisputeState(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+def decide_payment(
+    state: TransactionState, outcome: Outcome | None, dispute_open: bool = False
+) -> Transition:
+    if dispute_open:
+        raise InvalidTransition("a dispute is open; resolve it first")
     if state is TransactionState.AWAITING_PAYMENT:
         return Transition(TransactionState.PAID, None, changed=True)
     if state is TransactionState.PAID:
@@ -56,8 +65,13 @@ def decide_payment(state: TransactionState, outcome: Outcome | None) -> Transiti
 
 
 def decide_close(
-    state: TransactionState, current: Outcome | None, requested: Outcome
+    state: TransactionState,
+    current: Outcome | None,
+    requested: Outcome,
+    dispute_open: bool = False,
 ) -> Transition:
+    if dispute_open:
+        raise InvalidTransition("a dispute is open; resolve it first")
     if state is not TransactionState.CLOSED:
         return Transition(TransactionState.CLOSED, requested, changed=True)
     if current is requested:
@@ -67,8 +81,33 @@ def decide_close(
     )
 
 
-def transaction_access(state: TransactionState) -> Access:
-    """The transaction room's access for a transaction state (no dispute, no override)."""
+def decide_open_dispute(state: TransactionState, open_dispute: str | None) -> None:
+    """A dispute may open on a paid transaction without another open dispute."""
+    if state is not TransactionState.PAID:
+        raise InvalidTransition(f"a dispute needs a paid transaction; this one is {state}")
+    if open_dispute is not None:
+        raise InvalidTransition(f"dispute {open_dispute} is already open")
+
+
+def decide_resolve(state: DisputeState, current: str | None, decision: str) -> bool:
+    """Whether resolving changes anything (False: resolved the same way already)."""
+    if state is DisputeState.OPEN:
+        return True
+    if current == decision:
+        return False
+    raise InvalidTransition(f"the dispute is already resolved as {current}")
+
+
+def dispute_access(state: DisputeState) -> Access:
+    return Access.OPEN if state is DisputeState.OPEN else Access.ARCHIVED
+
+
+def transaction_access(
+    state: TransactionState, dispute_open: bool = False, freeze_on_dispute: bool = True
+) -> Access:
+    """The transaction room's access: from its state, frozen while a dispute is open."""
+    if state is TransactionState.PAID and dispute_open and freeze_on_dispute:
+        return Access.FROZEN
     return {
         TransactionState.AWAITING_PAYMENT: Access.LOCKED,
         TransactionState.PAID: Access.OPEN,

@@ -109,6 +109,10 @@ def make_config(
             "allowed_matrix_servers": [],
         },
         "rooms": {"version": "12", "admins": []},
+        "disputes": {
+            "freeze_transaction_room": True,
+            "decisions": ["refund_buyer", "release_to_seller", "no_action"],
+        },
         "webhooks": {
             "url": "http://127.0.0.1:9/unused",
             "secrets": [webhook_secret()],

@@ -83,6 +83,9 @@ async def test_the_openapi_document_is_public_and_describes_the_models(market: M
         "/transactions/{transaction_id}/payment",
         "/transactions/{transaction_id}/close",
         "/users/{user_id}/rooms",
+        "/disputes",
+        "/disputes/{dispute_id}",
+        "/disputes/{dispute_id}/resolve",
         "/webhooks/failed",
         "/webhooks/replay",
     }
