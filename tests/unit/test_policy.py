@@ -17,11 +17,15 @@ from policy.rooms import (
 )
 from policy.states import (
     Access,
+    DisputeState,
     InvalidTransition,
     Outcome,
     TransactionState,
     decide_close,
+    decide_open_dispute,
     decide_payment,
+    decide_resolve,
+    dispute_access,
     transaction_access,
 )
 
@@ -203,3 +207,64 @@ def test_notices_escape_the_title() -> None:
 )
 def test_notice_texts(milestone, outcome, words) -> None:
     assert words in transaction_notice(milestone, "Bike", outcome).body
+
+
+@pytest.mark.parametrize(
+    ("state", "open_dispute", "allowed"),
+    [
+        (AWAITING, None, False),
+        (PAID, None, True),
+        (PAID, "d-1", False),
+        (CLOSED, None, False),
+    ],
+)
+def test_opening_a_dispute(state, open_dispute, allowed) -> None:
+    if allowed:
+        decide_open_dispute(state, open_dispute)
+    else:
+        with pytest.raises(InvalidTransition):
+            decide_open_dispute(state, open_dispute)
+
+
+@pytest.mark.parametrize(
+    ("state", "current", "decision", "expected"),
+    [
+        (DisputeState.OPEN, None, "refund_buyer", True),
+        (DisputeState.RESOLVED, "refund_buyer", "refund_buyer", False),
+        (DisputeState.RESOLVED, "refund_buyer", "no_action", InvalidTransition),
+    ],
+)
+def test_resolving_a_dispute(state, current, decision, expected) -> None:
+    if expected is InvalidTransition:
+        with pytest.raises(InvalidTransition, match="already resolved as refund_buyer"):
+            decide_resolve(state, current, decision)
+    else:
+        assert decide_resolve(state, current, decision) is expected
+
+
+def test_no_payment_or_close_while_a_dispute_is_open() -> None:
+    with pytest.raises(InvalidTransition, match="dispute is open"):
+        decide_payment(PAID, None, dispute_open=True)
+    with pytest.raises(InvalidTransition, match="dispute is open"):
+        decide_close(PAID, None, Outcome.REFUNDED, dispute_open=True)
+
+
+@pytest.mark.parametrize(
+    ("state", "dispute_open", "freeze", "access"),
+    [
+        (PAID, True, True, Access.FROZEN),
+        (PAID, True, False, Access.OPEN),
+        (PAID, False, True, Access.OPEN),
+        (CLOSED, True, True, Access.ARCHIVED),
+    ],
+)
+def test_a_dispute_freezes_the_transaction_room(state, dispute_open, freeze, access) -> None:
+    assert transaction_access(state, dispute_open, freeze) is access
+
+
+@pytest.mark.parametrize(
+    ("state", "access"),
+    [(DisputeState.OPEN, Access.OPEN), (DisputeState.RESOLVED, Access.ARCHIVED)],
+)
+def test_dispute_room_access(state, access) -> None:
+    assert dispute_access(state) is access
