@@ -165,6 +165,11 @@ class MatrixBot:
         )
         return response["event_id"]
 
+    async def kick(self, room_id: str, user_id: str, reason: str) -> None:
+        await self._request(
+            Method.POST, _path("rooms", room_id, "kick"), {"user_id": user_id, "reason": reason}
+        )
+
     async def invite(self, room_id: str, user_id: str) -> None:
         await self._request(Method.POST, _path("rooms", room_id, "invite"), {"user_id": user_id})
 

@@ -155,6 +155,7 @@ class Bridge:
             break
         # Rooms may have drifted while the bridge was down: put them back to their plans.
         try:
+            await self.market.ensure_management_room()
             await self.market.reconcile()
         except Exception:
             self.log.exception(

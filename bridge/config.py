@@ -134,6 +134,12 @@ class RoomsConfig(_Section):
         description="Room version of new rooms; power levels depend on it."
     )
     admins: list[str] = Field(description="Matrix IDs of the marketplace's admins.")
+    command_prefix: str = Field(
+        pattern=r"^[!-~]{1,32}$", description="What starts an admin command in Matrix."
+    )
+    management_room: str = Field(
+        description="Room ID of the admins' room; empty: the bot creates one on first start."
+    )
 
     @field_validator("admins")
     @classmethod

@@ -19,7 +19,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from mautrix.util.async_db import Connection, Database
 
@@ -50,6 +50,7 @@ class InboxWorker:
         retry_for_ms: int,
         metrics: Metrics,
         on_queued: Callable[[], None],
+        on_message: Callable[[str, str | None, dict], Awaitable[None]] | None = None,
     ) -> None:
         self._db = db
         self._bot = bot
@@ -57,6 +58,7 @@ class InboxWorker:
         self._retry_for_ms = retry_for_ms
         self._metrics = metrics
         self._on_queued = on_queued
+        self._on_message = on_message
         self._wake = asyncio.Event()
         self._log = logging.getLogger("bridge.inbox")
 
@@ -107,7 +109,7 @@ class InboxWorker:
             if row is None:
                 return False
             try:
-                notifications, record = await self._decide(conn, room_id, dict(row))
+                notifications, record, kind = await self._decide(conn, room_id, dict(row))
             except Exception as e:  # a bug in deciding: park the event, keep the room moving
                 self._log.exception("Parking event %s of %s as dead", row["seq"], room_id)
                 await conn.execute(
@@ -125,11 +127,21 @@ class InboxWorker:
         if queued:
             self._metrics.webhooks_queued.inc(queued)
             self._on_queued()
+        if (
+            self._on_message
+            and row["event_type"] == "m.room.message"
+            and row["sender"] != self._bot
+        ):
+            try:  # admin commands run after the event is stored as done: at most once
+                await self._on_message(room_id, kind, json.loads(row["event_json"]))
+            except Exception:
+                self._log.exception("Handling a message of %s failed", room_id)
         return True
 
     async def _decide(
         self, conn: Connection, room_id: str, row: dict
-    ) -> tuple[list[Notification], MessageRecord | None]:
+    ) -> tuple[list[Notification], MessageRecord | None, str | None]:
+        """The event's notifications, chat list record and the kind of room it is in."""
         record = await transaction_in_room(conn, room_id)
         if record is not None:
             context = room_context(record, self._bot, self._admins)
@@ -137,14 +149,14 @@ class InboxWorker:
             dispute, record = found
             context = room_context(record, self._bot, self._admins, dispute)
         else:
-            return [], None  # not a room the bridge manages
+            return [], None, None  # not a transaction or dispute room
         event = json.loads(row["event_json"])
         if row["event_type"] == RECEIPT_EVENT_TYPE:
             unread = await unread_count(conn, room_id, row["sender"], row["origin_server_ts"])
             notification = read_notification(
                 context, row["sender"], event["event_id"], row["origin_server_ts"], unread
             )
-            return ([notification] if notification else []), None
+            return ([notification] if notification else []), None, context.kind
         related = related_event_id(event)
         related_sender = None
         if related is not None:
@@ -153,7 +165,7 @@ class InboxWorker:
                 room_id,
                 related,
             )
-        return message_notifications(event, context, related_sender)
+        return (*message_notifications(event, context, related_sender), context.kind)
 
 
 async def _record_message(conn: Connection, room_id: str, record: MessageRecord) -> None:

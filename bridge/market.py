@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from html import escape
 from typing import Any
 
 from appservice.identifiers import server_of
@@ -84,6 +85,7 @@ class Market:
         self._bot = bot
         self._on_queued = on_queued
         self._locks = KeyedLocks()
+        self.management_room: str | None = None
         self._log = logging.getLogger("bridge.market")
 
     async def get(self, transaction_id: str) -> TransactionRecord:
@@ -185,7 +187,65 @@ class Market:
             record.state,
             record.open_dispute is not None,
             self._config.disputes.freeze_transaction_room,
+            Access(record.access_override) if record.access_override else None,
         )
+
+    # --- moderation -------------------------------------------------------------------------
+
+    async def set_override(self, transaction_id: str, access: Access) -> TransactionRecord:
+        """An admin's lock (Access.LOCKED) or unlock (Access.OPEN) of a transaction room."""
+        async with self._locks.hold(transaction_id):
+            record = await self.get(transaction_id)
+            if record.state is TransactionState.CLOSED:
+                raise MarketError.invalid_state("the transaction is closed; its room is archived")
+            await self._records.set_override(transaction_id, access.value)
+            return await self._ensure_room(await self.get(transaction_id))
+
+    async def ensure_management_room(self) -> str | None:
+        """The admins' room: configured, or created once by the bot and remembered."""
+        configured = self._config.rooms.management_room
+        room_id = configured or await self._records.setting("management_room")
+        admins = tuple(self._config.rooms.admins)
+        if room_id is None:
+            if not admins:
+                return None
+            participants = Participants(bot=self._bot.user_id, parties=(), admins=admins)
+            version = self._config.rooms.version
+            plan = plan_room(
+                RoomKind.MANAGEMENT, Access.OPEN, participants, version, "Marketplace moderation"
+            )
+            room_id, _ = await self._create_or_adopt_room(
+                RoomKind.MANAGEMENT, "room", version, plan
+            )
+            await self._records.set_setting("management_room", room_id)
+        else:
+            await self._ensure_invited(room_id, admins)
+        self.management_room = room_id
+        return room_id
+
+    async def announce(self, key: str, text: str) -> None:
+        """Tell the admins in their room (once per key); quiet when there is no such room."""
+        if self.management_room is None:
+            return
+        await self._post_notice(
+            self.management_room, f"announce:{key}", Notice(text, escape(text))
+        )
+
+    async def remove_member(self, user_id: str, object_id: str) -> str:
+        """Kick someone who is not a party from a transaction's or dispute's room."""
+        record = await self._records.get_transaction(object_id)
+        dispute = None if record else await self._records.get_dispute(object_id)
+        if dispute is not None:
+            record = await self.get(dispute.transaction_id)
+        if record is None:
+            raise MarketError.not_found(f"no transaction or dispute {object_id}")
+        if user_id in (record.buyer.matrix_id, record.seller.matrix_id, self._bot.user_id):
+            raise MarketError.invalid_state("parties and the bot stay while the deal lasts")
+        room_id = dispute.room_id if dispute else record.room_id
+        if room_id is None:
+            raise MarketError.invalid_state(f"{object_id} has no room yet")
+        await self._bot.kick(room_id, user_id, "removed by the marketplace's admins")
+        return room_id
 
     def _participants(self, record: TransactionRecord) -> Participants:
         return Participants(
@@ -244,6 +304,12 @@ class Market:
             )
             if created:
                 self._on_queued()
+                await self.announce(
+                    f"dispute:{dispute.dispute_id}",
+                    f"Dispute {dispute.dispute_id} opened by the {dispute.opened_by} on "
+                    f"transaction {transaction.transaction_id} (“{transaction.title}”): "
+                    f"{dispute.reason}",
+                )
             transaction = await self.get(request.transaction_id)
             dispute = await self._ensure_dispute_room(dispute, transaction)
             transaction = await self._ensure_room(transaction, check_members=True)

@@ -15,6 +15,7 @@ def bridge_upgrade_table() -> UpgradeTable:
     table.register(description="Marketplace users, transactions and bot actions")(_v2_transactions)
     table.register(description="Webhook outbox and the chat list's messages")(_v3_outbox)
     table.register(description="Disputes")(_v4_disputes)
+    table.register(description="Admin overrides, settings and the audit trail")(_v5_moderation)
     return table
 
 
@@ -158,3 +159,23 @@ async def _v4_disputes(conn: Connection, scheme: Scheme) -> None:
     await conn.execute(
         "CREATE UNIQUE INDEX disputes_one_open ON disputes (transaction_id) WHERE state = 'open'"
     )
+
+
+async def _v5_moderation(conn: Connection, scheme: Scheme) -> None:
+    # An admin's lock/unlock, cleared by the marketplace's next transition.
+    await conn.execute(
+        "ALTER TABLE transactions ADD COLUMN access_override TEXT"
+        " CHECK (access_override IN ('locked', 'open'))"
+    )
+    await conn.execute("CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    await conn.execute(f"""
+        CREATE TABLE audit (
+            seq     {_sequence(scheme)},
+            at      BIGINT NOT NULL,
+            actor   TEXT   NOT NULL,
+            room_id TEXT   NOT NULL,
+            action  TEXT   NOT NULL,
+            outcome TEXT   NOT NULL,
+            detail  TEXT   NOT NULL
+        )
+    """)

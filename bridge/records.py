@@ -35,6 +35,7 @@ class TransactionRecord:
     paid_at: int | None
     closed_at: int | None
     open_dispute: str | None = None
+    access_override: str | None = None  # an admin's lock/unlock: 'locked' or 'open'
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +63,8 @@ _SELECT_TRANSACTION = """
     SELECT t.transaction_id, t.title, t.state, t.outcome, t.room_id, t.room_version,
            t.created_at, t.paid_at, t.closed_at,
            t.buyer_id, b.matrix_id AS buyer_matrix_id,
-           t.seller_id, s.matrix_id AS seller_matrix_id, d.dispute_id AS open_dispute
+           t.seller_id, s.matrix_id AS seller_matrix_id, d.dispute_id AS open_dispute,
+           t.access_override
     FROM transactions t
     JOIN marketplace_users b ON b.user_id = t.buyer_id
     JOIN marketplace_users s ON s.user_id = t.seller_id
@@ -151,6 +153,7 @@ def _record(row) -> TransactionRecord:
         paid_at=row["paid_at"],
         closed_at=row["closed_at"],
         open_dispute=row["open_dispute"],
+        access_override=row["access_override"],
     )
 
 
@@ -256,8 +259,8 @@ class Records:
         stamp = "paid_at" if transition.state is TransactionState.PAID else "closed_at"
         async with self._db.acquire() as conn, conn.transaction():
             status = await conn.execute(
-                f"UPDATE transactions SET state = $2, outcome = $3, {stamp} = $4"  # noqa: S608
-                " WHERE transaction_id = $1 AND state = $5",
+                f"UPDATE transactions SET state = $2, outcome = $3, {stamp} = $4,"  # noqa: S608
+                " access_override = NULL WHERE transaction_id = $1 AND state = $5",
                 record.transaction_id,
                 transition.state.value,
                 transition.outcome.value if transition.outcome else None,
@@ -305,6 +308,7 @@ class Records:
                 )
                 stream = transaction.room_id or f"transaction:{transaction.transaction_id}"
                 await add_notifications(conn, stream, [notification], retry_for_ms)
+                await _clear_override(conn, transaction.transaction_id)
                 row = await conn.fetchrow(_SELECT_DISPUTE + " WHERE dispute_id = $1", dispute_id)
         dispute = _dispute(row)
         differing = [
@@ -360,10 +364,48 @@ class Records:
             if rows_affected(status) == 0:
                 return None
             await add_notifications(conn, stream, [notification], retry_for_ms)
+            await _clear_override(conn, dispute.transaction_id)
             row = await conn.fetchrow(
                 _SELECT_DISPUTE + " WHERE dispute_id = $1", dispute.dispute_id
             )
         return _dispute(row)
+
+    async def set_override(self, transaction_id: str, override: str | None) -> None:
+        await self._db.execute(
+            "UPDATE transactions SET access_override = $2 WHERE transaction_id = $1",
+            transaction_id,
+            override,
+        )
+
+    async def open_disputes(self) -> list[DisputeRecord]:
+        rows = await self._db.fetch(_SELECT_DISPUTE + " WHERE state = 'open' ORDER BY created_at")
+        return [_dispute(row) for row in rows]
+
+    async def setting(self, key: str) -> str | None:
+        return await self._db.fetchval("SELECT value FROM settings WHERE key = $1", key)
+
+    async def set_setting(self, key: str, value: str) -> None:
+        await self._db.execute(
+            "INSERT INTO settings (key, value) VALUES ($1, $2)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            key,
+            value,
+        )
+
+    async def audit(
+        self, actor: str, room_id: str, action: str, outcome: str, detail: str
+    ) -> None:
+        """The audit trail: who did what where, and what came of it."""
+        await self._db.execute(
+            "INSERT INTO audit (at, actor, room_id, action, outcome, detail)"
+            " VALUES ($1, $2, $3, $4, $5, $6)",
+            now_ms(),
+            actor,
+            room_id,
+            action,
+            outcome,
+            detail[:1000],
+        )
 
     async def done_actions(self, room_id: str) -> set[str]:
         """The keys of the actions the bot has completed in a room."""
@@ -390,6 +432,13 @@ class Records:
 async def _fetch_transaction(conn: Connection, transaction_id: str) -> TransactionRecord | None:
     row = await conn.fetchrow(_SELECT_TRANSACTION + " WHERE t.transaction_id = $1", transaction_id)
     return _record(row) if row else None
+
+
+async def _clear_override(conn: Connection, transaction_id: str) -> None:
+    await conn.execute(
+        "UPDATE transactions SET access_override = NULL WHERE transaction_id = $1",
+        transaction_id,
+    )
 
 
 async def transaction_in_room(conn: Connection, room_id: str) -> TransactionRecord | None:

@@ -60,6 +60,7 @@ DISPUTE_TOPICS = {
 class RoomKind(StrEnum):
     TRANSACTION = "transaction"
     DISPUTE = "dispute"
+    MANAGEMENT = "management"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +135,12 @@ def plan_room(
     }
     if kind is RoomKind.TRANSACTION:
         name, topic, invitees = title, TRANSACTION_TOPICS[access], participants.parties
+    elif kind is RoomKind.MANAGEMENT:
+        name, topic, invitees = (
+            title,
+            "Marketplace moderation: disputes, alerts, commands.",
+            (participants.admins),
+        )
     else:
         name, topic = f"Dispute: {title}", DISPUTE_TOPICS[access]
         invitees = participants.parties + participants.admins

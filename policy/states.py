@@ -103,9 +103,17 @@ def dispute_access(state: DisputeState) -> Access:
 
 
 def transaction_access(
-    state: TransactionState, dispute_open: bool = False, freeze_on_dispute: bool = True
+    state: TransactionState,
+    dispute_open: bool = False,
+    freeze_on_dispute: bool = True,
+    override: Access | None = None,
 ) -> Access:
-    """The transaction room's access: from its state, frozen while a dispute is open."""
+    """The transaction room's access: from its state, frozen while a dispute is open, or as an
+    admin's lock/unlock says until the marketplace's next transition; closed is closed."""
+    if state is TransactionState.CLOSED:
+        return Access.ARCHIVED
+    if override is not None:
+        return override
     if state is TransactionState.PAID and dispute_open and freeze_on_dispute:
         return Access.FROZEN
     return {

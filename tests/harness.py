@@ -108,7 +108,12 @@ def make_config(
             "max_body_bytes": 65536,
             "allowed_matrix_servers": [],
         },
-        "rooms": {"version": "12", "admins": []},
+        "rooms": {
+            "version": "12",
+            "admins": [],
+            "command_prefix": "!market",
+            "management_room": "",
+        },
         "disputes": {
             "freeze_transaction_room": True,
             "decisions": ["refund_buyer", "release_to_seller", "no_action"],
