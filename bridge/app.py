@@ -25,6 +25,7 @@ from appservice.matrix import MatrixBot
 from appservice.routes import HomeserverRoutes
 
 from .api import MarketApi
+from .commands import CommandRunner
 from .config import Config
 from .database import create_database, start_database
 from .events import EventStore
@@ -33,7 +34,7 @@ from .inbound import HomeserverInbound
 from .inbox import InboxWorker
 from .market import Market
 from .metrics import Metrics
-from .outbox import Outbox, OutboxWorker
+from .outbox import Outbox, OutboxRow, OutboxWorker
 from .records import Records
 
 CONNECT_RETRY_MAX = 30.0
@@ -73,8 +74,11 @@ class Bridge:
         self.metrics = Metrics(CollectorRegistry())
         self.outbox = Outbox(self.db)
         self.outbox_worker = OutboxWorker(
-            self.outbox, config.webhooks, self._session, self.metrics
+            self.outbox, config.webhooks, self._session, self.metrics, self._announce_dead
         )
+        records = Records(self.db)
+        self.market = Market(config, records, self.bot, on_queued=self.outbox_worker.wake)
+        commands = CommandRunner(config, self.market, records, self.bot)
         self.inbox_worker = InboxWorker(
             self.db,
             config.bot_mxid,
@@ -82,8 +86,8 @@ class Bridge:
             config.webhooks.retry_for_seconds * 1000,
             self.metrics,
             on_queued=self.outbox_worker.wake,
+            on_message=commands.handle,
         )
-        self.market = Market(config, Records(self.db), self.bot, on_queued=self.outbox_worker.wake)
         self.web_app = web.Application(client_max_size=config.appservice.max_transaction_bytes)
         HomeserverRoutes(
             config.appservice.hs_token.get_secret_value(),
@@ -161,6 +165,14 @@ class Bridge:
             self.log.exception(
                 "Reconciling the rooms failed; they are put back on their next call"
             )
+
+    async def _announce_dead(self, row: OutboxRow, error: str) -> None:
+        assert self.market is not None
+        await self.market.announce(
+            f"dead:{row.id}",
+            f"Webhook {row.id} ({row.type}) for {row.stream} was given up ({error}). "
+            "See GET /api/v1/webhooks/failed; POST /api/v1/webhooks/replay sends it again.",
+        )
 
     async def _check_database(self) -> None:
         assert self.db is not None

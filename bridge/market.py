@@ -214,10 +214,12 @@ class Market:
             plan = plan_room(
                 RoomKind.MANAGEMENT, Access.OPEN, participants, version, "Marketplace moderation"
             )
-            room_id, _ = await self._create_or_adopt_room(
+            room_id, fresh = await self._create_or_adopt_room(
                 RoomKind.MANAGEMENT, "room", version, plan
             )
             await self._records.set_setting("management_room", room_id)
+            if not fresh:
+                await self._ensure_invited(room_id, admins)
         else:
             await self._ensure_invited(room_id, admins)
         self.management_room = room_id

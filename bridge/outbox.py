@@ -20,7 +20,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,8 +179,10 @@ class OutboxWorker:
         config: WebhooksConfig,
         session: ClientSession,
         metrics: Metrics,
+        on_dead: Callable[[OutboxRow, str], Awaitable[None]] | None = None,
     ) -> None:
         self._outbox = outbox
+        self._on_dead = on_dead
         self._config = config
         self._session = session
         self._metrics = metrics
@@ -267,6 +269,11 @@ class OutboxWorker:
             self._log.warning(
                 "Dead-lettered webhook %s (%s) of %s: %s", row.id, row.type, row.stream, error
             )
+            if self._on_dead is not None:
+                try:
+                    await self._on_dead(row, error)
+                except Exception:  # telling the admins must not stop delivery
+                    self._log.exception("Could not announce dead letter %s", row.id)
         else:
             self._metrics.webhooks_retried.inc()
             # Look again when the retry is due rather than at the next poll.
