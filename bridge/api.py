@@ -165,21 +165,28 @@ class MarketApi:
         chats = await self._market.chat_list(user_id)
         if chats is None:
             raise MarketError.not_found(f"no marketplace user {user_id}")
-        rooms = [
-            ChatOut(
-                kind="transaction",
-                transaction_id=record.transaction_id,
-                title=record.title,
-                role="buyer" if record.buyer.user_id == user_id else "seller",
-                state=record.state,
-                access=self._market.access_for(record),
-                room_id=record.room_id,
-                last_message=summary.last_message,
-                last_message_at=timestamp(summary.last_message_at),
-                unread=summary.unread,
+        rooms = []
+        for chat in chats:
+            record, dispute, summary = chat.transaction, chat.dispute, chat.summary
+            if dispute is not None:
+                access = dispute_access(dispute.state)
+            else:
+                access = self._market.access_for(record)
+            rooms.append(
+                ChatOut(
+                    kind="dispute" if dispute else "transaction",
+                    transaction_id=record.transaction_id,
+                    dispute_id=dispute.dispute_id if dispute else None,
+                    title=record.title,
+                    role="buyer" if record.buyer.user_id == user_id else "seller",
+                    state=(dispute.state if dispute else record.state).value,
+                    access=access,
+                    room_id=dispute.room_id if dispute else record.room_id,
+                    last_message=summary.last_message,
+                    last_message_at=timestamp(summary.last_message_at),
+                    unread=summary.unread,
+                )
             )
-            for record, summary in chats
-        ]
         return _json(ChatListOut(user_id=user_id, rooms=rooms))
 
     async def _dead_letters(self, request: web.Request) -> web.Response:

@@ -61,7 +61,7 @@ from .errors import MarketError
 from .locks import KeyedLocks
 from .models import CreateDisputeRequest, CreateTransactionRequest
 from .records import (
-    ChatSummary,
+    Chat,
     DisputeRecord,
     Party,
     Records,
@@ -158,7 +158,7 @@ class Market:
                     break
             return await self._ensure_room(record)
 
-    async def chat_list(self, user_id: str) -> list[tuple[TransactionRecord, ChatSummary]] | None:
+    async def chat_list(self, user_id: str) -> list[Chat] | None:
         return await self._records.chat_list(user_id)
 
     async def reconcile(self) -> None:

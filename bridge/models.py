@@ -142,11 +142,12 @@ class DeadLettersOut(BaseModel):
 
 
 class ChatOut(BaseModel):
-    kind: str = Field(description="transaction (dispute rooms come with disputes).")
+    kind: Literal["transaction", "dispute"]
     transaction_id: str
+    dispute_id: str | None
     title: str
     role: str = Field(description="The user's role in the room: buyer or seller.")
-    state: TransactionState
+    state: str = Field(description="The transaction's state, or the dispute's.")
     access: Access
     room_id: str | None
     last_message: str | None = Field(description="Preview of the latest message.")

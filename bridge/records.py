@@ -86,6 +86,23 @@ class ChatSummary:
     unread: int
 
 
+@dataclass(frozen=True, slots=True)
+class Chat:
+    """One room in a user's chat list: a transaction's, or one of its disputes'."""
+
+    transaction: TransactionRecord
+    dispute: DisputeRecord | None
+    summary: ChatSummary
+
+    @property
+    def created_at(self) -> int:
+        return self.dispute.created_at if self.dispute else self.transaction.created_at
+
+    @property
+    def key(self) -> str:
+        return self.dispute.dispute_id if self.dispute else self.transaction.transaction_id
+
+
 async def _summary(conn: Connection, room_id: str | None, reader: str) -> ChatSummary:
     if room_id is None:
         return ChatSummary(None, None, None, 0)
@@ -167,24 +184,30 @@ class Records:
         )
         return _record(row) if row else None
 
-    async def chat_list(self, user_id: str) -> list[tuple[TransactionRecord, ChatSummary]] | None:
-        """The user's transaction rooms, newest first, with their last message and unread
-        count; None when the marketplace never named this user."""
+    async def chat_list(self, user_id: str) -> list[Chat] | None:
+        """The user's transaction and dispute rooms, newest first, with their last message and
+        unread count; None when the marketplace never named this user."""
         matrix_id = await self._db.fetchval(
             "SELECT matrix_id FROM marketplace_users WHERE user_id = $1", user_id
         )
         if matrix_id is None:
             return None
         rows = await self._db.fetch(
-            _SELECT_TRANSACTION + " WHERE t.buyer_id = $1 OR t.seller_id = $1"
-            " ORDER BY t.created_at DESC, t.transaction_id",
-            user_id,
+            _SELECT_TRANSACTION + " WHERE t.buyer_id = $1 OR t.seller_id = $1", user_id
         )
         chats = []
         async with self._db.acquire() as conn:
             for row in rows:
                 record = _record(row)
-                chats.append((record, await _summary(conn, record.room_id, matrix_id)))
+                summary = await _summary(conn, record.room_id, matrix_id)
+                chats.append(Chat(record, None, summary))
+                for dispute_row in await conn.fetch(
+                    _SELECT_DISPUTE + " WHERE transaction_id = $1", record.transaction_id
+                ):
+                    dispute = _dispute(dispute_row)
+                    summary = await _summary(conn, dispute.room_id, matrix_id)
+                    chats.append(Chat(record, dispute, summary))
+        chats.sort(key=lambda chat: (-chat.created_at, chat.key))
         return chats
 
     async def all_transactions(self) -> list[TransactionRecord]:

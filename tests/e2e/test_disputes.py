@@ -89,6 +89,15 @@ async def test_a_dispute_brings_the_admins_in_and_freezes_the_transaction_room(
             ]
 
         (created,) = await eventually(dispute_message)
+        status, chats = await stack.api.call("GET", f"/users/{stack.seller_uid}/rooms")
+        assert status == 200
+        assert [(c["kind"], c["room_id"], c["state"], c["access"]) for c in chats["rooms"]] == [
+            ("dispute", dispute_room, "open", "open"),
+            ("transaction", room_id, "paid", "frozen"),
+        ]
+        assert chats["rooms"][0]["dispute_id"] == body["dispute_id"]
+        assert chats["rooms"][0]["unread"] == 1  # the buyer's photos
+        assert chats["rooms"][0]["last_message"] == "here are the photos"
         assert (created["data"]["room_kind"], created["data"]["dispute_id"]) == (
             "dispute",
             body["dispute_id"],

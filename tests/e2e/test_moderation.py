@@ -6,6 +6,7 @@ import uuid
 
 from nio import AsyncClient, RoomSendResponse
 
+from appservice.matrix import MatrixBot
 from bridge.app import Bridge
 from tests.conftest import UserFactory
 from tests.e2e.stack import Stack, assert_refused, join, send, timeline, with_webhooks
@@ -32,6 +33,12 @@ async def command(client: AsyncClient, room_id: str, text: str, bot: str) -> str
         return None
 
     return await eventually(reply)
+
+
+def bridge_bot(stack: Stack) -> MatrixBot:
+    """The running bridge's bot."""
+    assert stack.bridge is not None and stack.bridge.bot is not None
+    return stack.bridge.bot
 
 
 async def open_dispute(stack: Stack, room_id: str) -> dict:
@@ -149,6 +156,20 @@ async def test_lock_and_unlock_last_until_the_next_marketplace_transition(
         assert record["access"] == "open"
         assert isinstance(await send(stack.buyer, room_id, "open again"), RoomSendResponse)
         assert "unknown command" in await command(admin, moderation, "!market fly", bot)
+
+        # remove: anyone but the parties and the bot.
+        extra = await make_user("extra")
+        await bridge_bot(stack).invite(room_id, extra.user_id)
+        await join(extra, room_id)
+        assert "stay while the deal lasts" in await command(
+            admin, moderation, f"!market remove {stack.buyer.user_id} {txn}", bot
+        )
+        assert "was removed" in await command(
+            admin, moderation, f"!market remove {extra.user_id} {txn}", bot
+        )
+        members = await bridge_bot(stack).memberships(room_id)
+        assert members[extra.user_id] == "leave"
+        assert members[stack.buyer.user_id] == "join"
         assert "one command per message" in await command(
             admin, moderation, f"!market lock {txn}\n!market unlock {txn}", bot
         )
