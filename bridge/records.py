@@ -243,20 +243,12 @@ class Records:
                 )
             record = existing or await _fetch_transaction(conn, transaction_id)
         assert record is not None
-        differing = [
-            name
-            for name, ours, theirs in (
-                ("title", title, record.title),
-                ("buyer", buyer, record.buyer),
-                ("seller", seller, record.seller),
-            )
-            if ours != theirs
-        ]
-        if differing:
-            raise MarketError.conflict(
-                f"transaction {transaction_id} exists with a different " + ", ".join(differing),
-                fields=differing,
-            )
+        _refuse_different(
+            f"transaction {transaction_id}",
+            ("title", title, record.title),
+            ("buyer", buyer, record.buyer),
+            ("seller", seller, record.seller),
+        )
         return record, inserted is not None
 
     async def set_room(self, transaction_id: str, room_id: str) -> TransactionRecord:
@@ -334,20 +326,12 @@ class Records:
                 await _clear_override(conn, transaction.transaction_id)
                 row = await conn.fetchrow(_SELECT_DISPUTE + " WHERE dispute_id = $1", dispute_id)
         dispute = _dispute(row)
-        differing = [
-            name
-            for name, ours, theirs in (
-                ("transaction_id", transaction.transaction_id, dispute.transaction_id),
-                ("reason", reason, dispute.reason),
-                ("opened_by", opened_by, dispute.opened_by),
-            )
-            if ours != theirs
-        ]
-        if differing:
-            raise MarketError.conflict(
-                f"dispute {dispute_id} exists with a different " + ", ".join(differing),
-                fields=differing,
-            )
+        _refuse_different(
+            f"dispute {dispute_id}",
+            ("transaction_id", transaction.transaction_id, dispute.transaction_id),
+            ("reason", reason, dispute.reason),
+            ("opened_by", opened_by, dispute.opened_by),
+        )
         return dispute, created
 
     async def set_dispute_room(self, dispute_id: str, room_id: str) -> DisputeRecord:
@@ -455,6 +439,15 @@ class Records:
 async def _fetch_transaction(conn: Connection, transaction_id: str) -> TransactionRecord | None:
     row = await conn.fetchrow(_SELECT_TRANSACTION + " WHERE t.transaction_id = $1", transaction_id)
     return _record(row) if row else None
+
+
+def _refuse_different(what: str, *fields: tuple[str, object, object]) -> None:
+    """409 naming every field a repeated create changed: ids are not reused for other things."""
+    differing = [name for name, ours, theirs in fields if ours != theirs]
+    if differing:
+        raise MarketError.conflict(
+            f"{what} exists with a different " + ", ".join(differing), fields=differing
+        )
 
 
 async def _clear_override(conn: Connection, transaction_id: str) -> None:
