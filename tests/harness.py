@@ -306,7 +306,8 @@ class MarketClient:
             text = await r.text()
         elapsed = time.perf_counter() - started
         if self.timings is not None and 200 <= r.status < 300:
-            operation = f"{method} " + re.sub(r"^/(transactions|users)/[^/]+", r"/\1/{id}", path)
+            template = re.sub(r"^/(transactions|users|disputes)/[^/]+", r"/\1/{id}", path)
+            operation = f"{method} {template}"
             self.timings.setdefault(operation, []).append(elapsed)
         return r.status, (json.loads(text) if text else None)
 
