@@ -422,7 +422,11 @@ class Market:
                 raise MarketError.invalid_param(
                     f"{field}: the bot cannot be a party", fields=[field]
                 )
-            if not await self._bot.user_exists(party.matrix_id):
+        # Both lookups at once: they are the only homeserver calls before the room is made.
+        exists = await asyncio.gather(*(self._bot.user_exists(p.matrix_id) for p in parties))
+        for role, party, found in zip(("buyer", "seller"), parties, exists, strict=True):
+            if not found:
+                field = f"{role}.matrix_id"
                 raise MarketError.invalid_param(
                     f"{field}: {party.matrix_id} does not exist on the homeserver", fields=[field]
                 )

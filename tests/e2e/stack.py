@@ -104,3 +104,9 @@ def with_webhooks(config: Config, url: str, **changes: object) -> Config:
     """The config with webhooks sent to ``url`` (and other webhook settings changed)."""
     webhooks = config.webhooks.model_copy(update={"url": AnyHttpUrl(url), **changes})
     return config.model_copy(update={"webhooks": webhooks})
+
+
+def with_admin(config: Config, admin: str) -> Config:
+    """The config with ``admin`` as the marketplace's only admin."""
+    rooms = config.rooms.model_copy(update={"admins": [admin]})
+    return config.model_copy(update={"rooms": rooms})

@@ -7,7 +7,15 @@ import uuid
 from nio import JoinError, RoomSendResponse
 
 from tests.conftest import UserFactory
-from tests.e2e.stack import Stack, assert_refused, join, send, timeline, with_webhooks
+from tests.e2e.stack import (
+    Stack,
+    assert_refused,
+    join,
+    send,
+    timeline,
+    with_admin,
+    with_webhooks,
+)
 from tests.harness import WebhookReceiver, eventually
 
 
@@ -26,9 +34,7 @@ async def test_a_dispute_brings_the_admins_in_and_freezes_the_transaction_room(
 ) -> None:
     admin = await make_user("admin")
     outsider = await make_user("outsider")
-    stack.config = with_webhooks(stack.config, hooks.url)
-    rooms = stack.config.rooms.model_copy(update={"admins": [admin.user_id]})
-    stack.config = stack.config.model_copy(update={"rooms": rooms})
+    stack.config = with_admin(with_webhooks(stack.config, hooks.url), admin.user_id)
     async with stack.running():
         room_id = await stack.create()
         for party in (stack.buyer, stack.seller):

@@ -9,14 +9,16 @@ from nio import AsyncClient, RoomSendResponse
 from appservice.matrix import MatrixBot
 from bridge.app import Bridge
 from tests.conftest import UserFactory
-from tests.e2e.stack import Stack, assert_refused, join, send, timeline, with_webhooks
+from tests.e2e.stack import (
+    Stack,
+    assert_refused,
+    join,
+    send,
+    timeline,
+    with_admin,
+    with_webhooks,
+)
 from tests.harness import WebhookReceiver, eventually
-
-
-def with_admin(stack: Stack, admin: AsyncClient, hooks: WebhookReceiver) -> None:
-    stack.config = with_webhooks(stack.config, hooks.url)
-    rooms = stack.config.rooms.model_copy(update={"admins": [admin.user_id]})
-    stack.config = stack.config.model_copy(update={"rooms": rooms})
 
 
 async def command(client: AsyncClient, room_id: str, text: str, bot: str) -> str:
@@ -68,7 +70,7 @@ async def test_an_admin_resolves_from_matrix_and_nobody_else_can(
     stack: Stack, hooks: WebhookReceiver, make_user: UserFactory
 ) -> None:
     admin = await make_user("admin")
-    with_admin(stack, admin, hooks)
+    stack.config = with_admin(with_webhooks(stack.config, hooks.url), admin.user_id)
     async with stack.running() as bridge:
         bot = bridge.config.bot_mxid
         moderation = await management_room(bridge, admin)
@@ -127,7 +129,7 @@ async def test_lock_and_unlock_last_until_the_next_marketplace_transition(
     stack: Stack, hooks: WebhookReceiver, make_user: UserFactory
 ) -> None:
     admin = await make_user("admin")
-    with_admin(stack, admin, hooks)
+    stack.config = with_admin(with_webhooks(stack.config, hooks.url), admin.user_id)
     async with stack.running() as bridge:
         bot = bridge.config.bot_mxid
         moderation = await management_room(bridge, admin)
@@ -181,7 +183,7 @@ async def test_admins_hear_of_new_disputes_and_dead_letters(
     stack: Stack, hooks: WebhookReceiver, make_user: UserFactory
 ) -> None:
     admin = await make_user("admin")
-    with_admin(stack, admin, hooks)
+    stack.config = with_admin(with_webhooks(stack.config, hooks.url), admin.user_id)
     stack.config = with_webhooks(stack.config, hooks.url, retry_for_seconds=1)
     hooks.behave = lambda body, n: 410 if body["type"] == "dispute.opened" else 200
     async with stack.running() as bridge:
