@@ -45,10 +45,14 @@ class MatrixBot:
         self.user_id = user_id
 
     async def _request(
-        self, method: Method, path: str, content: dict[str, Any] | None = None
+        self,
+        method: Method,
+        path: str,
+        content: dict[str, Any] | bytes | None = None,
+        **options: Any,
     ) -> Any:
         try:
-            return await self._api.request(method, path, content, retry_count=0)
+            return await self._api.request(method, path, content, retry_count=0, **options)
         except MatrixRequestError as e:
             status = getattr(e, "http_status", 0)
             if status >= 500 or status in (0, 429):
@@ -189,3 +193,14 @@ class MatrixBot:
                 return False
             raise
         return True
+
+    async def upload(self, data: bytes, content_type: str, filename: str) -> str:
+        """Store a file in the homeserver's media repository; its mxc:// URI."""
+        response = await self._request(
+            Method.POST,
+            "/_matrix/media/v3/upload",
+            data,
+            headers={"Content-Type": content_type},
+            query_params={"filename": filename},
+        )
+        return response["content_uri"]

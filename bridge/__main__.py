@@ -1,15 +1,18 @@
-"""Command line: ``python -m bridge {run,generate-registration,dev}``."""
+"""Command line: ``python -m bridge {run,generate-registration,dev,verify,...}``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sys
 from pathlib import Path
 
 import yaml
+
+from policy.transcript import verify_transcript
 
 from .app import StartError, run_bridge
 from .config import Config, ConfigError, config_reference, load_config
@@ -27,6 +30,7 @@ commands:
                            both on loopback (what `make run` starts); Ctrl-C stops both
   generate-deployment      write the configs of the compose stack (docker-compose.yml)
   config-reference         print the configuration reference (docs/configuration.md)
+  verify                   check a room transcript (evidence export) for tampering
 """
 
 
@@ -93,6 +97,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Print every config key with its environment variable, example value, "
         "limits and meaning, as Markdown (what docs/configuration.md holds).",
     )
+    verify = commands.add_parser(
+        "verify",
+        help="check a room transcript for tampering",
+        description="Check a room transcript (the JSON evidence export of a transaction or "
+        "dispute room): recompute the hash chain from the header through every entry to the "
+        "final hash. A removed, added, reordered or edited entry, or a changed header, breaks "
+        "the chain. Someone who recomputes the whole chain makes a consistent forgery; what "
+        "catches it is the final hash recorded elsewhere when the transcript was made (the "
+        "bridge's audit log): pass it with --final-hash. Exit status: 0 intact, 1 tampered or "
+        "not the expected final hash, 2 unreadable file or not JSON.",
+    )
+    verify.add_argument("file", type=Path, metavar="FILE", help="the transcript (JSON)")
+    verify.add_argument(
+        "--final-hash",
+        metavar="HEX",
+        help="the final hash recorded when the transcript was made (e.g. in the audit log)",
+    )
     return parser.parse_args(argv)
 
 
@@ -108,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Wrote the registration to {args.output}")
         elif args.command == "config-reference":
             print(config_reference(yaml.safe_load(EXAMPLE_CONFIG.read_text())), end="")
+        elif args.command == "verify":
+            return verify_file(args.file, args.final_hash)
         elif args.command == "generate-deployment":
             for path in write_deployment(args.output, os.environ, args.synapse_uid):
                 print(f"Wrote {path}")
@@ -121,6 +144,33 @@ def main(argv: list[str] | None = None) -> int:
     except (StartError, DeploymentError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    return 0
+
+
+def verify_file(path: Path, final_hash: str | None) -> int:
+    """``verify``: 0 intact (and the expected final hash), 1 problems, 2 unreadable."""
+    try:
+        document = json.loads(path.read_bytes())
+    except OSError as e:
+        print(f"error: cannot read {path}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError
+        print(f"error: {path} is not valid JSON: {e}", file=sys.stderr)
+        return 2
+    problems = verify_transcript(document)
+    found = document.get("final_hash") if isinstance(document, dict) else None
+    found = found if isinstance(found, str) else None
+    if final_hash is not None and found != final_hash.strip().lower():
+        problems.append(
+            f"the final hash is {found or 'missing'}, not the expected {final_hash.strip()}: the "
+            "transcript was changed (or its chain recomputed) after that hash was recorded"
+        )
+    if problems:
+        for problem in problems:
+            print(f"{path}: {problem}", file=sys.stderr)
+        print(f"FAILED: {len(problems)} problem(s) in {path}", file=sys.stderr)
+        return 1
+    print(f"OK: {document['entry_count']} entries, final hash {found}")
     return 0
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
 from typing import TypeVar
 
 from aiohttp import web
@@ -21,9 +22,12 @@ from pydantic import BaseModel, ValidationError
 from appservice.matrix import HomeserverUnavailable, MatrixError
 from policy.states import Access, dispute_access
 
+from .audit import AuditLog, AuditQuery
 from .errors import MarketError
 from .market import Market
 from .models import (
+    AuditEntryOut,
+    AuditPageOut,
     ChatListOut,
     ChatOut,
     CloseTransactionRequest,
@@ -44,6 +48,7 @@ from .models import (
 from .openapi import openapi_document
 from .outbox import Outbox
 from .records import DisputeRecord, TransactionRecord
+from .transcripts import Transcripts
 
 PREFIX = "/api/v1"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -59,7 +64,11 @@ class MarketApi:
         outbox: Outbox,
         wake_outbox: Callable[[], None],
         retry_for_ms: int,
+        transcripts: Transcripts,
+        audit_log: AuditLog,
     ) -> None:
+        self._transcripts = transcripts
+        self._audit_log = audit_log
         self._token = token.encode("utf-8")
         self._max_body_bytes = max_body_bytes
         self._market = market
@@ -80,6 +89,9 @@ class MarketApi:
         api.router.add_get("/disputes/{dispute_id}", self._get_dispute)
         api.router.add_post("/disputes/{dispute_id}/resolve", self._resolve_dispute)
         api.router.add_get("/users/{user_id}/rooms", self._chat_list)
+        api.router.add_get("/transactions/{transaction_id}/transcript", self._transcript)
+        api.router.add_get("/disputes/{dispute_id}/transcript", self._dispute_transcript)
+        api.router.add_get("/audit", self._audit)
         api.router.add_get("/webhooks/failed", self._dead_letters)
         api.router.add_post("/webhooks/replay", self._replay)
         app.add_subapp(PREFIX, api)
@@ -189,13 +201,46 @@ class MarketApi:
             )
         return _json(ChatListOut(user_id=user_id, rooms=rooms))
 
+    async def _transcript(self, request: web.Request) -> web.Response:
+        document = await self._transcripts.of_transaction(
+            _transaction_id(request), actor="marketplace"
+        )
+        return web.json_response(document)
+
+    async def _dispute_transcript(self, request: web.Request) -> web.Response:
+        document = await self._transcripts.of_dispute(
+            _path_id(request, "dispute_id"), actor="marketplace"
+        )
+        return web.json_response(document)
+
+    async def _audit(self, request: web.Request) -> web.Response:
+        query = request.query
+        ids = {}
+        for name in ("transaction_id", "dispute_id"):
+            if name in query:
+                if not is_market_id(query[name]):
+                    raise MarketError.invalid_param(f"{name}: not a marketplace id", fields=[name])
+                ids[name] = query[name]
+        room_id = query.get("room_id")
+        if room_id is not None and not (room_id.startswith("!") and len(room_id) <= 255):
+            raise MarketError.invalid_param("room_id: not a Matrix room ID", fields=["room_id"])
+        audit_query = AuditQuery(
+            room_id=room_id,
+            since=_time_param(query, "since"),
+            until=_time_param(query, "until"),
+            after=_int_param(query, "after", 0, 0, 2**62),
+            limit=_int_param(query, "limit", 100, 1, 1000),
+            **ids,
+        )
+        rows = await self._audit_log.read(audit_query)
+        entries = [
+            AuditEntryOut(**{**row, "id": row["seq"], "at": timestamp(row["at"])}) for row in rows
+        ]
+        more = len(rows) == audit_query.limit
+        return _json(AuditPageOut(entries=entries, next=rows[-1]["seq"] if more else None))
+
     async def _dead_letters(self, request: web.Request) -> web.Response:
-        try:
-            limit = int(request.query.get("limit", "100"))
-        except ValueError:
-            limit = 0
-        if not 1 <= limit <= 1000:
-            raise MarketError.invalid_param("limit: must be 1 to 1000", fields=["limit"])
+        limit = _int_param(request.query, "limit", 100, 1, 1000)
         failed = [
             DeadLetterOut(
                 id=row["id"],
@@ -252,6 +297,32 @@ class MarketApi:
                 raise too_large
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def _int_param(query: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    try:
+        value = int(query.get(name, str(default)))
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise MarketError.invalid_param(f"{name}: must be {low} to {high}", fields=[name])
+    return value
+
+
+def _time_param(query: Mapping[str, str], name: str) -> int | None:
+    """An ISO 8601 time with its offset (or Z), as ms since the epoch."""
+    if name not in query:
+        return None
+    try:
+        when = datetime.fromisoformat(query[name])
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise MarketError.invalid_param(
+            f"{name}: must be an ISO 8601 time with an offset, like 2026-11-25T10:00:00Z",
+            fields=[name],
+        )
+    return int(when.timestamp() * 1000)
 
 
 def _json(model: BaseModel, status: int = 200) -> web.Response:

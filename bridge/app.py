@@ -24,10 +24,13 @@ from prometheus_client import CollectorRegistry
 from appservice.matrix import MatrixBot
 from appservice.routes import HomeserverRoutes
 
+from .actions import ActionWorker, PolicyActions
 from .api import MarketApi
+from .audit import AuditLog
 from .commands import CommandRunner
 from .config import Config
 from .database import create_database, start_database
+from .enforcer import Enforcer
 from .events import EventStore
 from .health import HealthRoutes
 from .inbound import HomeserverInbound
@@ -36,6 +39,7 @@ from .market import Market
 from .metrics import Metrics
 from .outbox import Outbox, OutboxRow, OutboxWorker
 from .records import Records
+from .transcripts import Transcripts
 
 CONNECT_RETRY_MAX = 30.0
 
@@ -78,14 +82,21 @@ class Bridge:
         )
         records = Records(self.db)
         self.market = Market(config, records, self.bot, on_queued=self.outbox_worker.wake)
-        commands = CommandRunner(config, self.market, records, self.bot)
+        transcripts = Transcripts(self.db, records)
+        commands = CommandRunner(config, self.market, records, transcripts, self.bot)
+        self.action_worker = ActionWorker(
+            self.db, config.bot_mxid, PolicyActions(self.bot, self.market, records).perform
+        )
         self.inbox_worker = InboxWorker(
             self.db,
             config.bot_mxid,
             config.rooms.admins,
             config.webhooks.retry_for_seconds * 1000,
             self.metrics,
+            Enforcer(config),
+            management_room=lambda: self.market.management_room,
             on_queued=self.outbox_worker.wake,
+            on_planned=self.action_worker.wake,
             on_message=commands.handle,
         )
         self.web_app = web.Application(client_max_size=config.appservice.max_transaction_bytes)
@@ -103,6 +114,8 @@ class Bridge:
             self.outbox,
             self.outbox_worker.wake,
             config.webhooks.retry_for_seconds * 1000,
+            transcripts,
+            AuditLog(self.db),
         ).add_to(self.web_app)
         HealthRoutes(
             {"database": self._check_database, "homeserver": self._check_homeserver},
@@ -119,6 +132,7 @@ class Bridge:
         self._workers = [
             asyncio.create_task(self.inbox_worker.run(), name="inbox"),
             asyncio.create_task(self.outbox_worker.run(), name="outbox"),
+            asyncio.create_task(self.action_worker.run(), name="actions"),
         ]
         self.log.info(
             "Listening on %s:%d as %s",
@@ -157,14 +171,20 @@ class Bridge:
             self.log.info("Connected to the homeserver at %s", self.config.homeserver.url)
             self.connected.set()
             break
-        # Rooms may have drifted while the bridge was down: put them back to their plans.
-        try:
-            await self.market.ensure_management_room()
-            await self.market.reconcile()
-        except Exception:
-            self.log.exception(
-                "Reconciling the rooms failed; they are put back on their next call"
-            )
+        # Rooms may have drifted while the bridge was down: put them back to their plans,
+        # then again on schedule (live events are enforced as they come).
+        interval = self.config.policy.repair_interval_seconds
+        active_only = False
+        while True:
+            try:
+                await self.market.ensure_management_room()
+                await self.market.reconcile(active_only=active_only)
+            except Exception:
+                self.log.exception("Repairing the rooms failed; trying again on schedule")
+            if not interval:
+                return
+            await asyncio.sleep(interval)
+            active_only = True
 
     async def _announce_dead(self, row: OutboxRow, error: str) -> None:
         assert self.market is not None

@@ -11,6 +11,7 @@ a crash between storing the event and running it loses the command (the admin se
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from typing import Any
 
@@ -18,18 +19,28 @@ from appservice.matrix import HomeserverUnavailable, MatrixBot, MatrixError
 from policy.commands import Command, Refusal, help_text, may_command, parse_command
 from policy.states import Access
 
+from .audit import AuditEntry
 from .config import Config
 from .errors import MarketError
 from .market import Market
 from .records import Records
+from .transcripts import Transcripts
 
 
 class CommandRunner:
-    def __init__(self, config: Config, market: Market, records: Records, bot: MatrixBot) -> None:
+    def __init__(
+        self,
+        config: Config,
+        market: Market,
+        records: Records,
+        transcripts: Transcripts,
+        bot: MatrixBot,
+    ) -> None:
         self._prefix = config.rooms.command_prefix
         self._admins = tuple(config.rooms.admins)
         self._market = market
         self._records = records
+        self._transcripts = transcripts
         self._bot = bot
         self._log = logging.getLogger("bridge.commands")
 
@@ -53,12 +64,21 @@ class CommandRunner:
             outcome, reply = "refused", parsed.reason
         else:
             try:
-                outcome, reply = "done", await self._run(parsed, sender)
+                outcome, reply = "done", await self._run(parsed, sender, room_id)
             except MarketError as e:
                 outcome, reply = "failed", e.message
             except (HomeserverUnavailable, MatrixError) as e:
                 outcome, reply = "failed", f"The homeserver did not answer ({e}); try again."
-        await self._records.audit(sender, room_id, "command", outcome, text)
+        await self._records.audit(
+            AuditEntry(
+                actor=sender,
+                action="command",
+                room_id=room_id,
+                outcome=outcome,
+                reason=reply[:200] if outcome != "done" else None,
+                detail=text,
+            )
+        )
         self._log.info("Command from %s in %s: %s", sender, room_id, outcome)
         txn_id = "reply-" + hashlib.sha256(event["event_id"].encode()).hexdigest()[:32]
         content = {
@@ -68,7 +88,7 @@ class CommandRunner:
         }
         await self._bot.send_message(room_id, "m.room.message", content, txn_id)
 
-    async def _run(self, command: Command, sender: str) -> str:
+    async def _run(self, command: Command, sender: str, room_id: str) -> str:
         args = command.args
         if command.name == "help":
             return help_text(self._prefix)
@@ -84,7 +104,7 @@ class CommandRunner:
             return await self._status(args[0])
         if command.name in ("lock", "unlock"):
             access = Access.LOCKED if command.name == "lock" else Access.OPEN
-            record = await self._market.set_override(args[0], access)
+            record = await self._market.set_override(args[0], access, actor=sender)
             return (
                 f"Transaction {record.transaction_id} is {command.name}ed: its room is "
                 f"{self._market.access_for(record)} until the marketplace's next change."
@@ -95,9 +115,31 @@ class CommandRunner:
                 args[0], args[1], note, resolved_by=sender, source="matrix"
             )
             return f"Dispute {dispute.dispute_id} is resolved: {dispute.decision}."
+        if command.name == "transcript":
+            return await self._upload_transcript(args[0], sender, room_id)
         user_id, object_id = args  # remove
-        await self._market.remove_member(user_id, object_id)
+        await self._market.remove_member(user_id, object_id, actor=sender)
         return f"{user_id} was removed from the room of {object_id}."
+
+    async def _upload_transcript(self, object_id: str, sender: str, room_id: str) -> str:
+        document = await self._transcripts.of(object_id, actor=sender)
+        data = json.dumps(document, ensure_ascii=False, indent=1).encode("utf-8")
+        filename = f"transcript-{object_id}.json"
+        uri = await self._bot.upload(data, "application/json", filename)
+        content = {
+            "msgtype": "m.file",
+            "body": filename,
+            "filename": filename,
+            "url": uri,
+            "info": {"mimetype": "application/json", "size": len(data)},
+        }
+        txn_id = "transcript-" + hashlib.sha256(f"{room_id}{uri}".encode()).hexdigest()[:32]
+        await self._bot.send_message(room_id, "m.room.message", content, txn_id)
+        return (
+            f"Transcript of {object_id}: {document['entry_count']} entries, final hash "
+            f"{document['final_hash']} (recorded in the audit log; check the file with "
+            "`python -m bridge verify`)."
+        )
 
     async def _status(self, object_id: str) -> str:
         record = await self._records.get_transaction(object_id)

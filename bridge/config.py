@@ -207,6 +207,78 @@ class DisputesConfig(_Section):
         return value
 
 
+RuleName = Literal["msgtype", "media_type", "media_size", "contact_details", "flood"]
+
+
+class RuleConfig(_Section):
+    """One content rule: what the bot does when a message breaks it, and where it applies."""
+
+    actions: list[Literal["redact", "warn", "mute", "alert"]] = Field(
+        min_length=1, description="What the bot does: redact, warn, mute, alert."
+    )
+    access: list[Literal["locked", "open", "frozen"]] = Field(
+        description="Room access states the rule applies in; [] turns the rule off."
+    )
+
+
+class RulesConfig(_Section):
+    """Every content rule, each with its actions and the room access states it applies in."""
+
+    msgtype: RuleConfig
+    media_type: RuleConfig
+    media_size: RuleConfig
+    contact_details: RuleConfig
+    flood: RuleConfig
+
+
+class PolicyConfig(_Section):
+    """The policy bot: content rules for parties' messages (admins are exempt), mutes, and how
+    often every managed room is compared with its plan and repaired."""
+
+    allowed_msgtypes: list[str] = Field(
+        min_length=1, description="Message types parties may send (rule msgtype)."
+    )
+    allowed_media_types: list[str] = Field(
+        description="Declared media types parties may send, 'image/*' style (rule media_type)."
+    )
+    max_media_bytes: int = Field(
+        ge=0, description="Largest declared media size in bytes (rule media_size)."
+    )
+    allowed_link_hosts: list[str] = Field(
+        description="Hosts (and their subdomains) links may point to (rule contact_details)."
+    )
+    off_platform_terms: list[str] = Field(
+        description="Words that move deals off the platform (rule contact_details)."
+    )
+    flood_messages: int = Field(
+        ge=1, le=10000, description="Messages a party may send per window (rule flood)."
+    )
+    flood_window_seconds: int = Field(ge=1, le=3600, description="The flood rule's window.")
+    mute_seconds: int = Field(ge=1, le=30 * 86400, description="How long the mute action lasts.")
+    repair_interval_seconds: int = Field(
+        ge=0,
+        le=7 * 86400,
+        description="How often open rooms are compared with their plans; 0: only on start.",
+    )
+    rules: RulesConfig = Field(description="Each rule's actions and access states.")
+
+    @field_validator("allowed_media_types")
+    @classmethod
+    def _valid_media_types(cls, value: list[str]) -> list[str]:
+        for media_type in value:
+            if not re.fullmatch(r"[a-z0-9.+-]+/(\*|[a-z0-9.+-]+)", media_type):
+                raise ValueError(f"{media_type!r} is not a media type like image/png or image/*")
+        return value
+
+    @field_validator("allowed_link_hosts")
+    @classmethod
+    def _valid_hosts(cls, value: list[str]) -> list[str]:
+        for host in value:
+            if not re.fullmatch(r"[a-z0-9-]+(\.[a-z0-9-]+)+", host):
+                raise ValueError(f"{host!r} is not a lower-case host name like example.com")
+        return value
+
+
 class ServerConfig(_Section):
     """The bridge's HTTP server: homeserver routes, marketplace API, health and metrics."""
 
@@ -255,6 +327,7 @@ class Config(BaseSettings):
     rooms: RoomsConfig
     webhooks: WebhooksConfig
     disputes: DisputesConfig
+    policy: PolicyConfig
     server: ServerConfig
     database: DatabaseConfig
     logging: LoggingConfig

@@ -4,9 +4,11 @@
       -> per room, one event at a time in seq order, each in ONE database transaction:
            room lock (PostgreSQL advisory lock; SQLite has one connection)
            -> the room's context (transaction, parties, admins)
-           -> policy.notifications decides
-           -> outbox rows + the chat list's message record + the event marked done
-      -> wake the outbox worker
+           -> policy.notifications decides what to notify; the enforcer (policy.rules,
+              policy.membership) what the policy bot must do
+           -> outbox rows, the chat list's message record, audit entries, a mute, planned
+              bot actions, and the event marked done
+      -> wake the outbox and action workers; admin commands run last
 
 An event the policy code cannot handle is parked as dead (with the error) so it never stalls
 its room; a database failure rolls the event back, to be processed again.
@@ -15,11 +17,11 @@ its room; a database failure rolls the event back, to be processed again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 from mautrix.util.async_db import Connection, Database
 
@@ -30,15 +32,28 @@ from policy.notifications import (
     read_notification,
     related_event_id,
 )
+from policy.rooms import RoomKind
 
+from .actions import plan_actions
+from .audit import write_audit
 from .database import try_lock_room
+from .enforcer import NOTHING, Enforcement, Enforcer
 from .events import RECEIPT_EVENT_TYPE
 from .metrics import Metrics
 from .outbox import add_notifications
 from .records import dispute_in_room, room_context, transaction_in_room, unread_count
+from .workers import drain_when_woken
 
 POLL_SECONDS = 1.0
 ROOM_CONCURRENCY = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    notifications: list[Notification] = field(default_factory=list)
+    record: MessageRecord | None = None  # for the chat list
+    kind: str | None = None  # the room's kind; None: a room we do not manage
+    enforcement: Enforcement = NOTHING
 
 
 class InboxWorker:
@@ -49,7 +64,10 @@ class InboxWorker:
         admins: list[str],
         retry_for_ms: int,
         metrics: Metrics,
+        enforcer: Enforcer,
+        management_room: Callable[[], str | None],
         on_queued: Callable[[], None],
+        on_planned: Callable[[], None],
         on_message: Callable[[str, str | None, dict], Awaitable[None]] | None = None,
     ) -> None:
         self._db = db
@@ -57,7 +75,10 @@ class InboxWorker:
         self._admins = admins
         self._retry_for_ms = retry_for_ms
         self._metrics = metrics
+        self._enforcer = enforcer
+        self._management_room = management_room
         self._on_queued = on_queued
+        self._on_planned = on_planned
         self._on_message = on_message
         self._wake = asyncio.Event()
         self._log = logging.getLogger("bridge.inbox")
@@ -66,17 +87,9 @@ class InboxWorker:
         self._wake.set()
 
     async def run(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                await self.drain()
-            except Exception:
-                self._log.exception("Could not process the inbox; trying again")
-            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the
-            # cancellation that stops the worker, and close() would wait forever.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(POLL_SECONDS):
-                    await self._wake.wait()
+        await drain_when_woken(
+            self.drain, self._wake, self._log, "process the inbox", POLL_SECONDS
+        )
 
     async def drain(self) -> None:
         """Process every pending event of every room."""
@@ -108,8 +121,9 @@ class InboxWorker:
             )
             if row is None:
                 return False
+            now = int(time.time() * 1000)
             try:
-                notifications, record, kind = await self._decide(conn, room_id, dict(row))
+                decision = await self._decide(conn, room_id, dict(row), now)
             except Exception as e:  # a bug in deciding: park the event, keep the room moving
                 self._log.exception("Parking event %s of %s as dead", row["seq"], room_id)
                 await conn.execute(
@@ -118,45 +132,56 @@ class InboxWorker:
                     f"{type(e).__name__}: {e}"[:500],
                 )
                 return True
-            queued = await add_notifications(conn, room_id, notifications, self._retry_for_ms)
-            if record is not None:
-                await _record_message(conn, room_id, record)
+            enforcement = decision.enforcement
+            queued = await add_notifications(
+                conn,
+                room_id,
+                decision.notifications + enforcement.notifications,
+                self._retry_for_ms,
+            )
+            if decision.record is not None:
+                await _record_message(conn, room_id, decision.record)
+            await _apply_enforcement(conn, room_id, enforcement, now)
             await conn.execute(
                 "UPDATE inbox_events SET status = 'done' WHERE seq = $1", row["seq"]
             )
         if queued:
             self._metrics.webhooks_queued.inc(queued)
             self._on_queued()
+        if enforcement.actions:
+            self._on_planned()
         if (
             self._on_message
             and row["event_type"] == "m.room.message"
             and row["sender"] != self._bot
+            and not enforcement.withhold
         ):
             try:  # admin commands run after the event is stored as done: at most once
-                await self._on_message(room_id, kind, json.loads(row["event_json"]))
+                await self._on_message(room_id, decision.kind, json.loads(row["event_json"]))
             except Exception:
                 self._log.exception("Handling a message of %s failed", room_id)
         return True
 
-    async def _decide(
-        self, conn: Connection, room_id: str, row: dict
-    ) -> tuple[list[Notification], MessageRecord | None, str | None]:
-        """The event's notifications, chat list record and the kind of room it is in."""
-        record = await transaction_in_room(conn, room_id)
-        if record is not None:
-            context = room_context(record, self._bot, self._admins)
-        elif (found := await dispute_in_room(conn, room_id)) is not None:
-            dispute, record = found
-            context = room_context(record, self._bot, self._admins, dispute)
-        else:
-            return [], None, None  # not a transaction or dispute room
+    async def _decide(self, conn: Connection, room_id: str, row: dict, now: int) -> Decision:
+        """What the event means: notifications, chat list record, the policy bot's actions."""
         event = json.loads(row["event_json"])
+        dispute = None
+        record = await transaction_in_room(conn, room_id)
+        if record is None and (found := await dispute_in_room(conn, room_id)) is not None:
+            dispute, record = found
+        if record is None:
+            if room_id != self._management_room() or row["event_type"] == RECEIPT_EVENT_TYPE:
+                return Decision()  # not a room we manage
+            kind = RoomKind.MANAGEMENT
+            enforcement = await self._enforcer.judge(conn, event, kind, None, None, None, now)
+            return Decision(kind=kind.value, enforcement=enforcement)
+        context = room_context(record, self._bot, self._admins, dispute)
         if row["event_type"] == RECEIPT_EVENT_TYPE:
             unread = await unread_count(conn, room_id, row["sender"], row["origin_server_ts"])
             notification = read_notification(
                 context, row["sender"], event["event_id"], row["origin_server_ts"], unread
             )
-            return ([notification] if notification else []), None, context.kind
+            return Decision([notification] if notification else [], None, context.kind)
         related = related_event_id(event)
         related_sender = None
         if related is not None:
@@ -165,7 +190,31 @@ class InboxWorker:
                 room_id,
                 related,
             )
-        return (*message_notifications(event, context, related_sender), context.kind)
+        notifications, record_of_message = message_notifications(event, context, related_sender)
+        kind = RoomKind.DISPUTE if dispute else RoomKind.TRANSACTION
+        enforcement = await self._enforcer.judge(conn, event, kind, record, dispute, context, now)
+        if enforcement.withhold:  # redacted as a violation: it never counts as a message
+            notifications = [n for n in notifications if n.type != "message.created"]
+            record_of_message = None
+        return Decision(notifications, record_of_message, context.kind, enforcement)
+
+
+async def _apply_enforcement(
+    conn: Connection, room_id: str, enforcement: Enforcement, now: int
+) -> None:
+    if enforcement.mute is not None:
+        user_id, until = enforcement.mute
+        await conn.execute(
+            "INSERT INTO mutes (room_id, user_id, until) VALUES ($1, $2, $3)"
+            " ON CONFLICT (room_id, user_id) DO UPDATE SET until = excluded.until"
+            " WHERE excluded.until > mutes.until",
+            room_id,
+            user_id,
+            until,
+        )
+    for entry in enforcement.audits:
+        await write_audit(conn, entry, now)
+    await plan_actions(conn, enforcement.actions, now)
 
 
 async def _record_message(conn: Connection, room_id: str, record: MessageRecord) -> None:

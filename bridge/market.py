@@ -24,6 +24,7 @@ from typing import Any
 
 from appservice.identifiers import server_of
 from appservice.matrix import HomeserverUnavailable, MatrixBot, MatrixError
+from policy.membership import allowed_members, strays
 from policy.notices import (
     Milestone,
     Notice,
@@ -56,6 +57,7 @@ from policy.states import (
     transaction_access,
 )
 
+from .audit import AuditEntry
 from .config import Config
 from .errors import MarketError
 from .locks import KeyedLocks
@@ -139,48 +141,84 @@ class Market:
                     raise MarketError.invalid_state(str(e)) from None
                 if not transition.changed:
                     break
+                previous = self.access_for(record).value
+                access = self.access_for(replace(record, state=transition.state)).value
                 notification = state_notification(
                     room_context(record, self._bot.user_id, self._config.rooms.admins),
-                    self.access_for(replace(record, state=transition.state)).value,
-                    self.access_for(record).value,
+                    access,
+                    previous,
                     cause,
                     int(time.time() * 1000),
+                )
+                audit = AuditEntry(
+                    actor="marketplace",
+                    action="room.state_changed",
+                    room_id=record.room_id or "",
+                    reason=cause,
+                    detail=f"{record.state} -> {transition.state}; room {previous} -> {access}",
+                    transaction_id=record.transaction_id,
                 )
                 applied = await self._records.apply_transition(
                     record,
                     transition,
                     notification,
+                    audit,
                     self._config.webhooks.retry_for_seconds * 1000,
                 )
                 if applied is not None:
                     record = applied
                     self._on_queued()
                     break
-            return await self._ensure_room(record)
+            return await self._ensure_room(record, changing=True)
 
     async def chat_list(self, user_id: str) -> list[Chat] | None:
         return await self._records.chat_list(user_id)
 
-    async def reconcile(self) -> None:
-        """Bring every transaction's room back to its plan (run once the bot is connected)."""
-        records = await self._records.all_transactions()
+    async def reconcile(self, *, active_only: bool = False) -> None:
+        """Bring managed rooms back to their plans: state, power levels and members (missing
+        ones invited, strays removed). On start every room; on schedule ``active_only``: the
+        rooms of transactions not closed and of open disputes."""
+        if active_only:
+            rooms = await self._records.active_rooms()
+        else:
+            rooms = [
+                *(t.room_id for t in await self._records.all_transactions() if t.room_id),
+                *(d.room_id for d in await self._records.all_disputes() if d.room_id),
+            ]
         limit = asyncio.Semaphore(RECONCILE_CONCURRENCY)
 
-        async def one(record: TransactionRecord) -> None:
-            async with limit, self._locks.hold(record.transaction_id):
+        async def one(room_id: str) -> None:
+            async with limit:
                 try:
-                    current = await self._records.get_transaction(record.transaction_id)
-                    assert current is not None
-                    await self._ensure_room(current, check_members=True)
+                    await self.repair_room(room_id)
                 except (MarketError, HomeserverUnavailable, MatrixError) as e:
-                    self._log.warning(
-                        "Could not reconcile the room of transaction %s: %s",
-                        record.transaction_id,
-                        e,
-                    )
+                    self._log.warning("Could not repair room %s: %s", room_id, e)
 
-        await asyncio.gather(*(one(record) for record in records))
-        self._log.info("Reconciled %d transaction rooms", len(records))
+        await asyncio.gather(*(one(room_id) for room_id in rooms))
+        if self.management_room is not None:
+            await one(self.management_room)
+        self._log.info("Compared %d rooms with their plans", len(rooms))
+
+    async def repair_room(self, room_id: str, *, changing: bool = False) -> None:
+        """Put one managed room back to its plan (what the policy bot does on drift);
+        ``changing``: the plan itself changed (a mute), so this is no repair."""
+        if room_id == self.management_room:
+            await self._ensure_management_members(room_id)
+            return
+        record = await self._records.transaction_by_room(room_id)
+        dispute = None
+        if record is None:
+            found = await self._records.dispute_by_room(room_id)
+            if found is None:
+                return  # not a room we manage
+            dispute, record = found
+        async with self._locks.hold(record.transaction_id):
+            record = await self.get(record.transaction_id)
+            if dispute is None:
+                await self._ensure_room(record, check_members=True, changing=changing)
+            else:
+                dispute = await self.get_dispute(dispute.dispute_id)
+                await self._ensure_dispute_room(dispute, record, changing=changing)
 
     def access_for(self, record: TransactionRecord) -> Access:
         return transaction_access(
@@ -192,14 +230,27 @@ class Market:
 
     # --- moderation -------------------------------------------------------------------------
 
-    async def set_override(self, transaction_id: str, access: Access) -> TransactionRecord:
+    async def set_override(
+        self, transaction_id: str, access: Access, actor: str
+    ) -> TransactionRecord:
         """An admin's lock (Access.LOCKED) or unlock (Access.OPEN) of a transaction room."""
         async with self._locks.hold(transaction_id):
             record = await self.get(transaction_id)
             if record.state is TransactionState.CLOSED:
                 raise MarketError.invalid_state("the transaction is closed; its room is archived")
             await self._records.set_override(transaction_id, access.value)
-            return await self._ensure_room(await self.get(transaction_id))
+            updated = await self.get(transaction_id)
+            await self._records.audit(
+                AuditEntry(
+                    actor=actor,
+                    action="room.state_changed",
+                    room_id=record.room_id or "",
+                    reason="lock" if access is Access.LOCKED else "unlock",
+                    detail=f"room {self.access_for(record)} -> {self.access_for(updated)}",
+                    transaction_id=transaction_id,
+                )
+            )
+            return await self._ensure_room(updated, changing=True)
 
     async def ensure_management_room(self) -> str | None:
         """The admins' room: configured, or created once by the bot and remembered."""
@@ -218,12 +269,22 @@ class Market:
                 RoomKind.MANAGEMENT, "room", version, plan
             )
             await self._records.set_setting("management_room", room_id)
-            if not fresh:
-                await self._ensure_invited(room_id, admins)
+            if fresh:
+                await self._audit_created(room_id, "the moderation room")
+            else:
+                await self._ensure_management_members(room_id)
         else:
-            await self._ensure_invited(room_id, admins)
+            await self._ensure_management_members(room_id)
         self.management_room = room_id
         return room_id
+
+    async def _ensure_management_members(self, room_id: str) -> None:
+        participants = Participants(
+            bot=self._bot.user_id, parties=(), admins=tuple(self._config.rooms.admins)
+        )
+        await self._ensure_members(
+            room_id, participants.admins, allowed_members(RoomKind.MANAGEMENT, participants)
+        )
 
     async def announce(self, key: str, text: str) -> None:
         """Tell the admins in their room (once per key); quiet when there is no such room."""
@@ -233,7 +294,7 @@ class Market:
             self.management_room, f"announce:{key}", Notice(text, escape(text))
         )
 
-    async def remove_member(self, user_id: str, object_id: str) -> str:
+    async def remove_member(self, user_id: str, object_id: str, actor: str) -> str:
         """Kick someone who is not a party from a transaction's or dispute's room."""
         record = await self._records.get_transaction(object_id)
         dispute = None if record else await self._records.get_dispute(object_id)
@@ -246,7 +307,17 @@ class Market:
         room_id = dispute.room_id if dispute else record.room_id
         if room_id is None:
             raise MarketError.invalid_state(f"{object_id} has no room yet")
-        await self._bot.kick(room_id, user_id, "removed by the marketplace's admins")
+        reason = "removed by the marketplace's admins"
+        await self._bot.kick(room_id, user_id, reason)
+        await self._records.audit(
+            AuditEntry(
+                actor=actor,
+                action="member.removed",
+                room_id=room_id,
+                subject=user_id,
+                reason=reason,
+            )
+        )
         return room_id
 
     def _participants(self, record: TransactionRecord) -> Participants:
@@ -256,7 +327,12 @@ class Market:
             admins=tuple(self._config.rooms.admins),
         )
 
-    def plan_for(self, record: TransactionRecord) -> RoomPlan:
+    async def _muted(self, room_id: str | None) -> tuple[str, ...]:
+        if room_id is None:
+            return ()
+        return await self._records.muted(room_id, int(time.time() * 1000))
+
+    async def plan_for(self, record: TransactionRecord) -> RoomPlan:
         participants = self._participants(record)
         plan = plan_room(
             RoomKind.TRANSACTION,
@@ -264,6 +340,7 @@ class Market:
             participants,
             record.room_version,
             record.title,
+            await self._muted(record.room_id),
         )
         if record.open_dispute is not None:
             # Admins join the transaction room to read its history as evidence.
@@ -302,6 +379,15 @@ class Market:
                 request.reason,
                 request.opened_by,
                 notification,
+                AuditEntry(
+                    actor="marketplace",
+                    action="dispute.opened",
+                    room_id=transaction.room_id or "",
+                    reason=request.reason,
+                    detail=f"opened by the {request.opened_by}",
+                    transaction_id=transaction.transaction_id,
+                    dispute_id=request.dispute_id,
+                ),
                 self._config.webhooks.retry_for_seconds * 1000,
             )
             if created:
@@ -314,7 +400,7 @@ class Market:
                 )
             transaction = await self.get(request.transaction_id)
             dispute = await self._ensure_dispute_room(dispute, transaction)
-            transaction = await self._ensure_room(transaction, check_members=True)
+            transaction = await self._ensure_room(transaction, check_members=True, changing=True)
             if dispute.state is DisputeState.OPEN and transaction.room_id and dispute.room_id:
                 await self._post_notice(
                     transaction.room_id,
@@ -362,6 +448,15 @@ class Market:
                     resolved_by,
                     source,
                     notification,
+                    AuditEntry(
+                        actor=resolved_by,
+                        action="dispute.resolved",
+                        room_id=dispute.room_id or "",
+                        reason=decision,
+                        detail=note,
+                        transaction_id=transaction.transaction_id,
+                        dispute_id=dispute.dispute_id,
+                    ),
                     transaction.room_id or f"transaction:{transaction.transaction_id}",
                     self._config.webhooks.retry_for_seconds * 1000,
                 )
@@ -370,19 +465,26 @@ class Market:
                     self._on_queued()
                     break
             transaction = await self.get(dispute.transaction_id)
-            dispute = await self._ensure_dispute_room(dispute, transaction)
-            await self._ensure_room(transaction)
+            dispute = await self._ensure_dispute_room(dispute, transaction, changing=True)
+            await self._ensure_room(transaction, changing=True)
             return dispute
 
     async def _ensure_dispute_room(
-        self, dispute: DisputeRecord, transaction: TransactionRecord
+        self,
+        dispute: DisputeRecord,
+        transaction: TransactionRecord,
+        *,
+        check_members: bool = True,
+        changing: bool = False,
     ) -> DisputeRecord:
+        participants = self._participants(transaction)
         plan = plan_room(
             RoomKind.DISPUTE,
             dispute_access(dispute.state),
-            self._participants(transaction),
+            participants,
             dispute.room_version,
             transaction.title,
+            await self._muted(dispute.room_id),
         )
         fresh = False
         if dispute.room_id is None:
@@ -390,10 +492,14 @@ class Market:
                 RoomKind.DISPUTE, dispute.dispute_id, dispute.room_version, plan
             )
             dispute = await self._records.set_dispute_room(dispute.dispute_id, room_id)
+            if fresh:
+                await self._audit_created(room_id, f"dispute {dispute.dispute_id}")
         assert dispute.room_id is not None
         if not fresh:
-            await self._ensure_state(dispute.room_id, plan)
-            await self._ensure_invited(dispute.room_id, plan.invitees)
+            await self._ensure_state(dispute.room_id, plan, changing=changing)
+            if check_members:
+                allowed = allowed_members(RoomKind.DISPUTE, participants)
+                await self._ensure_members(dispute.room_id, plan.invitees, allowed)
         key = f"dispute:{dispute.dispute_id}:notice"
         await self._post_notice(
             dispute.room_id,
@@ -432,23 +538,28 @@ class Market:
                 )
 
     async def _ensure_room(
-        self, record: TransactionRecord, *, check_members: bool = False
+        self, record: TransactionRecord, *, check_members: bool = False, changing: bool = False
     ) -> TransactionRecord:
-        """Make the room match the record. ``check_members`` also re-invites missing parties
-        (a room just created from the plan needs neither its state nor its members checked)."""
-        plan = self.plan_for(record)
+        """Make the room match the record. ``check_members`` also invites missing parties and
+        removes strays (a room just created from the plan needs neither its state nor its
+        members checked). ``changing``: this call changed the room's access, so what it sends
+        is that change; otherwise whatever is put back is audited as a repair."""
+        plan = await self.plan_for(record)
         fresh = False
         if record.room_id is None:
             room_id, fresh = await self._create_or_adopt_room(
                 RoomKind.TRANSACTION, record.transaction_id, record.room_version, plan
             )
             record = await self._records.set_room(record.transaction_id, room_id)
+            if fresh:
+                await self._audit_created(room_id, f"transaction {record.transaction_id}")
             check_members = not fresh  # an adopted room may lack its invites
         assert record.room_id is not None
         if not fresh:
-            await self._ensure_state(record.room_id, plan)
+            await self._ensure_state(record.room_id, plan, changing=changing)
         if check_members:
-            await self._ensure_invited(record.room_id, plan.invitees)
+            allowed = allowed_members(RoomKind.TRANSACTION, self._participants(record))
+            await self._ensure_members(record.room_id, plan.invitees, allowed)
         await self._ensure_notices(record)
         return record
 
@@ -478,9 +589,10 @@ class Market:
         self._log.info("Created room %s for %s %s", room_id, kind, object_id)
         return room_id, True
 
-    async def _ensure_state(self, room_id: str, plan: RoomPlan) -> None:
+    async def _ensure_state(self, room_id: str, plan: RoomPlan, *, changing: bool) -> None:
         """Read the room's state once and put back every planned event that departs from it."""
         current = await self._bot.room_state(room_id)
+        changed = []
         wanted: list[tuple[str, dict[str, Any]]] = [
             ("m.room.name", {"name": plan.name}),
             ("m.room.topic", {"topic": plan.topic}),
@@ -489,18 +601,53 @@ class Market:
         for event_type, content in wanted:
             if departs_from_plan(current.get(event_type), content):
                 await self._bot.send_state(room_id, event_type, content)
+                changed.append(event_type)
         # Power levels last: the bot may lower what it could still change before.
         levels = current.get("m.room.power_levels")
         if departs_from_plan(levels, plan.power_levels):
             content = {**(levels or {}), **plan.power_levels}
             await self._bot.send_state(room_id, "m.room.power_levels", content)
+            changed.append("m.room.power_levels")
             self._log.info("Set the power levels of %s to the plan", room_id)
+        if changed and not changing:
+            await self._records.audit(
+                AuditEntry(
+                    actor=self._bot.user_id,
+                    action="state.repaired",
+                    room_id=room_id,
+                    reason="the room departed from its plan",
+                    detail=", ".join(changed),
+                )
+            )
 
-    async def _ensure_invited(self, room_id: str, invitees: tuple[str, ...]) -> None:
+    async def _ensure_members(
+        self, room_id: str, invitees: tuple[str, ...], allowed: frozenset[str]
+    ) -> None:
+        """Invite whoever the plan wants and lacks; remove whoever is there and not allowed."""
         memberships = await self._bot.memberships(room_id)
         for user_id in invitees:
             if memberships.get(user_id) not in ("invite", "join", "ban"):
                 await self._bot.invite(room_id, user_id)
+        for user_id in strays(memberships, allowed):
+            reason = "not a party or an admin of this room"
+            await self._bot.kick(room_id, user_id, reason)
+            await self._records.audit(
+                AuditEntry(
+                    actor=self._bot.user_id,
+                    action="member.removed",
+                    room_id=room_id,
+                    subject=user_id,
+                    reason=reason,
+                    detail=f"was {memberships[user_id]}",
+                )
+            )
+
+    async def _audit_created(self, room_id: str, what: str) -> None:
+        await self._records.audit(
+            AuditEntry(
+                actor=self._bot.user_id, action="room.created", room_id=room_id, detail=what
+            )
+        )
 
     async def _ensure_notices(self, record: TransactionRecord) -> None:
         assert record.room_id is not None

@@ -16,6 +16,7 @@ def bridge_upgrade_table() -> UpgradeTable:
     table.register(description="Webhook outbox and the chat list's messages")(_v3_outbox)
     table.register(description="Disputes")(_v4_disputes)
     table.register(description="Admin overrides, settings and the audit trail")(_v5_moderation)
+    table.register(description="Policy bot: planned actions, mutes, audit by object")(_v6_policy)
     return table
 
 
@@ -179,3 +180,51 @@ async def _v5_moderation(conn: Connection, scheme: Scheme) -> None:
             detail  TEXT   NOT NULL
         )
     """)
+
+
+async def _v6_policy(conn: Connection, scheme: Scheme) -> None:
+    # The audit trail names the transaction and dispute an action concerns, whom it concerned
+    # (a user or an event) and why, and is read back by room, object and time.
+    for column in ("transaction_id", "dispute_id", "subject", "reason"):
+        await conn.execute(f"ALTER TABLE audit ADD COLUMN {column} TEXT")
+    await conn.execute("CREATE INDEX audit_by_room ON audit (room_id, seq)")
+    await conn.execute("CREATE INDEX audit_by_transaction ON audit (transaction_id, seq)")
+    await conn.execute("CREATE INDEX audit_by_dispute ON audit (dispute_id, seq)")
+    await conn.execute("CREATE INDEX audit_by_time ON audit (at)")
+    # Matrix actions the policy bot decided, written in the transaction that decided them and
+    # carried out after it (at least once; `key` makes deciding twice plan them once).
+    # `due_at` schedules the ones that wait, like lifting a mute.
+    await conn.execute(f"""
+        CREATE TABLE planned_actions (
+            seq         {_sequence(scheme)},
+            key         TEXT    NOT NULL UNIQUE,
+            room_id     TEXT    NOT NULL,
+            kind        TEXT    NOT NULL,
+            params      TEXT    NOT NULL,
+            due_at      BIGINT  NOT NULL,
+            status      TEXT    NOT NULL DEFAULT 'pending'
+                        CHECK (status IN ('pending', 'done', 'failed')),
+            attempts    INTEGER NOT NULL DEFAULT 0,
+            lease_until BIGINT  NOT NULL DEFAULT 0,
+            last_error  TEXT,
+            created_at  BIGINT  NOT NULL,
+            done_at     BIGINT
+        )
+    """)
+    await conn.execute(
+        "CREATE INDEX planned_actions_due ON planned_actions (due_at) WHERE status = 'pending'"
+    )
+    # Who is muted in which room until when; room plans give them power level -1 meanwhile.
+    await conn.execute("""
+        CREATE TABLE mutes (
+            room_id TEXT   NOT NULL,
+            user_id TEXT   NOT NULL,
+            until   BIGINT NOT NULL,
+            PRIMARY KEY (room_id, user_id)
+        )
+    """)
+    # The flood rule counts a sender's recent messages; transcripts read a room in order.
+    await conn.execute(
+        "CREATE INDEX inbox_events_by_sender ON inbox_events (room_id, sender, origin_server_ts)"
+    )
+    await conn.execute("CREATE INDEX inbox_events_by_room ON inbox_events (room_id, seq)")

@@ -188,3 +188,36 @@ class ErrorOut(BaseModel):
 
 def timestamp(ms: int | None) -> datetime | None:
     return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+class AuditEntryOut(BaseModel):
+    id: int = Field(description="Grows with every entry; pass the last one as `after`.")
+    at: datetime
+    actor: str = Field(description="Who: the bot's or an admin's Matrix ID, or marketplace.")
+    action: str = Field(examples=["member.removed", "message.redacted", "command"])
+    outcome: str = Field(description="done, refused or failed.")
+    room_id: str | None
+    transaction_id: str | None
+    dispute_id: str | None
+    subject: str | None = Field(description="Whom or what it concerned: a user or an event.")
+    reason: str | None = Field(description="Why: the rule, the cause, the refusal.")
+    detail: str
+
+
+class AuditPageOut(BaseModel):
+    entries: list[AuditEntryOut]
+    next: int | None = Field(description="`after` for the next page; null on the last one.")
+
+
+class TranscriptOut(BaseModel):
+    """A room's transcript; each entry carries the hash of the previous one (see docs/api.md)."""
+
+    format: Literal["marketplace-transcript/1"]
+    room_id: str
+    room_kind: Literal["transaction", "dispute"]
+    transaction_id: str
+    dispute_id: str | None
+    generated_at: str
+    entry_count: int
+    entries: list[dict]
+    final_hash: str

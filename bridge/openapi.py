@@ -9,6 +9,7 @@ from pydantic.json_schema import models_json_schema
 
 from .models import (
     ID_PATTERN,
+    AuditPageOut,
     ChatListOut,
     CloseTransactionRequest,
     CreateDisputeRequest,
@@ -21,6 +22,7 @@ from .models import (
     ReplayRequest,
     ResolveDisputeRequest,
     TransactionOut,
+    TranscriptOut,
 )
 
 REQUESTS: list[type[BaseModel]] = [
@@ -29,8 +31,18 @@ REQUESTS: list[type[BaseModel]] = [
     ResolveDisputeRequest,
     PaymentRequest,
     CloseTransactionRequest,
+    ReplayRequest,
 ]
-RESPONSES: list[type[BaseModel]] = [TransactionOut, ErrorOut]
+RESPONSES: list[type[BaseModel]] = [
+    TransactionOut,
+    DisputeOut,
+    ChatListOut,
+    DeadLettersOut,
+    ReplayOut,
+    AuditPageOut,
+    TranscriptOut,
+    ErrorOut,
+]
 
 ERRORS = {
     "400": "MARKET_BAD_JSON or MARKET_INVALID_PARAM",
@@ -40,6 +52,32 @@ ERRORS = {
     "413": "MARKET_TOO_LARGE",
     "503": "MARKET_HOMESERVER_UNAVAILABLE: retry; the call completes the same room",
 }
+
+
+AUDIT_PARAMETERS = [
+    {"name": "room_id", "in": "query", "schema": {"type": "string", "maxLength": 255}},
+    {"name": "transaction_id", "in": "query", "schema": {"type": "string", "pattern": ID_PATTERN}},
+    {"name": "dispute_id", "in": "query", "schema": {"type": "string", "pattern": ID_PATTERN}},
+    {
+        "name": "since",
+        "in": "query",
+        "description": "ISO 8601 time, inclusive",
+        "schema": {"type": "string", "format": "date-time"},
+    },
+    {
+        "name": "until",
+        "in": "query",
+        "description": "ISO 8601 time, exclusive",
+        "schema": {"type": "string", "format": "date-time"},
+    },
+    {
+        "name": "after",
+        "in": "query",
+        "description": "`next` of the previous page",
+        "schema": {"type": "integer", "minimum": 0},
+    },
+    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+]
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
@@ -164,6 +202,31 @@ def openapi_document() -> dict[str, Any]:
                     {"200": "How many were queued"},
                     ReplayRequest,
                     response=ReplayOut,
+                ),
+            },
+            "/transactions/{transaction_id}/transcript": {
+                "parameters": [transaction_id],
+                "get": _operation(
+                    "The transaction room's transcript: hash-chained evidence from the"
+                    " bridge's own records (redacted originals kept)",
+                    {"200": "The transcript; its final hash is recorded in the audit log"},
+                    response=TranscriptOut,
+                ),
+            },
+            "/disputes/{dispute_id}/transcript": {
+                "parameters": [{**transaction_id, "name": "dispute_id"}],
+                "get": _operation(
+                    "The dispute room's transcript",
+                    {"200": "The transcript; its final hash is recorded in the audit log"},
+                    response=TranscriptOut,
+                ),
+            },
+            "/audit": {
+                "get": _operation(
+                    "The audit trail: every action of the bot and every command, oldest first",
+                    {"200": "One page"},
+                    response=AuditPageOut,
+                    parameters=AUDIT_PARAMETERS,
                 ),
             },
             "/transactions/{transaction_id}/close": {

@@ -15,7 +15,6 @@ A lease outlives one attempt; a process that dies mid-attempt leaves a lease tha
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
@@ -33,6 +32,7 @@ from .config import WebhooksConfig
 from .database import rows_affected
 from .metrics import Metrics
 from .signing import Signer
+from .workers import drain_when_woken
 
 POLL_SECONDS = 1.0
 MAX_STREAMS = 16
@@ -195,19 +195,12 @@ class OutboxWorker:
         self._wake.set()
 
     async def run(self) -> None:
+        async def drain() -> None:
+            await self._start_due_streams()
+            self._metrics.outbox_depth.set(await self._outbox.depth())
+
         try:
-            while True:
-                self._wake.clear()
-                try:
-                    await self._start_due_streams()
-                    self._metrics.outbox_depth.set(await self._outbox.depth())
-                except Exception:
-                    self._log.exception("Could not read the outbox; trying again")
-                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the
-                # cancellation that stops the worker, and close() would wait forever.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(POLL_SECONDS):
-                        await self._wake.wait()
+            await drain_when_woken(drain, self._wake, self._log, "read the outbox", POLL_SECONDS)
         finally:
             for task in self._streams.values():
                 task.cancel()

@@ -10,6 +10,7 @@ from mautrix.util.async_db import Connection, Database
 from policy.notifications import Notification, Participant, RoomContext
 from policy.states import DisputeState, Outcome, TransactionState, Transition
 
+from .audit import AuditEntry, write_audit
 from .database import rows_affected
 from .errors import MarketError
 from .outbox import add_notifications
@@ -266,9 +267,11 @@ class Records:
         record: TransactionRecord,
         transition: Transition,
         notification: Notification,
+        audit: AuditEntry,
         retry_for_ms: int,
     ) -> TransactionRecord | None:
-        """Write a decided transition and queue its notification in one database transaction,
+        """Write a decided transition, its audit entry and its notification in one database
+        transaction,
         provided the state is still the one the transition was decided on (else None: another
         bridge process changed it meanwhile)."""
         stamp = "paid_at" if transition.state is TransactionState.PAID else "closed_at"
@@ -286,6 +289,7 @@ class Records:
                 return None
             stream = record.room_id or f"transaction:{record.transaction_id}"
             await add_notifications(conn, stream, [notification], retry_for_ms)
+            await write_audit(conn, audit, notification.occurred_at)
             updated = await _fetch_transaction(conn, record.transaction_id)
         assert updated is not None
         return updated
@@ -301,6 +305,7 @@ class Records:
         reason: str,
         opened_by: str,
         notification: Notification,
+        audit: AuditEntry,
         retry_for_ms: int,
     ) -> tuple[DisputeRecord, bool]:
         """Open a dispute (and queue dispute.opened), or find the identical one; True when new.
@@ -323,6 +328,7 @@ class Records:
                 )
                 stream = transaction.room_id or f"transaction:{transaction.transaction_id}"
                 await add_notifications(conn, stream, [notification], retry_for_ms)
+                await write_audit(conn, audit, notification.occurred_at)
                 await _clear_override(conn, transaction.transaction_id)
                 row = await conn.fetchrow(_SELECT_DISPUTE + " WHERE dispute_id = $1", dispute_id)
         dispute = _dispute(row)
@@ -352,6 +358,7 @@ class Records:
         resolved_by: str,
         source: str,
         notification: Notification,
+        audit: AuditEntry,
         stream: str,
         retry_for_ms: int,
     ) -> DisputeRecord | None:
@@ -371,6 +378,7 @@ class Records:
             if rows_affected(status) == 0:
                 return None
             await add_notifications(conn, stream, [notification], retry_for_ms)
+            await write_audit(conn, audit, notification.occurred_at)
             await _clear_override(conn, dispute.transaction_id)
             row = await conn.fetchrow(
                 _SELECT_DISPUTE + " WHERE dispute_id = $1", dispute.dispute_id
@@ -399,20 +407,50 @@ class Records:
             value,
         )
 
-    async def audit(
-        self, actor: str, room_id: str, action: str, outcome: str, detail: str
-    ) -> None:
-        """The audit trail: who did what where, and what came of it."""
-        await self._db.execute(
-            "INSERT INTO audit (at, actor, room_id, action, outcome, detail)"
-            " VALUES ($1, $2, $3, $4, $5, $6)",
-            now_ms(),
-            actor,
+    async def audit(self, entry: AuditEntry) -> None:
+        async with self._db.acquire() as conn:
+            await write_audit(conn, entry)
+
+    async def transaction_by_room(self, room_id: str) -> TransactionRecord | None:
+        async with self._db.acquire() as conn:
+            return await transaction_in_room(conn, room_id)
+
+    async def dispute_by_room(
+        self, room_id: str
+    ) -> tuple[DisputeRecord, TransactionRecord] | None:
+        async with self._db.acquire() as conn:
+            return await dispute_in_room(conn, room_id)
+
+    async def muted(self, room_id: str, now: int) -> tuple[str, ...]:
+        """Who is muted in the room at ``now``."""
+        rows = await self._db.fetch(
+            "SELECT user_id FROM mutes WHERE room_id = $1 AND until > $2 ORDER BY user_id",
             room_id,
-            action,
-            outcome,
-            detail[:1000],
+            now,
         )
+        return tuple(row["user_id"] for row in rows)
+
+    async def lift_mute(self, room_id: str, user_id: str, now: int) -> bool:
+        """End a mute that has run out; False when there is none (or it was extended)."""
+        status = await self._db.execute(
+            "DELETE FROM mutes WHERE room_id = $1 AND user_id = $2 AND until <= $3",
+            room_id,
+            user_id,
+            now,
+        )
+        return rows_affected(status) > 0
+
+    async def active_rooms(self) -> list[str]:
+        """Rooms of transactions not closed and of open disputes: the scheduled repair's."""
+        rows = await self._db.fetch(
+            "SELECT room_id FROM transactions WHERE state <> 'closed' AND room_id IS NOT NULL"
+            " UNION SELECT room_id FROM disputes WHERE state = 'open' AND room_id IS NOT NULL"
+        )
+        return [row["room_id"] for row in rows]
+
+    async def all_disputes(self) -> list[DisputeRecord]:
+        rows = await self._db.fetch(_SELECT_DISPUTE + " ORDER BY created_at")
+        return [_dispute(row) for row in rows]
 
     async def done_actions(self, room_id: str) -> set[str]:
         """The keys of the actions the bot has completed in a room."""

@@ -44,6 +44,12 @@ COMMANDS: dict[str, CommandSpec] = {
     "remove": CommandSpec(
         "remove <user> <transaction or dispute id>", "remove someone who is not a party", 2, 2
     ),
+    "transcript": CommandSpec(
+        "transcript <transaction or dispute id>",
+        "upload its room's transcript here (JSON, hash-chained evidence)",
+        1,
+        1,
+    ),
 }
 
 
@@ -94,7 +100,7 @@ def parse_command(body: object, prefix: str) -> Command | Refusal | None:
 
 
 def _argument_problem(name: str, args: list[str]) -> str | None:
-    if name in ("status", "lock", "unlock") and not _ID.fullmatch(args[0]):
+    if name in ("status", "lock", "unlock", "transcript") and not _ID.fullmatch(args[0]):
         return f"{args[0]!r} is not an id"
     if name == "resolve":
         if not _ID.fullmatch(args[0]):

@@ -76,3 +76,35 @@ def dispute_link_notice(dispute_room_id: str) -> Notice:
     body = f"A dispute is open; it continues in its own room: {link}"
     html = f'A dispute is open; it continues in <a href="{escape(link)}">its own room</a>.'
     return Notice(body=body, html=html)
+
+
+def warning_notice(user_id: str, reasons: list[str], redacted: bool, muted_for_s: int) -> Notice:
+    """What the bot tells a party whose message broke a rule (never the message itself)."""
+    what = "your message was removed" if redacted else "please keep to the marketplace's rules"
+    muted = f" You are muted for {_duration(muted_for_s)}." if muted_for_s else ""
+    text = "{user}: {what}: {reasons}.{muted}"
+    link = f"https://matrix.to/#/{user_id}"
+    plain = text.format(user=user_id, what=what, reasons="; ".join(reasons), muted=muted)
+    html = text.format(
+        user=f'<a href="{escape(link)}">{escape(user_id)}</a>',
+        what=what,
+        reasons="; ".join(escape(reason) for reason in reasons),
+        muted=muted,
+    )
+    return Notice(body=plain, html=html)
+
+
+def violation_alert(user_id: str, where: str, rules: list[str], actions: list[str]) -> str:
+    """The moderation room's alert (plain text; the announcer escapes it)."""
+    return (
+        f"Policy: {user_id} broke {', '.join(rules)} in {where}; the bot did: "
+        f"{', '.join(actions)}."
+    )
+
+
+def _duration(seconds: int) -> str:
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    if seconds % 60 == 0:
+        return f"{seconds // 60} min"
+    return f"{seconds} s"

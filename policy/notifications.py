@@ -223,3 +223,30 @@ def dispute_notification(
     data = {**context.about(), **details}
     key = f"{context.dispute_id}\x00{type_}"
     return Notification(type_, notification_id("dispute", key), occurred_at, data)
+
+
+def violation_notification(
+    context: RoomContext,
+    event: dict[str, Any],
+    violations: list[dict[str, Any]],
+    actions: list[str],
+) -> Notification:
+    """policy.violation: which rules a message broke and what the bot does about it.
+
+    ``violations`` are ``{"rule", "reason", "findings"}``; the message's content is not
+    repeated (it may be the very contact details the rule keeps off the marketplace).
+    """
+    sender = event.get("sender", "")
+    author = context.participant(sender) or Participant(None, sender, "other")
+    event_id = event.get("event_id", "")
+    content = event.get("content") if isinstance(event.get("content"), dict) else {}
+    data = {
+        **context.about(),
+        "event_id": event_id,
+        "sender": author.as_json(),
+        "msgtype": content.get("msgtype") if isinstance(content.get("msgtype"), str) else None,
+        "violations": violations,
+        "actions": actions,
+    }
+    ts = event.get("origin_server_ts", 0)
+    return Notification("policy.violation", notification_id("violation", event_id), ts, data)

@@ -16,6 +16,7 @@ from .states import Access
 BOT_LEVEL = 100
 ADMIN_LEVEL = 50
 PARTY_LEVEL = 0
+MUTED_LEVEL = -1  # below every events_default: a muted party posts nothing
 
 # Every state type that matters, at 100: only the bot changes a managed room's state.
 # Listing them all is required, not decoration: Synapse's createRoom merges the power-level
@@ -112,8 +113,10 @@ def plan_room(
     participants: Participants,
     room_version: str,
     title: str,
+    muted: tuple[str, ...] = (),
 ) -> RoomPlan:
-    users: dict[str, int] = {admin: ADMIN_LEVEL for admin in participants.admins}
+    users: dict[str, int] = {user: MUTED_LEVEL for user in muted}
+    users.update({admin: ADMIN_LEVEL for admin in participants.admins})  # admins never muted
     if not creators_have_unlimited_power(room_version):
         users[participants.bot] = BOT_LEVEL
     power_levels = {

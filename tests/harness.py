@@ -28,7 +28,7 @@ from yarl import URL
 
 from bridge.app import Bridge
 from bridge.config import Config, build_config
-from bridge.deployment import write_registration
+from bridge.deployment import EXAMPLE_CONFIG, write_registration
 from bridge.devstack import LocalSynapse
 
 T = TypeVar("T")
@@ -126,6 +126,7 @@ def make_config(
             "backoff_initial_seconds": 0.05,
             "backoff_max_seconds": 0.5,
         },
+        "policy": yaml.safe_load(EXAMPLE_CONFIG.read_text())["policy"],
         "server": {"host": "127.0.0.1", "port": bridge_port},
         "database": {"url": database_url, "max_connections": 5},
         "logging": {"level": "DEBUG"},

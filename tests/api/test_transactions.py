@@ -3,55 +3,13 @@ conflicts and transitions."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+import json
+import re
 
 import pytest
-from aiohttp import ClientSession
-from nio import AsyncClient
 
-from bridge.app import Bridge
+from tests.api.conftest import Market
 from tests.conftest import UserFactory
-from tests.harness import Homeserver, MarketClient, random_secret, running_bridge
-
-
-@dataclass
-class Market:
-    client: MarketClient
-    bridge: Bridge
-    buyer: AsyncClient
-    seller: AsyncClient
-
-    def new_transaction(self, **changes: object) -> dict:
-        body = {
-            "transaction_id": f"txn-{uuid.uuid4().hex[:10]}",
-            "title": "Vintage bike",
-            "buyer": {"user_id": f"b-{uuid.uuid4().hex[:8]}", "matrix_id": self.buyer.user_id},
-            "seller": {"user_id": f"s-{uuid.uuid4().hex[:8]}", "matrix_id": self.seller.user_id},
-        }
-        return {**body, **changes}
-
-    async def created(self, **changes: object) -> dict:
-        status, body = await self.client.call(
-            "POST", "/transactions", self.new_transaction(**changes)
-        )
-        assert status == 201, body
-        return body
-
-
-@pytest.fixture
-async def market(
-    homeserver: Homeserver, database_url: str, make_user: UserFactory, api_timings: dict
-) -> AsyncIterator[Market]:
-    token = random_secret()
-    config = homeserver.bridge_config(database_url, api={"token": token})
-    async with running_bridge(config) as bridge, ClientSession() as session:
-        client = MarketClient(
-            session, f"http://127.0.0.1:{config.server.port}", token, api_timings
-        )
-        yield Market(client, bridge, await make_user("buyer"), await make_user("seller"))
-
 
 ENDPOINTS = [
     ("POST", "/transactions"),
@@ -88,8 +46,14 @@ async def test_the_openapi_document_is_public_and_describes_the_models(market: M
         "/disputes/{dispute_id}/resolve",
         "/webhooks/failed",
         "/webhooks/replay",
+        "/transactions/{transaction_id}/transcript",
+        "/disputes/{dispute_id}/transcript",
+        "/audit",
     }
     schemas = body["components"]["schemas"]
+    # Every reference resolves: each response and request model is in the components.
+    refs = set(re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(body)))
+    assert refs and refs <= set(schemas)
     create = schemas["CreateTransactionRequest"]
     assert create["additionalProperties"] is False
     assert set(create["required"]) == {"transaction_id", "title", "buyer", "seller"}

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from aiohttp import ClientSession
+from mautrix.appservice import AppServiceAPI
 from nio import (
     AsyncClient,
     JoinResponse,
@@ -17,6 +19,7 @@ from nio import (
 )
 from pydantic import AnyHttpUrl
 
+from appservice.matrix import MatrixBot
 from bridge.app import Bridge
 from bridge.config import Config
 from tests.harness import MarketClient, running_bridge
@@ -110,3 +113,20 @@ def with_admin(config: Config, admin: str) -> Config:
     """The config with ``admin`` as the marketplace's only admin."""
     rooms = config.rooms.model_copy(update={"admins": [admin]})
     return config.model_copy(update={"rooms": rooms})
+
+
+def with_policy(config: Config, **changes: object) -> Config:
+    """The config with policy settings changed (flood limits, mute length, ...)."""
+    return config.model_copy(update={"policy": config.policy.model_copy(update=changes)})
+
+
+def appservice_bot(config: Config, session: ClientSession) -> MatrixBot:
+    """The appservice token used directly, behind the bridge's back (to tamper with rooms)."""
+    api = AppServiceAPI(
+        str(config.homeserver.url).rstrip("/"),
+        config.bot_mxid,
+        config.appservice.as_token.get_secret_value(),
+        log=logging.getLogger("tests.tamper"),
+        client_session=session,
+    )
+    return MatrixBot(api, config.bot_mxid)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import stat
 from pathlib import Path
@@ -103,3 +104,95 @@ def test_the_dev_stack_generates_secrets_once(tmp_path: Path) -> None:
     assert first.api.token == second.api.token
     assert first.appservice.as_token != first.appservice.hs_token
     assert stat.S_IMODE((tmp_path / "config.yaml").stat().st_mode) == 0o600
+
+
+def transcript_file(tmp_path: Path, **changes: object) -> tuple[Path, dict]:
+    from policy.transcript import build_transcript
+
+    events = [
+        {
+            "event_id": f"$m{i}",
+            "type": "m.room.message",
+            "sender": "@buyer:localhost",
+            "origin_server_ts": 1_795_000_000_000 + i,
+            "content": {"msgtype": "m.text", "body": f"message {i}"},
+        }
+        for i in range(3)
+    ]
+    header = {"room_id": "!r:localhost", "room_kind": "transaction", "transaction_id": "t-1"}
+    document = {**build_transcript(header, events, 1_795_600_800_000), **changes}
+    path = tmp_path / "transcript.json"
+    path.write_text(json.dumps(document, indent=2))
+    return path, document
+
+
+def test_verify_accepts_an_intact_transcript(tmp_path: Path, capsys) -> None:
+    path, document = transcript_file(tmp_path)
+    assert main(["verify", str(path)]) == 0
+    assert capsys.readouterr().out == f"OK: 3 entries, final hash {document['final_hash']}\n"
+    assert main(["verify", str(path), "--final-hash", document["final_hash"].upper()]) == 0
+    assert capsys.readouterr().out.startswith("OK: 3 entries")
+
+
+def test_verify_names_each_problem_of_a_tampered_transcript(tmp_path: Path, capsys) -> None:
+    path, document = transcript_file(tmp_path)
+    document["entries"][1]["body"] = "message one, forged"
+    document["transaction_id"] = "t-2"
+    path.write_text(json.dumps(document))
+    assert main(["verify", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"{path}: entry 0 ($m0) does not follow the header" in captured.err
+    assert f"{path}: entry 1 ($m1) was edited" in captured.err
+    assert "FAILED: 2 problem(s)" in captured.err
+    assert "Traceback" not in captured.err
+
+
+def test_verify_compares_the_final_hash_recorded_elsewhere(tmp_path: Path, capsys) -> None:
+    # A wholly recomputed chain is consistent; only the recorded final hash tells.
+    path, document = transcript_file(tmp_path)
+    assert main(["verify", str(path), "--final-hash", "0" * 64]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"the final hash is {document['final_hash']}, not the expected {'0' * 64}" in (
+        captured.err
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "cannot read"),
+        (b"{not json", "is not valid JSON"),
+        (b"", "is not valid JSON"),
+        (b"\xff\xfe\x00garbage", "is not valid JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "is not valid JSON"),
+    ],
+)
+def test_verify_refuses_what_it_cannot_read(tmp_path: Path, capsys, content, message) -> None:
+    path = tmp_path / "transcript.json"
+    if content is not None:
+        path.write_bytes(content)
+    assert main(["verify", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}" if content is not None else "error: cannot read")
+    assert message in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("value", ["null", "[]", '"x"', "42", '{"format": 1}'])
+def test_verify_reports_json_that_is_no_transcript(tmp_path: Path, capsys, value) -> None:
+    path = tmp_path / "transcript.json"
+    path.write_text(value)
+    assert main(["verify", str(path), "--final-hash", "ab"]) == 1
+    assert "problem(s)" in capsys.readouterr().err
+
+
+def test_help_explains_verify(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "verify" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["verify", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--final-hash" in text and "audit log" in text
