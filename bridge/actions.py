@@ -133,11 +133,13 @@ class PolicyActions:
         if action.kind is ActionKind.REPAIR:
             await self._market.repair_room(room_id)  # audits what it put back, if anything
             return None
-        await self._market.announce(action.key, p["text"])  # ALERT
+        if self._market.management_room is None:  # ALERT, with no admins to tell
+            return None
+        await self._market.announce(action.key, p["text"])
         return AuditEntry(
             bot,
             "admins.alerted",
-            self._market.management_room or "",
+            room_id,  # the room the alert is about; the alert itself is in the moderation room
             subject=p["user_id"],
             reason=p["rule"],
             detail=p["text"],

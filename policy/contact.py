@@ -36,12 +36,15 @@ Deliberately not detected, because catching them would flag ordinary chat:
 - a link whose top-level domain is an English word ("it", "me", "no", "top"...) written as
   "dot" or " . ", or after a capitalised sentence start ("Got it.No worries"): these count
   with a scheme, "www." or a path ("t.me/name");
-- user handles (``@name``) and hosts without a known top-level domain.
+- user handles (``@name``) and hosts without a known top-level domain;
+- a phone number written as a valid date or an amount with a currency sign ("€ 6 123
+  456.78"), or a seven-digit local number without its area code.
 And deliberately detected although ordinary chat can produce it: any run of 8 or more
-digits (with spaces, dots, dashes, slashes or brackets between them) that is not a price,
-date, time range or year range, including long order, tracking and serial numbers, and
-space-separated lists of numbers ("sizes 38 40 42 44"). A shorter limit would let any
-phone number through, split in two.
+digits (with spaces, dots, dashes, slashes, underscores or brackets between them) that is
+not a price, date, timestamp, time range or year range, including long order, tracking and
+serial numbers and space-separated lists of numbers ("sizes 38 40 42 44"). There is no
+upper limit: 16 digits may be a card number, and a phone number with digits added before
+or after it ("1 07911 123456 0") must not pass.
 """
 
 from __future__ import annotations
@@ -449,6 +452,13 @@ _TIME_RANGE = re.compile(rf"{_ALONE_BEFORE}{_TIME}\s*(?:-|to|till|until)\s*{_TIM
 _YEAR_RANGE = re.compile(
     rf"{_ALONE_BEFORE}(?:19|20)\d\d\s*[-/]\s*(?:(?:19|20)\d\d|\d\d){_ALONE_AFTER}"
 )
+# Timestamps in the names of photos, which are often a message's whole body:
+# IMG_20240512_103000.jpg, IMG-20240512-WA0001.jpg, Screenshot_2024-05-12-10-30-00-123.png.
+_TIMESTAMP = re.compile(
+    r"(?<!\d)(?:19|20)\d\d(?P<s>[-_.]?)(?:0[1-9]|1[0-2])(?P=s)(?:0[1-9]|[12]\d|3[01])"
+    r"(?:[-_t ]?(?:[01]\d|2[0-3])(?P<t>[-_.:]?)[0-5]\d(?:(?P=t)[0-5]\d)?(?:[-_.]?\d{1,3})?)?"
+    r"(?!\d)"
+)
 _CURRENCY = (
     r"(?:[£$€¥₹₽₩₺₴]|(?<![a-z])(?:usd|eur|gbp|chf|jpy|cad|aud|pln|sek|nok|dkk|czk|huf|ron"
     r"|rub|uah|inr|cny|euros?|dollars?|pounds?|bucks|quid|kr)(?![a-z]))"
@@ -475,6 +485,7 @@ def _masked(folded: str, claims: list[tuple[int, int, str | None]]) -> str:
     spans += [m.span() for m in _DATE.finditer(folded) if _is_date(m, folded)]
     spans += [m.span() for m in _TIME_RANGE.finditer(folded)]
     spans += [m.span() for m in _YEAR_RANGE.finditer(folded)]
+    spans += [m.span() for m in _TIMESTAMP.finditer(folded)]
     for pattern in _PRICES:
         spans += [m.span() for m in pattern.finditer(folded) if _is_price(m, folded)]
     for start, end in spans:

@@ -236,7 +236,7 @@ async def test_admins_are_exempt_and_parties_are_not_in_dispute_rooms(
 ) -> None:
     admin = await make_user("admin")
     stack.config = with_admin(with_webhooks(stack.config, hooks.url), admin.user_id)
-    async with stack.running():
+    async with stack.running() as bridge:
         transaction_id, _ = await open_room(stack)
         body = {
             "dispute_id": f"dispute-{uuid.uuid4().hex[:8]}",
@@ -261,6 +261,16 @@ async def test_admins_are_exempt_and_parties_are_not_in_dispute_rooms(
         assert [e["action"] for e in entries if e["subject"] == by_buyer.event_id] == [
             "message.redacted"
         ]
+        # The rule alerts the admins in their moderation room.
+        moderation = await management_room(bridge, admin)
+        alert = f"Policy: {stack.buyer.user_id} broke contact_details in dispute"
+
+        async def alerted() -> bool:
+            bodies = [e["content"].get("body", "") for e in await timeline(admin, moderation)]
+            return any(alert in b and body["dispute_id"] in b for b in bodies)
+
+        await eventually(alerted)
+        await audited(stack, "admins.alerted", stack.buyer.user_id, dispute_id=body["dispute_id"])
 
 
 async def test_a_transcript_verifies_and_tampering_shows(

@@ -85,6 +85,7 @@ PHONES = [
         "\uff10\uff17\uff19\uff11\uff11 \uff11\uff12\uff13\uff14\uff15\uff16",  # fullwidth
         "\u0660\u0667\u0669\u0661\u0661\u0661\u0662\u0663\u0664\u0665\u0666",  # Arabic-Indic
         "4711 0815 2233 9944",  # 16 digits: a card number, or two phone numbers
+        "1 07911 123456 0",  # no upper limit: digits around a number do not hide it
     ),
 ]
 
@@ -275,6 +276,11 @@ ORDINARY = [
     "Sizes 38 and 40, 42 sold out",
     "Shipping: 3-5 days",
     "Part no. GB12 ABCD EFGH IJKL MNOP QR",
+    "IMG_20240512_103000.jpg",
+    "PXL_20240512_103000123.jpg",
+    "IMG-20240512-WA0001.jpg",
+    "Screenshot_2024-05-12-10-30-00-123.png",
+    "Screenshot 2024-05-12 at 10.30.00.png",
     # dots that are no link, "at" that is no email
     "see the photo.jpg",
     "version 1.2.3",
