@@ -3,7 +3,7 @@
     stored event + its managed room
       m.room.member  -> someone not allowed joined or knocked    -> plan: kick
       planned state  -> changed by someone other than the bot   -> plan: repair the room
-      m.room.message -> a party broke a content rule (policy.rules decides)
+      other events   -> a party broke a content rule (policy.rules decides)
                         -> policy.violation + audit entry, a mute row, plans: redact, warn,
                            mute (and its lifting), alert the moderation room
 
@@ -23,7 +23,7 @@ from policy.membership import allowed_members, needs_state_check, removes_on_arr
 from policy.notices import violation_alert
 from policy.notifications import Notification, RoomContext, violation_notification
 from policy.rooms import Participants, RoomKind
-from policy.rules import Action, ContentRules, Rule, RuleSetting, Verdict, judge_message
+from policy.rules import Action, ContentRules, Rule, RuleSetting, Verdict, judge_event
 from policy.states import Access, TransactionState, dispute_access, transaction_access
 
 from .actions import ActionKind, PlannedAction
@@ -112,7 +112,7 @@ class Enforcer:
             )
             return Enforcement(actions=[repair])
         exempt = sender == self._bot or sender in self._admins
-        if event_type != "m.room.message" or exempt or record is None or context is None:
+        if exempt or record is None or context is None:
             return NOTHING
         if dispute is not None:
             access = dispute_access(dispute.state)
@@ -127,7 +127,8 @@ class Enforcer:
         muted_until = await conn.fetchval(
             "SELECT until FROM mutes WHERE room_id = $1 AND user_id = $2", room_id, sender
         )
-        verdict = judge_message(
+        verdict = judge_event(
+            event_type,
             content,
             self._rules,
             access,

@@ -117,6 +117,50 @@ def judge_message(
             Rule.FLOOD,
             Violation(Rule.FLOOD, f"more than {rules.flood_messages} messages in {seconds} s"),
         )
+    return _verdict(found, rules)
+
+
+def judge_event(
+    event_type: str,
+    content: Any,
+    rules: ContentRules,
+    access: Access,
+    *,
+    transaction_closed: bool,
+    recent_messages: int,
+    muted: bool,
+) -> Verdict:
+    """The rules a party's room event (not state) breaks: messages are judged in full, a
+    reaction's key for contact details, and any other type (stickers, polls, calls,
+    encrypted events in rooms that never enable encryption) breaks the msgtype rule."""
+    if event_type == "m.room.message":
+        return judge_message(
+            content,
+            rules,
+            access,
+            transaction_closed=transaction_closed,
+            recent_messages=recent_messages,
+            muted=muted,
+        )
+    if event_type == "m.room.redaction":
+        return Verdict()  # removing is never a violation; the power levels say who may
+    content = content if isinstance(content, dict) else {}
+    if event_type == "m.reaction":
+        relates = (
+            content.get("m.relates_to") if isinstance(content.get("m.relates_to"), dict) else {}
+        )
+        key = relates.get("key")
+        found = []
+        if isinstance(key, str) and not transaction_closed:
+            found = [_contact_violation({"body": key}, rules)]
+        found = [v for v in found if v is not None and rules.applies(v.rule, access)]
+        return _verdict(found, rules)
+    shown = re.sub(r"[^\w.:-]", "", event_type)[:64]
+    violation = Violation(Rule.MSGTYPE, f"events of type {shown} are not allowed here")
+    return _verdict([violation] if rules.applies(Rule.MSGTYPE, access) else [], rules)
+
+
+def _verdict(found: list[Violation], rules: ContentRules) -> Verdict:
     actions = frozenset().union(*(rules.settings[v.rule].actions for v in found))
     return Verdict(tuple(found), actions)
 

@@ -90,6 +90,24 @@ async def test_an_outsider_who_gets_in_is_removed(stack: Stack, make_user: UserF
         assert memberships[stack.buyer.user_id] == memberships[stack.seller.user_id] == "join"
 
 
+async def test_a_stray_invite_is_revoked_by_the_scheduled_repair(
+    stack: Stack, make_user: UserFactory
+) -> None:
+    stranger = await make_user("stranger")
+    stack.config = with_policy(stack.config, repair_interval_seconds=1)
+    async with stack.running() as bridge, ClientSession() as session:
+        _, room_id = await open_room(stack)
+        await appservice_bot(stack.config, session).invite(room_id, stranger.user_id)
+        # An invite alone shows nothing of the history; the next scheduled round revokes it.
+
+        async def revoked() -> bool:
+            return (await bridge.bot.memberships(room_id))[stranger.user_id] == "leave"
+
+        await eventually(revoked)
+        entry = await audited(stack, "member.removed", stranger.user_id, room_id=room_id)
+        assert entry["detail"] == "was invite"
+
+
 async def test_drift_is_repaired_live_and_on_start(stack: Stack) -> None:
     async with stack.running(), ClientSession() as session:
         transaction_id, room_id = await open_room(stack)

@@ -17,6 +17,7 @@ from policy.rules import (
     ContentRules,
     Rule,
     RuleSetting,
+    judge_event,
     judge_message,
     media_type_allowed,
 )
@@ -274,3 +275,33 @@ def test_the_warning_escapes_and_names_what_happened() -> None:
     assert "your message was removed" in notice.body and "muted for 10 min" in notice.body
     assert "<script>" not in notice.html and "<b>x</b>" not in notice.html
     assert "&lt;script&gt;" in notice.html
+
+
+@pytest.mark.parametrize(
+    ("event_type", "content", "broken"),
+    [
+        ("m.room.message", text("hello"), []),
+        ("m.room.message", text("+44 7911 123456"), [Rule.CONTACT_DETAILS]),
+        ("m.reaction", {"m.relates_to": {"rel_type": "m.annotation", "key": "👍"}}, []),
+        # A reaction's key is free text: it can carry a phone number too.
+        ("m.reaction", {"m.relates_to": {"key": "07911 123456"}}, [Rule.CONTACT_DETAILS]),
+        ("m.reaction", "not an object", []),
+        ("m.room.redaction", {"redacts": "$x"}, []),
+        ("m.sticker", {"body": "cat", "url": "mxc://hs/x"}, [Rule.MSGTYPE]),
+        ("org.matrix.msc3381.poll.start", {}, [Rule.MSGTYPE]),
+        ("m.room.encrypted", {"algorithm": "m.megolm.v1.aes-sha2"}, [Rule.MSGTYPE]),
+        ("m.call.invite", {}, [Rule.MSGTYPE]),
+    ],
+)
+def test_every_kind_of_event_is_judged(event_type: str, content: object, broken: list) -> None:
+    verdict = judge_event(
+        event_type,
+        content,
+        rules(),
+        Access.OPEN,
+        transaction_closed=False,
+        recent_messages=1,
+        muted=False,
+    )
+    assert [v.rule for v in verdict.violations] == broken
+    assert bool(verdict.actions) is bool(broken)
