@@ -31,6 +31,7 @@ from policy.notices import warning_notice
 from .audit import AuditEntry, write_audit
 from .database import rows_affected
 from .market import Market
+from .metrics import Metrics
 from .records import Records
 from .workers import drain_when_woken
 
@@ -152,10 +153,12 @@ class ActionWorker:
         db: Database,
         bot: str,
         perform: Callable[[PlannedAction], Awaitable[AuditEntry | None]],
+        metrics: Metrics,
     ) -> None:
         self._db = db
         self._bot = bot
         self._perform = perform
+        self._metrics = metrics
         self._wake = asyncio.Event()
         self._log = logging.getLogger("bridge.actions")
 
@@ -212,13 +215,16 @@ class ActionWorker:
                 )
                 self._log.warning("Action %s in %s: %s; retrying", action.kind, action.room_id, e)
                 return
-            await self._finish(row["seq"], "failed", self._failed(action, str(e)), str(e))
-        except (MatrixError, KeyError, ValueError) as e:
-            # Refused by the homeserver, or a malformed row: trying again changes nothing.
+            await self._finish(action, row["seq"], "failed", self._failed(action, str(e)), str(e))
+        except MatrixError as e:  # refused by the homeserver: trying again changes nothing
             self._log.warning("Action %s in %s failed: %s", action.kind, action.room_id, e)
-            await self._finish(row["seq"], "failed", self._failed(action, str(e)), str(e))
+            await self._finish(action, row["seq"], "failed", self._failed(action, str(e)), str(e))
+        except Exception as e:  # a bug, or a malformed row: park it rather than loop on it
+            self._log.exception("Action %s in %s failed", action.kind, action.room_id)
+            error = f"{type(e).__name__}: {e}"
+            await self._finish(action, row["seq"], "failed", self._failed(action, error), error)
         else:
-            await self._finish(row["seq"], "done", entry, None)
+            await self._finish(action, row["seq"], "done", entry, None)
 
     def _failed(self, action: PlannedAction, error: str) -> AuditEntry:
         return AuditEntry(
@@ -231,8 +237,14 @@ class ActionWorker:
         )
 
     async def _finish(
-        self, seq: int, status: str, entry: AuditEntry | None, error: str | None
+        self,
+        action: PlannedAction,
+        seq: int,
+        status: str,
+        entry: AuditEntry | None,
+        error: str | None,
     ) -> None:
+        self._metrics.policy_actions.labels(action.kind.value, status).inc()
         async with self._db.acquire() as conn, conn.transaction():
             await conn.execute(
                 "UPDATE planned_actions SET status = $2, done_at = $3, last_error = $4"

@@ -85,7 +85,10 @@ class Bridge:
         transcripts = Transcripts(self.db, records)
         commands = CommandRunner(config, self.market, records, transcripts, self.bot)
         self.action_worker = ActionWorker(
-            self.db, config.bot_mxid, PolicyActions(self.bot, self.market, records).perform
+            self.db,
+            config.bot_mxid,
+            PolicyActions(self.bot, self.market, records).perform,
+            self.metrics,
         )
         self.inbox_worker = InboxWorker(
             self.db,

@@ -39,6 +39,7 @@ class Enforcement:
     audits: list[AuditEntry] = field(default_factory=list)
     mute: tuple[str, int] | None = None  # (user, until ms)
     withhold: bool = False  # the message is being redacted: it never counts as created
+    broken_rules: tuple[str, ...] = ()
 
 
 NOTHING = Enforcement()
@@ -209,6 +210,7 @@ class Enforcer:
             audits=[audit],
             mute=(sender, mute_until) if mute_until is not None else None,
             withhold=redacted,
+            broken_rules=tuple(rules),
         )
 
     async def _recent_messages(self, conn: Connection, room_id: str, sender: str, ts: int) -> int:

@@ -148,6 +148,8 @@ class InboxWorker:
         if queued:
             self._metrics.webhooks_queued.inc(queued)
             self._on_queued()
+        for rule in enforcement.broken_rules:
+            self._metrics.policy_violations.labels(rule).inc()
         if enforcement.actions:
             self._on_planned()
         if (

@@ -17,8 +17,9 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from functools import partial
 from html import escape
 from typing import Any
 
@@ -176,49 +177,57 @@ class Market:
 
     async def reconcile(self, *, active_only: bool = False) -> None:
         """Bring managed rooms back to their plans: state, power levels and members (missing
-        ones invited, strays removed). On start every room; on schedule ``active_only``: the
-        rooms of transactions not closed and of open disputes."""
+        ones invited, strays removed). On start every transaction and dispute (a room a
+        failed call never made is made now); on schedule ``active_only``: the rooms of
+        transactions not closed and of open disputes."""
         if active_only:
-            rooms = await self._records.active_rooms()
+            jobs = [partial(self.repair_room, room) for room in await self._records.active_rooms()]
         else:
-            rooms = [
-                *(t.room_id for t in await self._records.all_transactions() if t.room_id),
-                *(d.room_id for d in await self._records.all_disputes() if d.room_id),
+            jobs = [
+                *(
+                    partial(self._reconcile_transaction, t.transaction_id)
+                    for t in await self._records.all_transactions()
+                ),
+                *(
+                    partial(self._reconcile_dispute, d.dispute_id)
+                    for d in await self._records.all_disputes()
+                ),
             ]
+        if self.management_room is not None:
+            jobs.append(partial(self.repair_room, self.management_room))
         limit = asyncio.Semaphore(RECONCILE_CONCURRENCY)
 
-        async def one(room_id: str) -> None:
+        async def one(job: Callable[[], Awaitable[None]]) -> None:
             async with limit:
                 try:
-                    await self.repair_room(room_id)
+                    await job()
                 except (MarketError, HomeserverUnavailable, MatrixError) as e:
-                    self._log.warning("Could not repair room %s: %s", room_id, e)
+                    self._log.warning("Could not bring a room back to its plan: %s", e)
 
-        await asyncio.gather(*(one(room_id) for room_id in rooms))
-        if self.management_room is not None:
-            await one(self.management_room)
-        self._log.info("Compared %d rooms with their plans", len(rooms))
+        await asyncio.gather(*(one(job) for job in jobs))
+        self._log.info("Compared %d rooms with their plans", len(jobs))
 
     async def repair_room(self, room_id: str, *, changing: bool = False) -> None:
         """Put one managed room back to its plan (what the policy bot does on drift);
         ``changing``: the plan itself changed (a mute), so this is no repair."""
         if room_id == self.management_room:
             await self._ensure_management_members(room_id)
-            return
-        record = await self._records.transaction_by_room(room_id)
-        dispute = None
-        if record is None:
-            found = await self._records.dispute_by_room(room_id)
-            if found is None:
-                return  # not a room we manage
-            dispute, record = found
-        async with self._locks.hold(record.transaction_id):
-            record = await self.get(record.transaction_id)
-            if dispute is None:
-                await self._ensure_room(record, check_members=True, changing=changing)
-            else:
-                dispute = await self.get_dispute(dispute.dispute_id)
-                await self._ensure_dispute_room(dispute, record, changing=changing)
+        elif (record := await self._records.transaction_by_room(room_id)) is not None:
+            await self._reconcile_transaction(record.transaction_id, changing=changing)
+        elif (found := await self._records.dispute_by_room(room_id)) is not None:
+            await self._reconcile_dispute(found[0].dispute_id, changing=changing)
+
+    async def _reconcile_transaction(self, transaction_id: str, *, changing: bool = False) -> None:
+        async with self._locks.hold(transaction_id):
+            record = await self.get(transaction_id)
+            await self._ensure_room(record, check_members=True, changing=changing)
+
+    async def _reconcile_dispute(self, dispute_id: str, *, changing: bool = False) -> None:
+        dispute = await self.get_dispute(dispute_id)
+        async with self._locks.hold(dispute.transaction_id):
+            dispute = await self.get_dispute(dispute_id)
+            transaction = await self.get(dispute.transaction_id)
+            await self._ensure_dispute_room(dispute, transaction, changing=changing)
 
     def access_for(self, record: TransactionRecord) -> Access:
         return transaction_access(

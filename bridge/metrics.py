@@ -51,3 +51,15 @@ class Metrics:
         self.outbox_depth = Gauge(
             "bridge_outbox_depth", "Notifications waiting for delivery", registry=registry
         )
+        self.policy_violations = Counter(
+            "bridge_policy_violations",
+            "Parties' events that broke a content rule, by rule",
+            ["rule"],
+            registry=registry,
+        )
+        self.policy_actions = Counter(
+            "bridge_policy_actions",
+            "Planned policy bot actions carried out, by kind and outcome (done or failed)",
+            ["kind", "outcome"],
+            registry=registry,
+        )

@@ -22,10 +22,11 @@ without a finding, so the marketplace's own URLs (and the ids in them) stay quie
 
 Ordinary chat must stay quiet too, so each detector knows what it is not: a word "at" is
 an @ only before something domain-shaped; a link needs a known top-level domain (``.pdf``
-and ``.js`` are not; ``.zip`` and ``.mov`` are left out on purpose); prices, dates, times
-and year ranges are set aside before digits are joined into phone numbers; a term matches
-whole words only, and a spaced-out term ("pay pal") only where the split is not a plain
-phrase of ordinary words ("can we chat" is not WeChat) or a sentence boundary.
+and ``.js`` are not; ``.zip`` and ``.mov`` are left out on purpose); prices, dates, time
+and year ranges and the timestamps in photo names are set aside before digits are joined
+into phone numbers; a term matches whole words only, and a spaced-out term ("pay pal")
+only where the split is not a plain phrase of ordinary words ("can we chat" is not WeChat)
+or a sentence boundary.
 
 Deliberately not detected, because catching them would flag ordinary chat:
 - digits as words beyond single digits ("seventy nine"), or in languages other than English;
@@ -438,8 +439,8 @@ _NUMBER_WORD = re.compile(rf"{_NUMBER_WORDS}|oh")
 _NUMBER_GAP = re.compile(r"[\s.\-/\\()\[\]+_*|~]{0,4}")
 _WORD_GAP = re.compile(r"\s*,\s*")
 
-# Numbers that look like digit runs but are not phone numbers. Each must stand alone: a
-# time range directly followed by ".34" is part of something longer.
+# Numbers that look like digit runs but are not phone numbers, each standing alone: a time
+# range directly followed by ".34" is part of something longer (for dates see _is_date).
 _ALONE_BEFORE = r"(?<!\d)(?<!\d[./-])"
 _ALONE_AFTER = r"(?!\d)(?![./-]\d)"
 _DATE = re.compile(

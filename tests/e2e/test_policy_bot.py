@@ -213,6 +213,11 @@ async def test_content_rules_redact_warn_and_notify(stack: Stack, hooks: Webhook
         assert [d["data"]["event_id"] for d in created] == [fine.event_id]
         assert not any("7911" in json.dumps(d) for d in hooks.delivered())
         assert not await redacted(stack.seller, room_id, fine.event_id)
+        registry = bridge.metrics.registry
+        for rule in sent:
+            assert registry.get_sample_value("bridge_policy_violations_total", {"rule": rule}) == 1
+        redactions = {"kind": "redact", "outcome": "done"}
+        assert registry.get_sample_value("bridge_policy_actions_total", redactions) == 3
 
 
 async def test_a_flood_mutes_and_then_unmutes(stack: Stack, hooks: WebhookReceiver) -> None:
