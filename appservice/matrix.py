@@ -18,6 +18,8 @@ from mautrix.api import HTTPAPI, Method
 from mautrix.errors import MatrixConnectionError, MatrixRequestError
 
 CLIENT_V3 = "/_matrix/client/v3"
+# Served by the marketplace's Synapse module (synapse_module/), where it is loaded.
+USER_EXISTS_PATH = "/_synapse/client/marketplace/user_exists"
 
 
 class HomeserverUnavailable(Exception):
@@ -186,12 +188,22 @@ class MatrixBot:
         }
 
     async def user_exists(self, user_id: str) -> bool:
+        """Whether the user is registered: their profile, or, where profiles are limited to
+        people who share a room (the hardened homeserver), the marketplace module's answer."""
         try:
             await self._request(Method.GET, _path("profile", user_id))
         except MatrixError as e:
             if e.status == 404:
                 return False
-            raise
+            if e.status != 403:
+                raise
+            try:
+                answer = await self._request(
+                    Method.GET, USER_EXISTS_PATH, query_params={"user": user_id}
+                )
+            except MatrixError:
+                raise e from None  # no module here: the profile's refusal is the answer
+            return bool(answer.get("exists"))
         return True
 
     async def upload(self, data: bytes, content_type: str, filename: str) -> str:

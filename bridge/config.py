@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from appservice.identifiers import LOCALPART, is_matrix_user_id, is_server_name
+from policy.lockdown import KNOWN_UPLOAD_TYPES
 
 ENV_PREFIX = "BRIDGE_"
 PLACEHOLDER_PREFIX = "CHANGE_ME"
@@ -279,6 +280,33 @@ class PolicyConfig(_Section):
         return value
 
 
+class LockdownConfig(_Section):
+    """The homeserver's side doors: the Synapse module's options (written into homeserver.yaml
+    by `make run` and `generate-deployment`; see docs/homeserver.md)."""
+
+    parties_may_create_rooms: bool = Field(
+        description="Whether users other than the bot and the admins may create rooms or DMs."
+    )
+    parties_may_invite: bool = Field(
+        description="Whether users other than the bot and the admins may invite anyone."
+    )
+    reject_before_delivery: bool = Field(
+        description="Refuse messages that break a content rule before delivery (not redact)."
+    )
+    upload_types: list[str] = Field(
+        description="Types an upload's bytes may be, for everyone (checked by magic numbers)."
+    )
+
+    @field_validator("upload_types")
+    @classmethod
+    def _known_upload_types(cls, value: list[str]) -> list[str]:
+        for media_type in value:
+            if media_type not in KNOWN_UPLOAD_TYPES:
+                known = ", ".join(sorted(KNOWN_UPLOAD_TYPES))
+                raise ValueError(f"{media_type!r} is not recognisable by content; one of {known}")
+        return value
+
+
 class ServerConfig(_Section):
     """The bridge's HTTP server: homeserver routes, marketplace API, health and metrics."""
 
@@ -328,6 +356,7 @@ class Config(BaseSettings):
     webhooks: WebhooksConfig
     disputes: DisputesConfig
     policy: PolicyConfig
+    lockdown: LockdownConfig
     server: ServerConfig
     database: DatabaseConfig
     logging: LoggingConfig

@@ -23,6 +23,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import yaml
 from aiohttp import web
@@ -34,6 +35,7 @@ from .deployment import (
     SYNAPSE_SECRET_KEYS,
     bridge_settings,
     homeserver_config,
+    lockdown_module,
     new_secret,
     new_webhook_secret,
     write_file,
@@ -59,12 +61,14 @@ class LocalSynapse:
         port: int,
         registration_files: list[Path],
         relaxed_rate_limits: bool = False,
+        module: dict[str, Any] | None = None,
     ) -> None:
         self.data_dir = data_dir.resolve()
         self.server_name = server_name
         self.port = port
         self.registration_files = [p.resolve() for p in registration_files]
         self.relaxed_rate_limits = relaxed_rate_limits
+        self.module = module  # the marketplace module and the hardened settings, if given
         self.config_path = self.data_dir / "homeserver.yaml"
         self.log_path = self.data_dir / "homeserver.log"
         self._process: subprocess.Popen | None = None
@@ -91,6 +95,7 @@ class LocalSynapse:
             synapse_secrets={key: old.get(key) or new_secret() for key in SYNAPSE_SECRET_KEYS},
             fast_password_hashing=True,
             relaxed_rate_limits=self.relaxed_rate_limits,
+            module=self.module,
         )
         write_file(self.config_path, config, 0o600)
 
@@ -193,6 +198,7 @@ def run_dev_stack(data_dir: Path, homeserver_port: int, bridge_port: int, sink_p
         server_name=SERVER_NAME,
         port=homeserver_port,
         registration_files=[registration],
+        module=lockdown_module(config.model_dump(mode="json")),
     )
 
     async def start_synapse() -> None:

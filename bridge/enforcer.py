@@ -23,7 +23,7 @@ from policy.membership import allowed_members, needs_state_check, removes_on_arr
 from policy.notices import violation_alert
 from policy.notifications import Notification, RoomContext, violation_notification
 from policy.rooms import Participants, RoomKind
-from policy.rules import Action, ContentRules, Rule, RuleSetting, Verdict, judge_event
+from policy.rules import Action, Verdict, content_rules_from, judge_event
 from policy.states import Access, TransactionState, dispute_access, transaction_access
 
 from .actions import ActionKind, PlannedAction
@@ -45,32 +45,10 @@ class Enforcement:
 NOTHING = Enforcement()
 
 
-def content_rules(config: Config) -> ContentRules:
-    policy = config.policy
-    settings = {
-        rule: RuleSetting(
-            frozenset(Action(a) for a in setting.actions),
-            frozenset(Access(a) for a in setting.access),
-        )
-        for rule in Rule
-        if (setting := getattr(policy.rules, rule.value))
-    }
-    return ContentRules(
-        allowed_msgtypes=frozenset(policy.allowed_msgtypes),
-        allowed_media_types=tuple(policy.allowed_media_types),
-        max_media_bytes=policy.max_media_bytes,
-        allowed_link_hosts=tuple(policy.allowed_link_hosts),
-        off_platform_terms=tuple(policy.off_platform_terms),
-        flood_messages=policy.flood_messages,
-        flood_window_ms=policy.flood_window_seconds * 1000,
-        settings=settings,
-    )
-
-
 class Enforcer:
     def __init__(self, config: Config) -> None:
         self._config = config
-        self._rules = content_rules(config)
+        self._rules = content_rules_from(config.policy.model_dump())
         self._bot = config.bot_mxid
         self._admins = tuple(config.rooms.admins)
         self._mute_ms = config.policy.mute_seconds * 1000

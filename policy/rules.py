@@ -78,6 +78,27 @@ class Verdict:
         return bool(self.violations)
 
 
+def content_rules_from(policy: Mapping[str, Any]) -> ContentRules:
+    """The config's `policy` section (a plain mapping, as in YAML) as `ContentRules`: the
+    bridge and the Synapse module build theirs from the same settings."""
+    return ContentRules(
+        allowed_msgtypes=frozenset(policy["allowed_msgtypes"]),
+        allowed_media_types=tuple(policy["allowed_media_types"]),
+        max_media_bytes=int(policy["max_media_bytes"]),
+        allowed_link_hosts=tuple(policy["allowed_link_hosts"]),
+        off_platform_terms=tuple(policy["off_platform_terms"]),
+        flood_messages=int(policy["flood_messages"]),
+        flood_window_ms=int(policy["flood_window_seconds"]) * 1000,
+        settings={
+            Rule(name): RuleSetting(
+                frozenset(Action(a) for a in setting["actions"]),
+                frozenset(Access(a) for a in setting["access"]),
+            )
+            for name, setting in policy["rules"].items()
+        },
+    )
+
+
 def judge_message(
     content: Any,
     rules: ContentRules,
@@ -93,9 +114,9 @@ def judge_message(
     this one included; ``muted`` says the sender is already muted (a flood is not punished
     twice for the messages that were in flight).
     """
-    content = content if isinstance(content, dict) else {}
+    content = content if isinstance(content, Mapping) else {}
     new_content = content.get("m.new_content")
-    if isinstance(new_content, dict):  # an edit: what it turns the message into
+    if isinstance(new_content, Mapping):  # an edit: what it turns the message into
         content = new_content
     found: list[Violation] = []
 
@@ -106,7 +127,7 @@ def judge_message(
     msgtype = content.get("msgtype")
     check(Rule.MSGTYPE, _msgtype_violation(msgtype, rules))
     if msgtype in MEDIA_MSGTYPES:
-        info = content.get("info") if isinstance(content.get("info"), dict) else {}
+        info = content.get("info") if isinstance(content.get("info"), Mapping) else {}
         check(Rule.MEDIA_TYPE, _media_type_violation(info.get("mimetype"), rules))
         check(Rule.MEDIA_SIZE, _media_size_violation(info.get("size"), rules))
     if not transaction_closed:
@@ -144,10 +165,10 @@ def judge_event(
         )
     if event_type == "m.room.redaction":
         return Verdict()  # removing is never a violation; the power levels say who may
-    content = content if isinstance(content, dict) else {}
+    content = content if isinstance(content, Mapping) else {}
     if event_type == "m.reaction":
         relates = (
-            content.get("m.relates_to") if isinstance(content.get("m.relates_to"), dict) else {}
+            content.get("m.relates_to") if isinstance(content.get("m.relates_to"), Mapping) else {}
         )
         key = relates.get("key")
         found = []
@@ -198,7 +219,7 @@ def _media_size_violation(size: Any, rules: ContentRules) -> Violation | None:
     return None
 
 
-def _contact_violation(content: dict[str, Any], rules: ContentRules) -> Violation | None:
+def _contact_violation(content: Mapping[str, Any], rules: ContentRules) -> Violation | None:
     text = "\n".join(_texts(content))
     findings = find_contact_details(text, rules.allowed_link_hosts, rules.off_platform_terms)
     if not findings:
@@ -212,14 +233,14 @@ def _contact_violation(content: dict[str, Any], rules: ContentRules) -> Violatio
     )
 
 
-def _texts(content: dict[str, Any]) -> list[str]:
+def _texts(content: Mapping[str, Any]) -> list[str]:
     """What a reader sees of a message: its body (without a reply's quote of another message),
     its file name, and the targets of its HTML links (mention pills to matrix.to aside)."""
     texts = []
     body = content.get("body")
     if isinstance(body, str):
         lines = body.split("\n")
-        if isinstance(content.get("m.relates_to"), dict):
+        if isinstance(content.get("m.relates_to"), Mapping):
             while lines and lines[0].startswith(">"):
                 lines.pop(0)
         texts.append("\n".join(lines))

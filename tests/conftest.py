@@ -6,6 +6,7 @@ import asyncio
 import statistics
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -48,16 +49,28 @@ def homeserver(
         server.synapse.stop()
 
 
+@pytest.fixture(scope="session")
+def hardened_homeserver(
+    tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
+) -> Homeserver:
+    """A second Synapse with the marketplace's module and hardened settings (make run's)."""
+    server = start_homeserver(tmp_path_factory.mktemp("hardened"), hardened=True)
+    pytestconfig.stash.setdefault(SYNAPSE_READY, []).append(server.synapse.ready_seconds)
+    try:
+        yield server
+    finally:
+        server.synapse.stop()
+
+
 UserFactory = Callable[[str], Awaitable[AsyncClient]]
 
 
-@pytest.fixture
-async def make_user(homeserver: Homeserver) -> AsyncIterator[UserFactory]:
-    """Registers a fresh user through the admin API and returns a logged-in nio client."""
+@asynccontextmanager
+async def user_factory(homeserver: Homeserver) -> AsyncIterator[UserFactory]:
+    """Registers users through the admin API; each a logged-in nio client, closed after."""
     clients: list[AsyncClient] = []
 
-    async def make(role: str) -> AsyncClient:
-        username = f"{role}-{uuid.uuid4().hex[:8]}"
+    async def make(username: str) -> AsyncClient:
         account = await asyncio.to_thread(
             homeserver.synapse.register_user, username, random_secret()
         )
@@ -68,9 +81,18 @@ async def make_user(homeserver: Homeserver) -> AsyncIterator[UserFactory]:
         clients.append(client)
         return client
 
-    yield make
-    for client in clients:
-        await client.close()
+    try:
+        yield make
+    finally:
+        for client in clients:
+            await client.close()
+
+
+@pytest.fixture
+async def make_user(homeserver: Homeserver) -> AsyncIterator[UserFactory]:
+    """A fresh user on the session's Synapse, named after its role."""
+    async with user_factory(homeserver) as make:
+        yield lambda role: make(f"{role}-{uuid.uuid4().hex[:8]}")
 
 
 @pytest.fixture

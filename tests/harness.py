@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,7 +28,7 @@ from yarl import URL
 
 from bridge.app import Bridge
 from bridge.config import Config, build_config
-from bridge.deployment import EXAMPLE_CONFIG, write_registration
+from bridge.deployment import EXAMPLE_CONFIG, lockdown_module, write_registration
 from bridge.devstack import LocalSynapse
 
 T = TypeVar("T")
@@ -92,6 +92,7 @@ def make_config(
     api_token: str | None = None,
     **sections: dict[str, Any],
 ) -> Config:
+    example = yaml.safe_load(EXAMPLE_CONFIG.read_text())
     data: dict[str, Any] = {
         "homeserver": {"url": homeserver_url, "domain": "localhost"},
         "appservice": {
@@ -126,7 +127,7 @@ def make_config(
             "backoff_initial_seconds": 0.05,
             "backoff_max_seconds": 0.5,
         },
-        "policy": yaml.safe_load(EXAMPLE_CONFIG.read_text())["policy"],
+        **{key: example[key] for key in ("policy", "lockdown")},
         "server": {"host": "127.0.0.1", "port": bridge_port},
         "database": {"url": database_url, "max_connections": 5},
         "logging": {"level": "DEBUG"},
@@ -174,12 +175,15 @@ CONNECT_TIMEOUT = 30.0
 
 @dataclass
 class Homeserver:
-    """The session's Synapse, and what a bridge needs to be the appservice it knows."""
+    """A session's Synapse, and what a bridge needs to be the appservice it knows."""
 
     synapse: LocalSynapse
     bridge_port: int
     as_token: str
     hs_token: str
+    # Settings the homeserver was started with that its bridges must share (the hardened
+    # one's module knows the admins and the content rules).
+    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def bridge_config(self, database_url: str, **sections: dict[str, Any]) -> Config:
         return make_config(
@@ -188,37 +192,49 @@ class Homeserver:
             bridge_port=self.bridge_port,
             as_token=self.as_token,
             hs_token=self.hs_token,
-            **sections,
+            **{**self.sections, **sections},
         )
 
 
-def start_homeserver(root: Path) -> Homeserver:
+# The hardened homeserver's admin, named in its module's config before it exists.
+HARDENED_ADMIN = "moderator"
+HARDENED_SECTIONS: dict[str, dict[str, Any]] = {
+    "rooms": {"admins": [f"@{HARDENED_ADMIN}:localhost"]},
+    "lockdown": {"reject_before_delivery": True},
+    "policy": {"max_media_bytes": 1024 * 1024},
+}
+
+
+def start_homeserver(root: Path, *, hardened: bool = False) -> Homeserver:
     """Synapse with a fresh data directory and our registration, on free loopback ports.
 
+    ``hardened``: with the marketplace's module (refusing before delivery) and the settings
+    `make run` uses; otherwise permissive, so other tests can do what the lockdown forbids.
     The bridge's port is fixed for the session because Synapse reads the registration (with
-    the bridge's URL) once at start; bridges therefore run one at a time.
+    the bridge's URL) once at start; bridges therefore run one at a time per homeserver.
     """
     bridge_port = free_port()
     as_token, hs_token = random_secret(), random_secret()
-    registration = root / "registration.yaml"
-    write_registration(
-        make_config(
-            database_url="sqlite:unused.db",
-            bridge_port=bridge_port,
-            as_token=as_token,
-            hs_token=hs_token,
-        ),
-        registration,
+    sections = HARDENED_SECTIONS if hardened else {}
+    config = make_config(
+        database_url="sqlite:unused.db",
+        bridge_port=bridge_port,
+        as_token=as_token,
+        hs_token=hs_token,
+        **sections,
     )
+    registration = root / "registration.yaml"
+    write_registration(config, registration)
     synapse = LocalSynapse(
         root / "synapse",
         server_name="localhost",
         port=free_port(),
         registration_files=[registration],
         relaxed_rate_limits=True,
+        module=lockdown_module(config.model_dump(mode="json")) if hardened else None,
     )
     synapse.start()
-    return Homeserver(synapse, bridge_port, as_token, hs_token)
+    return Homeserver(synapse, bridge_port, as_token, hs_token, dict(sections))
 
 
 @asynccontextmanager

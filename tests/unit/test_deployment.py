@@ -93,6 +93,38 @@ def test_synapse_loads_the_generated_config_and_registration(compose: dict, gene
     assert homeserver["media_store_path"].startswith(COMPOSE["synapse_data_dir"])
 
 
+def test_synapse_loads_the_marketplace_module_and_the_hardened_settings(
+    compose: dict, generated
+) -> None:
+    synapse = compose["services"]["synapse"]
+    modules_dir = COMPOSE["modules_dir"]
+    assert synapse["environment"]["PYTHONPATH"] == modules_dir
+    # The module and the pure policy it imports, mounted read-only from this checkout.
+    for package in ("synapse_module", "policy"):
+        mount = next(
+            v for v in synapse["volumes"] if v.split(":")[1] == f"{modules_dir}/{package}"
+        )
+        source, _, mode = mount.split(":")
+        assert (ROOT / source).resolve() == ROOT / package and (
+            ROOT / package / "__init__.py"
+        ).exists()
+        assert mode == "ro"
+    homeserver = generated["homeserver.yaml"]
+    (module,) = homeserver["modules"]
+    package, _, name = module["module"].rpartition(".")
+    source = (ROOT / package / "__init__.py").read_text()  # importing it would load Synapse
+    assert package == "synapse_module" and re.search(rf"^class {name}\b", source, re.M)
+    config = module["config"]
+    assert config["bot"] == f"@marketbot:{ENV['SERVER_NAME']}"
+    assert config["admins"] == ["@mod:market.example", "@boss:market.example"]
+    assert config["policy"]["rules"]["contact_details"]["actions"]
+    assert homeserver["federation_domain_whitelist"] == []
+    assert homeserver["limit_profile_requests_to_users_who_share_rooms"] is True
+    assert homeserver["require_auth_for_profile_requests"] is True
+    assert homeserver["allow_per_room_profiles"] is False
+    assert homeserver["user_directory"]["search_all_users"] is False
+
+
 def test_the_databases_agree_with_postgres(compose: dict, generated) -> None:
     postgres = compose["services"]["postgres"]
     user, database = (

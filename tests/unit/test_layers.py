@@ -25,7 +25,7 @@ IO_LIBRARIES = {
     "prometheus_client",
     "yaml",
 }
-OURS = {"appservice", "policy", "bridge", "tests"}
+OURS = {"appservice", "policy", "bridge", "tests", "synapse_module"}
 
 
 def imported_roots(package: str) -> dict[str, set[str]]:
@@ -57,3 +57,11 @@ def test_policy_imports_no_io_and_nothing_of_ours(path: str) -> None:
 @pytest.mark.parametrize("path", sorted(imported_roots("appservice")))
 def test_appservice_never_imports_the_bridge(path: str) -> None:
     assert "bridge" not in imported_roots("appservice")[path]
+
+
+@pytest.mark.parametrize("path", sorted(imported_roots("synapse_module")))
+def test_the_synapse_module_needs_only_policy_and_synapse(path: str) -> None:
+    # Synapse's container gets synapse_module/ and policy/ on its path, nothing else of ours.
+    roots = imported_roots("synapse_module")[path]
+    assert roots & OURS <= {"policy"}, f"{path} imports {roots & OURS}"
+    assert roots & IO_LIBRARIES <= {"synapse"}, f"{path} imports {roots & IO_LIBRARIES}"
