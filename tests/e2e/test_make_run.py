@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import ClientSession
-from nio import AsyncClient, LoginResponse, SyncResponse
+from nio import AsyncClient, LoginResponse, RoomCreateError, SyncResponse
 
 from tests.harness import MAKE_RUN_READY, eventually, free_port
 
@@ -142,6 +142,11 @@ async def test_make_run_gives_a_working_stack_and_stops_cleanly(
             await client.close()
         admin = await login(stack["homeserver_url"], stack["users"]["admin"])
         await admin.close()
+        # make run's Synapse is the hardened one: the buyer opens no room of their own.
+        buyer = await login(stack["homeserver_url"], stack["users"]["buyer"])
+        refused = await buyer.room_create(invite=[stack["users"]["seller"]["user_id"]])
+        await buyer.close()
+        assert isinstance(refused, RoomCreateError) and refused.status_code == "M_FORBIDDEN"
         # Its webhook receiver verifies each notification and prints it.
         async with session.post(
             stack["api_url"] + "/transactions/demo-1/payment", headers=headers
