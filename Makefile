@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint docs install clean
+.PHONY: run test lint docs install clean bench
 
 # One venv; each stamp records which extras are installed and is redone when pyproject changes.
 $(BIN)/python:
@@ -33,6 +33,11 @@ test: $(VENV)/.test-installed lint
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+## Benchmarks against Synapse in the same run (about 7 minutes): a table, and the figures
+## with their targets in bench/results/latest.json. See docs/performance.md.
+bench: $(VENV)/.test-installed
+	$(BIN)/python -m bench
 
 ## Regenerate docs/configuration.md from the settings model.
 docs: $(VENV)/.run-installed

@@ -102,17 +102,14 @@ class Enforcer:
                 self._config.disputes.freeze_transaction_room,
                 Access(record.access_override) if record.access_override else None,
             )
-        ts = event.get("origin_server_ts", 0)
-        muted_until = await conn.fetchval(
-            "SELECT until FROM mutes WHERE room_id = $1 AND user_id = $2", room_id, sender
-        )
+        recent, muted_until = await self._history(conn, event)
         verdict = judge_event(
             event_type,
             content,
             self._rules,
             access,
             transaction_closed=record.state is TransactionState.CLOSED,
-            recent_messages=await self._recent_messages(conn, room_id, sender, ts),
+            recent_messages=recent,
             muted=muted_until is not None and muted_until > now,
         )
         if not verdict.broken:
@@ -191,14 +188,18 @@ class Enforcer:
             broken_rules=tuple(rules),
         )
 
-    async def _recent_messages(self, conn: Connection, room_id: str, sender: str, ts: int) -> int:
-        """The sender's messages in the flood window ending at this one (it included)."""
-        return await conn.fetchval(
-            "SELECT COUNT(*) FROM inbox_events WHERE room_id = $1 AND sender = $2"
-            " AND event_type = 'm.room.message' AND origin_server_ts > $3"
-            " AND origin_server_ts <= $4",
-            room_id,
-            sender,
+    async def _history(self, conn: Connection, event: dict[str, Any]) -> tuple[int, int | None]:
+        """The sender's messages in the flood window ending at this event (it included), and
+        the end of their mute in this room, if any: one query, as it runs for every event."""
+        ts = event.get("origin_server_ts", 0)
+        row = await conn.fetchrow(
+            "SELECT (SELECT COUNT(*) FROM inbox_events WHERE room_id = $1 AND sender = $2"
+            "        AND event_type = 'm.room.message' AND origin_server_ts > $3"
+            "        AND origin_server_ts <= $4) AS recent,"
+            " (SELECT until FROM mutes WHERE room_id = $1 AND user_id = $2) AS muted_until",
+            event["room_id"],
+            event["sender"],
             ts - self._rules.flood_window_ms,
             ts,
         )
+        return row["recent"], row["muted_until"]

@@ -93,13 +93,12 @@ class InboxWorker:
 
     async def drain(self) -> None:
         """Process every pending event of every room."""
-        oldest = await self._db.fetchval(
-            "SELECT MIN(received_at) FROM inbox_events WHERE status = 'pending'"
-        )
-        self._metrics.inbox_lag.set(0 if oldest is None else time.time() - oldest / 1000)
         rows = await self._db.fetch(
-            "SELECT DISTINCT room_id FROM inbox_events WHERE status = 'pending'"
+            "SELECT room_id, MIN(received_at) AS oldest FROM inbox_events"
+            " WHERE status = 'pending' GROUP BY room_id"
         )
+        oldest = min((row["oldest"] for row in rows), default=None)
+        self._metrics.inbox_lag.set(0 if oldest is None else time.time() - oldest / 1000)
         limit = asyncio.Semaphore(ROOM_CONCURRENCY)
 
         async def drain_room(room_id: str) -> None:
@@ -110,17 +109,20 @@ class InboxWorker:
         await asyncio.gather(*(drain_room(row["room_id"]) for row in rows))
 
     async def _process_next(self, room_id: str) -> bool:
-        """Process the room's oldest pending event; False when there is none (or no lock)."""
+        """Process the room's oldest pending event; whether another one waits behind it
+        (False too when there is none, or another process holds the room)."""
         async with self._db.acquire() as conn, conn.transaction():
             if not await try_lock_room(conn, room_id):
                 return False
-            row = await conn.fetchrow(
+            # Two rows: the second says whether to come back, without an empty round.
+            rows = await conn.fetch(
                 "SELECT seq, event_type, sender, origin_server_ts, event_json FROM inbox_events"
-                " WHERE room_id = $1 AND status = 'pending' ORDER BY seq LIMIT 1",
+                " WHERE room_id = $1 AND status = 'pending' ORDER BY seq LIMIT 2",
                 room_id,
             )
-            if row is None:
+            if not rows:
                 return False
+            row, more = rows[0], len(rows) > 1
             now = int(time.time() * 1000)
             try:
                 decision = await self._decide(conn, room_id, dict(row), now)
@@ -131,7 +133,7 @@ class InboxWorker:
                     row["seq"],
                     f"{type(e).__name__}: {e}"[:500],
                 )
-                return True
+                return more
             enforcement = decision.enforcement
             queued = await add_notifications(
                 conn,
@@ -162,7 +164,7 @@ class InboxWorker:
                 await self._on_message(room_id, decision.kind, json.loads(row["event_json"]))
             except Exception:
                 self._log.exception("Handling a message of %s failed", room_id)
-        return True
+        return more
 
     async def _decide(self, conn: Connection, room_id: str, row: dict, now: int) -> Decision:
         """What the event means: notifications, chat list record, the policy bot's actions."""

@@ -17,10 +17,10 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
-from functools import partial
 from html import escape
+from itertools import chain
 from typing import Any
 
 from appservice.identifiers import server_of
@@ -179,33 +179,36 @@ class Market:
         """Bring managed rooms back to their plans: state, power levels and members (missing
         ones invited, strays removed). On start every transaction and dispute (a room a
         failed call never made is made now); on schedule ``active_only``: the rooms of
-        transactions not closed and of open disputes."""
+        transactions not closed and of open disputes.
+
+        A fixed pool of workers pulls from one iterator of ids: memory and event-loop time
+        stay flat however many rooms there are (a task per room, or every record loaded at
+        once, stalled the loop for seconds at 100,000 rooms; see docs/performance.md)."""
+        jobs: Iterator[tuple[Callable[[str], Awaitable[None]], str]]
         if active_only:
-            jobs = [partial(self.repair_room, room) for room in await self._records.active_rooms()]
+            jobs = ((self.repair_room, room) for room in await self._records.active_rooms())
         else:
-            jobs = [
-                *(
-                    partial(self._reconcile_transaction, t.transaction_id)
-                    for t in await self._records.all_transactions()
-                ),
-                *(
-                    partial(self._reconcile_dispute, d.dispute_id)
-                    for d in await self._records.all_disputes()
-                ),
-            ]
+            transactions = await self._records.transaction_ids()
+            disputes = await self._records.dispute_ids()
+            jobs = chain(
+                ((self._reconcile_transaction, t) for t in transactions),
+                ((self._reconcile_dispute, d) for d in disputes),
+            )
         if self.management_room is not None:
-            jobs.append(partial(self.repair_room, self.management_room))
-        limit = asyncio.Semaphore(RECONCILE_CONCURRENCY)
+            jobs = chain(jobs, [(self.repair_room, self.management_room)])
+        done = 0
 
-        async def one(job: Callable[[], Awaitable[None]]) -> None:
-            async with limit:
+        async def worker() -> None:
+            nonlocal done
+            for job, object_id in jobs:  # shared: each job is taken by one worker
                 try:
-                    await job()
+                    await job(object_id)
                 except (MarketError, HomeserverUnavailable, MatrixError) as e:
-                    self._log.warning("Could not bring a room back to its plan: %s", e)
+                    self._log.warning("Could not bring %s back to its plan: %s", object_id, e)
+                done += 1
 
-        await asyncio.gather(*(one(job) for job in jobs))
-        self._log.info("Compared %d rooms with their plans", len(jobs))
+        await asyncio.gather(*(worker() for _ in range(RECONCILE_CONCURRENCY)))
+        self._log.info("Compared %d rooms with their plans", done)
 
     async def repair_room(self, room_id: str, *, changing: bool = False) -> None:
         """Put one managed room back to its plan (what the policy bot does on drift);

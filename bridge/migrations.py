@@ -17,6 +17,7 @@ def bridge_upgrade_table() -> UpgradeTable:
     table.register(description="Disputes")(_v4_disputes)
     table.register(description="Admin overrides, settings and the audit trail")(_v5_moderation)
     table.register(description="Policy bot: planned actions, mutes, audit by object")(_v6_policy)
+    table.register(description="The chat list: transactions and disputes by party")(_v7_by_party)
     return table
 
 
@@ -228,3 +229,11 @@ async def _v6_policy(conn: Connection, scheme: Scheme) -> None:
         "CREATE INDEX inbox_events_by_sender ON inbox_events (room_id, sender, origin_server_ts)"
     )
     await conn.execute("CREATE INDEX inbox_events_by_room ON inbox_events (room_id, seq)")
+
+
+async def _v7_by_party(conn: Connection, scheme: Scheme) -> None:
+    # The chat list finds a user's transactions as buyer or seller, then each one's disputes;
+    # without these indexes both read their whole table (transactions: 9 ms at 100,000).
+    await conn.execute("CREATE INDEX transactions_by_buyer ON transactions (buyer_id)")
+    await conn.execute("CREATE INDEX transactions_by_seller ON transactions (seller_id)")
+    await conn.execute("CREATE INDEX disputes_by_transaction ON disputes (transaction_id)")

@@ -211,10 +211,6 @@ class Records:
         chats.sort(key=lambda chat: (-chat.created_at, chat.key))
         return chats
 
-    async def all_transactions(self) -> list[TransactionRecord]:
-        rows = await self._db.fetch(_SELECT_TRANSACTION + " ORDER BY t.created_at")
-        return [_record(row) for row in rows]
-
     async def insert_transaction(
         self, transaction_id: str, title: str, buyer: Party, seller: Party, room_version: str
     ) -> tuple[TransactionRecord, bool]:
@@ -448,9 +444,13 @@ class Records:
         )
         return [row["room_id"] for row in rows]
 
-    async def all_disputes(self) -> list[DisputeRecord]:
-        rows = await self._db.fetch(_SELECT_DISPUTE + " ORDER BY created_at")
-        return [_dispute(row) for row in rows]
+    async def transaction_ids(self) -> list[str]:
+        rows = await self._db.fetch("SELECT transaction_id FROM transactions ORDER BY created_at")
+        return [row["transaction_id"] for row in rows]
+
+    async def dispute_ids(self) -> list[str]:
+        rows = await self._db.fetch("SELECT dispute_id FROM disputes ORDER BY created_at")
+        return [row["dispute_id"] for row in rows]
 
     async def done_actions(self, room_id: str) -> set[str]:
         """The keys of the actions the bot has completed in a room."""

@@ -1,0 +1,1 @@
+"""Benchmarks: the bridge measured against Synapse itself, in the same run (`make bench`)."""

@@ -1,0 +1,66 @@
+"""``python -m bench``: every benchmark against loopback servers; a table and a JSON file.
+
+start Synapse (+ the recording appservice) -> each benchmark in turn, each starting and
+stopping what else it needs (a bridge process, databases, receivers) -> table on stdout,
+figures with their targets in bench/results/latest.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import delivery, ingest, latency, payment, provisioning, scale
+from .env import bench_env
+from .plan import FULL, SMOKE
+from .report import Result, table, write_json
+
+BENCHMARKS = {
+    "latency": latency.run,
+    "provisioning": provisioning.run,
+    "payment": payment.run,
+    "ingest": ingest.run,
+    "delivery": delivery.run,
+    "scale": scale.run,
+}
+RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="tiny counts (what make test runs)")
+    parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS), help="run only these")
+    parser.add_argument("--output", type=Path, help=f"JSON file (default {RESULTS})")
+    return parser.parse_args(argv)
+
+
+async def run(names: list[str], smoke: bool, output: Path) -> list[Result]:
+    started = time.time()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
+        async with bench_env(Path(workdir)) as env:
+            for name in names:
+                print(f"running {name} ...", file=sys.stderr, flush=True)
+                results.append(await BENCHMARKS[name](env, SMOKE if smoke else FULL))
+    write_json(results, output, "smoke" if smoke else "full", started)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    output = args.output or RESULTS
+    results = asyncio.run(run(args.only or list(BENCHMARKS), args.smoke, output))
+    print(table(results))
+    missed = [f"{r.benchmark}: {f.name}" for r in results for f in r.figures if f.met is False]
+    print(f"\nwritten to {output}; " + (f"targets missed: {missed}" if missed else "all met"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

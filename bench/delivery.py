@@ -1,0 +1,195 @@
+"""Webhook delivery: signed deliveries a second, draining a backlog spread over many rooms.
+
+A fresh PostgreSQL outbox is seeded with message.created notifications (as the inbox worker
+queues them), round-robin over the rooms; then the real outbox worker runs in this process
+against a bare receiver that answers 200 and notes each webhook id, until every row is
+delivered:
+
+    outbox (deliveries rows, delivery_rooms streams)
+        -> OutboxWorker: due heads -> lease -> signed POST -> delivered -> next head
+        -> receiver (this process): 200, id noted
+    clock: the worker's start -> the last delivered_at (the database's own stamps)
+
+Every id must arrive at least once. Queued-to-delivered counts a row queued before the
+worker started from that start: with a backlog it is mostly the wait in line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import random
+import secrets
+import time
+from collections import Counter
+from contextlib import AsyncExitStack
+
+import asyncpg
+from aiohttp import ClientSession, ClientTimeout, web
+from mautrix.util.async_db import Database
+from prometheus_client import CollectorRegistry
+
+from bridge.database import create_database, start_database
+from bridge.metrics import Metrics
+from bridge.outbox import Outbox, OutboxWorker, add_notifications
+from policy.notifications import Participant, RoomContext, message_notifications
+from tests.harness import free_port
+
+from .env import Env
+from .ingest import DatabaseBackends, merge_backends
+from .plan import Scale
+from .report import Figure, Result, at_least, percentiles
+
+TARGET_PER_SECOND = 1000
+POLL_SECONDS = 0.05
+# Generous (a tenth of the target rate), yet bounded.
+MIN_WAIT_SECONDS = 60.0
+SLOWEST_RATE = TARGET_PER_SECOND / 10
+
+_WORDS = (
+    "hello is the jacket still for sale I would like to know the size and whether it has "
+    "any marks on the sleeves could you post it on monday I am paying now via the marketplace "
+    "thank you for the quick answer the parcel arrived today and it looks great"
+).split()
+
+
+class Receiver:
+    """The marketplace's end at its fastest: no signature check, 200, the id noted."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.arrivals: Counter[str] = Counter()  # webhook id -> times answered 200
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks"
+
+    async def start(self) -> None:
+        async def receive(request: web.Request) -> web.Response:
+            await request.read()
+            self.arrivals[request.headers.get("webhook-id", "")] += 1
+            return web.Response()
+
+        app = web.Application()
+        app.router.add_post("/hooks", receive)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+async def run(env: Env, scale: Scale) -> Result:
+    result = Result("delivery")
+    database_url = await env.postgres()
+    receiver = Receiver()
+    async with AsyncExitStack() as stack:
+        await receiver.start()
+        stack.push_async_callback(receiver.stop)
+        config = env.bridge_config(database_url, webhooks={"url": receiver.url})
+        db = create_database(config.database)
+        await start_database(db)
+        stack.push_async_callback(db.stop)
+        session = await stack.enter_async_context(
+            ClientSession(timeout=ClientTimeout(total=60))  # as the bridge's own
+        )
+        ids = await _seed(db, scale, config.webhooks.retry_for_seconds * 1000)
+        body_bytes = await db.fetchval("SELECT AVG(LENGTH(body)) FROM outbox")
+        backends = DatabaseBackends(database_url, config.database.max_connections)
+        await backends.refresh()
+        meter = env.meter(**backends.meters())
+        worker = OutboxWorker(Outbox(db), config.webhooks, session, Metrics(CollectorRegistry()))
+        meter.start()
+        started_ms = int(time.time() * 1000)
+        worker_task = asyncio.create_task(worker.run(), name="bench-outbox")
+        stack.push_async_callback(_cancel, worker_task)
+        await _until_delivered(database_url, len(ids), worker_task)
+        await backends.refresh()
+        result.cpu_seconds = merge_backends(meter.stop())
+        await _cancel(worker_task)
+        rows = await db.fetch("SELECT id, created_at, delivered_at, attempts FROM outbox")
+    missing = ids - set(receiver.arrivals)
+    if missing:
+        raise RuntimeError(f"{len(missing)} of {len(ids)} webhooks never arrived")
+    last_ms = max(row["delivered_at"] for row in rows)
+    elapsed = max(last_ms - started_ms, 1) / 1000
+    waited = [(row["delivered_at"] - max(row["created_at"], started_ms)) for row in rows]
+    spread = percentiles(waited)
+    repeats = sum(receiver.arrivals.values()) - len(receiver.arrivals)
+    retried = sum(1 for row in rows if row["attempts"] > 1)
+    result.figures = [
+        at_least("deliveries/s", len(ids) / elapsed, "/s", TARGET_PER_SECOND),
+        Figure("queued -> delivered p50", spread["p50"], "ms"),
+        Figure("queued -> delivered p99", spread["p99"], "ms"),
+    ]
+    result.notes = (
+        f"{len(ids)} message.created webhooks (mean body {body_bytes:.0f} bytes) over "
+        f"{scale.delivery_rooms} rooms in {elapsed:.2f}s; {repeats} delivered twice, "
+        f"{retried} needed a retry"
+    )
+    return result
+
+
+async def _seed(db: Database, scale: Scale, retry_for_ms: int) -> set[str]:
+    """The backlog, queued as the inbox worker queues it (one database transaction)."""
+    rng = random.Random(5)  # noqa: S311 (test data, not security)
+    rooms = [
+        (f"!{secrets.token_urlsafe(13)}:localhost", f"tx-{n:05d}")
+        for n in range(scale.delivery_rooms)
+    ]
+    bot = "@marketbot:localhost"
+    ids: set[str] = set()
+    now = int(time.time() * 1000)
+    async with db.acquire() as conn, conn.transaction():
+        for n in range(scale.deliveries):
+            r = n % len(rooms)
+            room_id, transaction_id = rooms[r]
+            buyer = Participant(f"b-{r}", f"@buyer-{r}:localhost", "buyer")
+            seller = Participant(f"s-{r}", f"@seller-{r}:localhost", "seller")
+            context = RoomContext(room_id, "transaction", transaction_id, (buyer, seller), bot)
+            event = {
+                "type": "m.room.message",
+                "room_id": room_id,
+                "sender": rng.choice((buyer, seller)).matrix_id,
+                "event_id": "$" + base64.urlsafe_b64encode(rng.randbytes(32)).decode()[:43],
+                "origin_server_ts": now + n,
+                "content": {
+                    "msgtype": "m.text",
+                    "body": " ".join(rng.choice(_WORDS) for _ in range(rng.randint(10, 30))),
+                },
+            }
+            notifications, _ = message_notifications(event, context)
+            await add_notifications(conn, room_id, notifications, retry_for_ms)
+            ids.update(notification.id for notification in notifications)
+    if len(ids) != scale.deliveries:
+        raise RuntimeError(f"seeded {len(ids)} webhooks, wanted {scale.deliveries}")
+    return ids
+
+
+async def _cancel(task: asyncio.Task) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def _until_delivered(database_url: str, total: int, worker: asyncio.Task) -> None:
+    """Poll (on a connection of its own, not the worker's pool) until every row is delivered."""
+    deadline = time.monotonic() + max(MIN_WAIT_SECONDS, total / SLOWEST_RATE)
+    conn = await asyncpg.connect(database_url, timeout=10)
+    try:
+        while True:
+            delivered = await conn.fetchval(
+                "SELECT COUNT(*) FROM outbox WHERE status = 'delivered'"
+            )
+            if delivered == total:
+                return
+            if worker.done():
+                raise RuntimeError(f"the outbox worker stopped: {worker!r}")
+            if time.monotonic() > deadline:
+                status = await conn.fetch("SELECT status, COUNT(*) FROM outbox GROUP BY status")
+                raise TimeoutError(f"not all {total} webhooks delivered in time: {status}")
+            await asyncio.sleep(POLL_SECONDS)
+    finally:
+        await conn.close()

@@ -1,0 +1,107 @@
+"""A bridge process and a buyer and seller, for the benchmarks that go through Synapse."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from aiohttp import ClientSession
+from nio import AsyncClient, JoinResponse
+
+from tests.harness import BridgeProcess, MarketClient, WebhookReceiver, random_secret
+
+from .env import Env
+
+
+@dataclass
+class Market:
+    """The bridge (its own process), the marketplace's client, and a buyer and a seller."""
+
+    env: Env
+    process: BridgeProcess
+    api: MarketClient
+    hooks: WebhookReceiver
+    buyer: AsyncClient
+    seller: AsyncClient
+    buyer_uid: str
+    seller_uid: str
+
+    def pid(self) -> int | None:
+        return self.process.process.pid if self.process.process else None
+
+    def transaction(self) -> dict:
+        return {
+            "transaction_id": f"bench-{uuid.uuid4().hex[:12]}",
+            "title": "Vintage bike",
+            "buyer": {"user_id": self.buyer_uid, "matrix_id": self.buyer.user_id},
+            "seller": {"user_id": self.seller_uid, "matrix_id": self.seller.user_id},
+        }
+
+    async def create(self) -> dict:
+        status, body = await self.api.call("POST", "/transactions", self.transaction())
+        if status != 201:
+            raise RuntimeError(f"create answered {status}: {body}")
+        return body
+
+    async def open_room(self) -> dict:
+        """A paid transaction whose room both parties joined."""
+        created = await self.create()
+        for party in (self.buyer, self.seller):
+            response = await party.join(created["room_id"])
+            if not isinstance(response, JoinResponse):
+                raise RuntimeError(f"join failed: {response}")
+        path = f"/transactions/{created['transaction_id']}/payment"
+        status, body = await self.api.call("POST", path)
+        if status != 200:
+            raise RuntimeError(f"payment answered {status}: {body}")
+        return created
+
+
+async def _user(env: Env, role: str) -> AsyncClient:
+    account = await asyncio.to_thread(
+        env.synapse.register_user, f"{role}-{uuid.uuid4().hex[:8]}", random_secret()
+    )
+    client = AsyncClient(env.synapse.url, account["user_id"])
+    client.user_id, client.access_token = account["user_id"], account["access_token"]
+    client.device_id = account["device_id"]
+    return client
+
+
+@asynccontextmanager
+async def market(env: Env) -> AsyncIterator[Market]:
+    """The bridge on a fresh PostgreSQL database, webhooks to a receiver in this process."""
+    hooks = WebhookReceiver()
+    await hooks.start()
+    database_url = await env.postgres()
+    # One buyer sends to each room about once a second for the whole run: a flood by the
+    # policy's default (10 in 10 s); the benchmark measures the pipeline, not the mute.
+    config = env.bridge_config(
+        database_url, webhooks={"url": hooks.url}, policy={"flood_messages": 10000}
+    )
+    process = BridgeProcess(config, env.workdir)
+    buyer, seller = await _user(env, "buyer"), await _user(env, "seller")
+    try:
+        await process.start()
+        async with ClientSession() as session:
+            base = f"http://127.0.0.1:{config.server.port}"
+            api = MarketClient(session, base, config.api.token.get_secret_value(), None)
+            yield Market(
+                env,
+                process,
+                api,
+                hooks,
+                buyer,
+                seller,
+                f"b-{uuid.uuid4().hex[:6]}",
+                f"s-{uuid.uuid4().hex[:6]}",
+            )
+    finally:
+        if process.process is not None and process.process.poll() is None:
+            process.kill(signal.SIGTERM)
+        for client in (buyer, seller):
+            await client.close()
+        await hooks.stop()

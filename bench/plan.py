@@ -1,0 +1,44 @@
+"""How much each benchmark does: the full run (`make bench`) and the smoke run (in make test)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Scale:
+    # 1. message -> webhook
+    messages: int = 1000
+    message_rooms: int = 20
+    messages_per_second: float = 20.0
+    # 2. room provisioning (ours, then the same Synapse calls made directly)
+    provisioned_rooms: int = 100
+    provisioning_concurrency: int = 8
+    # 3. payment -> open
+    payments: int = 50
+    # 4. ingest: homeserver transactions of 100 events
+    ingest_transactions: int = 200
+    ingest_concurrency: int = 4
+    # 5. webhook delivery from a backlog
+    deliveries: int = 5000
+    delivery_rooms: int = 100
+    # 6. scale and memory
+    seeded_transactions: int = 100_000
+    active_rooms: int = 10_000
+    lookups: int = 2000
+
+
+FULL = Scale()
+SMOKE = Scale(
+    messages=20,
+    message_rooms=2,
+    provisioned_rooms=4,
+    provisioning_concurrency=2,
+    payments=2,
+    ingest_transactions=3,
+    deliveries=200,
+    delivery_rooms=10,
+    seeded_transactions=500,
+    active_rooms=100,
+    lookups=50,
+)
