@@ -24,12 +24,12 @@ from policy.notices import violation_alert
 from policy.notifications import Notification, RoomContext, violation_notification
 from policy.rooms import Participants, RoomKind
 from policy.rules import Action, Verdict, content_rules_from, judge_event
-from policy.states import Access, TransactionState, dispute_access, transaction_access
+from policy.states import TransactionState
 
 from .actions import ActionKind, PlannedAction
 from .audit import AuditEntry
 from .config import Config
-from .records import DisputeRecord, TransactionRecord
+from .records import DisputeRecord, TransactionRecord, room_access
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,15 +93,7 @@ class Enforcer:
         exempt = sender == self._bot or sender in self._admins
         if exempt or record is None or context is None:
             return NOTHING
-        if dispute is not None:
-            access = dispute_access(dispute.state)
-        else:
-            access = transaction_access(
-                record.state,
-                record.open_dispute is not None,
-                self._config.disputes.freeze_transaction_room,
-                Access(record.access_override) if record.access_override else None,
-            )
+        access = room_access(record, self._config.disputes.freeze_transaction_room, dispute)
         recent, muted_until = await self._history(conn, event)
         verdict = judge_event(
             event_type,

@@ -55,7 +55,6 @@ from policy.states import (
     decide_payment,
     decide_resolve,
     dispute_access,
-    transaction_access,
 )
 
 from .audit import AuditEntry
@@ -69,6 +68,7 @@ from .records import (
     Party,
     Records,
     TransactionRecord,
+    room_access,
     room_context,
 )
 
@@ -233,12 +233,7 @@ class Market:
             await self._ensure_dispute_room(dispute, transaction, changing=changing)
 
     def access_for(self, record: TransactionRecord) -> Access:
-        return transaction_access(
-            record.state,
-            record.open_dispute is not None,
-            self._config.disputes.freeze_transaction_room,
-            Access(record.access_override) if record.access_override else None,
-        )
+        return room_access(record, self._config.disputes.freeze_transaction_room)
 
     # --- moderation -------------------------------------------------------------------------
 

@@ -8,7 +8,15 @@ from dataclasses import dataclass
 from mautrix.util.async_db import Connection, Database
 
 from policy.notifications import Notification, Participant, RoomContext
-from policy.states import DisputeState, Outcome, TransactionState, Transition
+from policy.states import (
+    Access,
+    DisputeState,
+    Outcome,
+    TransactionState,
+    Transition,
+    dispute_access,
+    transaction_access,
+)
 
 from .audit import AuditEntry, write_audit
 from .database import rows_affected
@@ -150,6 +158,20 @@ def room_context(
             *(Participant(None, admin, "admin") for admin in admins),
         ),
         bot=bot,
+    )
+
+
+def room_access(
+    record: TransactionRecord, freeze_on_dispute: bool, dispute: DisputeRecord | None = None
+) -> Access:
+    """Who may post in the transaction's room (or in this dispute's room) now."""
+    if dispute is not None:
+        return dispute_access(dispute.state)
+    return transaction_access(
+        record.state,
+        record.open_dispute is not None,
+        freeze_on_dispute,
+        Access(record.access_override) if record.access_override else None,
     )
 
 
