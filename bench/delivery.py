@@ -36,8 +36,8 @@ from policy.notifications import Participant, RoomContext, message_notifications
 from tests.harness import free_port
 
 from .env import Env
-from .ingest import DatabaseBackends, merge_backends
 from .plan import Scale
+from .postgres import DatabaseBackends, merge_backends
 from .report import Figure, Result, at_least, percentiles
 
 TARGET_PER_SECOND = 1000

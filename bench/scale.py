@@ -39,8 +39,8 @@ from tests.harness import BridgeProcess
 
 from .cpu import peak_rss_mb
 from .env import Env
-from .ingest import DatabaseBackends, merge_backends
 from .plan import Scale
+from .postgres import DatabaseBackends, merge_backends
 from .report import Figure, Result, at_most, percentiles
 
 TARGET_LOOKUP_MS = 10
