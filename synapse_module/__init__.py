@@ -86,7 +86,7 @@ class MarketplaceModule:
     async def check_event_for_spam(self, event: Any) -> Any:
         """A party's event in a managed room that breaks a content rule never gets in."""
         assert self._rules is not None
-        if getattr(event, "is_state", lambda: False)() or self._lockdown.exempt(event.sender):
+        if event.is_state() or self._lockdown.exempt(event.sender):
             return NOT_SPAM
         if not self._api.is_mine(event.sender):
             return NOT_SPAM  # federation is off; a remote event is not ours to judge here
