@@ -151,8 +151,10 @@ def message_notifications(
     author = context.participant(sender) or Participant(None, sender, "other")
     relates = content.get("m.relates_to") or {}
     if related is not None:
-        if related_sender is not None and related_sender != sender:
-            return [], None  # only a message's author can edit it
+        if related_sender != sender:
+            # Only a message's author can edit it, and only a message of this room: an edit
+            # of an event unknown here (another room's, say) says nothing to the marketplace.
+            return [], None
         original = related
         new_content = content.get("m.new_content") or {}
         text = preview(new_content.get("body") if isinstance(new_content, dict) else "")

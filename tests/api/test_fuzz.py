@@ -1,5 +1,6 @@
 """The marketplace API under generated input (schemathesis, from our own OpenAPI document):
-valid and invalid calls alike get an answer the document allows, never a 500."""
+valid and invalid calls alike get an answer the document allows (status, content type and
+body schema), never a 500; without the right token every operation is 401."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ from pathlib import Path
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from bridge.openapi import openapi_document
 from tests.harness import BridgeProcess, free_port, make_config, random_secret
@@ -68,3 +74,51 @@ def test_no_input_makes_a_server_error(case, bridge_url: str) -> None:
     assert response.status_code < 500 or response.status_code == 503, response.text
     if response.status_code >= 400:
         assert response.json()["errcode"].startswith("MARKET_"), response.text
+    # The answer is one the document declares, with the body its schema describes.
+    case.validate_response(response, checks=CONFORMANCE)
+
+
+CONFORMANCE = [status_code_conformance, content_type_conformance, response_schema_conformance]
+OPERATIONS = [
+    (method.upper(), path)
+    for path, item in openapi_document()["paths"].items()
+    for method in item
+    if method != "parameters"
+]
+BAD_AUTH = [
+    {},
+    {"Authorization": ""},
+    {"Authorization": "Bearer "},
+    {"Authorization": f"Basic {TOKEN}"},
+    {"Authorization": TOKEN},
+    {"Authorization": f"Bearer {TOKEN[:-1]}"},
+    {"Authorization": f"Bearer {TOKEN}x"},
+    {"Authorization": f"Bearer {TOKEN.swapcase()}"},
+    {"Authorization": f"Bearer {random_secret()}"},
+]
+
+
+def test_every_operation_is_covered() -> None:
+    # The parametrization below reads the document; this keeps it from silently shrinking.
+    assert len(OPERATIONS) == 13  # every route of bridge/api.py but openapi.json
+    assert ("GET", "/openapi.json") not in OPERATIONS  # the one public call is not listed
+
+
+@pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
+def test_missing_or_wrong_auth_is_401_on_every_operation(
+    method: str, path: str, bridge_url: str
+) -> None:
+    operation = schema[path][method]
+
+    @given(operation.as_strategy())
+    @settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck))
+    def refused(case) -> None:
+        for headers in BAD_AUTH:
+            case.headers = {k: v for k, v in (case.headers or {}).items() if k != "Authorization"}
+            response = case.call(base_url=bridge_url, headers=headers)
+            assert response.status_code == 401, (headers, response.text)
+            errcode = response.json()["errcode"]
+            assert errcode in ("MARKET_MISSING_TOKEN", "MARKET_UNKNOWN_TOKEN"), response.text
+            case.validate_response(response, checks=CONFORMANCE)
+
+    refused()

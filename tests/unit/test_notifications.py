@@ -81,6 +81,8 @@ def test_media_metadata_is_what_the_client_declared(content) -> None:
         ({**event(), "type": "m.room.topic", "state_key": ""}, None),
         ({**event(), "state_key": ""}, None),  # a message type sent as state
         (event(**{"m.relates_to": {"rel_type": "m.replace", "event_id": "$o"}}), "@seller:hs"),
+        # An edit of an event this room never had (another room's): nothing.
+        (event(**{"m.relates_to": {"rel_type": "m.replace", "event_id": "$o"}}), None),
         ({**event(), "type": "m.room.redaction", "content": {"redacts": "$o"}}, "@bot:hs"),
         ({**event(), "type": "m.room.redaction", "content": {"redacts": "$o"}}, None),
     ],
