@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint docs install clean bench
+.PHONY: run test lint docs install clean bench chaos
 
 # One venv; each stamp records which extras are installed and is redone when pyproject changes.
 $(BIN)/python:
@@ -33,6 +33,11 @@ test: $(VENV)/.test-installed lint
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+## Fault injection, long mode: 50 kill cycles, minutes-long outages (see docs/reliability.md).
+## `make test` runs the short version. CHAOS_ARGS adds options (--chaos-seed=N, ...).
+chaos: $(VENV)/.test-installed
+	$(BIN)/python -m pytest tests/chaos -m chaos --chaos-long -o timeout=3600 $(CHAOS_ARGS)
 
 ## Benchmarks against Synapse in the same run (about 7 minutes): a table, and the figures
 ## with their targets in bench/results/latest.json. See docs/performance.md.

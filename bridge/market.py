@@ -564,6 +564,15 @@ class Market:
         assert record.room_id is not None
         if not fresh:
             await self._ensure_state(record.room_id, plan, changing=changing)
+            # Another bridge process may have changed the transaction while this one wrote the
+            # room's state from an older record, and written first: whoever reads the change
+            # after writing puts the room to the latest access (the last writer's is right).
+            while (
+                latest := await self._records.get_transaction(record.transaction_id)
+            ) is not None and self.access_for(latest) is not self.access_for(record):
+                record = latest
+                plan = await self.plan_for(record)
+                await self._ensure_state(record.room_id, plan, changing=changing)
         if check_members:
             allowed = allowed_members(RoomKind.TRANSACTION, self._participants(record))
             await self._ensure_members(record.room_id, plan.invitees, allowed)

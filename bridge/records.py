@@ -293,6 +293,22 @@ class Records:
         provided the state is still the one the transition was decided on (else None: another
         bridge process changed it meanwhile)."""
         stamp = "paid_at" if transition.state is TransactionState.PAID else "closed_at"
+        try:
+            return await self._apply_transition(
+                record, transition, notification, audit, retry_for_ms, stamp
+            )
+        except _DisputeOpenedMeanwhile:
+            return None
+
+    async def _apply_transition(
+        self,
+        record: TransactionRecord,
+        transition: Transition,
+        notification: Notification,
+        audit: AuditEntry,
+        retry_for_ms: int,
+        stamp: str,
+    ) -> TransactionRecord | None:
         async with self._db.acquire() as conn, conn.transaction():
             status = await conn.execute(
                 f"UPDATE transactions SET state = $2, outcome = $3, {stamp} = $4,"  # noqa: S608
@@ -305,6 +321,13 @@ class Records:
             )
             if rows_affected(status) == 0:
                 return None
+            # The UPDATE holds the row, which opening a dispute takes first (insert_dispute):
+            # a dispute another process opened meanwhile is visible now. Undo, and decide again.
+            if await conn.fetchval(
+                "SELECT 1 FROM disputes WHERE transaction_id = $1 AND state = 'open'",
+                record.transaction_id,
+            ):
+                raise _DisputeOpenedMeanwhile
             stream = record.room_id or f"transaction:{record.transaction_id}"
             await add_notifications(conn, stream, [notification], retry_for_ms)
             await write_audit(conn, audit, notification.occurred_at)
@@ -334,6 +357,19 @@ class Records:
             row = await conn.fetchrow(_SELECT_DISPUTE + " WHERE dispute_id = $1", dispute_id)
             created = row is None
             if created:
+                # Take the transaction's row, and only while it is still paid: a close or a
+                # payment in another bridge process either went first (and this refuses) or
+                # waits for this one to commit (and then sees the dispute; apply_transition).
+                status = await conn.execute(
+                    "UPDATE transactions SET access_override = NULL"
+                    " WHERE transaction_id = $1 AND state = $2",
+                    transaction.transaction_id,
+                    TransactionState.PAID.value,
+                )
+                if rows_affected(status) == 0:
+                    raise MarketError.invalid_state(
+                        "a dispute needs a paid transaction; this one changed meanwhile"
+                    )
                 await conn.execute(
                     "INSERT INTO disputes (dispute_id, transaction_id, reason, opened_by, state,"
                     " room_version, created_at) VALUES ($1, $2, $3, $4, 'open', $5, $6)",
@@ -508,6 +544,10 @@ def _refuse_different(what: str, *fields: tuple[str, object, object]) -> None:
         raise MarketError.conflict(
             f"{what} exists with a different " + ", ".join(differing), fields=differing
         )
+
+
+class _DisputeOpenedMeanwhile(Exception):
+    """Rolls back a transition that found a dispute opened by another process."""
 
 
 async def _clear_override(conn: Connection, transaction_id: str) -> None:

@@ -14,6 +14,7 @@ from nio import AsyncClient
 
 from tests.harness import (
     API_TIMINGS,
+    CHAOS_FIGURES,
     MAKE_RUN_READY,
     SYNAPSE_READY,
     WEBHOOK_LATENCY,
@@ -24,6 +25,21 @@ from tests.harness import (
 )
 
 BACKENDS = ["sqlite", "postgres"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("chaos", "fault injection (tests/chaos)")
+    group.addoption(
+        "--chaos-long",
+        action="store_true",
+        help="the long chaos run (make chaos): 50 kill cycles, minutes-long outages",
+    )
+    group.addoption("--chaos-cycles", type=int, help="fault cycles per scenario (default 10)")
+    group.addoption("--chaos-messages", type=int, help="messages sent per cycle (default 4)")
+    group.addoption(
+        "--chaos-outage", type=float, help="seconds each receiver fault lasts (default 2)"
+    )
+    group.addoption("--chaos-seed", type=int, help="the random seed (default: a new one)")
 
 
 @pytest.fixture(params=BACKENDS)
@@ -114,6 +130,8 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
             f"message -> webhook: p50 {statistics.median(latencies) * 1000:.0f} ms, "
             f"max {max(latencies) * 1000:.0f} ms over {len(latencies)} messages"
         )
+    for line in config.stash.get(CHAOS_FIGURES, []):
+        terminalreporter.write_line(line)
     for operation, seconds in sorted(config.stash.get(API_TIMINGS, {}).items()):
         terminalreporter.write_line(
             f"{operation}: p50 {statistics.median(seconds) * 1000:.0f} ms, "

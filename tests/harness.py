@@ -41,6 +41,8 @@ MAKE_RUN_READY = pytest.StashKey[list[tuple[str, float, float]]]()
 WEBHOOK_LATENCY = pytest.StashKey[list[float]]()
 # How long marketplace API calls took against a real Synapse, printed at the end of the run.
 API_TIMINGS = pytest.StashKey[dict[str, list[float]]]()
+# One line of figures per chaos scenario (tests/chaos), printed at the end of the run.
+CHAOS_FIGURES = pytest.StashKey[list[str]]()
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 

@@ -1,0 +1,66 @@
+"""Scenario 2: the bridge's PostgreSQL connections cut and restored mid-stream."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from pathlib import Path
+
+import pytest
+from yarl import URL
+
+from tests.chaos.common import Ledger, Settings, open_room, send_messages
+from tests.e2e.stack import Stack
+from tests.harness import BridgeProcess, TcpProxy, WebhookReceiver
+
+pytestmark = pytest.mark.chaos
+
+
+async def test_database_cuts_mid_stream_lose_nothing(
+    stack: Stack,
+    postgres_url: str,
+    hooks: WebhookReceiver,
+    settings: Settings,
+    rng: random.Random,
+    tmp_path: Path,
+    pytestconfig: pytest.Config,
+) -> None:
+    started = time.monotonic()
+    database = URL(postgres_url)
+    proxy = TcpProxy(database.port or 5432)
+    await proxy.start()
+    via_proxy = str(database.with_port(proxy.port))
+    stack.config = stack.config.model_copy(
+        update={"database": stack.config.database.model_copy(update={"url": via_proxy})}
+    )
+    ledger = Ledger("database cut", settings, hooks)
+    process = BridgeProcess(stack.config, tmp_path)
+    await process.start()
+    cuts = max(5, settings.cycles // 4)
+    try:
+        chat = [await open_room(stack, ledger)]
+        for cycle in range(cuts):
+            stream = asyncio.gather(
+                open_room(stack, ledger, pay=cycle % 2 == 0),
+                send_messages(stack.buyer, ledger, list(chat), settings.messages, rng),
+            )
+            await asyncio.sleep(rng.uniform(0.05, 0.5))
+            await proxy.stop()  # every connection cut, new ones refused
+            await asyncio.sleep(rng.uniform(0.5, 2.0 if not settings.long else 10.0))
+            await proxy.start()
+            ledger.restored.append(time.time())
+            room_id, _ = await stream
+            if ledger.planned[room_id].value == "open":
+                chat.append(room_id)
+            ledger.cycles += 1
+        # One more burst after the last cut: the bridge is whole again.
+        await send_messages(stack.buyer, ledger, chat, settings.messages, rng)
+        await ledger.all_delivered(within=120)
+        await ledger.check_rooms(stack.buyer)
+        assert process.process is not None and process.process.poll() is None, process.log()
+        ledger.report(pytestconfig, started)
+    finally:
+        if process.process and process.process.poll() is None:
+            process.kill()
+        await proxy.stop()
