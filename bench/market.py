@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import uuid
 from collections.abc import AsyncIterator
@@ -12,7 +11,8 @@ from dataclasses import dataclass
 from aiohttp import ClientSession
 from nio import AsyncClient, JoinResponse
 
-from tests.harness import BridgeProcess, MarketClient, WebhookReceiver, random_secret
+from tests.conftest import user_factory
+from tests.harness import BridgeProcess, MarketClient, WebhookReceiver
 
 from .env import Env
 
@@ -61,16 +61,6 @@ class Market:
         return created
 
 
-async def _user(env: Env, role: str) -> AsyncClient:
-    account = await asyncio.to_thread(
-        env.synapse.register_user, f"{role}-{uuid.uuid4().hex[:8]}", random_secret()
-    )
-    client = AsyncClient(env.synapse.url, account["user_id"])
-    client.user_id, client.access_token = account["user_id"], account["access_token"]
-    client.device_id = account["device_id"]
-    return client
-
-
 @asynccontextmanager
 async def market(env: Env) -> AsyncIterator[Market]:
     """The bridge on a fresh PostgreSQL database, webhooks to a receiver in this process."""
@@ -83,10 +73,14 @@ async def market(env: Env) -> AsyncIterator[Market]:
         database_url, webhooks={"url": hooks.url}, policy={"flood_messages": 10000}
     )
     process = BridgeProcess(config, env.workdir)
-    buyer, seller = await _user(env, "buyer"), await _user(env, "seller")
     try:
-        await process.start()
-        async with ClientSession() as session:
+        # The tests' user factory: it needs only `.synapse`, which the env has.
+        async with user_factory(env) as make, ClientSession() as session:  # type: ignore[arg-type]
+            buyer, seller = (
+                await make(f"buyer-{uuid.uuid4().hex[:8]}"),
+                await make(f"seller-{uuid.uuid4().hex[:8]}"),
+            )
+            await process.start()
             base = f"http://127.0.0.1:{config.server.port}"
             api = MarketClient(session, base, config.api.token.get_secret_value(), None)
             yield Market(
@@ -102,6 +96,4 @@ async def market(env: Env) -> AsyncIterator[Market]:
     finally:
         if process.process is not None and process.process.poll() is None:
             process.kill(signal.SIGTERM)
-        for client in (buyer, seller):
-            await client.close()
         await hooks.stop()
