@@ -125,6 +125,18 @@ class MatrixBot:
             raise
         return response["room_id"]
 
+    async def delete_alias(self, alias: str) -> None:
+        """Free one of the bot's aliases; an alias already gone is fine."""
+        try:
+            await self._request(Method.DELETE, _path("directory", "room", alias))
+        except MatrixError as e:
+            if e.status != 404:
+                raise
+
+    async def join(self, room_id: str) -> None:
+        """Join (or stay in) a room; joining one the bot is in already changes nothing."""
+        await self._request(Method.POST, _path("join", room_id), {})
+
     async def get_state(
         self, room_id: str, event_type: str, state_key: str = ""
     ) -> dict[str, Any] | None:
@@ -178,6 +190,17 @@ class MatrixBot:
 
     async def invite(self, room_id: str, user_id: str) -> None:
         await self._request(Method.POST, _path("rooms", room_id, "invite"), {"user_id": user_id})
+
+    async def messages(
+        self, room_id: str, from_token: str | None, limit: int
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of the room's timeline, newest first, and the token of the page before it
+        (None at the room's start)."""
+        query = {"dir": "b", "limit": str(limit), **({"from": from_token} if from_token else {})}
+        response = await self._request(
+            Method.GET, _path("rooms", room_id, "messages"), query_params=query
+        )
+        return response.get("chunk", []), response.get("end")
 
     async def memberships(self, room_id: str) -> dict[str, str]:
         """Every user with a membership event in the room, and that membership."""

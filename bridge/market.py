@@ -73,6 +73,10 @@ from .records import (
 )
 
 RECONCILE_CONCURRENCY = 8
+# How long a room an alias names may stay unknown before it counts as never made (Synapse
+# writes a new room's first events right after taking its alias, normally within milliseconds).
+UNMADE_ROOM_GRACE_SECONDS = 5.0
+UNMADE_ROOM_POLL_SECONDS = 0.25
 
 
 class Market:
@@ -582,28 +586,54 @@ class Market:
     async def _create_or_adopt_room(
         self, kind: RoomKind, object_id: str, room_version: str, plan: RoomPlan
     ) -> tuple[str, bool]:
+        """The object's room: made from the plan, or the one its alias names if an earlier
+        attempt made it (joined, so its state can be read and repaired)."""
         localpart = alias_localpart(self._config.appservice.alias_prefix, kind, object_id)
-        try:
-            room_id = await self._bot.create_room(
-                alias_localpart=localpart,
-                name=plan.name,
-                topic=plan.topic,
-                room_version=room_version,
-                power_levels=plan.power_levels,
-                initial_state=plan.initial_state(),
-                invitees=plan.invitees,
-            )
-        except MatrixError as e:
-            if e.errcode != "M_ROOM_IN_USE":
-                raise
-            alias = f"#{localpart}:{self._config.homeserver.domain}"
-            room_id = await self._bot.resolve_alias(alias)
-            if room_id is None:
-                raise HomeserverUnavailable(f"{alias} is taken but resolves to no room") from e
-            self._log.info("Adopted room %s of %s %s", room_id, kind, object_id)
-            return room_id, False
-        self._log.info("Created room %s for %s %s", room_id, kind, object_id)
-        return room_id, True
+        alias = f"#{localpart}:{self._config.homeserver.domain}"
+        for _ in range(2):
+            try:
+                room_id = await self._bot.create_room(
+                    alias_localpart=localpart,
+                    name=plan.name,
+                    topic=plan.topic,
+                    room_version=room_version,
+                    power_levels=plan.power_levels,
+                    initial_state=plan.initial_state(),
+                    invitees=plan.invitees,
+                )
+            except MatrixError as e:
+                if e.errcode != "M_ROOM_IN_USE":
+                    raise
+                room_id = await self._bot.resolve_alias(alias)
+                if room_id is None:
+                    raise HomeserverUnavailable(f"{alias} is taken but resolves to no room") from e
+                if await self._join_when_made(room_id):
+                    self._log.info("Adopted room %s of %s %s", room_id, kind, object_id)
+                    return room_id, False
+                self._log.warning("%s names %s, a room never made: replacing it", alias, room_id)
+                await self._bot.delete_alias(alias)
+                continue
+            self._log.info("Created room %s for %s %s", room_id, kind, object_id)
+            return room_id, True
+        raise HomeserverUnavailable(f"{alias} was taken again while being replaced")
+
+    async def _join_when_made(self, room_id: str) -> bool:
+        """Join a room an alias names; False if it stays unknown (404) for the grace period.
+
+        Synapse takes a new room's alias before it writes the room's first events: another
+        bridge process may be between the two, or a Synapse stopped there left a room never
+        made, whose alias must be freed."""
+        deadline = time.monotonic() + UNMADE_ROOM_GRACE_SECONDS
+        while True:
+            try:
+                await self._bot.join(room_id)
+                return True
+            except MatrixError as e:
+                if e.status != 404:
+                    raise
+                if time.monotonic() >= deadline:
+                    return False
+            await asyncio.sleep(UNMADE_ROOM_POLL_SECONDS)
 
     async def _ensure_state(self, room_id: str, plan: RoomPlan, *, changing: bool) -> None:
         """Read the room's state once and put back every planned event that departs from it."""

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
+import uuid
+from contextlib import closing
 
 from aiohttp import ClientSession
 from mautrix.appservice import AppServiceAPI
@@ -171,6 +174,43 @@ async def test_a_room_made_before_a_crash_is_adopted_not_doubled(stack: Stack) -
         assert (await bot.get_state(orphan, "m.room.name"))["name"] == body["title"]
         memberships = await bot.memberships(orphan)
         assert memberships[stack.buyer.user_id] == memberships[stack.seller.user_id] == "invite"
+
+
+async def test_an_alias_naming_a_room_never_made_is_replaced(
+    homeserver: Homeserver, stack: Stack
+) -> None:
+    body = stack.transaction()
+    async with stack.running() as bridge:
+        # Synapse stores a new room, takes its alias, then writes the room's first events:
+        # stopped before the last step, it leaves an alias naming a room no one can join.
+        never_made = f"!{uuid.uuid4().hex}:localhost"
+        localpart = alias_localpart("market_", RoomKind.TRANSACTION, body["transaction_id"])
+        alias = f"#{localpart}:localhost"
+        with closing(sqlite3.connect(homeserver.synapse.data_dir / "homeserver.db")) as db, db:
+            db.execute(
+                "INSERT INTO rooms (room_id, is_public, creator, room_version)"
+                " VALUES (?, false, ?, '12')",
+                (never_made, bridge.bot.user_id),
+            )
+            db.execute(
+                "INSERT INTO room_aliases (room_alias, room_id, creator) VALUES (?, ?, ?)",
+                (alias, never_made, bridge.bot.user_id),
+            )
+            db.execute(
+                "INSERT INTO room_alias_servers (room_alias, server) VALUES (?, 'localhost')",
+                (alias,),
+            )
+        assert await bridge.bot.resolve_alias(alias) == never_made
+
+        status, answer = await stack.api.call("POST", "/transactions", body)
+        assert status == 201, answer
+        room_id = answer["room_id"]
+        assert room_id != never_made
+        assert await bridge.bot.resolve_alias(alias) == room_id
+        memberships = await bridge.bot.memberships(room_id)
+        assert memberships[stack.buyer.user_id] == memberships[stack.seller.user_id] == "invite"
+        await join(stack.buyer, room_id)
+        await assert_refused(stack.buyer, room_id)  # locked until payment, as planned
 
 
 async def test_a_homeserver_outage_is_503_and_the_retry_completes(
