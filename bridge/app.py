@@ -39,6 +39,7 @@ from .market import Market
 from .metrics import Metrics
 from .outbox import Outbox, OutboxRow, OutboxWorker
 from .records import Records
+from .recovery import Recovery
 from .transcripts import Transcripts
 
 CONNECT_RETRY_MAX = 30.0
@@ -53,6 +54,7 @@ class Bridge:
         self.api: AppServiceAPI | None = None
         self.metrics: Metrics | None = None
         self.market: Market | None = None
+        self.records: Records | None = None
         self.bot: MatrixBot | None = None
         self.web_app: web.Application | None = None
         self._session: ClientSession | None = None
@@ -80,7 +82,7 @@ class Bridge:
         self.outbox_worker = OutboxWorker(
             self.outbox, config.webhooks, self._session, self.metrics, self._announce_dead
         )
-        records = Records(self.db)
+        self.records = records = Records(self.db)
         self.market = Market(config, records, self.bot, on_queued=self.outbox_worker.wake)
         transcripts = Transcripts(self.db, records)
         commands = CommandRunner(config, self.market, records, transcripts, self.bot)
@@ -102,11 +104,24 @@ class Bridge:
             on_planned=self.action_worker.wake,
             on_message=commands.handle,
         )
+        self.recovery = Recovery(
+            self.bot,
+            self.events,
+            self._rooms_to_catch_up,
+            self._check_database,
+            config.appservice.id,
+            config.homeserver.watch_interval_seconds,
+            on_stored=self.inbox_worker.wake,
+        )
         self.web_app = web.Application(client_max_size=config.appservice.max_transaction_bytes)
         HomeserverRoutes(
             config.appservice.hs_token.get_secret_value(),
             HomeserverInbound(
-                self.events, config.bot_mxid, self.metrics, on_stored=self.inbox_worker.wake
+                self.events,
+                config.bot_mxid,
+                self.metrics,
+                on_stored=self.inbox_worker.wake,
+                on_store_failed=self.recovery.store_failed,
             ),
             logging.getLogger("bridge.homeserver"),
         ).add_to(self.web_app)
@@ -136,6 +151,7 @@ class Bridge:
             asyncio.create_task(self.inbox_worker.run(), name="inbox"),
             asyncio.create_task(self.outbox_worker.run(), name="outbox"),
             asyncio.create_task(self.action_worker.run(), name="actions"),
+            asyncio.create_task(self.recovery.run(), name="recovery"),
         ]
         self.log.info(
             "Listening on %s:%d as %s",
@@ -196,6 +212,11 @@ class Bridge:
             f"Webhook {row.id} ({row.type}) for {row.stream} was given up ({error}). "
             "See GET /api/v1/webhooks/failed; POST /api/v1/webhooks/replay sends it again.",
         )
+
+    async def _rooms_to_catch_up(self) -> list[str]:
+        assert self.market is not None and self.records is not None
+        management = self.market.management_room
+        return [*await self.records.active_rooms(), *([management] if management else [])]
 
     async def _check_database(self) -> None:
         assert self.db is not None

@@ -62,6 +62,12 @@ class HomeserverConfig(_Section):
 
     url: AnyHttpUrl = Field(description="Client-server API base URL the bridge calls.")
     domain: str = Field(description="The homeserver's server name (the part after ':').")
+    watch_interval_seconds: float = Field(
+        ge=0,
+        le=60,
+        description="How often the bridge checks the homeserver answers; after an outage it"
+        " reads back the events a restarted Synapse never sent. 0: never.",
+    )
 
     @field_validator("domain")
     @classmethod

@@ -93,6 +93,15 @@ class EventStore:
         )
         return StoredEvent(**dict(row)) if row else None
 
+    async def known_since(self, room_id: str, since_ts: int) -> set[str]:
+        """Ids of the room's stored events sent at or after ``since_ts`` (homeserver time)."""
+        rows = await self._db.fetch(
+            "SELECT event_id FROM inbox_events WHERE room_id = $1 AND origin_server_ts >= $2",
+            room_id,
+            since_ts,
+        )
+        return {row["event_id"] for row in rows}
+
     async def get_dead(self) -> list[StoredEvent]:
         rows = await self._db.fetch(_SELECT_EVENTS + " WHERE status = 'dead' ORDER BY seq")
         return [StoredEvent(**dict(row)) for row in rows]

@@ -19,17 +19,20 @@ class HomeserverInbound:
         bot_mxid: str,
         metrics: Metrics,
         on_stored: Callable[[], None] = lambda: None,
+        on_store_failed: Callable[[], None] = lambda: None,
     ) -> None:
         self._events = events
         self._bot_mxid = bot_mxid
         self._metrics = metrics
         self._on_stored = on_stored
+        self._on_store_failed = on_store_failed
 
     async def store_transaction(self, txn: Transaction) -> None:
         try:
             await self._events.store_transaction(txn)
         except Exception:
             self._metrics.transactions.labels("failed").inc()
+            self._on_store_failed()
             raise
         self._metrics.transactions.labels("stored").inc()
         # Counts arrivals, duplicates of a re-sent transaction included.

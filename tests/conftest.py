@@ -78,6 +78,18 @@ def hardened_homeserver(
         server.synapse.stop()
 
 
+@pytest.fixture
+def own_homeserver(tmp_path: Path, pytestconfig: pytest.Config) -> Homeserver:
+    """A Synapse for one test that stops or restarts it (every other test shares the
+    session's)."""
+    server = start_homeserver(tmp_path / "own")
+    pytestconfig.stash.setdefault(SYNAPSE_READY, []).append(server.synapse.ready_seconds)
+    try:
+        yield server
+    finally:
+        server.synapse.stop()
+
+
 UserFactory = Callable[[str], Awaitable[AsyncClient]]
 
 

@@ -96,7 +96,7 @@ def make_config(
 ) -> Config:
     example = yaml.safe_load(EXAMPLE_CONFIG.read_text())
     data: dict[str, Any] = {
-        "homeserver": {"url": homeserver_url, "domain": "localhost"},
+        "homeserver": {**example["homeserver"], "url": homeserver_url, "domain": "localhost"},
         "appservice": {
             "id": "marketplace",
             "url": f"http://127.0.0.1:{bridge_port}",
@@ -254,13 +254,16 @@ async def running_bridge(config: Config) -> AsyncIterator[Bridge]:
 
 
 class TcpProxy:
-    """A loopback TCP forwarder that a test can cut, to play a homeserver outage."""
+    """A loopback TCP forwarder that a test can cut (an outage) or hold (a hung peer)."""
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, port: int | None = None) -> None:
         self.target_port = target_port
-        self.port = free_port()
+        self.port = port or free_port()
+        self.held_bytes = 0  # read while holding, not yet forwarded
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     @property
     def url(self) -> str:
@@ -281,6 +284,14 @@ class TcpProxy:
         self._writers.clear()
         await server.wait_closed()
 
+    def hold(self) -> None:
+        """Keep accepting and reading, forward nothing: requests hang until release()."""
+        self._flowing.clear()
+
+    def release(self) -> None:
+        self._flowing.set()
+        self.held_bytes = 0
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         server = self._server
         try:
@@ -300,6 +311,9 @@ class TcpProxy:
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
+                if not self._flowing.is_set():
+                    self.held_bytes += len(data)
+                    await self._flowing.wait()
                 writer.write(data)
                 await writer.drain()
         finally:
