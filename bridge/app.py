@@ -111,6 +111,7 @@ class Bridge:
             self._check_database,
             config.appservice.id,
             config.homeserver.watch_interval_seconds,
+            self.metrics,
             on_stored=self.inbox_worker.wake,
         )
         self.web_app = web.Application(client_max_size=config.appservice.max_transaction_bytes)

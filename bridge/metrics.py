@@ -25,6 +25,11 @@ class Metrics:
             "Main-timeline read receipts received from the homeserver",
             registry=registry,
         )
+        self.events_read_back = Counter(
+            "bridge_events_read_back",
+            "Room events a restarted homeserver never sent, read back from room timelines",
+            registry=registry,
+        )
         self.inbox_lag = Gauge(
             "bridge_inbox_lag_seconds",
             "Age of the oldest room event not yet turned into notifications",

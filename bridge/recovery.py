@@ -24,6 +24,7 @@ from appservice.matrix import HomeserverUnavailable, MatrixBot, MatrixError
 from appservice.transactions import Transaction, parse_room_event
 
 from .events import EventStore
+from .metrics import Metrics
 
 # Events reach Synapse's in-memory queue at most this long before the outage was noticed:
 # the appservice request timeout plus the watch's interval, with room to spare.
@@ -44,6 +45,7 @@ class Recovery:
         check_database: Callable[[], Awaitable[None]],
         appservice_id: str,
         watch_seconds: float,
+        metrics: Metrics,
         on_stored: Callable[[], None],
     ) -> None:
         self._bot = bot
@@ -52,6 +54,7 @@ class Recovery:
         self._check_database = check_database
         self._appservice_id = appservice_id
         self._watch_seconds = watch_seconds
+        self._metrics = metrics
         self._on_stored = on_stored
         self._store_failed = asyncio.Event()
         self._log = logging.getLogger("bridge.recovery")
@@ -116,6 +119,7 @@ class Recovery:
         await asyncio.gather(*(worker() for _ in range(CATCH_UP_CONCURRENCY)))
         if found:
             self._log.warning("Stored %d events the homeserver never sent", found)
+            self._metrics.events_read_back.inc(found)
             self._on_stored()
         else:
             self._log.info("No event was missing after the homeserver's outage")

@@ -163,6 +163,16 @@ async def fresh_postgres_database() -> AsyncIterator[str]:
         await admin.close()
 
 
+async def events_read_back(postgres_url: str) -> set[str]:
+    """Ids of the events a bridge read back from timelines (bridge/recovery.py), not pushed."""
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        rows = await conn.fetch("SELECT event_id FROM inbox_events WHERE txn_id LIKE 'catch-up:%'")
+    finally:
+        await conn.close()
+    return {row["event_id"] for row in rows}
+
+
 @asynccontextmanager
 async def fresh_database(backend: str, tmp_path: Path) -> AsyncIterator[str]:
     if backend == "sqlite":

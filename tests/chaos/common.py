@@ -71,6 +71,8 @@ class Ledger:
     sent: list[Sent] = field(default_factory=list)
     planned: dict[str, Access] = field(default_factory=dict)  # room id -> access
     restored: list[float] = field(default_factory=list)  # when each fault ended (time.time)
+    # Events the bridge read back after Synapse dropped them: notified late, so out of order.
+    recovered: set[str] = field(default_factory=set)
     cycles: int = 0
     api_calls: int = 0
     api_retries: int = 0
@@ -97,7 +99,8 @@ class Ledger:
         first = self.first_deliveries()
         by_room: dict[str, list[str]] = {}
         for s in self.sent:
-            by_room.setdefault(s.room_id, []).append(s.event_id)
+            if s.event_id not in self.recovered:
+                by_room.setdefault(s.room_id, []).append(s.event_id)
         for room_id, expected in by_room.items():
             wanted = set(expected)  # a send retried after a cut may have posted twice
             order = [
@@ -155,6 +158,7 @@ class Ledger:
             f"chaos {self.name}: seed {self.settings.seed}, {self.cycles} cycles, "
             f"{len(self.sent)} messages sent, {figures['delivered']} delivered, "
             f"{figures['duplicates']} duplicate deliveries (by webhook id), "
+            f"{len(self.recovered)} read back after Synapse dropped them, "
             f"{figures['attempts']} attempts, {len(self.planned)} rooms checked, "
             f"{self.api_calls} API calls ({self.api_retries} retried)"
         )

@@ -18,6 +18,7 @@ from tests.harness import (
     BridgeProcess,
     Homeserver,
     WebhookReceiver,
+    events_read_back,
 )
 
 pytestmark = pytest.mark.chaos
@@ -68,6 +69,7 @@ async def test_synapse_restarts_mid_stream_lose_nothing(
                 ledger.cycles += 1
             await send_messages(stack.buyer, ledger, chat, settings.messages, rng)
             await ledger.all_delivered(within=120)
+            ledger.recovered = await events_read_back(postgres_url)
             await ledger.check_rooms(stack.buyer)
             assert process.process is not None and process.process.poll() is None
             ledger.report(

@@ -8,7 +8,6 @@ import time
 from contextlib import closing
 from pathlib import Path
 
-import asyncpg
 from aiohttp import ClientSession
 from nio import RoomSendResponse
 from yarl import URL
@@ -20,6 +19,7 @@ from tests.harness import (
     Homeserver,
     TcpProxy,
     WebhookReceiver,
+    events_read_back,
     eventually,
     free_port,
     fresh_postgres_database,
@@ -92,9 +92,8 @@ async def test_events_a_restarted_synapse_never_sent_are_read_back(
             await eventually(lambda: _has(hooks, everything), within=60)
             ids = _delivered_ids(hooks)
             assert all(len(ids[event_id]) == 1 for event_id in everything)
-            arrived = await _arrival_txns(database_url, queued)
-            assert all(txn.startswith("catch-up:") for txn in arrived.values()), (
-                f"Synapse pushed what it had queued before its restart ({arrived}): if "
+            assert set(queued) <= await events_read_back(database_url), (
+                "Synapse pushed what it had queued before its restart: if "
                 "element-hq/synapse#11637 is fixed, this test needs another way to lose events"
             )
         finally:
@@ -161,12 +160,38 @@ def _taken_by_appservice(homeserver: Homeserver, event_id: str) -> bool:
     return position >= ordering
 
 
-async def _arrival_txns(database_url: str, event_ids: list[str]) -> dict[str, str]:
-    conn = await asyncpg.connect(database_url)
-    try:
-        rows = await conn.fetch(
-            "SELECT event_id, txn_id FROM inbox_events WHERE event_id = ANY($1)", event_ids
+async def test_reading_back_pages_to_the_horizon_and_stores_each_event_once(
+    stack: Stack,
+) -> None:
+    stack.config = with_policy(stack.config, flood_messages=10000)
+    async with stack.running() as bridge:
+        assert bridge.db is not None and bridge.bot is not None
+        room_id = await stack.create()
+        await stack.transition(room_id, "/payment")
+        await join(stack.buyer, room_id)
+        sent = [await _say(stack, room_id, f"message number {n}") for n in range(130)]
+
+        async def stored() -> bool:
+            rows = await bridge.db.fetch(
+                "SELECT event_id FROM inbox_events WHERE room_id = $1", room_id
+            )
+            assert set(sent) <= {row["event_id"] for row in rows}
+            return True
+
+        await eventually(stored, within=30)
+        # As if Synapse had dropped two: one on the newest page, one beyond it.
+        dropped = [sent[5], sent[100]]
+        for event_id in dropped:
+            await bridge.db.execute("DELETE FROM inbox_events WHERE event_id = $1", event_id)
+        timeline, _ = await bridge.bot.messages(room_id, None, 500)
+        timestamps = {event["event_id"]: event["origin_server_ts"] for event in timeline}
+
+        # The horizon falls on the newest page (messages 30 to 129): reading stops there.
+        assert await bridge.recovery.catch_up_room(room_id, timestamps[sent[60]]) == 1
+        assert await bridge.recovery.catch_up_room(room_id, 0) == 1  # the second page too
+        assert await bridge.recovery.catch_up_room(room_id, 0) == 0  # nothing twice
+        rows = await bridge.db.fetch(
+            "SELECT event_id, txn_id FROM inbox_events WHERE room_id = $1 ORDER BY seq", room_id
         )
-    finally:
-        await conn.close()
-    return {row["event_id"]: row["txn_id"] for row in rows}
+        read_back = [row["event_id"] for row in rows if row["txn_id"].startswith("catch-up:")]
+        assert read_back == [sent[100], sent[5]]
