@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import os
+import random
 import re
 import secrets
 import signal
@@ -71,9 +72,19 @@ async def eventually(
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free loopback port below Linux's ephemeral range (32768 and up): a port the kernel
+    hands out from that range can become an outgoing connection's source port before the
+    server meant to listen on it starts, which then fails to bind."""
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(20000, 32768)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port between 20000 and 32767")
 
 
 def random_secret() -> str:
@@ -163,14 +174,42 @@ async def fresh_postgres_database() -> AsyncIterator[str]:
         await admin.close()
 
 
-async def events_read_back(postgres_url: str) -> set[str]:
-    """Ids of the events a bridge read back from timelines (bridge/recovery.py), not pushed."""
+@dataclass(frozen=True)
+class Arrival:
+    """A room event in a bridge's inbox, in the order it was stored."""
+
+    event_id: str
+    room_id: str
+    origin_server_ts: int
+    txn_id: str
+
+    @property
+    def read_back(self) -> bool:
+        """Read from the room's timeline (bridge/recovery.py), not pushed by the homeserver."""
+        return self.txn_id.startswith("catch-up:")
+
+
+async def inbox_arrivals(postgres_url: str) -> list[Arrival]:
     conn = await asyncpg.connect(postgres_url)
     try:
-        rows = await conn.fetch("SELECT event_id FROM inbox_events WHERE txn_id LIKE 'catch-up:%'")
+        rows = await conn.fetch(
+            "SELECT event_id, room_id, origin_server_ts, txn_id FROM inbox_events"
+            " WHERE event_type <> 'm.receipt' ORDER BY seq"
+        )
     finally:
         await conn.close()
-    return {row["event_id"] for row in rows}
+    return [Arrival(**dict(row)) for row in rows]
+
+
+def stored_late(arrivals: list[Arrival]) -> list[Arrival]:
+    """Events stored after a newer event of their room (so notified out of order)."""
+    newest: dict[str, int] = {}
+    late = []
+    for arrival in arrivals:
+        if arrival.origin_server_ts < newest.get(arrival.room_id, 0):
+            late.append(arrival)
+        newest[arrival.room_id] = max(newest.get(arrival.room_id, 0), arrival.origin_server_ts)
+    return late
 
 
 @asynccontextmanager

@@ -71,11 +71,15 @@ class Ledger:
     sent: list[Sent] = field(default_factory=list)
     planned: dict[str, Access] = field(default_factory=dict)  # room id -> access
     restored: list[float] = field(default_factory=list)  # when each fault ended (time.time)
-    # Events the bridge read back after Synapse dropped them: notified late, so out of order.
-    recovered: set[str] = field(default_factory=set)
+    # Messages a restarted Synapse dropped and the bridge read back from their room's timeline
+    # after newer ones had arrived: notified late, so the order check leaves them out.
+    late: set[str] = field(default_factory=set)
     cycles: int = 0
     api_calls: int = 0
     api_retries: int = 0
+
+    def sent_ids(self) -> set[str]:
+        return {s.event_id for s in self.sent}
 
     def first_deliveries(self) -> dict[str, tuple[float, str]]:
         """event id -> (first 2xx arrival, webhook id), message.created only."""
@@ -88,7 +92,7 @@ class Ledger:
 
     async def all_delivered(self, within: float) -> None:
         async def done() -> bool:
-            missing = {s.event_id for s in self.sent} - set(self.first_deliveries())
+            missing = self.sent_ids() - set(self.first_deliveries())
             assert not missing, f"{len(missing)} of {len(self.sent)} messages not delivered"
             return True
 
@@ -99,7 +103,7 @@ class Ledger:
         first = self.first_deliveries()
         by_room: dict[str, list[str]] = {}
         for s in self.sent:
-            if s.event_id not in self.recovered:
+            if s.event_id not in self.late:
                 by_room.setdefault(s.room_id, []).append(s.event_id)
         for room_id, expected in by_room.items():
             wanted = set(expected)  # a send retried after a cut may have posted twice
@@ -158,7 +162,7 @@ class Ledger:
             f"chaos {self.name}: seed {self.settings.seed}, {self.cycles} cycles, "
             f"{len(self.sent)} messages sent, {figures['delivered']} delivered, "
             f"{figures['duplicates']} duplicate deliveries (by webhook id), "
-            f"{len(self.recovered)} read back after Synapse dropped them, "
+            f"{len(self.late)} read back late, "
             f"{figures['attempts']} attempts, {len(self.planned)} rooms checked, "
             f"{self.api_calls} API calls ({self.api_retries} retried)"
         )
