@@ -108,7 +108,6 @@ class Bridge:
             self.bot,
             self.events,
             self._rooms_to_catch_up,
-            self._check_database,
             config.appservice.id,
             config.homeserver.watch_interval_seconds,
             self.metrics,

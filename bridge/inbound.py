@@ -19,7 +19,7 @@ class HomeserverInbound:
         bot_mxid: str,
         metrics: Metrics,
         on_stored: Callable[[], None] = lambda: None,
-        on_store_failed: Callable[[], None] = lambda: None,
+        on_store_failed: Callable[[Transaction], None] = lambda txn: None,
     ) -> None:
         self._events = events
         self._bot_mxid = bot_mxid
@@ -32,7 +32,7 @@ class HomeserverInbound:
             await self._events.store_transaction(txn)
         except Exception:
             self._metrics.transactions.labels("failed").inc()
-            self._on_store_failed()
+            self._on_store_failed(txn)
             raise
         self._metrics.transactions.labels("stored").inc()
         # Counts arrivals, duplicates of a re-sent transaction included.

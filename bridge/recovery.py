@@ -3,8 +3,9 @@
 Two faults make Synapse's appservice push late or lossy, and the bridge mends both:
 
 - The bridge could not store a transaction (its database was cut) and answered 5xx: Synapse
-  marks the appservice down and retries with a backoff that grows to minutes. Once the
-  database answers again, the bridge pings the homeserver, which re-sends at once.
+  marks the appservice down and retries with a backoff that grows to minutes. The bridge
+  tries to store the refused transaction itself every half second; once that works, it pings
+  the homeserver, which goes on at once.
 - Synapse restarted: events it had queued in memory behind an in-flight transaction are
   never sent (element-hq/synapse#11637). When the homeserver answers again after not
   answering, the bridge reads the latest events of every active room back to shortly
@@ -33,7 +34,7 @@ PAGE_SIZE = 100
 MAX_PAGES = 20  # per room: the newest 2,000 events at most
 CATCH_UP_CONCURRENCY = 8
 RETRY_MAX_SECONDS = 30.0
-DATABASE_PROBE_SECONDS = 0.5
+STORE_RETRY_SECONDS = 0.5
 
 
 class Recovery:
@@ -42,7 +43,6 @@ class Recovery:
         bot: MatrixBot,
         events: EventStore,
         active_rooms: Callable[[], Awaitable[list[str]]],
-        check_database: Callable[[], Awaitable[None]],
         appservice_id: str,
         watch_seconds: float,
         metrics: Metrics,
@@ -51,16 +51,17 @@ class Recovery:
         self._bot = bot
         self._events = events
         self._active_rooms = active_rooms
-        self._check_database = check_database
         self._appservice_id = appservice_id
         self._watch_seconds = watch_seconds
         self._metrics = metrics
         self._on_stored = on_stored
         self._store_failed = asyncio.Event()
+        self._refused: Transaction | None = None  # the latest transaction not stored
         self._log = logging.getLogger("bridge.recovery")
 
-    def store_failed(self) -> None:
+    def store_failed(self, txn: Transaction) -> None:
         """Called when a homeserver transaction could not be stored."""
+        self._refused = txn
         self._store_failed.set()
 
     async def run(self) -> None:
@@ -70,17 +71,25 @@ class Recovery:
     async def _resume_pushes(self) -> None:
         while True:
             await self._store_failed.wait()
-            # A fixed, short probe: Synapse's own retries are already spaced out.
+            self._store_failed.clear()  # a failure from now on comes round again
+            # A fixed, short interval: Synapse's own retries are already spaced out.
             await _until_done(
-                self._check_database, self._log, "reach the database", DATABASE_PROBE_SECONDS
+                self._store_refused,
+                self._log,
+                "store the refused transaction",
+                STORE_RETRY_SECONDS,
             )
-            self._store_failed.clear()
+            self._on_stored()
             await _until_done(
                 lambda: self._bot.ping(self._appservice_id),
                 self._log,
                 "ask the homeserver to re-send",
             )
-            self._log.info("Storing works again; the homeserver was asked to re-send")
+            self._log.info("Storing works again; the homeserver was asked to go on")
+
+    async def _store_refused(self) -> None:
+        assert self._refused is not None
+        await self._events.store_transaction(self._refused)
 
     async def _watch_homeserver(self) -> None:
         last_up: int | None = None  # when the homeserver last answered before an outage
