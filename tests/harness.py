@@ -11,6 +11,7 @@ import re
 import secrets
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -235,6 +236,11 @@ class Homeserver:
     # Settings the homeserver was started with that its bridges must share (the hardened
     # one's module knows the admins and the content rules).
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def database(self) -> sqlite3.Connection:
+        """Synapse's own SQLite database, for tests that need a state its API refuses to make
+        (they depend on Synapse's schema)."""
+        return sqlite3.connect(self.synapse.data_dir / "homeserver.db")
 
     def bridge_config(self, database_url: str, **sections: dict[str, Any]) -> Config:
         return make_config(

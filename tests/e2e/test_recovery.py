@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from contextlib import closing
 from pathlib import Path
@@ -38,10 +37,6 @@ async def _say(stack: Stack, room_id: str, text: str) -> str:
     response = await send(stack.buyer, room_id, text)
     assert isinstance(response, RoomSendResponse), response
     return response.event_id
-
-
-def _synapse_db(homeserver: Homeserver) -> sqlite3.Connection:
-    return sqlite3.connect(homeserver.synapse.data_dir / "homeserver.db")
 
 
 async def test_events_a_restarted_synapse_never_sent_are_read_back(
@@ -151,7 +146,7 @@ async def _true(value: bool) -> bool:
 
 def _taken_by_appservice(homeserver: Homeserver, event_id: str) -> bool:
     """Whether Synapse's appservice sender has read the event from its stream (into memory)."""
-    with closing(_synapse_db(homeserver)) as db:
+    with closing(homeserver.database()) as db:
         (position,) = db.execute(
             "SELECT stream_ordering FROM appservice_stream_position"
         ).fetchone()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import uuid
 from contextlib import closing
 
@@ -186,7 +185,7 @@ async def test_an_alias_naming_a_room_never_made_is_replaced(
         never_made = f"!{uuid.uuid4().hex}:localhost"
         localpart = alias_localpart("market_", RoomKind.TRANSACTION, body["transaction_id"])
         alias = f"#{localpart}:localhost"
-        with closing(sqlite3.connect(homeserver.synapse.data_dir / "homeserver.db")) as db, db:
+        with closing(homeserver.database()) as db, db:
             db.execute(
                 "INSERT INTO rooms (room_id, is_public, creator, room_version)"
                 " VALUES (?, false, ?, '12')",
