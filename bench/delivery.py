@@ -29,9 +29,9 @@ from aiohttp import ClientSession, ClientTimeout, web
 from mautrix.util.async_db import Database
 from prometheus_client import CollectorRegistry
 
-from bridge.database import create_database, start_database
-from bridge.metrics import Metrics
-from bridge.outbox import Outbox, OutboxWorker, add_notifications
+from bridge.delivery.outbox import Outbox, OutboxWorker, add_notifications
+from bridge.runtime.metrics import Metrics
+from bridge.storage.database import create_database, start_database
 from policy.notifications import Participant, RoomContext, message_notifications
 from tests.harness import free_port
 

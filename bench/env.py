@@ -20,9 +20,9 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from bridge.config import Config
-from bridge.deployment import write_registration
-from bridge.devstack import LocalSynapse
+from bridge.config.settings import Config
+from bridge.ops.deployment import write_registration
+from bridge.ops.devstack import LocalSynapse
 from tests.harness import free_port, fresh_postgres_database, make_config, random_secret
 
 from .cpu import CpuMeter

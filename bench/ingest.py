@@ -37,11 +37,11 @@ from prometheus_client import CollectorRegistry
 
 from appservice.routes import HomeserverRoutes
 from appservice.transactions import Transaction
-from bridge.config import Config
-from bridge.database import create_database, start_database
-from bridge.events import RECEIPT_EVENT_TYPE, EventStore
-from bridge.inbound import HomeserverInbound
-from bridge.metrics import Metrics
+from bridge.config.settings import Config
+from bridge.homeserver.inbox import RECEIPT_EVENT_TYPE, EventStore
+from bridge.homeserver.intake import HomeserverInbound
+from bridge.runtime.metrics import Metrics
+from bridge.storage.database import create_database, start_database
 from tests.harness import free_port
 
 from .env import Env

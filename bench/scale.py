@@ -33,8 +33,8 @@ from pathlib import Path
 import asyncpg
 from aiohttp import ClientSession, ClientTimeout
 
-from bridge.config import Config
-from bridge.database import create_database, start_database
+from bridge.config.settings import Config
+from bridge.storage.database import create_database, start_database
 from tests.harness import BridgeProcess
 
 from .cpu import peak_rss_mb

@@ -12,12 +12,16 @@ from pathlib import Path
 
 import yaml
 
+from bridge.app import StartError, run_bridge
+from bridge.config.settings import Config, ConfigError, config_reference, load_config
+from bridge.ops.deployment import (
+    EXAMPLE_CONFIG,
+    DeploymentError,
+    write_deployment,
+    write_registration,
+)
+from bridge.ops.devstack import run_dev_stack
 from policy.transcript import verify_transcript
-
-from .app import StartError, run_bridge
-from .config import Config, ConfigError, config_reference, load_config
-from .deployment import EXAMPLE_CONFIG, DeploymentError, write_deployment, write_registration
-from .devstack import run_dev_stack
 
 DESCRIPTION = """\
 The marketplace Matrix bridge: an application service that gives each marketplace

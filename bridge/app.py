@@ -23,24 +23,23 @@ from prometheus_client import CollectorRegistry
 
 from appservice.matrix import MatrixBot
 from appservice.routes import HomeserverRoutes
-
-from .actions import ActionWorker, PolicyActions
-from .api import MarketApi
-from .audit import AuditLog
-from .commands import CommandRunner
-from .config import Config
-from .database import create_database, start_database
-from .enforcer import Enforcer
-from .events import EventStore
-from .health import HealthRoutes
-from .inbound import HomeserverInbound
-from .inbox import InboxWorker
-from .market import Market
-from .metrics import Metrics
-from .outbox import Outbox, OutboxRow, OutboxWorker
-from .records import Records
-from .recovery import Recovery
-from .transcripts import Transcripts
+from bridge.api.handlers import MarketApi
+from bridge.config.settings import Config
+from bridge.delivery.outbox import Outbox, OutboxRow, OutboxWorker
+from bridge.homeserver.inbox import EventStore
+from bridge.homeserver.inbox_worker import InboxWorker
+from bridge.homeserver.intake import HomeserverInbound
+from bridge.homeserver.recovery import Recovery
+from bridge.market.audit import AuditLog
+from bridge.market.records.transactions import Records
+from bridge.market.transactions import Market
+from bridge.ops.health import HealthRoutes
+from bridge.policybot.actions import ActionWorker, PolicyActions
+from bridge.policybot.commands import CommandRunner
+from bridge.policybot.enforcer import Enforcer
+from bridge.policybot.transcripts import Transcripts
+from bridge.runtime.metrics import Metrics
+from bridge.storage.database import create_database, start_database
 
 CONNECT_RETRY_MAX = 30.0
 

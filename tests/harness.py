@@ -29,9 +29,9 @@ from pydantic import SecretStr
 from yarl import URL
 
 from bridge.app import Bridge
-from bridge.config import Config, build_config
-from bridge.deployment import EXAMPLE_CONFIG, lockdown_module, write_registration
-from bridge.devstack import LocalSynapse
+from bridge.config.settings import Config, build_config
+from bridge.ops.deployment import EXAMPLE_CONFIG, lockdown_module, write_registration
+from bridge.ops.devstack import LocalSynapse
 
 T = TypeVar("T")
 

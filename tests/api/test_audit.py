@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.audit import AuditEntry
+from bridge.market.audit import AuditEntry
 from tests.api.conftest import Market
 
 

@@ -16,7 +16,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from bridge.openapi import openapi_document
+from bridge.api.openapi import openapi_document
 from tests.harness import BridgeProcess, free_port, make_config, random_secret
 
 schema = schemathesis.openapi.from_dict(openapi_document())

@@ -8,10 +8,10 @@ import pytest
 from mautrix.util.async_db import Database
 
 from appservice.transactions import MalformedEvent, Receipt, RoomEvent, Transaction
-from bridge.config import DatabaseConfig
-from bridge.database import create_database, start_database
-from bridge.events import EventStore
-from bridge.migrations import bridge_upgrade_table
+from bridge.config.settings import DatabaseConfig
+from bridge.homeserver.inbox import EventStore
+from bridge.storage.database import create_database, start_database
+from bridge.storage.migrations import bridge_upgrade_table
 
 
 @pytest.fixture

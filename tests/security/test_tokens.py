@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.openapi import openapi_document
+from bridge.api.openapi import openapi_document
 from tests.api.conftest import Api
 
 ROOM = "!room:localhost"

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from bridge.__main__ import main
-from bridge.deployment import registration_for
+from bridge.ops.deployment import registration_for
 from tests.harness import free_port, make_config, webhook_secret
 
 
@@ -91,7 +91,7 @@ def test_run_names_an_unreachable_database_without_a_traceback(monkeypatch, caps
 
 
 def test_the_dev_stack_generates_secrets_once(tmp_path: Path) -> None:
-    from bridge.devstack import dev_config
+    from bridge.ops.devstack import dev_config
 
     first = dev_config(tmp_path, 8008, 29330)
     second = dev_config(tmp_path, 8118, 29440)  # other ports, same secrets

@@ -10,8 +10,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from bridge.config import build_config
-from bridge.deployment import COMPOSE, REQUIRED_ENV, DeploymentError, write_deployment
+from bridge.config.settings import build_config
+from bridge.ops.deployment import COMPOSE, REQUIRED_ENV, DeploymentError, write_deployment
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {

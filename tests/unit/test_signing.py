@@ -8,7 +8,7 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from bridge.signing import Signer
+from bridge.delivery.signing import Signer
 from tests.harness import webhook_secret
 
 BODY = (

@@ -17,10 +17,9 @@ from typing import Any
 import yaml
 
 from appservice.registration import build_registration
+from bridge.config.settings import Config
 
-from .config import Config
-
-EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "config.example.yaml"
+EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "config.example.yaml"
 SYNAPSE_SECRET_KEYS = ("registration_shared_secret", "macaroon_secret_key", "form_secret")
 BRIDGE_SECRET_KEYS = (
     ("appservice", "as_token"),

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from .models import (
+from bridge.api.models import (
     ID_PATTERN,
     AuditPageOut,
     ChatListOut,

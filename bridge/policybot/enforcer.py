@@ -19,17 +19,16 @@ from typing import Any
 
 from mautrix.util.async_db import Connection
 
+from bridge.config.settings import Config
+from bridge.market.audit import AuditEntry
+from bridge.market.records.transactions import DisputeRecord, TransactionRecord, room_access
+from bridge.policybot.actions import ActionKind, PlannedAction
 from policy.membership import allowed_members, needs_state_check, removes_on_arrival
 from policy.notices import violation_alert
 from policy.notifications import Notification, RoomContext, violation_notification
 from policy.rooms import Participants, RoomKind
 from policy.rules import Action, Verdict, content_rules_from, judge_event
 from policy.states import TransactionState
-
-from .actions import ActionKind, PlannedAction
-from .audit import AuditEntry
-from .config import Config
-from .records import DisputeRecord, TransactionRecord, room_access
 
 
 @dataclass(frozen=True, slots=True)

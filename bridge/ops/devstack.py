@@ -28,9 +28,9 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from .app import run_bridge
-from .config import Config, build_config
-from .deployment import (
+from bridge.app import run_bridge
+from bridge.config.settings import Config, build_config
+from bridge.ops.deployment import (
     BRIDGE_SECRET_KEYS,
     SYNAPSE_SECRET_KEYS,
     bridge_settings,

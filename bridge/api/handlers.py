@@ -20,12 +20,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from appservice.matrix import HomeserverUnavailable, MatrixError
-from policy.states import Access, dispute_access
-
-from .audit import AuditLog, AuditQuery
-from .errors import MarketError
-from .market import Market
-from .models import (
+from bridge.api.models import (
     AuditEntryOut,
     AuditPageOut,
     ChatListOut,
@@ -45,10 +40,14 @@ from .models import (
     is_market_id,
     timestamp,
 )
-from .openapi import openapi_document
-from .outbox import Outbox
-from .records import DisputeRecord, TransactionRecord
-from .transcripts import Transcripts
+from bridge.api.openapi import openapi_document
+from bridge.delivery.outbox import Outbox
+from bridge.market.audit import AuditLog, AuditQuery
+from bridge.market.errors import MarketError
+from bridge.market.records.transactions import DisputeRecord, TransactionRecord
+from bridge.market.transactions import Market
+from bridge.policybot.transcripts import Transcripts
+from policy.states import Access, dispute_access
 
 PREFIX = "/api/v1"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -7,6 +7,10 @@ from dataclasses import dataclass
 
 from mautrix.util.async_db import Connection, Database
 
+from bridge.delivery.outbox import add_notifications
+from bridge.market.audit import AuditEntry, write_audit
+from bridge.market.errors import MarketError
+from bridge.storage.database import rows_affected
 from policy.notifications import Notification, Participant, RoomContext
 from policy.states import (
     Access,
@@ -17,11 +21,6 @@ from policy.states import (
     dispute_access,
     transaction_access,
 )
-
-from .audit import AuditEntry, write_audit
-from .database import rows_affected
-from .errors import MarketError
-from .outbox import add_notifications
 
 
 @dataclass(frozen=True, slots=True)

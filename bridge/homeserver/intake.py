@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from appservice.transactions import MalformedEvent, Transaction
-
-from .events import EventStore
-from .metrics import Metrics
+from bridge.homeserver.inbox import EventStore
+from bridge.runtime.metrics import Metrics
 
 
 class HomeserverInbound:

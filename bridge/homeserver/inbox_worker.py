@@ -25,6 +25,20 @@ from dataclasses import dataclass, field
 
 from mautrix.util.async_db import Connection, Database
 
+from bridge.delivery.outbox import add_notifications
+from bridge.homeserver.inbox import RECEIPT_EVENT_TYPE
+from bridge.market.audit import write_audit
+from bridge.market.records.transactions import (
+    dispute_in_room,
+    room_context,
+    transaction_in_room,
+    unread_count,
+)
+from bridge.policybot.actions import plan_actions
+from bridge.policybot.enforcer import NOTHING, Enforcement, Enforcer
+from bridge.runtime.metrics import Metrics
+from bridge.runtime.workers import drain_when_woken
+from bridge.storage.database import try_lock_room
 from policy.notifications import (
     MessageRecord,
     Notification,
@@ -33,16 +47,6 @@ from policy.notifications import (
     related_event_id,
 )
 from policy.rooms import RoomKind
-
-from .actions import plan_actions
-from .audit import write_audit
-from .database import try_lock_room
-from .enforcer import NOTHING, Enforcement, Enforcer
-from .events import RECEIPT_EVENT_TYPE
-from .metrics import Metrics
-from .outbox import add_notifications
-from .records import dispute_in_room, room_context, transaction_in_room, unread_count
-from .workers import drain_when_woken
 
 POLL_SECONDS = 1.0
 ROOM_CONCURRENCY = 8

@@ -16,15 +16,14 @@ import logging
 from typing import Any
 
 from appservice.matrix import HomeserverUnavailable, MatrixBot, MatrixError
+from bridge.config.settings import Config
+from bridge.market.audit import AuditEntry
+from bridge.market.errors import MarketError
+from bridge.market.records.transactions import Records
+from bridge.market.transactions import Market
+from bridge.policybot.transcripts import Transcripts
 from policy.commands import Command, Refusal, help_text, may_command, parse_command
 from policy.states import Access
-
-from .audit import AuditEntry
-from .config import Config
-from .errors import MarketError
-from .market import Market
-from .records import Records
-from .transcripts import Transcripts
 
 
 class CommandRunner:

@@ -26,13 +26,12 @@ from typing import Any
 from aiohttp import ClientError, ClientSession, ClientTimeout
 from mautrix.util.async_db import Connection, Database
 
+from bridge.config.settings import WebhooksConfig
+from bridge.delivery.signing import Signer
+from bridge.runtime.metrics import Metrics
+from bridge.runtime.workers import drain_when_woken
+from bridge.storage.database import rows_affected
 from policy.notifications import Notification
-
-from .config import WebhooksConfig
-from .database import rows_affected
-from .metrics import Metrics
-from .signing import Signer
-from .workers import drain_when_woken
 
 POLL_SECONDS = 1.0
 MAX_STREAMS = 16

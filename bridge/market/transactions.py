@@ -25,6 +25,20 @@ from typing import Any
 
 from appservice.identifiers import server_of
 from appservice.matrix import HomeserverUnavailable, MatrixBot, MatrixError
+from bridge.api.models import CreateDisputeRequest, CreateTransactionRequest
+from bridge.config.settings import Config
+from bridge.market.audit import AuditEntry
+from bridge.market.errors import MarketError
+from bridge.market.records.transactions import (
+    Chat,
+    DisputeRecord,
+    Party,
+    Records,
+    TransactionRecord,
+    room_access,
+    room_context,
+)
+from bridge.runtime.locks import KeyedLocks
 from policy.membership import allowed_members, strays
 from policy.notices import (
     Milestone,
@@ -55,21 +69,6 @@ from policy.states import (
     decide_payment,
     decide_resolve,
     dispute_access,
-)
-
-from .audit import AuditEntry
-from .config import Config
-from .errors import MarketError
-from .locks import KeyedLocks
-from .models import CreateDisputeRequest, CreateTransactionRequest
-from .records import (
-    Chat,
-    DisputeRecord,
-    Party,
-    Records,
-    TransactionRecord,
-    room_access,
-    room_context,
 )
 
 RECONCILE_CONCURRENCY = 8

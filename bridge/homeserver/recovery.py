@@ -23,9 +23,8 @@ from collections.abc import Awaitable, Callable
 
 from appservice.matrix import HomeserverUnavailable, MatrixBot, MatrixError
 from appservice.transactions import Transaction, parse_room_event
-
-from .events import EventStore
-from .metrics import Metrics
+from bridge.homeserver.inbox import EventStore
+from bridge.runtime.metrics import Metrics
 
 # Events reach Synapse's in-memory queue at most this long before the outage was noticed:
 # the appservice request timeout plus the watch's interval, with room to spare.

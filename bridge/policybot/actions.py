@@ -26,14 +26,13 @@ from typing import Any
 from mautrix.util.async_db import Connection, Database
 
 from appservice.matrix import HomeserverUnavailable, MatrixBot, MatrixError
+from bridge.market.audit import AuditEntry, write_audit
+from bridge.market.records.transactions import Records
+from bridge.market.transactions import Market
+from bridge.runtime.metrics import Metrics
+from bridge.runtime.workers import drain_when_woken
+from bridge.storage.database import rows_affected
 from policy.notices import warning_notice
-
-from .audit import AuditEntry, write_audit
-from .database import rows_affected
-from .market import Market
-from .metrics import Metrics
-from .records import Records
-from .workers import drain_when_woken
 
 POLL_SECONDS = 1.0
 LEASE_MS = 60_000

@@ -13,12 +13,11 @@ from typing import Any
 
 from mautrix.util.async_db import Database
 
+from bridge.homeserver.inbox import RECEIPT_EVENT_TYPE
+from bridge.market.audit import AuditEntry, write_audit
+from bridge.market.errors import MarketError
+from bridge.market.records.transactions import Records
 from policy.transcript import build_transcript
-
-from .audit import AuditEntry, write_audit
-from .errors import MarketError
-from .events import RECEIPT_EVENT_TYPE
-from .records import Records
 
 
 class Transcripts:

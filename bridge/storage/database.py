@@ -8,8 +8,8 @@ from typing import Any
 from mautrix.util.async_db import Connection, Database, Scheme
 from yarl import URL
 
-from .config import DatabaseConfig
-from .migrations import bridge_upgrade_table
+from bridge.config.settings import DatabaseConfig
+from bridge.storage.migrations import bridge_upgrade_table
 
 # WAL lets readers run beside the writer; synchronous=FULL makes every acknowledged
 # transaction survive power loss (mautrix's default, NORMAL, does not).

@@ -1,0 +1,1 @@
+"""Running and operating the bridge: health and readiness, deployment configs, the local stack."""
