@@ -10,12 +10,15 @@ limited: worth retrying) and `MatrixError` (the homeserver refused: an errcode t
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 from urllib.parse import quote
 
 from aiohttp import ClientError
 from mautrix.api import HTTPAPI, Method
 from mautrix.errors import MatrixConnectionError, MatrixRequestError
+
+from policy.ids import EventId, RoomId, UserId
 
 CLIENT_V3 = "/_matrix/client/v3"
 # Served by the marketplace's Synapse module (synapse_module/), where it is loaded.
@@ -33,6 +36,13 @@ class MatrixError(Exception):
         self.errcode = errcode
 
 
+def txn_id(purpose: str, key: str) -> str:
+    """A send's transaction id, derived from what the send is for: a retry reuses it, and the
+    homeserver answers with the event it made the first time (Synapse remembers for about 30
+    minutes, in memory: record what was sent where it must hold longer)."""
+    return f"{purpose}-{hashlib.sha256(key.encode()).hexdigest()[:32]}"
+
+
 def localpart(user_id: str) -> str:
     return user_id.removeprefix("@").partition(":")[0]
 
@@ -42,7 +52,7 @@ def _path(*parts: str) -> str:
 
 
 class MatrixBot:
-    def __init__(self, api: HTTPAPI, user_id: str) -> None:
+    def __init__(self, api: HTTPAPI, user_id: UserId) -> None:
         self._api = api
         self.user_id = user_id
 
@@ -94,8 +104,8 @@ class MatrixBot:
         topic: str | None = None,
         power_levels: dict[str, Any] | None = None,
         initial_state: list[dict[str, Any]] = (),  # type: ignore[assignment]
-        invitees: tuple[str, ...] = (),
-    ) -> str:
+        invitees: tuple[UserId, ...] = (),
+    ) -> RoomId:
         """A private room, the bot its creator; optional fields are left to the homeserver."""
         request = {
             "visibility": "private",
@@ -114,16 +124,16 @@ class MatrixBot:
             CLIENT_V3 + "/createRoom",
             {key: value for key, value in request.items() if value is not None},
         )
-        return response["room_id"]
+        return RoomId(response["room_id"])
 
-    async def resolve_alias(self, alias: str) -> str | None:
+    async def resolve_alias(self, alias: str) -> RoomId | None:
         try:
             response = await self._request(Method.GET, _path("directory", "room", alias))
         except MatrixError as e:
             if e.status == 404:
                 return None
             raise
-        return response["room_id"]
+        return RoomId(response["room_id"])
 
     async def delete_alias(self, alias: str) -> None:
         """Free one of the bot's aliases; an alias already gone is fine."""
@@ -133,12 +143,12 @@ class MatrixBot:
             if e.status != 404:
                 raise
 
-    async def join(self, room_id: str) -> None:
+    async def join(self, room_id: RoomId) -> None:
         """Join (or stay in) a room; joining one the bot is in already changes nothing."""
         await self._request(Method.POST, _path("join", room_id), {})
 
     async def get_state(
-        self, room_id: str, event_type: str, state_key: str = ""
+        self, room_id: RoomId, event_type: str, state_key: str = ""
     ) -> dict[str, Any] | None:
         try:
             return await self._request(
@@ -149,50 +159,50 @@ class MatrixBot:
                 return None
             raise
 
-    async def room_state(self, room_id: str) -> dict[str, dict[str, Any]]:
+    async def room_state(self, room_id: RoomId) -> dict[str, dict[str, Any]]:
         """The content of each of the room's state events with an empty state key, by type."""
         events = await self._request(Method.GET, _path("rooms", room_id, "state"))
         return {e["type"]: e["content"] for e in events if e.get("state_key") == ""}
 
     async def send_state(
-        self, room_id: str, event_type: str, content: dict[str, Any], state_key: str = ""
-    ) -> str:
+        self, room_id: RoomId, event_type: str, content: dict[str, Any], state_key: str = ""
+    ) -> EventId:
         response = await self._request(
             Method.PUT, _path("rooms", room_id, "state", event_type, state_key), content
         )
-        return response["event_id"]
+        return EventId(response["event_id"])
 
     async def send_message(
-        self, room_id: str, event_type: str, content: dict[str, Any], txn_id: str
-    ) -> str:
+        self, room_id: RoomId, event_type: str, content: dict[str, Any], txn_id: str
+    ) -> EventId:
         """Send with a fixed txn id: Synapse answers a repeat (within ~30 min) with the same
         event instead of a second one."""
         response = await self._request(
             Method.PUT, _path("rooms", room_id, "send", event_type, txn_id), content
         )
-        return response["event_id"]
+        return EventId(response["event_id"])
 
     async def redact(
-        self, room_id: str, event_id: str, reason: str, txn_id: str | None = None
-    ) -> str:
+        self, room_id: RoomId, event_id: EventId, reason: str, txn_id: str | None = None
+    ) -> EventId:
         """Remove an event's content (the bot's power level allows it in managed rooms)."""
         response = await self._request(
             Method.PUT,
             _path("rooms", room_id, "redact", event_id, txn_id or f"redact-{event_id}"),
             {"reason": reason},
         )
-        return response["event_id"]
+        return EventId(response["event_id"])
 
-    async def kick(self, room_id: str, user_id: str, reason: str) -> None:
+    async def kick(self, room_id: RoomId, user_id: UserId, reason: str) -> None:
         await self._request(
             Method.POST, _path("rooms", room_id, "kick"), {"user_id": user_id, "reason": reason}
         )
 
-    async def invite(self, room_id: str, user_id: str) -> None:
+    async def invite(self, room_id: RoomId, user_id: UserId) -> None:
         await self._request(Method.POST, _path("rooms", room_id, "invite"), {"user_id": user_id})
 
     async def messages(
-        self, room_id: str, from_token: str | None, limit: int
+        self, room_id: RoomId, from_token: str | None, limit: int
     ) -> tuple[list[dict[str, Any]], str | None]:
         """A page of the room's timeline, newest first, and the token of the page before it
         (None at the room's start)."""
@@ -202,7 +212,7 @@ class MatrixBot:
         )
         return response.get("chunk", []), response.get("end")
 
-    async def memberships(self, room_id: str) -> dict[str, str]:
+    async def memberships(self, room_id: RoomId) -> dict[UserId, str]:
         """Every user with a membership event in the room, and that membership."""
         response = await self._request(Method.GET, _path("rooms", room_id, "members"))
         return {
@@ -210,7 +220,7 @@ class MatrixBot:
             for event in response.get("chunk", [])
         }
 
-    async def user_exists(self, user_id: str) -> bool:
+    async def user_exists(self, user_id: UserId) -> bool:
         """Whether the user is registered: their profile, or, where profiles are limited to
         people who share a room (the hardened homeserver), the marketplace module's answer."""
         try:

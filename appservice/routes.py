@@ -13,13 +13,13 @@ compared in constant time. Legacy unprefixed paths are not served.
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 from typing import Any, Protocol
 
 from aiohttp import web
 
+from .tokens import TokenProblem, check_bearer
 from .transactions import BadTransaction, Transaction, parse_transaction
 
 PREFIX = "/_matrix/app/v1"
@@ -56,11 +56,10 @@ class HomeserverRoutes:
 
     def _refusal(self, request: web.Request) -> web.Response | None:
         """A 401/403 answer when the request does not carry our hs_token, else None."""
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        problem = check_bearer(request.headers.get("Authorization", ""), self._hs_token)
+        if problem is TokenProblem.MISSING:
             return matrix_error(401, "M_UNAUTHORIZED", "Missing homeserver access token")
-        if not hmac.compare_digest(token.strip().encode("utf-8"), self._hs_token):
+        if problem is TokenProblem.WRONG:
             return matrix_error(403, "M_FORBIDDEN", "Unknown homeserver access token")
         return None
 

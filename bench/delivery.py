@@ -29,10 +29,18 @@ from aiohttp import ClientSession, ClientTimeout, web
 from mautrix.util.async_db import Database
 from prometheus_client import CollectorRegistry
 
-from bridge.delivery.outbox import Outbox, OutboxWorker, add_notifications
+from bridge.config import Config
+from bridge.delivery.outbox import Outbox, add_notifications
+from bridge.delivery.outbox_worker import OutboxWorker
+from bridge.delivery.sender import WebhookSender
+from bridge.delivery.signing import Signer
+from bridge.runtime.backoff import Backoff
+from bridge.runtime.clock import SystemClock
 from bridge.runtime.metrics import Metrics
+from bridge.runtime.workers import Wakeup
 from bridge.storage.database import create_database, start_database
 from policy.notifications import Participant, RoomContext, message_notifications
+from policy.rooms import RoomKind
 from tests.harness import free_port
 
 from .env import Env
@@ -101,7 +109,7 @@ async def run(env: Env, scale: Scale) -> Result:
         backends = DatabaseBackends(database_url, config.database.max_connections)
         await backends.refresh()
         meter = env.meter(**backends.meters())
-        worker = OutboxWorker(Outbox(db), config.webhooks, session, Metrics(CollectorRegistry()))
+        worker = _worker(db, config, session)
         meter.start()
         started_ms = int(time.time() * 1000)
         worker_task = asyncio.create_task(worker.run(), name="bench-outbox")
@@ -133,6 +141,22 @@ async def run(env: Env, scale: Scale) -> Result:
     return result
 
 
+def _worker(db: Database, config: Config, session: ClientSession) -> OutboxWorker:
+    """The outbox worker as the bridge builds it (bridge.app)."""
+    webhooks, clock = config.webhooks, SystemClock()
+    signer = Signer([secret.get_secret_value() for secret in webhooks.secrets])
+    sender = WebhookSender(session, str(webhooks.url), webhooks.timeout_seconds, signer, clock)
+    return OutboxWorker(
+        Outbox(db),
+        sender.send,
+        Backoff(webhooks.backoff_initial_seconds, webhooks.backoff_max_seconds, True),
+        int(webhooks.timeout_seconds * 1000),
+        clock,
+        Metrics(CollectorRegistry()),
+        Wakeup(),
+    )
+
+
 async def _seed(db: Database, scale: Scale, retry_for_ms: int) -> set[str]:
     """The backlog, queued as the inbox worker queues it (one database transaction)."""
     rng = random.Random(5)  # noqa: S311 (test data, not security)
@@ -149,7 +173,9 @@ async def _seed(db: Database, scale: Scale, retry_for_ms: int) -> set[str]:
             room_id, transaction_id = rooms[r]
             buyer = Participant(f"b-{r}", f"@buyer-{r}:localhost", "buyer")
             seller = Participant(f"s-{r}", f"@seller-{r}:localhost", "seller")
-            context = RoomContext(room_id, "transaction", transaction_id, (buyer, seller), bot)
+            context = RoomContext(
+                room_id, RoomKind.TRANSACTION, transaction_id, (buyer, seller), bot
+            )
             event = {
                 "type": "m.room.message",
                 "room_id": room_id,
@@ -162,7 +188,7 @@ async def _seed(db: Database, scale: Scale, retry_for_ms: int) -> set[str]:
                 },
             }
             notifications, _ = message_notifications(event, context)
-            await add_notifications(conn, room_id, notifications, retry_for_ms)
+            await add_notifications(conn, room_id, notifications, retry_for_ms, now)
             ids.update(notification.id for notification in notifications)
     if len(ids) != scale.deliveries:
         raise RuntimeError(f"seeded {len(ids)} webhooks, wanted {scale.deliveries}")

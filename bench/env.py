@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from bridge.config.settings import Config
+from bridge.config import Config
 from bridge.ops.deployment import write_registration
 from bridge.ops.devstack import LocalSynapse
 from tests.harness import free_port, fresh_postgres_database, make_config, random_secret

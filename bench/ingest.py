@@ -6,7 +6,7 @@ route the bridge serves, from several clients at once, timed from the first PUT 
 
     clients (ingest_concurrency) --PUT /_matrix/app/v1/transactions/{txn}--> aiohttp app
         -> HomeserverRoutes: token, JSON, parse_transaction
-        -> HomeserverInbound -> EventStore.store_transaction -> inbox_events -> 200
+        -> HomeserverIntake -> InboxStore.store_transaction -> inbox_events -> 200
 
 The same transactions go three times, each into a fresh store: PostgreSQL, SQLite, and
 "storage off" (a store that keeps nothing: what parsing and HTTP alone cost, the ceiling the
@@ -37,10 +37,12 @@ from prometheus_client import CollectorRegistry
 
 from appservice.routes import HomeserverRoutes
 from appservice.transactions import Transaction
-from bridge.config.settings import Config
-from bridge.homeserver.inbox import RECEIPT_EVENT_TYPE, EventStore
-from bridge.homeserver.intake import HomeserverInbound
+from bridge.config import Config
+from bridge.homeserver.inbox import RECEIPT_EVENT_TYPE, InboxStore
+from bridge.homeserver.intake import HomeserverIntake
+from bridge.runtime.clock import SystemClock
 from bridge.runtime.metrics import Metrics
+from bridge.runtime.workers import Wakeup
 from bridge.storage.database import create_database, start_database
 from tests.harness import free_port
 
@@ -75,10 +77,17 @@ class Batch:
 
 
 class NoStorage:
-    """An `EventStore` stand-in that keeps nothing: the route's cost without a database."""
+    """An `InboxStore` stand-in that keeps nothing: the route's cost without a database."""
 
     async def store_transaction(self, txn: Transaction) -> None:
         return None
+
+
+class NoRecovery:
+    """Nothing fails to be stored here: the benchmark fails loudly instead."""
+
+    def store_failed(self, txn: Transaction) -> None:
+        raise RuntimeError(f"transaction {txn.txn_id} could not be stored")
 
 
 async def run(env: Env, scale: Scale) -> Result:
@@ -136,8 +145,10 @@ async def _pass(
         db = create_database(config.database)
         await start_database(db)
     try:
-        store = EventStore(db) if db is not None else NoStorage()
-        inbound = HomeserverInbound(store, config.bot_mxid, Metrics(CollectorRegistry()))
+        store = InboxStore(db, SystemClock()) if db is not None else NoStorage()
+        inbound = HomeserverIntake(
+            store, config.bot_mxid, Metrics(CollectorRegistry()), Wakeup(), NoRecovery()
+        )
         hs_token = config.appservice.hs_token.get_secret_value()
         routes = HomeserverRoutes(hs_token, inbound, logging.getLogger("bridge.homeserver"))
         async with (

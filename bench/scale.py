@@ -33,7 +33,7 @@ from pathlib import Path
 import asyncpg
 from aiohttp import ClientSession, ClientTimeout
 
-from bridge.config.settings import Config
+from bridge.config import Config
 from bridge.storage.database import create_database, start_database
 from tests.harness import BridgeProcess
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from bridge.app import StartError, run_bridge
-from bridge.config.settings import Config, ConfigError, config_reference, load_config
+from bridge.config import Config, ConfigError, config_reference, load_config
 from bridge.ops.deployment import (
     EXAMPLE_CONFIG,
     DeploymentError,

@@ -1,10 +1,17 @@
-"""The composition root: builds every part of the bridge from the config and wires them.
+"""The composition root: builds every part of the bridge from the config, and runs it.
 
-open()  -> database (migrated), HTTP client, mautrix AppServiceAPI, the aiohttp app
-serve() -> listen for the homeserver, the marketplace and probes
-connect() -> in the background: register the bot and ping the homeserver (the ping makes
-           Synapse re-send pending transactions at once), retrying until it answers
-close() -> stop listening, then close the HTTP client and the database
+    Bridge.open(config)  the database (migrated) and an HTTP client, then every part in
+                         dependency order (below), and the aiohttp app serving them
+    serve()              listen (homeserver routes, marketplace API, probes); start the workers
+    connect()            in the background: register the bot and ping the homeserver (Synapse
+                         then re-sends pending transactions at once), retrying until it answers;
+                         then bring every room back to its plan, and again on schedule
+    close()              stop the workers and listening; close the HTTP client and the database
+
+Parts, in the order they are built: runtime (clock, metrics, wake-ups, locks) -> the bot's
+Matrix calls -> market (records, room keeper, use cases) -> policy bot (enforcer, actions,
+commands, transcripts) -> delivery (outbox worker) -> homeserver (inbox, intake, inbox worker,
+recovery) -> api and ops (routes).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import logging
 import signal
 import sqlite3
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import asyncpg
 from aiohttp import ClientSession, ClientTimeout, web
@@ -24,205 +32,264 @@ from prometheus_client import CollectorRegistry
 from appservice.matrix import MatrixBot
 from appservice.routes import HomeserverRoutes
 from bridge.api.handlers import MarketApi
-from bridge.config.settings import Config
-from bridge.delivery.outbox import Outbox, OutboxRow, OutboxWorker
-from bridge.homeserver.inbox import EventStore
+from bridge.config import Config
+from bridge.delivery.outbox import Outbox, OutboxRow
+from bridge.delivery.outbox_worker import OutboxWorker
+from bridge.delivery.sender import WebhookSender
+from bridge.delivery.signing import Signer
+from bridge.homeserver.inbox import InboxStore
 from bridge.homeserver.inbox_worker import InboxWorker
-from bridge.homeserver.intake import HomeserverInbound
+from bridge.homeserver.intake import HomeserverIntake
 from bridge.homeserver.recovery import Recovery
-from bridge.market.audit import AuditLog
-from bridge.market.records.transactions import Records
-from bridge.market.transactions import Market
+from bridge.market import Market
 from bridge.ops.health import HealthRoutes
-from bridge.policybot.actions import ActionWorker, PolicyActions
+from bridge.policybot.action_worker import ActionWorker
+from bridge.policybot.actions import PlannedActions
 from bridge.policybot.commands import CommandRunner
 from bridge.policybot.enforcer import Enforcer
+from bridge.policybot.performer import ActionPerformer
 from bridge.policybot.transcripts import Transcripts
+from bridge.runtime.backoff import Backoff, retry_until_done
+from bridge.runtime.clock import Clock, SystemClock
 from bridge.runtime.metrics import Metrics
+from bridge.runtime.workers import Wakeups
 from bridge.storage.database import create_database, start_database
+from policy.ids import RoomId
+from policy.rules import content_rules_from
 
-CONNECT_RETRY_MAX = 30.0
+CONNECT_RETRY = Backoff(initial=1.0, maximum=30.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Workers:
+    inbox: InboxWorker
+    outbox: OutboxWorker
+    actions: ActionWorker
+    recovery: Recovery
 
 
 class Bridge:
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self.log = logging.getLogger("bridge")
-        self.db: Database | None = None
-        self.events: EventStore | None = None
-        self.api: AppServiceAPI | None = None
-        self.metrics: Metrics | None = None
-        self.market: Market | None = None
-        self.records: Records | None = None
-        self.bot: MatrixBot | None = None
-        self.web_app: web.Application | None = None
-        self._session: ClientSession | None = None
-        self._runner: web.AppRunner | None = None
-        self._connect_task: asyncio.Task | None = None
-        self._workers: list[asyncio.Task] = []
-        self.connected = asyncio.Event()
+    """A bridge built from its config: every part, the HTTP app serving them, the workers."""
 
-    async def open(self) -> None:
-        config = self.config
-        self.db = create_database(config.database)
-        await start_database(self.db)
-        self._session = ClientSession(timeout=ClientTimeout(total=60))
-        self.api = AppServiceAPI(
+    def __init__(self, config: Config, clock: Clock, db: Database, session: ClientSession) -> None:
+        self.config, self.clock, self.db, self._session = config, clock, db, session
+        self.log = logging.getLogger("bridge")
+        self.metrics = Metrics(CollectorRegistry())
+        self.wakeups = Wakeups()
+        self.connected = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._runner: web.AppRunner | None = None
+        api = AppServiceAPI(
             base_url=str(config.homeserver.url).rstrip("/"),
             bot_mxid=config.bot_mxid,
             token=config.appservice.as_token.get_secret_value(),
             log=logging.getLogger("bridge.matrix"),
-            client_session=self._session,
+            client_session=session,
         )
-        self.bot = MatrixBot(self.api, config.bot_mxid)
-        self.events = EventStore(self.db)
-        self.metrics = Metrics(CollectorRegistry())
-        self.outbox = Outbox(self.db)
-        self.outbox_worker = OutboxWorker(
-            self.outbox, config.webhooks, self._session, self.metrics, self._announce_dead
+        self.bot = MatrixBot(api, config.bot_mxid)
+        self.market = Market.build(config, db, self.bot, clock, self.wakeups.outbox)
+        self.inbox = InboxStore(db, clock)
+        self.outbox = Outbox(db)
+        self.transcripts = Transcripts(
+            self.market.transaction_records,
+            self.market.dispute_records,
+            self.inbox,
+            self.market.audit,
+            clock,
         )
-        self.records = records = Records(self.db)
-        self.market = Market(config, records, self.bot, on_queued=self.outbox_worker.wake)
-        transcripts = Transcripts(self.db, records)
-        commands = CommandRunner(config, self.market, records, transcripts, self.bot)
-        self.action_worker = ActionWorker(
-            self.db,
-            config.bot_mxid,
-            PolicyActions(self.bot, self.market, records).perform,
-            self.metrics,
+        self.workers = self._build_workers()
+        self.web_app = self._build_web_app()
+
+    @classmethod
+    async def open(cls, config: Config, clock: Clock | None = None) -> Bridge:
+        """Connect (and migrate) the database, and build the bridge on it."""
+        db = create_database(config.database)
+        await start_database(db)
+        bridge = cls(config, clock or SystemClock(), db, ClientSession(timeout=ClientTimeout(60)))
+        await bridge.market.management.load()
+        return bridge
+
+    def _build_workers(self) -> Workers:
+        config, market, clock, metrics = self.config, self.market, self.clock, self.metrics
+        admins = market.planner.admins
+        performer = ActionPerformer(
+            self.bot, market.reconciler, market.management, market.mutes, clock
         )
-        self.inbox_worker = InboxWorker(
-            self.db,
-            config.bot_mxid,
-            config.rooms.admins,
-            config.webhooks.retry_for_seconds * 1000,
-            self.metrics,
-            Enforcer(config),
-            management_room=lambda: self.market.management_room,
-            on_queued=self.outbox_worker.wake,
-            on_planned=self.action_worker.wake,
-            on_message=commands.handle,
-        )
-        self.recovery = Recovery(
+        commands = CommandRunner(
+            config.rooms.command_prefix,
+            admins,
+            market.transactions,
+            market.transaction_records,
+            market.disputes,
+            market.dispute_records,
+            market.moderation,
+            market.management,
+            self.transcripts,
+            market.audit,
             self.bot,
-            self.events,
-            self._rooms_to_catch_up,
-            config.appservice.id,
-            config.homeserver.watch_interval_seconds,
-            self.metrics,
-            on_stored=self.inbox_worker.wake,
         )
-        self.web_app = web.Application(client_max_size=config.appservice.max_transaction_bytes)
+        enforcer = Enforcer(
+            content_rules_from(config.policy.model_dump()),
+            config.bot_mxid,
+            admins,
+            config.disputes.freeze_transaction_room,
+            config.policy.mute_seconds,
+        )
+        webhooks = config.webhooks
+        sender = WebhookSender(
+            self._session,
+            str(webhooks.url),
+            webhooks.timeout_seconds,
+            Signer([secret.get_secret_value() for secret in webhooks.secrets]),
+            clock,
+        )
+        return Workers(
+            inbox=InboxWorker(
+                self.db,
+                config.bot_mxid,
+                admins,
+                webhooks.retry_for_seconds * 1000,
+                enforcer,
+                commands,
+                market.management,
+                clock,
+                metrics,
+                self.wakeups,
+            ),
+            outbox=OutboxWorker(
+                self.outbox,
+                sender.send,
+                Backoff(webhooks.backoff_initial_seconds, webhooks.backoff_max_seconds, True),
+                int(webhooks.timeout_seconds * 1000),
+                clock,
+                metrics,
+                self.wakeups.outbox,
+                on_dead=self._announce_dead,
+            ),
+            actions=ActionWorker(
+                PlannedActions(self.db),
+                performer.perform,
+                config.bot_mxid,
+                clock,
+                metrics,
+                self.wakeups.actions,
+            ),
+            recovery=Recovery(
+                self.bot,
+                self.inbox,
+                self._rooms_to_catch_up,
+                config.appservice.id,
+                config.homeserver.watch_interval_seconds,
+                clock,
+                metrics,
+                self.wakeups.inbox,
+            ),
+        )
+
+    def _build_web_app(self) -> web.Application:
+        config, market = self.config, self.market
+        app = web.Application(client_max_size=config.appservice.max_transaction_bytes)
+        intake = HomeserverIntake(
+            self.inbox, config.bot_mxid, self.metrics, self.wakeups.inbox, self.workers.recovery
+        )
         HomeserverRoutes(
             config.appservice.hs_token.get_secret_value(),
-            HomeserverInbound(
-                self.events,
-                config.bot_mxid,
-                self.metrics,
-                on_stored=self.inbox_worker.wake,
-                on_store_failed=self.recovery.store_failed,
-            ),
+            intake,
             logging.getLogger("bridge.homeserver"),
-        ).add_to(self.web_app)
+        ).add_to(app)
         MarketApi(
             config.api.token.get_secret_value(),
             config.api.max_body_bytes,
-            self.market,
+            market.transactions,
+            market.disputes,
+            market.chat_list,
+            self.transcripts,
+            market.audit,
             self.outbox,
-            self.outbox_worker.wake,
+            self.wakeups.outbox,
             config.webhooks.retry_for_seconds * 1000,
-            transcripts,
-            AuditLog(self.db),
-        ).add_to(self.web_app)
+            self.clock,
+        ).add_to(app)
         HealthRoutes(
             {"database": self._check_database, "homeserver": self._check_homeserver},
             self.metrics.registry,
             logging.getLogger("bridge.health"),
-        ).add_to(self.web_app)
+        ).add_to(app)
+        return app
+
+    @property
+    def recovery(self) -> Recovery:
+        return self.workers.recovery
 
     async def serve(self) -> None:
-        assert self.web_app is not None, "open() the bridge first"
         self._runner = web.AppRunner(self.web_app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.server.host, self.config.server.port)
-        await site.start()
-        self._workers = [
-            asyncio.create_task(self.inbox_worker.run(), name="inbox"),
-            asyncio.create_task(self.outbox_worker.run(), name="outbox"),
-            asyncio.create_task(self.action_worker.run(), name="actions"),
-            asyncio.create_task(self.recovery.run(), name="recovery"),
+        server = self.config.server
+        await web.TCPSite(self._runner, server.host, server.port).start()
+        workers = self.workers
+        self._tasks += [
+            asyncio.create_task(workers.inbox.run(), name="inbox"),
+            asyncio.create_task(workers.outbox.run(), name="outbox"),
+            asyncio.create_task(workers.actions.run(), name="actions"),
+            asyncio.create_task(workers.recovery.run(), name="recovery"),
         ]
-        self.log.info(
-            "Listening on %s:%d as %s",
-            self.config.server.host,
-            self.config.server.port,
-            self.config.bot_mxid,
-        )
+        self.log.info("Listening on %s:%d as %s", server.host, server.port, self.config.bot_mxid)
 
     def connect(self) -> None:
-        self._connect_task = asyncio.create_task(self._connect_homeserver())
+        self._tasks.append(asyncio.create_task(self._connect(), name="connect"))
 
     async def close(self) -> None:
-        tasks = [*self._workers, *([self._connect_task] if self._connect_task else [])]
-        for task in tasks:
+        for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._runner:
             await self._runner.cleanup()
-        if self._session:
-            await self._session.close()
-        if self.db:
-            await self.db.stop()
+        await self._session.close()
+        await self.db.stop()
 
-    async def _connect_homeserver(self) -> None:
-        """Register the bot and ping the homeserver, retrying until the homeserver answers."""
-        delay = 1.0
-        while True:
-            try:
-                await self.bot.ensure_registered()
-                await self.bot.ping(self.config.appservice.id)
-            except Exception as e:
-                self.log.warning("Homeserver not reachable yet (%s); retrying in %.0fs", e, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, CONNECT_RETRY_MAX)
-                continue
-            self.log.info("Connected to the homeserver at %s", self.config.homeserver.url)
-            self.connected.set()
-            break
-        # Rooms may have drifted while the bridge was down: put them back to their plans,
-        # then again on schedule (live events are enforced as they come).
+    async def _connect(self) -> None:
+        """Register the bot and ping the homeserver, retrying until the homeserver answers;
+        then put the rooms back to their plans, now and on schedule."""
+
+        async def register_and_ping() -> None:
+            await self.bot.ensure_registered()
+            await self.bot.ping(self.config.appservice.id)
+
+        await retry_until_done(
+            register_and_ping, CONNECT_RETRY, self.clock, self.log, "reach the homeserver"
+        )
+        self.log.info("Connected to the homeserver at %s", self.config.homeserver.url)
+        self.connected.set()
+        # Rooms may have drifted while the bridge was down (live events are enforced as
+        # they come): every room now, the active ones on schedule.
         interval = self.config.policy.repair_interval_seconds
         active_only = False
         while True:
             try:
-                await self.market.ensure_management_room()
-                await self.market.reconcile(active_only=active_only)
+                await self.market.management.ensure()
+                await self.market.reconciler.reconcile(active_only=active_only)
             except Exception:
                 self.log.exception("Repairing the rooms failed; trying again on schedule")
             if not interval:
                 return
-            await asyncio.sleep(interval)
+            await self.clock.sleep(interval)
             active_only = True
 
     async def _announce_dead(self, row: OutboxRow, error: str) -> None:
-        assert self.market is not None
-        await self.market.announce(
+        await self.market.management.announce(
             f"dead:{row.id}",
             f"Webhook {row.id} ({row.type}) for {row.stream} was given up ({error}). "
             "See GET /api/v1/webhooks/failed; POST /api/v1/webhooks/replay sends it again.",
         )
 
-    async def _rooms_to_catch_up(self) -> list[str]:
-        assert self.market is not None and self.records is not None
-        management = self.market.management_room
-        return [*await self.records.active_rooms(), *([management] if management else [])]
+    async def _rooms_to_catch_up(self) -> list[RoomId]:
+        management = self.market.management.room_id
+        return [*await self.market.rooms.active(), *([management] if management else [])]
 
     async def _check_database(self) -> None:
-        assert self.db is not None
         await self.db.fetchval("SELECT 1")
 
     async def _check_homeserver(self) -> None:
-        assert self.bot is not None
         await self.bot.versions()
 
 
@@ -238,10 +305,10 @@ async def run_bridge(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    bridge = Bridge(config)
+    bridge: Bridge | None = None
     try:
         try:
-            await bridge.open()
+            bridge = await Bridge.open(config)
             await bridge.serve()
         except (OSError, ConnectionError, asyncpg.PostgresError, sqlite3.Error) as e:
             raise StartError(f"cannot start the bridge: {e}") from e
@@ -251,4 +318,5 @@ async def run_bridge(
         await stop.wait()
         bridge.log.info("Stopping")
     finally:
-        await bridge.close()
+        if bridge is not None:
+            await bridge.close()

@@ -12,11 +12,25 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from enum import StrEnum
+
+from .rooms import RoomKind
 
 MAX_LENGTH = 1000
 _ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _DECISION = re.compile(r"[a-z0-9_]{1,64}")
 _USER = re.compile(r"@[a-z0-9._=/+-]+:[A-Za-z0-9.-]+(:[0-9]{1,5})?")
+
+
+class CommandName(StrEnum):
+    HELP = "help"
+    DISPUTES = "disputes"
+    STATUS = "status"
+    LOCK = "lock"
+    UNLOCK = "unlock"
+    RESOLVE = "resolve"
+    REMOVE = "remove"
+    TRANSCRIPT = "transcript"
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,23 +42,27 @@ class CommandSpec:
     free_text_last: bool = False
 
 
-COMMANDS: dict[str, CommandSpec] = {
-    "help": CommandSpec("help", "list the commands", 0, 0),
-    "disputes": CommandSpec("disputes", "list the open disputes", 0, 0),
-    "status": CommandSpec("status <transaction or dispute id>", "show its state and room", 1, 1),
-    "lock": CommandSpec("lock <transaction id>", "make the transaction room read-only", 1, 1),
-    "unlock": CommandSpec("unlock <transaction id>", "let the parties post again", 1, 1),
-    "resolve": CommandSpec(
+COMMANDS: dict[CommandName, CommandSpec] = {
+    CommandName.HELP: CommandSpec("help", "list the commands", 0, 0),
+    CommandName.DISPUTES: CommandSpec("disputes", "list the open disputes", 0, 0),
+    CommandName.STATUS: CommandSpec(
+        "status <transaction or dispute id>", "show its state and room", 1, 1
+    ),
+    CommandName.LOCK: CommandSpec(
+        "lock <transaction id>", "make the transaction room read-only", 1, 1
+    ),
+    CommandName.UNLOCK: CommandSpec("unlock <transaction id>", "let the parties post again", 1, 1),
+    CommandName.RESOLVE: CommandSpec(
         "resolve <dispute id> <decision> [note]",
         "resolve the dispute (as the marketplace API would)",
         2,
         3,
         free_text_last=True,
     ),
-    "remove": CommandSpec(
+    CommandName.REMOVE: CommandSpec(
         "remove <user> <transaction or dispute id>", "remove someone who is not a party", 2, 2
     ),
-    "transcript": CommandSpec(
+    CommandName.TRANSCRIPT: CommandSpec(
         "transcript <transaction or dispute id>",
         "upload its room's transcript here (JSON, hash-chained evidence)",
         1,
@@ -55,7 +73,7 @@ COMMANDS: dict[str, CommandSpec] = {
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    name: str
+    name: CommandName
     args: tuple[str, ...]
 
 
@@ -96,7 +114,7 @@ def parse_command(body: object, prefix: str) -> Command | Refusal | None:
     problem = _argument_problem(name, words)
     if problem:
         return Refusal(problem)
-    return Command(name, tuple(words))
+    return Command(CommandName(name), tuple(words))
 
 
 def _argument_problem(name: str, args: list[str]) -> str | None:
@@ -115,9 +133,11 @@ def _argument_problem(name: str, args: list[str]) -> str | None:
     return None
 
 
-def may_command(sender: str, admins: tuple[str, ...] | list[str], room_kind: str | None) -> bool:
+def may_command(
+    sender: str, admins: tuple[str, ...] | list[str], room_kind: RoomKind | None
+) -> bool:
     """Only allow-listed admins, only in the management room or a dispute room."""
-    return sender in admins and room_kind in ("management", "dispute")
+    return sender in admins and room_kind in (RoomKind.MANAGEMENT, RoomKind.DISPUTE)
 
 
 def help_text(prefix: str) -> str:

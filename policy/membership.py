@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from .ids import UserId
 from .rooms import Participants, RoomKind
 
 # State the room plans set; a change to one of these by anyone but the bot is checked.
@@ -26,7 +27,7 @@ PLANNED_STATE_TYPES = frozenset(
 PRESENT = frozenset({"invite", "join", "knock"})
 
 
-def allowed_members(kind: RoomKind, participants: Participants) -> frozenset[str]:
+def allowed_members(kind: RoomKind, participants: Participants) -> frozenset[UserId]:
     people = (
         participants.admins
         if kind is RoomKind.MANAGEMENT
@@ -35,12 +36,12 @@ def allowed_members(kind: RoomKind, participants: Participants) -> frozenset[str
     return frozenset({participants.bot, *people})
 
 
-def removes_on_arrival(membership: str, user_id: str, allowed: frozenset[str]) -> bool:
+def removes_on_arrival(membership: str, user_id: str, allowed: frozenset[UserId]) -> bool:
     """Whether a live membership change brings in someone who must be removed."""
     return membership in ("join", "knock") and user_id not in allowed
 
 
-def strays(memberships: Mapping[str, str], allowed: frozenset[str]) -> list[str]:
+def strays(memberships: Mapping[UserId, str], allowed: frozenset[UserId]) -> list[UserId]:
     """Everyone invited, joined or knocking who is not allowed (for the scheduled repair)."""
     return sorted(
         user

@@ -66,6 +66,8 @@ def dispute_opened_notice(title: str, transaction_id: str, reason: str, opened_b
 
 def dispute_resolved_notice(decision: str, note: str) -> Notice:
     text = "The dispute is resolved: {decision}.{note} This chat is now a read-only archive."
+    if note and not note.endswith((".", "!", "?", "…")):
+        note += "."  # a sentence of its own before the next
     plain = text.format(decision=decision, note=f" {note}" if note else "")
     html = text.format(decision=escape(decision), note=f" {escape(note)}" if note else "")
     return Notice(body=plain, html=html)

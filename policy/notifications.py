@@ -16,14 +16,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from .ids import DisputeId, EventId, MarketUserId, RoomId, TransactionId, UserId
+from .messages import MEDIA_MSGTYPES, strip_reply_fallback
+from .rooms import RoomKind
+
 PREVIEW_LENGTH = 200
-MEDIA_MSGTYPES = ("m.image", "m.file", "m.video", "m.audio")
 
 
 @dataclass(frozen=True, slots=True)
 class Participant:
-    user_id: str | None  # the marketplace's id; None for admins
-    matrix_id: str
+    user_id: MarketUserId | None  # None for admins
+    matrix_id: UserId
     role: str  # buyer, seller or admin
 
     def as_json(self) -> dict[str, Any]:
@@ -32,12 +35,12 @@ class Participant:
 
 @dataclass(frozen=True, slots=True)
 class RoomContext:
-    room_id: str
-    kind: str  # transaction or dispute
-    transaction_id: str
+    room_id: RoomId
+    kind: RoomKind  # transaction or dispute
+    transaction_id: TransactionId
     participants: tuple[Participant, ...]
-    bot: str
-    dispute_id: str | None = None
+    bot: UserId
+    dispute_id: DisputeId | None = None
 
     def participant(self, matrix_id: str) -> Participant | None:
         return next((p for p in self.participants if p.matrix_id == matrix_id), None)
@@ -74,12 +77,12 @@ class Notification:
 class MessageRecord:
     """What the chat list keeps of a message: its preview, or that it is gone."""
 
-    event_id: str
-    sender: str
+    event_id: EventId
+    sender: UserId
     ts: int
     preview: str
-    edits: str | None = None  # the event an edit replaces
-    deletes: str | None = None  # the event a redaction removes
+    edits: EventId | None = None  # the event an edit replaces
+    deletes: EventId | None = None  # the event a redaction removes
 
 
 def notification_id(kind: str, key: str) -> str:
@@ -91,10 +94,7 @@ def preview(text: Any, *, is_reply: bool = False) -> str:
     if not isinstance(text, str):
         return ""
     if is_reply:
-        lines = text.split("\n")
-        while lines and lines[0].startswith(">"):
-            lines.pop(0)
-        text = "\n".join(lines)
+        text = strip_reply_fallback(text)
     text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
     text = re.sub(r"\s+", " ", text).strip()
     if len(text) > PREVIEW_LENGTH:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from .ids import UserId
 from .states import Access
 
 BOT_LEVEL = 100
@@ -66,9 +67,9 @@ class RoomKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Participants:
-    bot: str
-    parties: tuple[str, ...]
-    admins: tuple[str, ...] = ()
+    bot: UserId
+    parties: tuple[UserId, ...]
+    admins: tuple[UserId, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +80,7 @@ class RoomPlan:
     join_rule: str = "invite"
     guest_access: str = "forbidden"
     history_visibility: str = "shared"
-    invitees: tuple[str, ...] = field(default=())
+    invitees: tuple[UserId, ...] = field(default=())
 
     def initial_state(self) -> list[dict[str, Any]]:
         """The state events createRoom needs beside its preset (which allows guests)."""
@@ -113,9 +114,9 @@ def plan_room(
     participants: Participants,
     room_version: str,
     title: str,
-    muted: tuple[str, ...] = (),
+    muted: tuple[UserId, ...] = (),
 ) -> RoomPlan:
-    users: dict[str, int] = {user: MUTED_LEVEL for user in muted}
+    users: dict[UserId, int] = {user: MUTED_LEVEL for user in muted}
     users.update({admin: ADMIN_LEVEL for admin in participants.admins})  # admins never muted
     if not creators_have_unlimited_power(room_version):
         users[participants.bot] = BOT_LEVEL

@@ -18,10 +18,10 @@ from enum import StrEnum
 from typing import Any
 
 from .contact import find_contact_details
+from .messages import MEDIA_MSGTYPES, strip_reply_fallback
 from .states import Access
 
 _HREF = re.compile(r"""href\s*=\s*["']?([^"' >]+)""", re.IGNORECASE)
-MEDIA_MSGTYPES = frozenset({"m.image", "m.file", "m.video", "m.audio", "m.sticker"})
 
 
 class Rule(StrEnum):
@@ -239,11 +239,9 @@ def _texts(content: Mapping[str, Any]) -> list[str]:
     texts = []
     body = content.get("body")
     if isinstance(body, str):
-        lines = body.split("\n")
         if isinstance(content.get("m.relates_to"), Mapping):
-            while lines and lines[0].startswith(">"):
-                lines.pop(0)
-        texts.append("\n".join(lines))
+            body = strip_reply_fallback(body)
+        texts.append(body)
     if isinstance(content.get("filename"), str):
         texts.append(content["filename"])
     html = content.get("formatted_body")

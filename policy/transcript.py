@@ -49,11 +49,12 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from .messages import MEDIA_MSGTYPES
+
 TRANSCRIPT_FORMAT = "marketplace-transcript/1"
 HEADER_FIELDS = ("format", "room_id", "room_kind", "transaction_id", "dispute_id")
 DOCUMENT_FIELDS = (*HEADER_FIELDS, "generated_at", "entry_count", "entries", "final_hash")
 ROOM_KINDS = ("transaction", "dispute")
-MEDIA_MSGTYPES = ("m.image", "m.file", "m.video", "m.audio")
 
 
 def transcript_hash(value: Any) -> str:

@@ -29,7 +29,7 @@ from pydantic import SecretStr
 from yarl import URL
 
 from bridge.app import Bridge
-from bridge.config.settings import Config, build_config
+from bridge.config import Config, build_config
 from bridge.ops.deployment import EXAMPLE_CONFIG, lockdown_module, write_registration
 from bridge.ops.devstack import LocalSynapse
 
@@ -297,9 +297,8 @@ def start_homeserver(root: Path, *, hardened: bool = False) -> Homeserver:
 @asynccontextmanager
 async def running_bridge(config: Config) -> AsyncIterator[Bridge]:
     """A bridge listening on the session's port and connected to the homeserver."""
-    bridge = Bridge(config)
+    bridge = await Bridge.open(config)
     try:
-        await bridge.open()
         await bridge.serve()
         bridge.connect()
         await asyncio.wait_for(bridge.connected.wait(), CONNECT_TIMEOUT)

@@ -1,45 +1,22 @@
-"""The outbox: durable notifications, delivered as signed webhooks, in order per room.
+"""The outbox table: durable notifications, one stream per room, delivered strictly in order.
 
-    add (in the caller's DB transaction) -> wake
-    worker: due head rows (the lowest pending seq of each stream, its retry time reached)
-        -> lease the head (one holder at a time, even across processes) -> signed POST
-        -> 2xx: delivered, lease the next head of the same stream at once
-        -> anything else (redirects are not followed, timeouts): retry later with exponential
-           backoff and jitter, until `retry_for_seconds`; then dead letter, which unblocks
-           the stream; `replay` queues dead letters again
-
-Each stream runs in its own task, so a failing receiver for one room never delays another.
-A lease outlives one attempt; a process that dies mid-attempt leaves a lease that expires.
+A row is added in the database transaction of the change it notifies. A stream's head is its
+lowest pending row; whoever holds the head's lease (one holder at a time, even across
+processes) attempts it (`outbox_worker`). Dead letters unblock their stream; `replay` queues
+them again.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
-import random
-import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import ClientError, ClientSession, ClientTimeout
 from mautrix.util.async_db import Connection, Database
 
-from bridge.config.settings import WebhooksConfig
-from bridge.delivery.signing import Signer
-from bridge.runtime.metrics import Metrics
-from bridge.runtime.workers import drain_when_woken
 from bridge.storage.database import rows_affected
 from policy.notifications import Notification
-
-POLL_SECONDS = 1.0
-MAX_STREAMS = 16
-LEASE_MARGIN_MS = 30_000
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,10 +39,13 @@ _IS_HEAD = (
 
 
 async def add_notifications(
-    conn: Connection, stream: str, notifications: Iterable[Notification], retry_for_ms: int
+    conn: Connection,
+    stream: str,
+    notifications: Iterable[Notification],
+    retry_for_ms: int,
+    now: int,
 ) -> int:
     """Queue notifications in the caller's transaction; an id already queued is kept as is."""
-    now = now_ms()
     added = 0
     for notification in notifications:
         body = json.dumps(notification.body(), separators=(",", ":"), ensure_ascii=False)
@@ -147,9 +127,10 @@ class Outbox:
         )
         return [dict(row) for row in rows]
 
-    async def replay(self, ids: list[str] | None, stream: str | None, retry_for_ms: int) -> int:
+    async def replay(
+        self, ids: list[str] | None, stream: str | None, retry_for_ms: int, now: int
+    ) -> int:
         """Queue dead letters again (all of them, or those with these ids, or this stream's)."""
-        now = now_ms()
         query = (
             "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = $1,"
             " retry_until = $2, lease_until = 0 WHERE status = 'dead'"
@@ -169,116 +150,3 @@ class Outbox:
                     )
                 )
         return replayed
-
-
-class OutboxWorker:
-    def __init__(
-        self,
-        outbox: Outbox,
-        config: WebhooksConfig,
-        session: ClientSession,
-        metrics: Metrics,
-        on_dead: Callable[[OutboxRow, str], Awaitable[None]] | None = None,
-    ) -> None:
-        self._outbox = outbox
-        self._on_dead = on_dead
-        self._config = config
-        self._session = session
-        self._metrics = metrics
-        self._signer = Signer([s.get_secret_value() for s in config.secrets])
-        self._wake = asyncio.Event()
-        self._streams: dict[str, asyncio.Task] = {}
-        self._log = logging.getLogger("bridge.outbox")
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    async def run(self) -> None:
-        async def drain() -> None:
-            await self._start_due_streams()
-            self._metrics.outbox_depth.set(await self._outbox.depth())
-
-        try:
-            await drain_when_woken(drain, self._wake, self._log, "read the outbox", POLL_SECONDS)
-        finally:
-            for task in self._streams.values():
-                task.cancel()
-            await asyncio.gather(*self._streams.values(), return_exceptions=True)
-
-    async def _start_due_streams(self) -> None:
-        free = MAX_STREAMS - len(self._streams)
-        if free <= 0:
-            return
-        for row in await self._outbox.due_heads(now_ms(), set(self._streams), free):
-            task = asyncio.create_task(self._deliver_stream(row))
-            self._streams[row.stream] = task
-            task.add_done_callback(lambda _, stream=row.stream: self._stream_done(stream))
-
-    def _stream_done(self, stream: str) -> None:
-        self._streams.pop(stream, None)
-        self.wake()  # its next row may be due, or another stream may wait for a slot
-
-    async def _deliver_stream(self, row: OutboxRow | None) -> None:
-        """Deliver a stream's rows in order while they are due; stop at a failure."""
-        stream = row.stream if row else ""
-        try:
-            while row is not None:
-                now = now_ms()
-                lease_until = now + int(self._config.timeout_seconds * 1000) + LEASE_MARGIN_MS
-                if not await self._outbox.lease(row, now, lease_until):
-                    return  # not due, not the head any more, or another process holds it
-                if not await self._attempt(row):
-                    return
-                row = await self._outbox.next_head(row.stream)
-        except Exception:
-            # The database failed us; an unrecorded attempt is repeated once its lease ends.
-            self._log.exception("Delivery to %s stopped; it resumes on a later pass", stream)
-
-    async def _attempt(self, row: OutboxRow) -> bool:
-        body = row.body.encode()
-        headers = self._signer.headers(row.id, body, int(time.time()))
-        try:
-            async with self._session.post(
-                str(self._config.url),
-                data=body,
-                headers=headers,
-                allow_redirects=False,
-                timeout=ClientTimeout(total=self._config.timeout_seconds),
-            ) as response:
-                ok, error = 200 <= response.status < 300, f"HTTP {response.status}"
-        except (ClientError, TimeoutError, OSError) as e:
-            ok, error = False, f"{type(e).__name__}: {e}"
-        now = now_ms()
-        if ok:
-            await self._outbox.delivered(row, now)
-            self._metrics.webhooks_delivered.inc()
-            self._metrics.webhook_latency.observe((now - row.created_at) / 1000)
-            return True
-        next_attempt = self._next_attempt(row, now)
-        await self._outbox.failed(row, error, next_attempt)
-        if next_attempt is None:
-            self._metrics.webhooks_dead.inc()
-            self._log.warning(
-                "Dead-lettered webhook %s (%s) of %s: %s", row.id, row.type, row.stream, error
-            )
-            if self._on_dead is not None:
-                try:
-                    await self._on_dead(row, error)
-                except Exception:  # telling the admins must not stop delivery
-                    self._log.exception("Could not announce dead letter %s", row.id)
-        else:
-            self._metrics.webhooks_retried.inc()
-            # Look again when the retry is due rather than at the next poll.
-            asyncio.get_running_loop().call_later((next_attempt - now) / 1000, self.wake)
-            self._log.info("Webhook %s of %s failed (%s); retrying", row.id, row.stream, error)
-        return False
-
-    def _next_attempt(self, row: OutboxRow, now: int) -> int | None:
-        if now >= row.retry_until:
-            return None
-        delay = min(
-            self._config.backoff_max_seconds,
-            self._config.backoff_initial_seconds * 2**row.attempts,
-        )
-        delay *= random.uniform(0.5, 1.0)  # noqa: S311 (jitter, not security)
-        return min(now + int(delay * 1000), row.retry_until)

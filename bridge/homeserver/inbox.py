@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from dataclasses import dataclass
+from typing import Any
 
-from mautrix.util.async_db import Database
+from mautrix.util.async_db import Connection, Database
 
 from appservice.transactions import MalformedEvent, Receipt, RoomEvent, Transaction
+from bridge.runtime.clock import Clock
+from policy.ids import EventId, RoomId, UserId
 
 # Inbox items for moved read positions carry this type (no room event has it).
 RECEIPT_EVENT_TYPE = "m.receipt"
@@ -47,10 +49,10 @@ _UPSERT_READ_POSITION = """
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
     seq: int
-    event_id: str
-    room_id: str
+    event_id: EventId
+    room_id: RoomId
     event_type: str
-    sender: str
+    sender: UserId
     origin_server_ts: int
     event_json: str
     status: str
@@ -59,18 +61,19 @@ class StoredEvent:
 
 @dataclass(frozen=True, slots=True)
 class ReadPosition:
-    room_id: str
-    user_id: str
-    event_id: str
+    room_id: RoomId
+    user_id: UserId
+    event_id: EventId
     ts: int
 
 
-class EventStore:
-    def __init__(self, db: Database) -> None:
+class InboxStore:
+    def __init__(self, db: Database, clock: Clock) -> None:
         self._db = db
+        self._clock = clock
 
     async def store_transaction(self, txn: Transaction) -> None:
-        now = int(time.time() * 1000)
+        now = self._clock.now_ms()
         events = [_event_row(event, txn.txn_id, now) for event in txn.events]
         if not events and not txn.receipts:
             return
@@ -84,7 +87,7 @@ class EventStore:
                     # A moved read position becomes an inbox item, in order with the messages.
                     await conn.execute(_INSERT_EVENT, *_receipt_row(r, txn.txn_id, now))
 
-    async def get_event(self, room_id: str, event_id: str) -> StoredEvent | None:
+    async def get_event(self, room_id: RoomId, event_id: EventId) -> StoredEvent | None:
         """One stored event, looked up within its room (an id from elsewhere finds nothing)."""
         row = await self._db.fetchrow(
             _SELECT_EVENTS + " WHERE room_id = $1 AND event_id = $2",
@@ -93,7 +96,7 @@ class EventStore:
         )
         return StoredEvent(**dict(row)) if row else None
 
-    async def known_since(self, room_id: str, since_ts: int) -> set[str]:
+    async def known_since(self, room_id: RoomId, since_ts: int) -> set[EventId]:
         """Ids of the room's stored events sent at or after ``since_ts`` (homeserver time)."""
         rows = await self._db.fetch(
             "SELECT event_id FROM inbox_events WHERE room_id = $1 AND origin_server_ts >= $2",
@@ -106,7 +109,17 @@ class EventStore:
         rows = await self._db.fetch(_SELECT_EVENTS + " WHERE status = 'dead' ORDER BY seq")
         return [StoredEvent(**dict(row)) for row in rows]
 
-    async def read_position(self, room_id: str, user_id: str) -> ReadPosition | None:
+    async def room_events(self, room_id: RoomId) -> list[dict[str, Any]]:
+        """The room's events as received, in arrival order (read positions left out)."""
+        rows = await self._db.fetch(
+            "SELECT event_json FROM inbox_events WHERE room_id = $1 AND event_type <> $2"
+            " ORDER BY seq",
+            room_id,
+            RECEIPT_EVENT_TYPE,
+        )
+        return [json.loads(row["event_json"]) for row in rows]
+
+    async def read_position(self, room_id: RoomId, user_id: UserId) -> ReadPosition | None:
         row = await self._db.fetchrow(
             "SELECT room_id, user_id, event_id, ts FROM read_positions"
             " WHERE room_id = $1 AND user_id = $2",
@@ -158,4 +171,50 @@ def _receipt_row(receipt: Receipt, txn_id: str, now: int) -> tuple:
         None,
         txn_id,
         now,
+    )
+
+
+# For the inbox worker, inside its per-event database transaction.
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRoom:
+    room_id: RoomId
+    oldest: int  # when its oldest pending event arrived (ms)
+
+
+async def pending_rooms(db: Database) -> list[PendingRoom]:
+    rows = await db.fetch(
+        "SELECT room_id, MIN(received_at) AS oldest FROM inbox_events"
+        " WHERE status = 'pending' GROUP BY room_id"
+    )
+    return [PendingRoom(row["room_id"], row["oldest"]) for row in rows]
+
+
+async def next_pending(conn: Connection, room_id: RoomId) -> tuple[StoredEvent | None, bool]:
+    """The room's oldest pending event, and whether another waits behind it."""
+    # Two rows: the second says whether to come back, without an empty round.
+    rows = await conn.fetch(
+        _SELECT_EVENTS + " WHERE room_id = $1 AND status = 'pending' ORDER BY seq LIMIT 2",
+        room_id,
+    )
+    return (StoredEvent(**dict(rows[0])) if rows else None), len(rows) > 1
+
+
+async def mark_done(conn: Connection, seq: int) -> None:
+    await conn.execute("UPDATE inbox_events SET status = 'done' WHERE seq = $1", seq)
+
+
+async def mark_dead(conn: Connection, seq: int, error: str) -> None:
+    await conn.execute(
+        "UPDATE inbox_events SET status = 'dead', error = $2 WHERE seq = $1", seq, error[:500]
+    )
+
+
+async def sender_of(conn: Connection, room_id: RoomId, event_id: EventId) -> UserId | None:
+    """Who sent an event of this room (an event id from another room finds nothing)."""
+    return await conn.fetchval(
+        "SELECT sender FROM inbox_events WHERE room_id = $1 AND event_id = $2",
+        room_id,
+        event_id,
     )

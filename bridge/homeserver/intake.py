@@ -1,37 +1,49 @@
-"""What the bridge does with the homeserver's calls: store transactions, answer queries."""
+"""What the bridge answers to the homeserver's calls: store each transaction, then say so.
+
+Implements `appservice.routes.HomeserverHandler`. A stored transaction wakes the inbox worker;
+one that could not be stored goes to recovery (which keeps trying to store it, then asks the
+homeserver to go on) and the route answers 500, so Synapse keeps it and re-sends it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Protocol
 
 from appservice.transactions import MalformedEvent, Transaction
-from bridge.homeserver.inbox import EventStore
 from bridge.runtime.metrics import Metrics
+from bridge.runtime.workers import Wakeup
+from policy.ids import UserId
+
+from .inbox import InboxStore
 
 
-class HomeserverInbound:
-    """Implements `appservice.routes.HomeserverHandler` for the bridge."""
+class StoreFailures(Protocol):
+    """Who takes over a transaction that could not be stored (`recovery.Recovery`)."""
 
+    def store_failed(self, txn: Transaction) -> None: ...
+
+
+class HomeserverIntake:
     def __init__(
         self,
-        events: EventStore,
-        bot_mxid: str,
+        inbox: InboxStore,
+        bot: UserId,
         metrics: Metrics,
-        on_stored: Callable[[], None] = lambda: None,
-        on_store_failed: Callable[[Transaction], None] = lambda txn: None,
+        wakeup: Wakeup,
+        recovery: StoreFailures,
     ) -> None:
-        self._events = events
-        self._bot_mxid = bot_mxid
+        self._inbox = inbox
+        self._bot = bot
         self._metrics = metrics
-        self._on_stored = on_stored
-        self._on_store_failed = on_store_failed
+        self._wakeup = wakeup
+        self._recovery = recovery
 
     async def store_transaction(self, txn: Transaction) -> None:
         try:
-            await self._events.store_transaction(txn)
+            await self._inbox.store_transaction(txn)
         except Exception:
             self._metrics.transactions.labels("failed").inc()
-            self._on_store_failed(txn)
+            self._recovery.store_failed(txn)
             raise
         self._metrics.transactions.labels("stored").inc()
         # Counts arrivals, duplicates of a re-sent transaction included.
@@ -39,11 +51,11 @@ class HomeserverInbound:
         self._metrics.events.labels("pending").inc(len(txn.events) - dead)
         self._metrics.events.labels("dead").inc(dead)
         self._metrics.receipts.inc(len(txn.receipts))
-        self._on_stored()
+        self._wakeup.set()
 
     async def query_user(self, user_id: str) -> bool:
         # The bot is registered when the bridge connects; no other user lives in our namespace.
-        return user_id == self._bot_mxid
+        return user_id == self._bot
 
     async def query_alias(self, alias: str) -> bool:
         # Rooms come from the marketplace API, never from someone asking for an alias.

@@ -18,13 +18,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 
 from appservice.matrix import HomeserverUnavailable, MatrixBot, MatrixError
 from appservice.transactions import Transaction, parse_room_event
-from bridge.homeserver.inbox import EventStore
+from bridge.runtime.backoff import Backoff, retry_until_done
+from bridge.runtime.clock import Clock
 from bridge.runtime.metrics import Metrics
+from bridge.runtime.workers import Wakeup
+from policy.ids import RoomId
+
+from .inbox import InboxStore
 
 # Events reach Synapse's in-memory queue at most this long before the outage was noticed:
 # the appservice request timeout plus the watch's interval, with room to spare.
@@ -32,31 +36,34 @@ OUTAGE_MARGIN_MS = 5 * 60 * 1000
 PAGE_SIZE = 100
 MAX_PAGES = 20  # per room: the newest 2,000 events at most
 CATCH_UP_CONCURRENCY = 8
-RETRY_MAX_SECONDS = 30.0
-STORE_RETRY_SECONDS = 0.5
+# A fixed, short interval for storing: Synapse's own retries are already spaced out.
+STORE_RETRY = Backoff(initial=0.5, maximum=0.5)
+PING_RETRY = Backoff(initial=1.0, maximum=30.0)
 
 
 class Recovery:
     def __init__(
         self,
         bot: MatrixBot,
-        events: EventStore,
-        active_rooms: Callable[[], Awaitable[list[str]]],
+        inbox: InboxStore,
+        active_rooms: Callable[[], Awaitable[list[RoomId]]],
         appservice_id: str,
         watch_seconds: float,
+        clock: Clock,
         metrics: Metrics,
-        on_stored: Callable[[], None],
+        wakeup: Wakeup,
     ) -> None:
         self._bot = bot
-        self._events = events
+        self._inbox = inbox
         self._active_rooms = active_rooms
         self._appservice_id = appservice_id
         self._watch_seconds = watch_seconds
+        self._clock = clock
         self._metrics = metrics
-        self._on_stored = on_stored
+        self._wakeup = wakeup
         self._store_failed = asyncio.Event()
         self._refused: Transaction | None = None  # the latest transaction not stored
-        self._log = logging.getLogger("bridge.recovery")
+        self._log = logging.getLogger("bridge.homeserver.recovery")
 
     def store_failed(self, txn: Transaction) -> None:
         """Called when a homeserver transaction could not be stored."""
@@ -71,30 +78,36 @@ class Recovery:
         while True:
             await self._store_failed.wait()
             self._store_failed.clear()  # a failure from now on comes round again
-            # A fixed, short interval: Synapse's own retries are already spaced out.
-            await _until_done(
-                self._store_refused,
-                self._log,
-                "store the refused transaction",
-                STORE_RETRY_SECONDS,
-            )
-            self._on_stored()
-            await _until_done(
-                lambda: self._bot.ping(self._appservice_id),
-                self._log,
-                "ask the homeserver to re-send",
-            )
-            self._log.info("Storing works again; the homeserver was asked to go on")
+            await self.resume_pushes()
+
+    async def resume_pushes(self) -> None:
+        """Store the refused transaction, then ask the homeserver to go on at once."""
+        await retry_until_done(
+            self._store_refused,
+            STORE_RETRY,
+            self._clock,
+            self._log,
+            "store the refused transaction",
+        )
+        self._wakeup.set()
+        await retry_until_done(
+            lambda: self._bot.ping(self._appservice_id),
+            PING_RETRY,
+            self._clock,
+            self._log,
+            "ask the homeserver to re-send",
+        )
+        self._log.info("Storing works again; the homeserver was asked to go on")
 
     async def _store_refused(self) -> None:
         assert self._refused is not None
-        await self._events.store_transaction(self._refused)
+        await self._inbox.store_transaction(self._refused)
 
     async def _watch_homeserver(self) -> None:
         last_up: int | None = None  # when the homeserver last answered before an outage
         down = False
         while True:
-            now = int(time.time() * 1000)
+            now = self._clock.now_ms()
             try:
                 await self._bot.versions()
             except (HomeserverUnavailable, MatrixError) as e:
@@ -108,7 +121,7 @@ class Recovery:
                     down, last_up = False, now
                 except Exception:
                     self._log.exception("Could not catch up after the outage; trying again")
-            await asyncio.sleep(self._watch_seconds)
+            await self._clock.sleep(self._watch_seconds)
 
     async def catch_up(self, since_ms: int) -> int:
         """Store every active room's events since ``since_ms`` that the bridge never got;
@@ -120,7 +133,10 @@ class Recovery:
             nonlocal found
             for room_id in rooms:  # shared: each room is read by one worker
                 try:
-                    found += await self.catch_up_room(room_id, since_ms)
+                    # Awaited first: `found += await ...` would read `found` before the
+                    # await and lose what the other workers added meanwhile.
+                    stored = await self.catch_up_room(room_id, since_ms)
+                    found += stored
                 except MatrixError as e:  # the bot left, or the room is gone: nothing to read
                     self._log.warning("Could not read %s's timeline: %s", room_id, e)
 
@@ -128,12 +144,12 @@ class Recovery:
         if found:
             self._log.warning("Stored %d events the homeserver never sent", found)
             self._metrics.events_read_back.inc(found)
-            self._on_stored()
+            self._wakeup.set()
         else:
             self._log.info("No event was missing after the homeserver's outage")
         return found
 
-    async def catch_up_room(self, room_id: str, since_ms: int) -> int:
+    async def catch_up_room(self, room_id: RoomId, since_ms: int) -> int:
         missing: list[dict] = []
         token = None
         for _ in range(MAX_PAGES):
@@ -142,34 +158,17 @@ class Recovery:
             if not events:
                 break
             oldest = min(_timestamp(e) for e in events)
-            known = await self._events.known_since(room_id, oldest)
+            known = await self._inbox.known_since(room_id, oldest)
             missing.extend(e for e in events if e.get("event_id") not in known)
             if token is None or oldest < since_ms:
                 break
         if missing:
-            txn_id = f"catch-up:{room_id}:{time.time_ns()}"
+            txn_id = f"catch-up:{room_id}:{self._clock.now_ms()}"
             parsed = [parse_room_event({"room_id": room_id, **e}) for e in reversed(missing)]
-            await self._events.store_transaction(Transaction(txn_id, parsed, []))
+            await self._inbox.store_transaction(Transaction(txn_id, parsed, []))
         return len(missing)
 
 
 def _timestamp(event: dict) -> int:
     ts = event.get("origin_server_ts")
     return ts if isinstance(ts, int) else 0
-
-
-async def _until_done(
-    attempt: Callable[[], Awaitable[object]],
-    log: logging.Logger,
-    what: str,
-    max_delay: float = RETRY_MAX_SECONDS,
-) -> None:
-    delay = min(1.0, max_delay)
-    while True:
-        try:
-            await attempt()
-            return
-        except Exception as e:
-            log.warning("Could not %s (%s); retrying in %.0fs", what, e, delay)
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, max_delay)

@@ -1,37 +1,32 @@
-"""The marketplace API's errors: an HTTP status and a machine-readable ``MARKET_*`` errcode."""
+"""Why a marketplace request cannot be carried out, in the domain's terms.
+
+Raised by the use cases and the records; the API turns each into its HTTP status and
+``MARKET_*`` errcode (`bridge.api.errors`), admin commands into a reply.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
 
 class MarketError(Exception):
-    def __init__(self, status: int, errcode: str, message: str, **details: Any) -> None:
+    """The message is for people; ``fields`` names the request fields it is about."""
+
+    def __init__(self, message: str, fields: list[str] | None = None) -> None:
         super().__init__(message)
-        self.status = status
-        self.errcode = errcode
         self.message = message
-        self.details = details
+        self.fields = fields
 
-    def body(self) -> dict[str, Any]:
-        return {"errcode": self.errcode, "error": self.message, **self.details}
 
-    @classmethod
-    def invalid_param(cls, message: str, **details: Any) -> MarketError:
-        return cls(400, "MARKET_INVALID_PARAM", message, **details)
+class NotFound(MarketError):
+    """No such transaction, dispute or marketplace user."""
 
-    @classmethod
-    def not_found(cls, message: str) -> MarketError:
-        return cls(404, "MARKET_NOT_FOUND", message)
 
-    @classmethod
-    def conflict(cls, message: str, fields: list[str]) -> MarketError:
-        return cls(409, "MARKET_CONFLICT", message, fields=fields)
+class InvalidRequest(MarketError):
+    """A value the marketplace sent cannot be used (a party on another server, say)."""
 
-    @classmethod
-    def invalid_state(cls, message: str) -> MarketError:
-        return cls(409, "MARKET_INVALID_STATE", message)
 
-    @classmethod
-    def homeserver_unavailable(cls, message: str) -> MarketError:
-        return cls(503, "MARKET_HOMESERVER_UNAVAILABLE", message)
+class Conflict(MarketError):
+    """An id already stands for something else (the fields that differ are named)."""
+
+
+class InvalidState(MarketError):
+    """The object's state does not allow this now (payment after close, say)."""

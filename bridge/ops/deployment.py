@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from appservice.registration import build_registration
-from bridge.config.settings import Config
+from bridge.config import Config
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "config.example.yaml"
 SYNAPSE_SECRET_KEYS = ("registration_shared_secret", "macaroon_secret_key", "form_secret")

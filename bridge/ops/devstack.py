@@ -29,7 +29,7 @@ import yaml
 from aiohttp import web
 
 from bridge.app import run_bridge
-from bridge.config.settings import Config, build_config
+from bridge.config import Config, build_config
 from bridge.ops.deployment import (
     BRIDGE_SECRET_KEYS,
     SYNAPSE_SECRET_KEYS,

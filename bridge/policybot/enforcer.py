@@ -7,9 +7,9 @@
                         -> policy.violation + audit entry, a mute row, plans: redact, warn,
                            mute (and its lifting), alert the moderation room
 
-Decisions come from `policy`; this module only gathers their inputs (the sender's recent
-messages, an existing mute) and turns verdicts into rows. The inbox writes them in the same
-database transaction that marks the event done; the action worker carries the plans out.
+Decisions come from `policy`; this module gathers their inputs (the sender's recent messages,
+an existing mute), turns verdicts into rows, and writes them (`record`) in the same database
+transaction that marks the event done; the action worker carries the plans out.
 """
 
 from __future__ import annotations
@@ -19,16 +19,20 @@ from typing import Any
 
 from mautrix.util.async_db import Connection
 
-from bridge.config.settings import Config
-from bridge.market.audit import AuditEntry
-from bridge.market.records.transactions import DisputeRecord, TransactionRecord, room_access
-from bridge.policybot.actions import ActionKind, PlannedAction
+from bridge.market.models import DisputeRecord, TransactionRecord, room_access
+from bridge.market.records.audit import AuditEntry, write_audit
+from bridge.market.records.mutes import add_mute
+from policy.ids import RoomId, UserId
 from policy.membership import allowed_members, needs_state_check, removes_on_arrival
 from policy.notices import violation_alert
 from policy.notifications import Notification, RoomContext, violation_notification
 from policy.rooms import Participants, RoomKind
-from policy.rules import Action, Verdict, content_rules_from, judge_event
+from policy.rules import Action, ContentRules, Verdict, judge_event
 from policy.states import TransactionState
+
+from .actions import ActionKind, PlannedAction, plan_actions
+
+NOT_ALLOWED = "not a party or an admin of this room"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +40,7 @@ class Enforcement:
     notifications: list[Notification] = field(default_factory=list)
     actions: list[PlannedAction] = field(default_factory=list)
     audits: list[AuditEntry] = field(default_factory=list)
-    mute: tuple[str, int] | None = None  # (user, until ms)
+    mute: tuple[UserId, int] | None = None  # (user, until ms)
     withhold: bool = False  # the message is being redacted: it never counts as created
     broken_rules: tuple[str, ...] = ()
 
@@ -44,43 +48,48 @@ class Enforcement:
 NOTHING = Enforcement()
 
 
-class Enforcer:
-    def __init__(self, config: Config) -> None:
-        self._config = config
-        self._rules = content_rules_from(config.policy.model_dump())
-        self._bot = config.bot_mxid
-        self._admins = tuple(config.rooms.admins)
-        self._mute_ms = config.policy.mute_seconds * 1000
+@dataclass(frozen=True, slots=True)
+class Room:
+    """A managed room as the enforcer judges events in it."""
 
-    def participants(self, record: TransactionRecord | None) -> Participants:
-        parties = (record.buyer.matrix_id, record.seller.matrix_id) if record else ()
+    kind: RoomKind
+    transaction: TransactionRecord | None = None  # None for the management room
+    dispute: DisputeRecord | None = None
+    context: RoomContext | None = None
+
+
+class Enforcer:
+    def __init__(
+        self,
+        rules: ContentRules,
+        bot: UserId,
+        admins: tuple[UserId, ...],
+        freeze_on_dispute: bool,
+        mute_seconds: int,
+    ) -> None:
+        self._rules = rules
+        self._bot = bot
+        self._admins = admins
+        self._freeze_on_dispute = freeze_on_dispute
+        self._mute_ms = mute_seconds * 1000
+
+    def _participants(self, record: TransactionRecord | None) -> Participants:
+        parties = record.parties if record else ()
         return Participants(bot=self._bot, parties=parties, admins=self._admins)
 
     async def judge(
-        self,
-        conn: Connection,
-        event: dict[str, Any],
-        kind: RoomKind,
-        record: TransactionRecord | None,
-        dispute: DisputeRecord | None,
-        context: RoomContext | None,
-        now: int,
+        self, conn: Connection, event: dict[str, Any], room: Room, now: int
     ) -> Enforcement:
         room_id, event_id = event["room_id"], event["event_id"]
         sender, event_type = event.get("sender", ""), event.get("type", "")
         state_key = event.get("state_key")
         content = event.get("content") if isinstance(event.get("content"), dict) else {}
         if event_type == "m.room.member" and isinstance(state_key, str):
-            allowed = allowed_members(kind, self.participants(record))
+            allowed = allowed_members(room.kind, self._participants(room.transaction))
             if not removes_on_arrival(content.get("membership", ""), state_key, allowed):
                 return NOTHING
-            reason = "not a party or an admin of this room"
-            kick = PlannedAction(
-                f"kick:{event_id}",
-                room_id,
-                ActionKind.KICK,
-                {"user_id": state_key, "reason": reason},
-            )
+            params = {"user_id": state_key, "reason": NOT_ALLOWED}
+            kick = PlannedAction(f"kick:{event_id}", room_id, ActionKind.KICK, params)
             return Enforcement(actions=[kick])
         if isinstance(state_key, str):
             if not needs_state_check(event_type, state_key, sender, self._bot):
@@ -90,15 +99,15 @@ class Enforcer:
             )
             return Enforcement(actions=[repair])
         exempt = sender == self._bot or sender in self._admins
+        record, context = room.transaction, room.context
         if exempt or record is None or context is None:
             return NOTHING
-        access = room_access(record, self._config.disputes.freeze_transaction_room, dispute)
         recent, muted_until = await self._history(conn, event)
         verdict = judge_event(
             event_type,
             content,
             self._rules,
-            access,
+            room_access(record, room.dispute, self._freeze_on_dispute),
             transaction_closed=record.state is TransactionState.CLOSED,
             recent_messages=recent,
             muted=muted_until is not None and muted_until > now,
@@ -106,6 +115,16 @@ class Enforcer:
         if not verdict.broken:
             return NOTHING
         return self._enforce(event, verdict, context, now)
+
+    async def record(
+        self, conn: Connection, room_id: RoomId, enforcement: Enforcement, now: int
+    ) -> None:
+        """Write what the enforcement decided, in the caller's database transaction."""
+        if enforcement.mute is not None:
+            await add_mute(conn, room_id, *enforcement.mute)
+        for entry in enforcement.audits:
+            await write_audit(conn, entry, now)
+        await plan_actions(conn, enforcement.actions, now)
 
     def _enforce(
         self, event: dict[str, Any], verdict: Verdict, context: RoomContext, now: int
@@ -122,14 +141,8 @@ class Enforcer:
         mute_until = now + self._mute_ms if Action.MUTE in verdict.actions else None
         planned = []
         if redacted:
-            planned.append(
-                PlannedAction(
-                    f"redact:{event_id}",
-                    room_id,
-                    ActionKind.REDACT,
-                    {"event_id": event_id, "rule": ", ".join(rules), "reason": "; ".join(reasons)},
-                )
-            )
+            params = {"event_id": event_id, "rule": ", ".join(rules), "reason": "; ".join(reasons)}
+            planned.append(PlannedAction(f"redact:{event_id}", room_id, ActionKind.REDACT, params))
         if mute_until is not None:
             planned += [
                 PlannedAction(
@@ -181,7 +194,8 @@ class Enforcer:
 
     async def _history(self, conn: Connection, event: dict[str, Any]) -> tuple[int, int | None]:
         """The sender's messages in the flood window ending at this event (it included), and
-        the end of their mute in this room, if any: one query, as it runs for every event."""
+        the end of their mute in this room, if any: one query, as it runs for every party's
+        message (it reads the homeserver's inbox table and the mutes)."""
         ts = event.get("origin_server_ts", 0)
         row = await conn.fetchrow(
             "SELECT (SELECT COUNT(*) FROM inbox_events WHERE room_id = $1 AND sender = $2"

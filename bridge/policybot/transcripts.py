@@ -1,42 +1,56 @@
 """Transcript export: a transaction's or dispute's room, from our own records, as evidence.
 
-id -> the room -> its stored events in arrival order (the inbox keeps them, redacted
-originals included) -> policy.transcript builds the hash-chained document
+id -> the room -> its stored events in arrival order (the inbox keeps them, redacted originals
+included) -> policy.transcript builds the hash-chained document
    -> the final hash goes into the audit trail, so a wholly recomputed chain shows too
 """
 
 from __future__ import annotations
 
-import json
-import time
-from typing import Any
+from typing import Any, Protocol
 
-from mautrix.util.async_db import Database
-
-from bridge.homeserver.inbox import RECEIPT_EVENT_TYPE
-from bridge.market.audit import AuditEntry, write_audit
-from bridge.market.errors import MarketError
-from bridge.market.records.transactions import Records
+from bridge.market.errors import NotFound
+from bridge.market.records.audit import AuditEntry, AuditLog
+from bridge.market.records.disputes import DisputeRecords
+from bridge.market.records.transactions import TransactionRecords
+from bridge.runtime.clock import Clock
+from policy.ids import DisputeId, RoomId, TransactionId
 from policy.transcript import build_transcript
 
 
+class RoomHistory(Protocol):
+    async def room_events(self, room_id: RoomId) -> list[dict[str, Any]]:
+        """The room's events as received, in arrival order (read positions left out)."""
+        ...
+
+
 class Transcripts:
-    def __init__(self, db: Database, records: Records) -> None:
-        self._db = db
-        self._records = records
+    def __init__(
+        self,
+        transactions: TransactionRecords,
+        disputes: DisputeRecords,
+        history: RoomHistory,
+        audit: AuditLog,
+        clock: Clock,
+    ) -> None:
+        self._transactions = transactions
+        self._disputes = disputes
+        self._history = history
+        self._audit = audit
+        self._clock = clock
 
     async def of(self, object_id: str, actor: str) -> dict[str, Any]:
         """The transcript of a transaction's room, or else of a dispute's room."""
-        if await self._records.get_transaction(object_id) is not None:
-            return await self.of_transaction(object_id, actor)
-        if await self._records.get_dispute(object_id) is not None:
-            return await self.of_dispute(object_id, actor)
-        raise MarketError.not_found(f"no transaction or dispute {object_id}")
+        if await self._transactions.get(TransactionId(object_id)) is not None:
+            return await self.of_transaction(TransactionId(object_id), actor)
+        if await self._disputes.get(DisputeId(object_id)) is not None:
+            return await self.of_dispute(DisputeId(object_id), actor)
+        raise NotFound(f"no transaction or dispute {object_id}")
 
-    async def of_transaction(self, transaction_id: str, actor: str) -> dict[str, Any]:
-        record = await self._records.get_transaction(transaction_id)
+    async def of_transaction(self, transaction_id: TransactionId, actor: str) -> dict[str, Any]:
+        record = await self._transactions.get(transaction_id)
         if record is None:
-            raise MarketError.not_found(f"no transaction {transaction_id}")
+            raise NotFound(f"no transaction {transaction_id}")
         header = {
             "room_id": record.room_id or "",
             "room_kind": "transaction",
@@ -45,10 +59,10 @@ class Transcripts:
         }
         return await self._export(header, actor)
 
-    async def of_dispute(self, dispute_id: str, actor: str) -> dict[str, Any]:
-        dispute = await self._records.get_dispute(dispute_id)
+    async def of_dispute(self, dispute_id: DisputeId, actor: str) -> dict[str, Any]:
+        dispute = await self._disputes.get(dispute_id)
         if dispute is None:
-            raise MarketError.not_found(f"no dispute {dispute_id}")
+            raise NotFound(f"no dispute {dispute_id}")
         header = {
             "room_id": dispute.room_id or "",
             "room_kind": "dispute",
@@ -58,28 +72,17 @@ class Transcripts:
         return await self._export(header, actor)
 
     async def _export(self, header: dict[str, Any], actor: str) -> dict[str, Any]:
-        async with self._db.acquire() as conn:
-            rows = []
-            if header["room_id"]:  # no room yet: nothing happened
-                rows = await conn.fetch(
-                    "SELECT event_json FROM inbox_events"
-                    " WHERE room_id = $1 AND event_type <> $2 ORDER BY seq",
-                    header["room_id"],
-                    RECEIPT_EVENT_TYPE,
-                )
-            now = int(time.time() * 1000)
-            document = build_transcript(header, (json.loads(r["event_json"]) for r in rows), now)
-            await write_audit(
-                conn,
-                AuditEntry(
-                    actor=actor,
-                    action="transcript.exported",
-                    room_id=header["room_id"],
-                    detail=f"{document['entry_count']} entries, final hash "
-                    f"{document['final_hash']}",
-                    transaction_id=header["transaction_id"],
-                    dispute_id=header["dispute_id"],
-                ),
-                now,
+        # No room yet: nothing happened.
+        events = await self._history.room_events(header["room_id"]) if header["room_id"] else []
+        document = build_transcript(header, events, self._clock.now_ms())
+        await self._audit.write(
+            AuditEntry(
+                actor=actor,
+                action="transcript.exported",
+                room_id=header["room_id"],
+                detail=f"{document['entry_count']} entries, final hash {document['final_hash']}",
+                transaction_id=header["transaction_id"],
+                dispute_id=header["dispute_id"],
             )
+        )
         return document

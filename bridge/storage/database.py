@@ -8,8 +8,9 @@ from typing import Any
 from mautrix.util.async_db import Connection, Database, Scheme
 from yarl import URL
 
-from bridge.config.settings import DatabaseConfig
-from bridge.storage.migrations import bridge_upgrade_table
+from bridge.config import DatabaseConfig
+
+from .migrations import bridge_upgrade_table
 
 # WAL lets readers run beside the writer; synchronous=FULL makes every acknowledged
 # transaction survive power loss (mautrix's default, NORMAL, does not).
@@ -70,6 +71,9 @@ def create_database(config: DatabaseConfig) -> Database:
             "min_size": 1,
             "max_size": config.max_connections,
             "reset": _end_open_transaction,
+            # Every commit waits for its WAL record on disk, whatever the server's default:
+            # an acknowledged event survives a crash of the database server too.
+            "server_settings": {"synchronous_commit": "on"},
         }
     return Database.create(config.url, upgrade_table=bridge_upgrade_table(), db_args=db_args)
 

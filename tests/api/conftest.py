@@ -39,8 +39,7 @@ async def api(database_url: str) -> AsyncIterator[Api]:
     # A homeserver URL where nothing listens: these tests must never reach one.
     nowhere = f"http://127.0.0.1:{free_port()}"
     config = make_config(database_url=database_url, homeserver_url=nowhere, hs_token=hs_token)
-    bridge = Bridge(config)
-    await bridge.open()
+    bridge = await Bridge.open(config)
     client = TestClient(TestServer(bridge.web_app))
     await client.start_server()
     try:

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.market.audit import AuditEntry
+from bridge.market.records.audit import AuditEntry
 from tests.api.conftest import Market
 
 
 async def test_the_audit_log_filters_and_pages(market: Market) -> None:
     created = await market.created()
     room_id, transaction_id = created["room_id"], created["transaction_id"]
-    records = market.bridge.market._records
+    audit = market.bridge.market.audit
     for n in range(5):
-        await records.audit(
+        await audit.write(
             AuditEntry("@admin:localhost", "command", room_id, subject=f"s{n}", detail=f"#{n}")
         )
-    await records.audit(AuditEntry("@admin:localhost", "command", "!elsewhere:localhost"))
+    await audit.write(AuditEntry("@admin:localhost", "command", "!elsewhere:localhost"))
 
     pages, after = [], 0
     while True:

@@ -84,7 +84,7 @@ async def test_events_are_stored_before_the_answer(api: Api) -> None:
     response = await put_txn(api, "1", {"events": [message(1), message(2)]})
     assert response.status == 200
     assert await response.json() == {}
-    stored = await api.bridge.events.get_event(ROOM, "$event2")
+    stored = await api.bridge.inbox.get_event(ROOM, "$event2")
     assert (stored.status, stored.sender, stored.event_type) == (
         "pending",
         BUYER,
@@ -111,12 +111,12 @@ async def test_a_storage_failure_is_5xx_and_the_retry_succeeds(api: Api) -> None
     assert (await response.json())["errcode"] == "M_UNKNOWN"
     await api.bridge.db.execute("ALTER TABLE inbox_events_away RENAME TO inbox_events")
     assert await stored_ids(api) == []
-    assert await api.bridge.events.read_position(ROOM, BUYER) is None
+    assert await api.bridge.inbox.read_position(ROOM, BUYER) is None
 
     response = await put_txn(api, "9", body)  # Synapse re-sends the same transaction
     assert response.status == 200
     assert await stored_ids(api) == ["$event1"]
-    assert (await api.bridge.events.read_position(ROOM, BUYER)).event_id == "$event1"
+    assert (await api.bridge.inbox.read_position(ROOM, BUYER)).event_id == "$event1"
 
 
 @pytest.mark.parametrize(
@@ -142,7 +142,7 @@ async def test_a_malformed_event_is_parked_and_does_not_block(api: Api, bad: obj
         "$event2",
         "$event3",
     ]
-    (dead,) = await api.bridge.events.get_dead()
+    (dead,) = await api.bridge.inbox.get_dead()
     assert dead.error
     assert json.loads(dead.event_json) == bad
 
@@ -156,8 +156,8 @@ async def test_a_receipt_updates_the_read_position(api: Api) -> None:
         {"type": "m.presence", "sender": BUYER, "content": {"presence": "online"}},
     ]
     assert (await put_txn(api, "1", {"events": [], "ephemeral": ephemeral})).status == 200
-    assert (await api.bridge.events.read_position(ROOM, BUYER)).event_id == "$event1"
-    assert (await api.bridge.events.read_position(ROOM, seller)).event_id == "$event2"
+    assert (await api.bridge.inbox.read_position(ROOM, BUYER)).event_id == "$event1"
+    assert (await api.bridge.inbox.read_position(ROOM, seller)).event_id == "$event2"
 
     later = {
         "ephemeral": [
@@ -166,9 +166,9 @@ async def test_a_receipt_updates_the_read_position(api: Api) -> None:
         ]
     }
     assert (await put_txn(api, "2", later)).status == 200
-    assert (await api.bridge.events.read_position(ROOM, BUYER)).event_id == "$event4"
+    assert (await api.bridge.inbox.read_position(ROOM, BUYER)).event_id == "$event4"
     # A receipt inside a thread is not a position in the room's timeline.
-    assert (await api.bridge.events.read_position(ROOM, seller)).event_id == "$event2"
+    assert (await api.bridge.inbox.read_position(ROOM, seller)).event_id == "$event2"
     assert await api.bridge.db.fetchval("SELECT COUNT(*) FROM read_positions") == 2
     assert await stored_ids(api) == []  # typing and presence are dropped
     # Each move of a read position is queued once for notification, in arrival order.
@@ -185,7 +185,7 @@ async def test_a_receipt_updates_the_read_position(api: Api) -> None:
 async def test_the_unstable_ephemeral_key_is_read(api: Api) -> None:
     body = {"events": [], "de.sorunome.msc2409.ephemeral": [receipt("$event1", BUYER, 5)]}
     assert (await put_txn(api, "1", body)).status == 200
-    assert (await api.bridge.events.read_position(ROOM, BUYER)).event_id == "$event1"
+    assert (await api.bridge.inbox.read_position(ROOM, BUYER)).event_id == "$event1"
 
 
 @pytest.mark.parametrize(

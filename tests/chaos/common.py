@@ -14,7 +14,7 @@ import pytest
 from aiohttp import ClientError
 from nio import AsyncClient, RoomSendResponse
 
-from bridge.config.settings import Config
+from bridge.config import Config
 from policy.rooms import EVENTS_DEFAULT
 from policy.states import Access
 from tests.e2e.stack import Stack, join, send, state, with_policy, with_webhooks

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import asyncpg
 import pytest
 from mautrix.util.async_db import Database
 
 from appservice.transactions import MalformedEvent, Receipt, RoomEvent, Transaction
-from bridge.config.settings import DatabaseConfig
-from bridge.homeserver.inbox import EventStore
+from bridge.config import DatabaseConfig
+from bridge.homeserver.inbox import InboxStore
+from bridge.runtime.clock import SystemClock
 from bridge.storage.database import create_database, start_database
 from bridge.storage.migrations import bridge_upgrade_table
+from tests.harness import fresh_postgres_database
 
 
 @pytest.fixture
@@ -42,21 +46,42 @@ async def test_migrating_again_changes_nothing(database_url: str) -> None:
     for _ in range(2):
         database = create_database(config)
         await start_database(database)
-        await EventStore(database).store_transaction(txn("1", event(1)))
+        await InboxStore(database, SystemClock()).store_transaction(txn("1", event(1)))
         assert await database.fetchval("SELECT COUNT(*) FROM inbox_events") == 1
         await database.stop()
 
 
-async def test_sqlite_is_durable(backend: str, db: Database) -> None:
-    if backend != "sqlite":
-        assert await db.fetchval("SHOW synchronous_commit") == "on"
-        return
-    assert await db.fetchval("PRAGMA journal_mode") == "wal"
-    assert await db.fetchval("PRAGMA synchronous") == 2  # FULL
+async def test_sqlite_is_durable(tmp_path: Path) -> None:
+    database = create_database(
+        DatabaseConfig(url=f"sqlite://{tmp_path / 'b.db'}", max_connections=1)
+    )
+    await start_database(database)
+    try:
+        assert await database.fetchval("PRAGMA journal_mode") == "wal"
+        assert await database.fetchval("PRAGMA synchronous") == 2  # FULL
+    finally:
+        await database.stop()
+
+
+async def test_postgres_commits_are_durable_whatever_the_server_default() -> None:
+    async with fresh_postgres_database() as url:
+        # A server (or database) set to acknowledge commits before they reach the disk.
+        admin = await asyncpg.connect(url)
+        try:
+            name = await admin.fetchval("SELECT current_database()")
+            await admin.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+        finally:
+            await admin.close()
+        database = create_database(DatabaseConfig(url=url, max_connections=2))
+        await start_database(database)
+        try:
+            assert await database.fetchval("SHOW synchronous_commit") == "on"
+        finally:
+            await database.stop()
 
 
 async def test_the_same_event_is_stored_once(db: Database) -> None:
-    store = EventStore(db)
+    store = InboxStore(db, SystemClock())
     await store.store_transaction(txn("1", event(1), event(2)))
     await store.store_transaction(txn("1", event(1), event(2)))  # Synapse's retry
     await store.store_transaction(txn("7", event(2), event(3)))  # another txn id, one repeat
@@ -65,7 +90,7 @@ async def test_the_same_event_is_stored_once(db: Database) -> None:
 
 
 async def test_arrival_order_is_kept_in_seq(db: Database) -> None:
-    store = EventStore(db)
+    store = InboxStore(db, SystemClock())
     await store.store_transaction(txn("1", event(3), event(1)))
     await store.store_transaction(txn("2", event(2)))
     seqs = [(await store.get_event("!room:localhost", f"$e{n}")).seq for n in (3, 1, 2)]
@@ -73,14 +98,14 @@ async def test_arrival_order_is_kept_in_seq(db: Database) -> None:
 
 
 async def test_lookup_is_scoped_by_room(db: Database) -> None:
-    store = EventStore(db)
+    store = InboxStore(db, SystemClock())
     await store.store_transaction(txn("1", event(1, room="!a:localhost")))
     assert (await store.get_event("!a:localhost", "$e1")).status == "pending"
     assert await store.get_event("!b:localhost", "$e1") is None
 
 
 async def test_malformed_events_are_parked_as_dead(db: Database) -> None:
-    store = EventStore(db)
+    store = InboxStore(db, SystemClock())
     bad = MalformedEvent("malformed:abc", "", "the event is not a JSON object", "[]")
     await store.store_transaction(Transaction("1", [event(1), bad], []))
     await store.store_transaction(Transaction("1", [event(1), bad], []))
@@ -91,7 +116,7 @@ async def test_malformed_events_are_parked_as_dead(db: Database) -> None:
 
 
 async def test_read_positions_only_move_forward(db: Database) -> None:
-    store = EventStore(db)
+    store = InboxStore(db, SystemClock())
     room, user = "!room:localhost", "@buyer:localhost"
     await store.store_transaction(txn("1", receipts=(Receipt(room, user, "$e5", 500),)))
     await store.store_transaction(txn("2", receipts=(Receipt(room, user, "$e3", 300),)))
@@ -104,7 +129,7 @@ async def test_read_positions_only_move_forward(db: Database) -> None:
 
 
 async def test_a_failed_transaction_stores_nothing(db: Database) -> None:
-    store = EventStore(db)
+    store = InboxStore(db, SystemClock())
     # The receipts' table is gone, so the transaction fails after its events were inserted:
     # those inserts must be rolled back with it.
     await db.execute("ALTER TABLE read_positions RENAME TO read_positions_away")

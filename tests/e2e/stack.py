@@ -21,7 +21,7 @@ from pydantic import AnyHttpUrl
 
 from appservice.matrix import MatrixBot
 from bridge.app import Bridge
-from bridge.config.settings import Config
+from bridge.config import Config
 from tests.harness import MarketClient, running_bridge
 
 

@@ -59,7 +59,7 @@ async def management_room(bridge: Bridge, admin: AsyncClient) -> str:
     """The moderation room the bot makes once it is connected; the admin joins it."""
 
     async def made() -> str | None:
-        return bridge.market.management_room
+        return bridge.market.management.room_id
 
     room_id = await eventually(made)
     await join(admin, room_id)
@@ -121,10 +121,16 @@ async def test_an_admin_resolves_from_matrix_and_nobody_else_can(
 
         (event,) = await eventually(notified)
         assert (event["data"]["resolved_by"], event["data"]["source"]) == (admin.user_id, "matrix")
-        status, page = await stack.api.call("GET", "/audit", params={"room_id": moderation})
-        assert ("member.removed", stack.seller.user_id) in [
-            (e["action"], e["subject"]) for e in page["entries"]
-        ]
+
+        # The removal's audit entry is written just after the kick.
+        async def removal_audited() -> bool:
+            status, page = await stack.api.call("GET", "/audit", params={"room_id": moderation})
+            assert status == 200, page
+            return ("member.removed", stack.seller.user_id) in [
+                (e["action"], e["subject"]) for e in page["entries"]
+            ]
+
+        await eventually(removal_audited)
         status, page = await stack.api.call("GET", "/audit", params={"limit": "1000"})
         outcomes = [
             (e["actor"], e["outcome"]) for e in page["entries"] if e["action"] == "command"
@@ -149,7 +155,9 @@ async def test_lock_and_unlock_last_until_the_next_marketplace_transition(
         assert "is locked" in await command(admin, moderation, f"!market lock {txn}", bot)
         await assert_refused(stack.buyer, room_id)
 
-    async with stack.running():  # a restart keeps the lock
+    async with stack.running() as bridge:  # a restart keeps the lock
+        # The restarted bridge knows its moderation room once it has connected.
+        assert await management_room(bridge, admin) == moderation
         status, record = await stack.api.call("GET", f"/transactions/{txn}")
         assert record["access"] == "locked"
         await assert_refused(stack.buyer, room_id)

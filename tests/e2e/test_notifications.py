@@ -61,7 +61,7 @@ async def test_messages_edits_deletions_reads_and_state_become_signed_notificati
         probe = await bridge.bot.send_message(
             room_id, "m.room.message", {"msgtype": "m.notice", "body": "probe"}, "probe-1"
         )
-        await eventually(lambda: bridge.events.get_event(room_id, probe))
+        await eventually(lambda: bridge.inbox.get_event(room_id, probe))
         text = await send(stack.buyer, room_id, "Is the\x07 bike still available?")
         image = await stack.seller.room_send(
             room_id,
@@ -209,11 +209,15 @@ async def test_a_failing_receiver_is_retried_in_order_and_never_delays_another_r
         flaky = await until_delivered(hooks, "message.created", flaky_room, 4)
         assert [b["data"]["event_id"] for b in flaky] == sent[flaky_room]
         assert of_type(hooks, "message.created", stuck_room) == []
-        assert any(
-            a.answered == 500
-            for a in hooks.attempts
-            if a.body["data"].get("room_id") == stuck_room
-        )
+
+        async def stuck_room_refused() -> bool:
+            return any(
+                a.answered == 500
+                for a in hooks.attempts
+                if a.body["data"].get("room_id") == stuck_room
+            )
+
+        await eventually(stuck_room_refused)
 
         recovered.set()
         stuck = await until_delivered(hooks, "message.created", stuck_room, 4)
@@ -254,7 +258,8 @@ async def test_a_storage_outage_loses_no_notification(
 
         await eventually(refused)
         await bridge.db.execute("ALTER TABLE inbox_events_away RENAME TO inbox_events")
-        await bridge.bot.ping(bridge.config.appservice.id)
+        # No ping here: the bridge's recovery asks Synapse to go on (a second ping at the
+        # same moment makes Synapse answer 502).
         (created,) = await until_delivered(hooks, "message.created", room_id, 1)
         assert created["data"]["event_id"] == during.event_id
 
@@ -267,10 +272,9 @@ async def test_dead_letters_unblock_the_room_and_can_be_replayed(
         room_id = await stack.create()
         await join(stack.buyer, room_id)
         await stack.transition(room_id, "/payment")
-        refused = await send(stack.buyer, room_id, "this one the receiver refuses")
-        hooks.behave = lambda body, n: (
-            410 if body["data"].get("event_id") == refused.event_id else 200
-        )
+        refusal = "this one the receiver refuses"
+        hooks.behave = lambda body, n: 410 if body["data"].get("preview") == refusal else 200
+        refused = await send(stack.buyer, room_id, refusal)
 
         async def dead() -> list[dict]:
             status, body = await stack.api.call("GET", "/webhooks/failed")

@@ -26,7 +26,7 @@ async def joined_room(bridge: Bridge, user: AsyncClient) -> str:
 
 
 async def stored(bridge: Bridge, room_id: str, event_id: str):
-    return await eventually(lambda: bridge.events.get_event(room_id, event_id))
+    return await eventually(lambda: bridge.inbox.get_event(room_id, event_id))
 
 
 async def test_a_message_reaches_the_database_and_survives_a_restart(
@@ -46,18 +46,18 @@ async def test_a_message_reaches_the_database_and_survives_a_restart(
 
         read = await buyer.room_read_markers(room_id, event_id, read_event=event_id)
         assert isinstance(read, RoomReadMarkersResponse), read
-        position = await eventually(lambda: bridge.events.read_position(room_id, buyer.user_id))
+        position = await eventually(lambda: bridge.inbox.read_position(room_id, buyer.user_id))
         assert position.event_id == event_id
 
     # While the bridge is down, Synapse keeps what it could not deliver.
     while_down = await send_text(buyer, room_id, "sent while the bridge was down")
     async with running_bridge(config) as bridge:
-        assert (await bridge.events.get_event(room_id, event_id)).seq == event.seq
+        assert (await bridge.inbox.get_event(room_id, event_id)).seq == event.seq
         late = await stored(bridge, room_id, while_down)
         assert late.seq > event.seq
 
 
-async def test_a_storage_failure_is_retried_by_synapse(
+async def test_an_event_refused_while_storage_fails_is_stored_once_it_works_again(
     homeserver: Homeserver, database_url: str, make_user: UserFactory
 ) -> None:
     seller = await make_user("seller")

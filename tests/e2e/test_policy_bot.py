@@ -140,12 +140,15 @@ async def test_drift_is_repaired_live_and_on_start(stack: Stack) -> None:
             return levels["events_default"] == 0
 
         await eventually(restored)
-        repairs = [
-            e
-            for e in await audit(stack, transaction_id=transaction_id)
-            if e["action"] == "state.repaired"
-        ]
-        assert len(repairs) == 2
+
+        # The repair's audit entry is written just after the state it puts back.
+        async def repaired_twice() -> bool:
+            entries = await audit(stack, transaction_id=transaction_id)
+            repairs = [e for e in entries if e["action"] == "state.repaired"]
+            assert len(repairs) == 2, repairs
+            return True
+
+        await eventually(repaired_twice)
         assert isinstance(await send(stack.buyer, room_id, "still open"), RoomSendResponse)
 
 
@@ -260,6 +263,8 @@ async def test_admins_are_exempt_and_parties_are_not_in_dispute_rooms(
     admin = await make_user("admin")
     stack.config = with_admin(with_webhooks(stack.config, hooks.url), admin.user_id)
     async with stack.running() as bridge:
+        # The moderation room is made once the bridge connects: there before any alert.
+        moderation = await management_room(bridge, admin)
         transaction_id, _ = await open_room(stack)
         body = {
             "dispute_id": f"dispute-{uuid.uuid4().hex[:8]}",
@@ -279,13 +284,14 @@ async def test_admins_are_exempt_and_parties_are_not_in_dispute_rooms(
         assert violation["data"]["event_id"] == by_buyer.event_id
         assert violation["data"]["dispute_id"] == body["dispute_id"]
         assert not await redacted(admin, dispute_room, by_admin.event_id)
+        # The redaction's audit entry is written just after the redaction itself.
+        await audited(stack, "message.redacted", by_buyer.event_id, dispute_id=body["dispute_id"])
         entries = await audit(stack, dispute_id=body["dispute_id"])
         assert not [e for e in entries if e["subject"] == by_admin.event_id]
         assert [e["action"] for e in entries if e["subject"] == by_buyer.event_id] == [
             "message.redacted"
         ]
         # The rule alerts the admins in their moderation room.
-        moderation = await management_room(bridge, admin)
         alert = f"Policy: {stack.buyer.user_id} broke contact_details in dispute"
 
         async def alerted() -> bool:
@@ -326,8 +332,13 @@ async def test_a_transcript_verifies_and_tampering_shows(
         assert redaction["original"]["content"]["body"] == "text me on 07911 123456"
         kinds = {e["kind"] for e in document["entries"]}
         assert {"membership", "power_levels", "message", "redaction"} <= kinds
-        entry = await audited(stack, "transcript.exported", None, transaction_id=transaction_id)
-        assert document["final_hash"] in entry["detail"]
+        # Every export is audited (before the API answers), this one with its final hash.
+        exported = [
+            e
+            for e in await audit(stack, transaction_id=transaction_id)
+            if e["action"] == "transcript.exported"
+        ]
+        assert exported and document["final_hash"] in exported[-1]["detail"]
 
         # The verify command accepts the file, and refuses it once one entry is edited.
         path = tmp_path / "transcript.json"

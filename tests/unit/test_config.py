@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bridge.config.settings import Config, ConfigError, build_config, config_reference, load_config
+from bridge.config import Config, ConfigError, build_config, config_reference, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config.example.yaml"

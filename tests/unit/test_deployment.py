@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from bridge.config.settings import build_config
+from bridge.config import build_config
 from bridge.ops.deployment import COMPOSE, REQUIRED_ENV, DeploymentError, write_deployment
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,11 +9,13 @@ one, and are read back through ``GET /api/v1/audit``.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from mautrix.util.async_db import Connection, Database
+
+from bridge.runtime.clock import Clock
+from policy.ids import DisputeId, RoomId, TransactionId
 
 DETAIL_LIMIT = 1000
 
@@ -22,34 +24,35 @@ DETAIL_LIMIT = 1000
 class AuditEntry:
     actor: str
     action: str  # room.created, member.removed, message.redacted, user.muted, command, ...
-    room_id: str  # "" when the action concerns no room yet
+    room_id: RoomId | str  # "" when the action concerns no room yet
     outcome: str = "done"  # done, refused or failed
     subject: str | None = None
     reason: str | None = None
     detail: str = ""
-    transaction_id: str | None = None  # found from the room when not given
-    dispute_id: str | None = None
+    transaction_id: TransactionId | None = None  # found from the room when not given
+    dispute_id: DisputeId | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class AuditQuery:
     room_id: str | None = None
-    transaction_id: str | None = None
-    dispute_id: str | None = None
+    transaction_id: TransactionId | None = None
+    dispute_id: DisputeId | None = None
     since: int | None = None  # ms, inclusive
     until: int | None = None  # ms, exclusive
     after: int = 0  # the last seq of the previous page
     limit: int = 100
 
 
-async def write_audit(conn: Connection, entry: AuditEntry, at: int | None = None) -> None:
+async def write_audit(conn: Connection, entry: AuditEntry, at: int) -> None:
+    """Write ``entry`` as of ``at`` (ms), in the caller's database transaction."""
     transaction_id, dispute_id = entry.transaction_id, entry.dispute_id
     if transaction_id is None and entry.room_id:
         transaction_id, dispute_id = await _objects_of_room(conn, entry.room_id)
     await conn.execute(
         "INSERT INTO audit (at, actor, room_id, action, outcome, detail, transaction_id,"
         " dispute_id, subject, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        at if at is not None else int(time.time() * 1000),
+        at,
         entry.actor,
         entry.room_id,
         entry.action,
@@ -76,12 +79,14 @@ async def _objects_of_room(conn: Connection, room_id: str) -> tuple[str | None, 
 
 
 class AuditLog:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, clock: Clock) -> None:
         self._db = db
+        self._clock = clock
 
     async def write(self, entry: AuditEntry) -> None:
+        """Write an entry on its own, as of now."""
         async with self._db.acquire() as conn:
-            await write_audit(conn, entry)
+            await write_audit(conn, entry, self._clock.now_ms())
 
     async def read(self, query: AuditQuery) -> list[dict[str, Any]]:
         """One page of entries, oldest first, after ``query.after``."""

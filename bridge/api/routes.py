@@ -1,0 +1,194 @@
+"""The API's routes, in one table: the router, the OpenAPI document and the tests read it.
+
+Each route names the `MarketApi` method that answers it; path parameters (``{name}``) are
+marketplace ids. A route marked public is answered without a token and left out of the
+document (it is the document).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from .models import (
+    ID_PATTERN,
+    AuditPageOut,
+    ChatListOut,
+    CloseTransactionRequest,
+    CreateDisputeRequest,
+    CreateTransactionRequest,
+    DeadLettersOut,
+    DisputeOut,
+    PaymentRequest,
+    ReplayOut,
+    ReplayRequest,
+    ResolveDisputeRequest,
+    TransactionOut,
+    TranscriptOut,
+)
+
+LIMIT = {
+    "name": "limit",
+    "in": "query",
+    "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+}
+AUDIT_QUERY = (
+    {"name": "room_id", "in": "query", "schema": {"type": "string", "maxLength": 255}},
+    {"name": "transaction_id", "in": "query", "schema": {"type": "string", "pattern": ID_PATTERN}},
+    {"name": "dispute_id", "in": "query", "schema": {"type": "string", "pattern": ID_PATTERN}},
+    {
+        "name": "since",
+        "in": "query",
+        "description": "ISO 8601 time, inclusive",
+        "schema": {"type": "string", "format": "date-time"},
+    },
+    {
+        "name": "until",
+        "in": "query",
+        "description": "ISO 8601 time, exclusive",
+        "schema": {"type": "string", "format": "date-time"},
+    },
+    {
+        "name": "after",
+        "in": "query",
+        "description": "`next` of the previous page",
+        "schema": {"type": "integer", "minimum": 0},
+    },
+    LIMIT,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    path: str  # under /api/v1
+    handler: str  # the MarketApi method that answers it
+    summary: str
+    ok: dict[str, str]  # each success status and what it means
+    response: type[BaseModel] | None = None
+    body: type[BaseModel] | None = None
+    body_required: bool = True
+    query: tuple[dict[str, Any], ...] = field(default=())
+    public: bool = False
+
+    @property
+    def path_params(self) -> list[str]:
+        return [part[1:-1] for part in self.path.split("/") if part.startswith("{")]
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/openapi.json", "openapi", "This document", {"200": "OpenAPI 3.1"}, public=True),
+    Route(
+        "POST",
+        "/transactions",
+        "create_transaction",
+        "Create a transaction and its locked room",
+        {"201": "Created", "200": "The same transaction existed already"},
+        TransactionOut,
+        CreateTransactionRequest,
+    ),
+    Route(
+        "GET",
+        "/transactions/{transaction_id}",
+        "get_transaction",
+        "A transaction, its state and room",
+        {"200": "Found"},
+        TransactionOut,
+    ),
+    Route(
+        "POST",
+        "/transactions/{transaction_id}/payment",
+        "record_payment",
+        "Report payment: the room opens",
+        {"200": "Paid (or already paid)"},
+        TransactionOut,
+        PaymentRequest,
+        body_required=False,
+    ),
+    Route(
+        "POST",
+        "/transactions/{transaction_id}/close",
+        "close_transaction",
+        "Close the transaction: the room becomes a read-only archive",
+        {"200": "Closed (or already closed with this outcome)"},
+        TransactionOut,
+        CloseTransactionRequest,
+    ),
+    Route(
+        "POST",
+        "/disputes",
+        "open_dispute",
+        "Open a dispute on a paid transaction: its room, admins invited, the transaction room"
+        " frozen",
+        {"201": "Opened", "200": "The same dispute existed already"},
+        DisputeOut,
+        CreateDisputeRequest,
+    ),
+    Route(
+        "GET", "/disputes/{dispute_id}", "get_dispute", "A dispute", {"200": "Found"}, DisputeOut
+    ),
+    Route(
+        "POST",
+        "/disputes/{dispute_id}/resolve",
+        "resolve_dispute",
+        "Resolve a dispute: its room is archived, the transaction room thawed",
+        {"200": "Resolved (or already resolved with this decision)"},
+        DisputeOut,
+        ResolveDisputeRequest,
+    ),
+    Route(
+        "GET",
+        "/users/{user_id}/rooms",
+        "chat_list",
+        "A marketplace user's chat list with unread counts",
+        {"200": "The user's rooms, newest first"},
+        ChatListOut,
+    ),
+    Route(
+        "GET",
+        "/transactions/{transaction_id}/transcript",
+        "transaction_transcript",
+        "The transaction room's transcript: hash-chained evidence from the bridge's own records"
+        " (redacted originals kept)",
+        {"200": "The transcript; its final hash is recorded in the audit log"},
+        TranscriptOut,
+    ),
+    Route(
+        "GET",
+        "/disputes/{dispute_id}/transcript",
+        "dispute_transcript",
+        "The dispute room's transcript",
+        {"200": "The transcript; its final hash is recorded in the audit log"},
+        TranscriptOut,
+    ),
+    Route(
+        "GET",
+        "/audit",
+        "audit",
+        "The audit trail: every action of the bot and every command, oldest first",
+        {"200": "One page"},
+        AuditPageOut,
+        query=AUDIT_QUERY,
+    ),
+    Route(
+        "GET",
+        "/webhooks/failed",
+        "dead_letters",
+        "Dead-lettered notifications (retried for webhooks.retry_for_seconds)",
+        {"200": "Oldest first"},
+        DeadLettersOut,
+        query=(LIMIT,),
+    ),
+    Route(
+        "POST",
+        "/webhooks/replay",
+        "replay",
+        "Queue dead letters again: by ids, by room, or all (empty body)",
+        {"200": "How many were queued"},
+        ReplayOut,
+        ReplayRequest,
+        body_required=False,
+    ),
+)

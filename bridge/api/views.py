@@ -1,0 +1,94 @@
+"""The market's records as the API shows them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from bridge.market.chat_list import Chat
+from bridge.market.models import DisputeRecord, TransactionRecord
+from policy.states import Access
+
+from .models import (
+    AuditEntryOut,
+    ChatOut,
+    DeadLetterOut,
+    DisputeOut,
+    PartyOut,
+    TransactionOut,
+    timestamp,
+)
+
+
+def json_response(model: BaseModel, status: int = 200) -> web.Response:
+    return web.json_response(model.model_dump(mode="json"), status=status)
+
+
+def transaction_out(record: TransactionRecord, access: Access) -> TransactionOut:
+    return TransactionOut(
+        transaction_id=record.transaction_id,
+        title=record.title,
+        state=record.state,
+        outcome=record.outcome,
+        access=access,
+        room_id=record.room_id,
+        buyer=PartyOut(user_id=record.buyer.user_id, matrix_id=record.buyer.matrix_id),
+        seller=PartyOut(user_id=record.seller.user_id, matrix_id=record.seller.matrix_id),
+        created_at=timestamp(record.created_at),
+        paid_at=timestamp(record.paid_at),
+        closed_at=timestamp(record.closed_at),
+    )
+
+
+def dispute_out(dispute: DisputeRecord) -> DisputeOut:
+    return DisputeOut(
+        dispute_id=dispute.dispute_id,
+        transaction_id=dispute.transaction_id,
+        state=dispute.state,
+        access=dispute.access,
+        reason=dispute.reason,
+        opened_by=dispute.opened_by,
+        decision=dispute.decision,
+        note=dispute.note,
+        resolved_by=dispute.resolved_by,
+        source=dispute.source,
+        room_id=dispute.room_id,
+        created_at=timestamp(dispute.created_at),
+        resolved_at=timestamp(dispute.resolved_at),
+    )
+
+
+def chat_out(chat: Chat, user_id: str, transaction_access: Access) -> ChatOut:
+    record, dispute, summary = chat.transaction, chat.dispute, chat.summary
+    return ChatOut(
+        kind="dispute" if dispute else "transaction",
+        transaction_id=record.transaction_id,
+        dispute_id=dispute.dispute_id if dispute else None,
+        title=record.title,
+        role="buyer" if record.buyer.user_id == user_id else "seller",
+        state=(dispute.state if dispute else record.state).value,
+        access=dispute.access if dispute else transaction_access,
+        room_id=dispute.room_id if dispute else record.room_id,
+        last_message=summary.last_message,
+        last_message_at=timestamp(summary.last_message_at),
+        unread=summary.unread,
+    )
+
+
+def audit_entry_out(row: dict[str, Any]) -> AuditEntryOut:
+    return AuditEntryOut(**{**row, "id": row["seq"], "at": timestamp(row["at"])})
+
+
+def dead_letter_out(row: dict[str, Any]) -> DeadLetterOut:
+    return DeadLetterOut(
+        id=row["id"],
+        type=row["type"],
+        room_id=row["stream"],
+        attempts=row["attempts"],
+        last_error=row["last_error"],
+        created_at=timestamp(row["created_at"]),
+        body=json.loads(row["body"]),
+    )

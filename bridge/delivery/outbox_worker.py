@@ -1,0 +1,130 @@
+"""The outbox worker: delivers each stream's notifications as signed webhooks, in order.
+
+    woken when rows are added (and every second): due head rows (the lowest pending seq of
+    each stream, its retry time reached) -> one task per stream, at most MAX_STREAMS:
+        lease the head -> POST (sender) -> 2xx: delivered, lease the next head at once
+        -> anything else: retry with exponential backoff and jitter until the row's
+           `retry_until`; then a dead letter (which unblocks the stream), and the admins told
+
+A failing receiver for one room never delays another. A lease outlives one attempt; a process
+that dies mid-attempt leaves a lease that expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from bridge.runtime.backoff import Backoff
+from bridge.runtime.clock import Clock
+from bridge.runtime.metrics import Metrics
+from bridge.runtime.workers import Wakeup, drain_when_woken
+
+from .outbox import Outbox, OutboxRow
+
+POLL_SECONDS = 1.0
+MAX_STREAMS = 16
+LEASE_MARGIN_MS = 30_000
+
+Send = Callable[[OutboxRow], Awaitable[str | None]]  # None: delivered; else the error
+DeadLetterHandler = Callable[[OutboxRow, str], Awaitable[None]]
+
+
+class OutboxWorker:
+    def __init__(
+        self,
+        outbox: Outbox,
+        send: Send,
+        backoff: Backoff,
+        attempt_ms: int,
+        clock: Clock,
+        metrics: Metrics,
+        wakeup: Wakeup,
+        on_dead: DeadLetterHandler | None = None,
+    ) -> None:
+        self._outbox = outbox
+        self._send = send
+        self._backoff = backoff
+        self._lease_ms = attempt_ms + LEASE_MARGIN_MS
+        self._clock = clock
+        self._metrics = metrics
+        self._wakeup = wakeup
+        self._on_dead = on_dead
+        self._streams: dict[str, asyncio.Task] = {}
+        self._log = logging.getLogger("bridge.delivery")
+
+    async def run(self) -> None:
+        try:
+            await drain_when_woken(
+                self.drain, self._wakeup, self._log, "read the outbox", POLL_SECONDS
+            )
+        finally:
+            for task in self._streams.values():
+                task.cancel()
+            await asyncio.gather(*self._streams.values(), return_exceptions=True)
+
+    async def drain(self) -> None:
+        """Start a delivery task for every stream with a due head, as slots allow."""
+        free = MAX_STREAMS - len(self._streams)
+        if free > 0:
+            now = self._clock.now_ms()
+            for row in await self._outbox.due_heads(now, set(self._streams), free):
+                task = asyncio.create_task(self.deliver_stream(row))
+                self._streams[row.stream] = task
+                task.add_done_callback(lambda _, stream=row.stream: self._stream_done(stream))
+        self._metrics.outbox_depth.set(await self._outbox.depth())
+
+    def _stream_done(self, stream: str) -> None:
+        self._streams.pop(stream, None)
+        self._wakeup.set()  # its next row may be due, or another stream may wait for a slot
+
+    async def deliver_stream(self, row: OutboxRow | None) -> None:
+        """Deliver a stream's rows in order while they are due; stop at a failure."""
+        stream = row.stream if row else ""
+        try:
+            while row is not None:
+                now = self._clock.now_ms()
+                if not await self._outbox.lease(row, now, now + self._lease_ms):
+                    return  # not due, not the head any more, or another process holds it
+                if not await self.attempt(row):
+                    return
+                row = await self._outbox.next_head(row.stream)
+        except Exception:
+            # The database failed us; an unrecorded attempt is repeated once its lease ends.
+            self._log.exception("Delivery to %s stopped; it resumes on a later pass", stream)
+
+    async def attempt(self, row: OutboxRow) -> bool:
+        """One attempt at a leased row, recorded; whether it was delivered."""
+        error = await self._send(row)
+        now = self._clock.now_ms()
+        if error is None:
+            await self._outbox.delivered(row, now)
+            self._metrics.webhooks_delivered.inc()
+            self._metrics.webhook_latency.observe((now - row.created_at) / 1000)
+            return True
+        next_attempt = self.next_attempt(row, now)
+        await self._outbox.failed(row, error, next_attempt)
+        if next_attempt is None:
+            self._metrics.webhooks_dead.inc()
+            self._log.warning(
+                "Dead-lettered webhook %s (%s) of %s: %s", row.id, row.type, row.stream, error
+            )
+            if self._on_dead is not None:
+                try:
+                    await self._on_dead(row, error)
+                except Exception:  # telling the admins must not stop delivery
+                    self._log.exception("Could not announce dead letter %s", row.id)
+        else:
+            self._metrics.webhooks_retried.inc()
+            # Look again when the retry is due rather than at the next poll.
+            asyncio.get_running_loop().call_later((next_attempt - now) / 1000, self._wakeup.set)
+            self._log.info("Webhook %s of %s failed (%s); retrying", row.id, row.stream, error)
+        return False
+
+    def next_attempt(self, row: OutboxRow, now: int) -> int | None:
+        """When to try a row that just failed again; None when its time is up."""
+        if now >= row.retry_until:
+            return None
+        delay_ms = int(self._backoff.delay(row.attempts + 1) * 1000)
+        return min(now + delay_ms, row.retry_until)
