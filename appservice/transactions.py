@@ -13,6 +13,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from policy.ids import EventId, RoomId, UserId
+
 from .identifiers import MAX_ID_BYTES
 
 # The unstable name Synapse used for the ephemeral list before MSC2409 was merged.
@@ -21,10 +23,10 @@ _UNSTABLE_EPHEMERAL = "de.sorunome.msc2409.ephemeral"
 
 @dataclass(frozen=True, slots=True)
 class RoomEvent:
-    event_id: str
-    room_id: str
+    event_id: EventId
+    room_id: RoomId
     type: str
-    sender: str
+    sender: UserId
     origin_server_ts: int
     json_text: str  # the event as received, re-serialised
 
@@ -39,9 +41,9 @@ class MalformedEvent:
 
 @dataclass(frozen=True, slots=True)
 class Receipt:
-    room_id: str
-    user_id: str
-    event_id: str
+    room_id: RoomId
+    user_id: UserId
+    event_id: EventId
     ts: int
 
 
@@ -88,7 +90,7 @@ def parse_room_event(raw: Any) -> RoomEvent | MalformedEvent:
         problem = "content must be a JSON object"
     if problem is not None:
         return _malformed(raw, text, problem)
-    return RoomEvent(event_id, room_id, event_type, sender, ts, text)
+    return RoomEvent(EventId(event_id), RoomId(room_id), event_type, UserId(sender), ts, text)
 
 
 def parse_receipts(edu: Any) -> list[Receipt]:
@@ -118,7 +120,7 @@ def parse_receipts(edu: Any) -> list[Receipt]:
             if info.get("thread_id", "main") != "main":
                 continue
             if user_id not in latest or ts > latest[user_id].ts:
-                latest[user_id] = Receipt(room_id, user_id, event_id, ts)
+                latest[user_id] = Receipt(RoomId(room_id), UserId(user_id), EventId(event_id), ts)
     return list(latest.values())
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from html import escape
 
+from .ids import RoomId, TransactionId, UserId
 from .states import Outcome
 
 
@@ -49,7 +50,9 @@ def transaction_notice(milestone: Milestone, title: str, outcome: Outcome | None
     return Notice(body=text.format(title), html=text.format(f"<b>{escape(title)}</b>"))
 
 
-def dispute_opened_notice(title: str, transaction_id: str, reason: str, opened_by: str) -> Notice:
+def dispute_opened_notice(
+    title: str, transaction_id: TransactionId, reason: str, opened_by: str
+) -> Notice:
     text = (
         "A dispute about “{title}” (transaction {txn}) was opened by the {by}. Reason: {reason}. "
         "The marketplace's admins are here and can read the transaction's chat."
@@ -73,14 +76,16 @@ def dispute_resolved_notice(decision: str, note: str) -> Notice:
     return Notice(body=plain, html=html)
 
 
-def dispute_link_notice(dispute_room_id: str) -> Notice:
+def dispute_link_notice(dispute_room_id: RoomId) -> Notice:
     link = f"https://matrix.to/#/{dispute_room_id}"
     body = f"A dispute is open; it continues in its own room: {link}"
     html = f'A dispute is open; it continues in <a href="{escape(link)}">its own room</a>.'
     return Notice(body=body, html=html)
 
 
-def warning_notice(user_id: str, reasons: list[str], redacted: bool, muted_for_s: int) -> Notice:
+def warning_notice(
+    user_id: UserId, reasons: list[str], redacted: bool, muted_for_s: int
+) -> Notice:
     """What the bot tells a party whose message broke a rule (never the message itself)."""
     what = "your message was removed" if redacted else "please keep to the marketplace's rules"
     muted = f" You are muted for {_duration(muted_for_s)}." if muted_for_s else ""
@@ -96,7 +101,7 @@ def warning_notice(user_id: str, reasons: list[str], redacted: bool, muted_for_s
     return Notice(body=plain, html=html)
 
 
-def violation_alert(user_id: str, where: str, rules: list[str], actions: list[str]) -> str:
+def violation_alert(user_id: UserId, where: str, rules: list[str], actions: list[str]) -> str:
     """The moderation room's alert (plain text; the announcer escapes it)."""
     return (
         f"Policy: {user_id} broke {', '.join(rules)} in {where}; the bot did: "

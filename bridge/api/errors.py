@@ -35,7 +35,10 @@ class ApiError(Exception):
 
     @classmethod
     def of(cls, error: MarketError) -> ApiError:
-        status, errcode = DOMAIN_ERRORS[type(error)]
+        status, errcode = next(
+            (DOMAIN_ERRORS[kind] for kind in type(error).__mro__ if kind in DOMAIN_ERRORS),
+            (500, "MARKET_INTERNAL"),  # a MarketError of no known kind: a bug of ours
+        )
         details = {"fields": error.fields} if error.fields is not None else {}
         return cls(status, errcode, error.message, **details)
 

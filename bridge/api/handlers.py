@@ -151,7 +151,8 @@ class MarketApi:
         if chats is None:
             raise ApiError(404, "MARKET_NOT_FOUND", f"no marketplace user {user_id}")
         rooms = [
-            chat_out(chat, user_id, self._transactions.access(chat.transaction)) for chat in chats
+            chat_out(chat, MarketUserId(user_id), self._transactions.access(chat.transaction))
+            for chat in chats
         ]
         return json_response(ChatListOut(user_id=user_id, rooms=rooms))
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from aiohttp import web
@@ -17,6 +17,7 @@ from .errors import ApiError
 from .models import is_market_id
 
 M = TypeVar("M", bound=BaseModel)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 async def parse_body(
@@ -91,4 +92,5 @@ def time_param(query: Mapping[str, str], name: str) -> int | None:
             f"{name}: must be an ISO 8601 time with an offset, like 2026-11-25T10:00:00Z",
             fields=[name],
         )
-    return int(when.timestamp() * 1000)
+    # Exact arithmetic: a float timestamp times 1000 can land a millisecond short.
+    return (when - EPOCH) // timedelta(milliseconds=1)

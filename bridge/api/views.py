@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from bridge.market.chat_list import Chat
 from bridge.market.models import DisputeRecord, TransactionRecord
+from policy.ids import MarketUserId
 from policy.states import Access
 
 from .models import (
@@ -61,7 +62,7 @@ def dispute_out(dispute: DisputeRecord) -> DisputeOut:
     )
 
 
-def chat_out(chat: Chat, user_id: str, transaction_access: Access) -> ChatOut:
+def chat_out(chat: Chat, user_id: MarketUserId, transaction_access: Access) -> ChatOut:
     record, dispute, summary = chat.transaction, chat.dispute, chat.summary
     return ChatOut(
         kind="dispute" if dispute else "transaction",

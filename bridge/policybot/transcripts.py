@@ -15,6 +15,7 @@ from bridge.market.records.disputes import DisputeRecords
 from bridge.market.records.transactions import TransactionRecords
 from bridge.runtime.clock import Clock
 from policy.ids import DisputeId, RoomId, TransactionId
+from policy.rooms import RoomKind
 from policy.transcript import build_transcript
 
 
@@ -53,7 +54,7 @@ class Transcripts:
             raise NotFound(f"no transaction {transaction_id}")
         header = {
             "room_id": record.room_id or "",
-            "room_kind": "transaction",
+            "room_kind": RoomKind.TRANSACTION.value,
             "transaction_id": transaction_id,
             "dispute_id": None,
         }
@@ -65,7 +66,7 @@ class Transcripts:
             raise NotFound(f"no dispute {dispute_id}")
         header = {
             "room_id": dispute.room_id or "",
-            "room_kind": "dispute",
+            "room_kind": RoomKind.DISPUTE.value,
             "transaction_id": dispute.transaction_id,
             "dispute_id": dispute_id,
         }

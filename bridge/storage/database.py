@@ -9,6 +9,7 @@ from mautrix.util.async_db import Connection, Database, Scheme
 from yarl import URL
 
 from bridge.config import DatabaseConfig
+from policy.ids import RoomId
 
 from .migrations import bridge_upgrade_table
 
@@ -33,7 +34,7 @@ def rows_affected(status: Any) -> int:
 _ROOM_LOCK_CLASS = 0x4D4B  # "MK"
 
 
-async def try_lock_room(conn: Connection, room_id: str) -> bool:
+async def try_lock_room(conn: Connection, room_id: RoomId) -> bool:
     """Hold the room for the rest of this database transaction, if no other process does.
 
     PostgreSQL: a transaction-scoped advisory lock. SQLite: always true, as its single

@@ -65,7 +65,9 @@ async def write_audit(conn: Connection, entry: AuditEntry, at: int) -> None:
     )
 
 
-async def _objects_of_room(conn: Connection, room_id: str) -> tuple[str | None, str | None]:
+async def _objects_of_room(
+    conn: Connection, room_id: str
+) -> tuple[TransactionId | None, DisputeId | None]:
     """The transaction (and dispute) whose room this is."""
     transaction_id = await conn.fetchval(
         "SELECT transaction_id FROM transactions WHERE room_id = $1", room_id

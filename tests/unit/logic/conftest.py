@@ -6,19 +6,29 @@ opens it) and a `FakeMatrix`, so a test of market or policy bot logic costs mill
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from mautrix.util.async_db import Database
+from prometheus_client import CollectorRegistry
+from yarl import URL
 
-from bridge.config import Config
+from bridge.config import Config, DatabaseConfig
+from bridge.homeserver.inbox import InboxStore
 from bridge.market import Market
 from bridge.market.models import NewTransaction, Party
-from bridge.runtime.workers import Wakeups
+from bridge.policybot.commands import CommandRunner
+from bridge.policybot.enforcer import Enforcer
+from bridge.policybot.transcripts import Transcripts
+from bridge.runtime.metrics import Metrics
+from bridge.runtime.workers import Wakeup, Wakeups
 from bridge.storage.database import create_database, start_database
 from policy.ids import MarketUserId, TransactionId, UserId
+from policy.rules import content_rules_from
 from tests.harness import make_config
 
 from .fakes import FakeClock, FakeMatrix
@@ -50,17 +60,54 @@ def config(tmp_path: Path) -> Config:
     )
 
 
+@pytest.fixture(scope="session")
+def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A database file migrated once per session; each test starts from a copy of it."""
+    path = tmp_path_factory.mktemp("migrated") / "bridge.db"
+
+    async def migrate() -> None:
+        database = create_database(DatabaseConfig(url=f"sqlite://{path}", max_connections=1))
+        await start_database(database)
+        await database.stop()  # the last connection's close folds the WAL into the file
+
+    asyncio.run(migrate())
+    return path
+
+
 @pytest.fixture
-async def db(config: Config) -> AsyncIterator[Database]:
+async def db(config: Config, migrated: Path) -> AsyncIterator[Database]:
+    shutil.copyfile(migrated, URL(config.database.url).path)
     database = create_database(config.database)
-    await start_database(database)
+    await start_database(database)  # finds the schema up to date
     yield database
     await database.stop()
 
 
+class CountingWakeup(Wakeup):
+    """A wake-up that counts how often it was set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sets = 0
+
+    def set(self) -> None:
+        self.sets += 1
+        super().set()
+
+
 @pytest.fixture
 def wakeups() -> Wakeups:
-    return Wakeups()
+    return Wakeups(CountingWakeup(), CountingWakeup(), CountingWakeup())
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics(CollectorRegistry())
+
+
+@pytest.fixture
+def inbox(db: Database, clock: FakeClock) -> InboxStore:
+    return InboxStore(db, clock)
 
 
 @pytest.fixture
@@ -68,6 +115,44 @@ def market(
     config: Config, db: Database, matrix: FakeMatrix, clock: FakeClock, wakeups: Wakeups
 ) -> Market:
     return Market.build(config, db, matrix, clock, wakeups.outbox)  # type: ignore[arg-type]
+
+
+def build_enforcer(config: Config, market: Market, cls: type[Enforcer] = Enforcer) -> Enforcer:
+    """As the composition root builds it (bridge.app)."""
+    return cls(
+        content_rules_from(config.policy.model_dump()),
+        config.bot_mxid,
+        market.planner.admins,
+        config.disputes.freeze_transaction_room,
+        config.policy.mute_seconds,
+    )
+
+
+def build_runner(
+    config: Config,
+    market: Market,
+    matrix: FakeMatrix,
+    inbox: InboxStore,
+    clock: FakeClock,
+    cls: type[CommandRunner] = CommandRunner,
+) -> CommandRunner:
+    """As the composition root builds it (bridge.app)."""
+    transcripts = Transcripts(
+        market.transaction_records, market.dispute_records, inbox, market.audit, clock
+    )
+    return cls(
+        config.rooms.command_prefix,
+        market.planner.admins,
+        market.transactions,
+        market.transaction_records,
+        market.disputes,
+        market.dispute_records,
+        market.moderation,
+        market.management,
+        transcripts,
+        market.audit,
+        matrix,  # type: ignore[arg-type]
+    )
 
 
 def new_transaction(

@@ -8,7 +8,6 @@ from collections import deque
 
 import pytest
 from mautrix.util.async_db import Database
-from prometheus_client import CollectorRegistry
 
 from appservice.matrix import HomeserverUnavailable, MatrixError
 from bridge.config import Config
@@ -49,11 +48,6 @@ class ScriptedPerform:
     @property
     def keys(self) -> list[str]:
         return [action.key for action in self.performed]
-
-
-@pytest.fixture
-def metrics() -> Metrics:
-    return Metrics(CollectorRegistry())
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import json
 from typing import Any
 
 import pytest
-from mautrix.util.async_db import Database
 
 from appservice.matrix import HomeserverUnavailable, MatrixError, txn_id
 from appservice.transactions import Transaction, parse_room_event
@@ -17,14 +16,20 @@ from bridge.homeserver.inbox import InboxStore
 from bridge.market import Market
 from bridge.market.models import NewDispute
 from bridge.policybot.commands import NOT_ALLOWED, CommandRunner
-from bridge.policybot.transcripts import Transcripts
 from policy.commands import help_text
 from policy.ids import DisputeId, RoomId, TransactionId
 from policy.rooms import EVENTS_DEFAULT, RoomKind
 from policy.states import Access, DisputeState, Outcome
 from policy.transcript import verify_transcript
 
-from .conftest import ADMIN, BUYER, SELLER, Rows, new_transaction
+from .conftest import (
+    ADMIN,
+    BUYER,
+    SELLER,
+    Rows,
+    build_runner,
+    new_transaction,
+)
 from .fakes import START_MS, FakeClock, FakeMatrix
 
 STRANGER = "@stranger:localhost"
@@ -32,30 +37,10 @@ _event_ids = itertools.count(1)
 
 
 @pytest.fixture
-def inbox(db: Database, clock: FakeClock) -> InboxStore:
-    return InboxStore(db, clock)
-
-
-@pytest.fixture
 def runner(
     config: Config, market: Market, matrix: FakeMatrix, inbox: InboxStore, clock: FakeClock
 ) -> CommandRunner:
-    transcripts = Transcripts(
-        market.transaction_records, market.dispute_records, inbox, market.audit, clock
-    )
-    return CommandRunner(
-        config.rooms.command_prefix,
-        market.planner.admins,
-        market.transactions,
-        market.transaction_records,
-        market.disputes,
-        market.dispute_records,
-        market.moderation,
-        market.management,
-        transcripts,
-        market.audit,
-        matrix,  # type: ignore[arg-type]
-    )
+    return build_runner(config, market, matrix, inbox, clock)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from mautrix.util.async_db import Connection, Database
-from prometheus_client import CollectorRegistry
 
 from appservice.matrix import txn_id
 from appservice.transactions import Receipt, Transaction, parse_room_event
@@ -20,83 +19,26 @@ from bridge.market import Market
 from bridge.market.models import NewDispute
 from bridge.policybot.commands import CommandRunner
 from bridge.policybot.enforcer import Enforcement, Enforcer, Room
-from bridge.policybot.transcripts import Transcripts
 from bridge.runtime.metrics import Metrics
-from bridge.runtime.workers import Wakeup, Wakeups
+from bridge.runtime.workers import Wakeups
 from policy.commands import help_text
 from policy.ids import DisputeId, RoomId, TransactionId
 from policy.rooms import RoomKind
-from policy.rules import content_rules_from
 
-from .conftest import ADMIN, BUYER, SELLER, Rows, new_transaction
+from .conftest import (
+    ADMIN,
+    BUYER,
+    SELLER,
+    Rows,
+    build_enforcer,
+    build_runner,
+    new_transaction,
+)
 from .fakes import START_MS, FakeClock, FakeMatrix
 
 STRANGER = "@stranger:localhost"
 BOT = "@marketbot:localhost"
 _ids = itertools.count(1)
-
-
-class CountingWakeup(Wakeup):
-    """A wake-up that counts how often it was set."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sets = 0
-
-    def set(self) -> None:
-        self.sets += 1
-        super().set()
-
-
-@pytest.fixture
-def wakeups() -> Wakeups:  # overrides conftest's: the market shares these
-    return Wakeups(CountingWakeup(), CountingWakeup(), CountingWakeup())
-
-
-@pytest.fixture
-def metrics() -> Metrics:
-    return Metrics(CollectorRegistry())
-
-
-@pytest.fixture
-def inbox(db: Database, clock: FakeClock) -> InboxStore:
-    return InboxStore(db, clock)
-
-
-def build_enforcer(config: Config, market: Market, cls: type[Enforcer] = Enforcer) -> Enforcer:
-    return cls(
-        content_rules_from(config.policy.model_dump()),
-        config.bot_mxid,
-        market.planner.admins,
-        config.disputes.freeze_transaction_room,
-        config.policy.mute_seconds,
-    )
-
-
-def build_runner(
-    config: Config,
-    market: Market,
-    matrix: FakeMatrix,
-    inbox: InboxStore,
-    clock: FakeClock,
-    cls: type[CommandRunner] = CommandRunner,
-) -> CommandRunner:
-    transcripts = Transcripts(
-        market.transaction_records, market.dispute_records, inbox, market.audit, clock
-    )
-    return cls(
-        config.rooms.command_prefix,
-        market.planner.admins,
-        market.transactions,
-        market.transaction_records,
-        market.disputes,
-        market.dispute_records,
-        market.moderation,
-        market.management,
-        transcripts,
-        market.audit,
-        matrix,  # type: ignore[arg-type]
-    )
 
 
 def build_worker(

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from mautrix.util.async_db import Database
-from prometheus_client import CollectorRegistry
 
 from appservice.matrix import HomeserverUnavailable, MatrixError
 from appservice.transactions import MalformedEvent, Receipt, Transaction, parse_room_event
@@ -30,21 +29,11 @@ from bridge.runtime.workers import Wakeup
 from policy.ids import RoomId, TransactionId, UserId
 from policy.states import Outcome
 
-from .conftest import BUYER, SELLER, new_transaction
+from .conftest import BUYER, SELLER, CountingWakeup, new_transaction
 from .fakes import START_MS, FakeClock, FakeMatrix
 
 BOT = UserId("@marketbot:localhost")
 _ids = itertools.count(1)
-
-
-class CountingWakeup(Wakeup):
-    def __init__(self) -> None:
-        super().__init__()
-        self.sets = 0
-
-    def set(self) -> None:
-        self.sets += 1
-        super().set()
 
 
 class RecordingRecovery:
@@ -70,16 +59,6 @@ class FlakyInbox(InboxStore):
         if self.attempts <= self.failures:
             raise ConnectionError("database unreachable")
         await super().store_transaction(txn)
-
-
-@pytest.fixture
-def metrics() -> Metrics:
-    return Metrics(CollectorRegistry())
-
-
-@pytest.fixture
-def inbox(db: Database, clock: FakeClock) -> InboxStore:
-    return InboxStore(db, clock)
 
 
 @pytest.fixture

@@ -168,6 +168,18 @@ async def test_payment_opens_the_room_and_queues_room_state_changed(
     }
 
 
+async def test_a_payment_clears_an_admins_lock_and_notifies_the_room_as_open(
+    market: Market, matrix: FakeMatrix, rows: Rows
+) -> None:
+    await market.transactions.create(new_transaction())
+    await market.moderation.set_override(ORDER, Access.LOCKED, actor="@admin:localhost")
+    record = await market.transactions.record_payment(ORDER)
+    assert market.transactions.access(record) is Access.OPEN
+    assert events_default(matrix, record.room_id) == EVENTS_DEFAULT[Access.OPEN]
+    (row,) = await rows.outbox("room.state_changed")
+    assert (data(row)["previous_access"], data(row)["access"]) == ("locked", "open")
+
+
 async def test_payment_is_audited_with_both_states_and_accesses(
     market: Market, rows: Rows
 ) -> None:
