@@ -148,46 +148,34 @@ class TransactionRecords:
         """Write a decided transition, its audit entry and its notification in one database
         transaction, provided the state is still the one the transition was decided on (else
         None: another bridge process changed it meanwhile)."""
+        stamp = "paid_at" if transition.state is TransactionState.PAID else "closed_at"
         try:
-            return await self._apply_transition(
-                record, transition, notification, audit, retry_for_ms
-            )
+            async with self._db.acquire() as conn, conn.transaction():
+                status = await conn.execute(
+                    f"UPDATE transactions SET state = $2, outcome = $3, {stamp} = $4,"  # noqa: S608
+                    " access_override = NULL WHERE transaction_id = $1 AND state = $5",
+                    record.transaction_id,
+                    transition.state.value,
+                    transition.outcome.value if transition.outcome else None,
+                    notification.occurred_at,
+                    record.state.value,
+                )
+                if rows_affected(status) == 0:
+                    return None
+                # The UPDATE holds the row, which opening a dispute takes first
+                # (DisputeRecords.insert): a dispute another process opened meanwhile is
+                # visible now. Undo, and decide again.
+                if await conn.fetchval(
+                    "SELECT 1 FROM disputes WHERE transaction_id = $1 AND state = 'open'",
+                    record.transaction_id,
+                ):
+                    raise _DisputeOpenedMeanwhile
+                now = self._clock.now_ms()
+                await add_notifications(conn, record.stream, [notification], retry_for_ms, now)
+                await write_audit(conn, audit, notification.occurred_at)
+                updated = await fetch_transaction(conn, record.transaction_id)
         except _DisputeOpenedMeanwhile:
             return None
-
-    async def _apply_transition(
-        self,
-        record: TransactionRecord,
-        transition: Transition,
-        notification: Notification,
-        audit: AuditEntry,
-        retry_for_ms: int,
-    ) -> TransactionRecord | None:
-        stamp = "paid_at" if transition.state is TransactionState.PAID else "closed_at"
-        async with self._db.acquire() as conn, conn.transaction():
-            status = await conn.execute(
-                f"UPDATE transactions SET state = $2, outcome = $3, {stamp} = $4,"  # noqa: S608
-                " access_override = NULL WHERE transaction_id = $1 AND state = $5",
-                record.transaction_id,
-                transition.state.value,
-                transition.outcome.value if transition.outcome else None,
-                notification.occurred_at,
-                record.state.value,
-            )
-            if rows_affected(status) == 0:
-                return None
-            # The UPDATE holds the row, which opening a dispute takes first (DisputeRecords.
-            # insert): a dispute another process opened meanwhile is visible now. Undo, and
-            # decide again.
-            if await conn.fetchval(
-                "SELECT 1 FROM disputes WHERE transaction_id = $1 AND state = 'open'",
-                record.transaction_id,
-            ):
-                raise _DisputeOpenedMeanwhile
-            now = self._clock.now_ms()
-            await add_notifications(conn, record.stream, [notification], retry_for_ms, now)
-            await write_audit(conn, audit, notification.occurred_at)
-            updated = await fetch_transaction(conn, record.transaction_id)
         assert updated is not None
         return updated
 
