@@ -1,19 +1,26 @@
-"""Emails and links: hosts written plainly or disguised ("gmail (dot) com"), and which hosts
-are the marketplace's own."""
+"""Links: hosts written plainly or disguised ("evil (dot) com", "evil point fr"), and which
+hosts are the marketplace's own. Also the pieces of domains that emails share."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 from .folding import fold, original
+from .limits import MAX_CANDIDATES
 
 # Shared pieces of domains: dots, written plainly or not -----------------------------------
 
 OPEN, CLOSE = r"[(\[{<]", r"[)\]}>]"
-# A dot: ".", " . ", "[.]", "(dot)", " dot ". A "." followed by a space is a sentence end
-# ("done. thanks"), unless a space precedes it too ("example . com").
-DOT = rf"(?:\s*{OPEN}\s*(?:\.|dot)\s*{CLOSE}\s*|\s+dot\s+|\s+\.\s+|\s*\.(?!\s))"
+# A dot written as a word: English, French, German, Spanish and Italian.
+DOT_WORD = r"(?:dot|point|punkt|punto)"
+# A dot: ".", " . ", "[.]", "(dot)", " dot ", " point ". A "." followed by a space is a
+# sentence end ("done. thanks"), unless a space precedes it too ("example . com").
+# (The look-ahead makes a failing attempt cost one test instead of four.)
+DOT = (
+    rf"(?=[\s.(\[{{<])(?:\s*{OPEN}\s*(?:\.|{DOT_WORD})\s*{CLOSE}\s*|\s+{DOT_WORD}\s+"
+    r"|\s+\.\s+|\s*\.(?!\s))"
+)
 DOT_RE = re.compile(DOT)
 LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 # Labels after the first. Bounded, so that "a.a.a.a..." costs linear time, not quadratic.
@@ -33,10 +40,38 @@ TLDS = frozenset(
     tw my ph th vn id pk bd lk ir lt lv ee is lu li mc mt cy md ge az am uz ba al me
     """.split()
 )
-# Top-level domains that are English words, which a sentence can produce by accident
-# ("I'm at home . Me too", "Got it.No worries"): they need more evidence, see _strong_link.
-WORD_TLDS = frozenset("me to in it is at be no us my by am as so id top live chat email".split())
-TLD = "(?:" + "|".join(sorted(TLDS, key=len, reverse=True)) + ")"
+# Top-level domains that are English, French or German words, which a sentence can produce
+# by accident ("I'm at home . Me too", "Got it.No worries", "au point de rendez-vous"): they
+# need more evidence, see _strong_link.
+WORD_TLDS = frozenset(
+    """
+    me to in it is at be no us my by am as so id top live chat email
+    de la es se ma ca il sa lu li
+    """.split()
+)
+
+
+def trie(words: Iterable[str]) -> str:
+    """An alternation of words that shares their beginnings ("c(?:om|o|h)"), which the
+    regular expression engine tries far faster than a flat list; longest first."""
+    by_first: dict[str, list[str]] = {}
+    for word in words:
+        by_first.setdefault(word[:1], []).append(word[1:])
+    branches = []
+    for first, rests in sorted(by_first.items()):
+        if not first:
+            continue
+        longer = [rest for rest in rests if rest]
+        inner = trie(longer) if longer else ""
+        optional = "" in rests
+        if inner:
+            branches.append(f"{re.escape(first)}{inner}{'?' if optional else ''}")
+        else:
+            branches.append(re.escape(first))
+    return f"(?:{'|'.join(branches)})"
+
+
+TLD = trie(TLDS)
 
 # Mail providers known well enough that "john at gmail" is an address without a ".com".
 PROVIDERS = "(?:gmail|googlemail|hotmail|yahoo|outlook|icloud|protonmail|gmx|yandex|aol)"
@@ -55,87 +90,111 @@ def host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
     return any(host == a or host.endswith("." + a) for a in allowed)
 
 
-# Emails ----------------------------------------------------------------------------------
-
-_LOCAL_BEFORE = r"(?<![a-z0-9._%+'-])"
-_EMAIL = re.compile(
-    rf"{_LOCAL_BEFORE}[a-z0-9._%+-]+@{LABEL}(?:\.{LABEL}){{0,8}}\.[a-z]{{2,24}}(?![a-z0-9-])"
-)
-# "@" written as "(at)", "[at]", "{at}", " @ " or a plain word " at ".
-_AT = rf"(?:\s*{OPEN}\s*(?:at|@)\s*{CLOSE}\s*|\s*@\s*|\s+at\s+)"
-_WRITTEN_EMAIL = re.compile(
-    rf"{_LOCAL_BEFORE}(?P<local>[a-z0-9][a-z0-9._%+-]*)(?P<at>{_AT})"
-    rf"(?P<domain>{LABEL}{MORE_LABELS}{DOT}{TLD}|{PROVIDERS})(?![a-z0-9-])"
-)
-# Words before a plain " at " that make it a place, not an address: "see it at ebay.com"
-# is a link, "it" is nobody's mailbox.
-_NOT_MAILBOXES = frozenset(
-    """
-    it me us them him her you this that these those one here there look available is are
-    am be was were been meet see find found sold listed buy bought sell selling shop order
-    ordered online up out only just now also again all item items everything something
-    anything nothing price pickup collect arrive arrived home work im pay paid
-    """.split()
-)
-
-
-def emails(folded: str, allowed: tuple[str, ...]) -> Iterator[tuple[int, int, str | None]]:
-    for match in _EMAIL.finditer(folded):
-        yield match.start(), match.end(), "email"
-    for match in _WRITTEN_EMAIL.finditer(folded):
-        if match.group("at").strip() == "at":
-            # A plain "at" is English first: an address only when it cannot be a place.
-            if match.group("local") in _NOT_MAILBOXES:
-                continue
-            if host_allowed(match.group("domain"), allowed):
-                continue  # "find us at example.com": a link to the marketplace itself
-        yield match.start(), match.end(), "email"
-
-
 # Links -----------------------------------------------------------------------------------
 
-_SCHEME_URL = re.compile(r"(?<![a-z0-9])(?:h[tx]{2}ps?|ftps?)(?::|\[:\]|\(:\))//[^\s<>\"]+")
-_WWW = re.compile(rf"(?<![a-z0-9_@-])www{DOT}{LABEL}{MORE_LABELS}(?P<path>/[^\s<>\"]*)?")
-_DOMAIN = re.compile(
-    rf"(?<![a-z0-9_@-])(?P<host>{LABEL}{MORE_LABELS}{DOT}(?P<tld>{TLD}))"
-    rf"(?![a-z0-9-])(?::\d{{1,5}})?(?P<path>/[^\s<>\"]*)?"
+# Each pattern begins with a character (not a look-behind), so that the search skips in C
+# every position where it cannot begin.
+_SCHEME_URL = re.compile(
+    r"[hf](?<![a-z0-9].)(?:(?<=h)[tx]{2}ps?|(?<=f)tps?)(?::|\[:\]|\(:\))//[^\s<>\"]+"
 )
+_WWW = re.compile(rf"www(?<![a-z0-9_@-]www){DOT}{LABEL}{MORE_LABELS}(?P<path>/[^\s<>\"]*)?")
+# A dot before a known top-level domain: where a host may end. The pattern begins at the
+# dot itself (".", a bracket, the "d" of "dot", the "p" of "point"), so that the search
+# skips in C every position where none can be; the spaces and labels before it are read
+# backwards, in Python, for the few that match.
+_DOT_WORDS_ONLY = DOT_WORD[3:-1]
+_TLD_AFTER_DOT = re.compile(
+    r"(?:\.(?:(?<=\s\.)\s+|(?!\s))"
+    + "".join(rf"|{re.escape(bracket)}\s*(?:\.|{DOT_WORD})\s*{CLOSE}\s*" for bracket in "([{<")
+    + r"|d(?<=\sd)ot\s+|p(?<=\sp)(?:oint|unkt|unto)\s+)"
+    rf"(?P<tld>{TLD})(?![a-z0-9-])"
+)
+# The labels before that dot, read backwards (on the reversed text), and the labels after
+# the top-level domain, at most _HOST_BACK characters each way.
+_HOST_BACK = 128
+_REVERSED_DOT_WORD = "(?:" + "|".join(w[::-1] for w in _DOT_WORDS_ONLY.split("|")) + ")"
+_REVERSED_LABELS = re.compile(
+    rf"{LABEL}(?:(?:\s*{CLOSE}\s*(?:\.|{_REVERSED_DOT_WORD})\s*{OPEN}\s*"
+    rf"|\s+{_REVERSED_DOT_WORD}\s+|\s+\.\s+|(?<!\s)\.\s*){LABEL})*+"
+)
+_MORE_LABELS = re.compile(rf"(?:{DOT}{LABEL})*+")
+_DOT_SPLIT = re.compile(f"({DOT})")
+_AFTER_HOST = re.compile(r"(?![a-z0-9-])(?::\d{1,5})?(?P<path>/[^\s<>\"]*)?")
 _TRAILING = ".,;:!?'\")]}>"  # punctuation after a link belongs to the sentence
 
+Found = Iterator[tuple[int, int, str | None]]
 
-def urls(folded: str, allowed: tuple[str, ...]) -> Iterator[tuple[int, int, str | None]]:
-    for match in _SCHEME_URL.finditer(folded):
+
+def urls(folded: str, allowed: tuple[str, ...]) -> Found:
+    if "//" not in folded:
+        return
+    for examined, match in enumerate(_SCHEME_URL.finditer(folded)):
+        if examined == MAX_CANDIDATES:
+            yield match.start(), len(folded), "link"  # past that, the rest is one finding
+            return
         url = match.group().rstrip(_TRAILING)
         rest = url.split("//", 1)[1]
         host = re.split(r"[/?#]", rest, maxsplit=1)[0].rsplit("@", 1)[-1].split(":")[0]
         yield match.start(), match.start() + len(url), _link_kind(host, allowed)
 
 
-def hosts(
-    text: str, folded: str, origin: list[int], allowed: tuple[str, ...]
-) -> Iterator[tuple[int, int, str | None]]:
-    for match in _WWW.finditer(folded):
+def hosts(text: str, folded: str, origin: Sequence[int], allowed: tuple[str, ...]) -> Found:
+    for examined, match in enumerate(_WWW.finditer(folded) if "www" in folded else ()):
+        if examined == MAX_CANDIDATES:
+            yield match.start(), len(folded), "link"  # past that, the rest is one finding
+            return
         link = match.group().rstrip(_TRAILING)
         host = re.split(r"[/?#]", link, maxsplit=1)[0]
         yield match.start(), match.start() + len(link), _link_kind(host, allowed)
-    for match in _DOMAIN.finditer(folded):
-        link = match.group().rstrip(_TRAILING)
-        if match.group("tld") in WORD_TLDS and not _strong_link(match, text, origin):
+    examined = 0
+    pos = 0
+    while hit := _TLD_AFTER_DOT.search(folded, pos):
+        examined += 1
+        if examined > MAX_CANDIDATES:
+            yield hit.start(), len(folded), "link"  # past that, the rest is one finding
+            return
+        back = folded[max(pos, hit.start() - _HOST_BACK) : hit.start()][::-1]
+        spaces = len(back) - len(back.lstrip())  # before a spaced dot: "evil . com"
+        labels = _REVERSED_LABELS.match(back, spaces)
+        if labels is None:
+            pos = hit.end()
             continue
-        yield match.start(), match.start() + len(link), _link_kind(match.group("host"), allowed)
+        start = hit.start() - labels.end()
+        more = _MORE_LABELS.match(folded, hit.end(), hit.end() + _HOST_BACK)
+        parts = _DOT_SPLIT.split(folded[hit.end() : more.end()])  # type: ignore[union-attr]
+        last = max((i for i in range(2, len(parts), 2) if parts[i] in TLDS), default=0)
+        host_end = hit.end() + len("".join(parts[: last + 1]))
+        tld_start = host_end - len(parts[last]) if last else hit.start("tld")
+        pos = host_end
+        if start and folded[start - 1] in "_@":
+            continue  # part of a name or an address, not a host of its own
+        after = _AFTER_HOST.match(folded, host_end)
+        if after is None:
+            continue
+        host = folded[start:host_end]
+        path = (after.group("path") or "").rstrip(_TRAILING)
+        if folded[tld_start:host_end] in WORD_TLDS and not _strong_link(
+            host, path, text, origin, tld_start, host_end
+        ):
+            continue
+        end = after.start("path") + len(path) if path else after.end()  # with any port
+        yield start, end, _link_kind(host, allowed)
+        pos = max(pos, end)
 
 
-def _strong_link(match: re.Match[str], text: str, origin: list[int]) -> bool:
+def _strong_link(
+    host: str, path: str, text: str, origin: Sequence[int], tld_start: int, tld_end: int
+) -> bool:
     """Whether a host whose top-level domain is a word is a link rather than a sentence."""
-    if (match.group("path") or "").rstrip(_TRAILING):
+    if path:
         return True  # t.me/name, wa.me/4479...
-    dots = [dot.group() for dot in DOT_RE.finditer(match.group("host"))]
+    dots = [dot.group() for dot in DOT_RE.finditer(host)]
     if any(re.search(OPEN, dot) for dot in dots):
         return True  # "[.]" and "(dot)" are written to evade, never by accident
     if any(dot != "." for dot in dots):
-        return False  # "at home . me too", "polka dot to ..."
+        return False  # "at home . me too", "polka dot to ...", "au point de rendez-vous"
     # "amazon.it" but not "Got it.No worries": a capital after the dot starts a sentence.
-    return not original(text, origin, match.start("tld"), match.end("tld")).istitle()
+    return not original(text, origin, tld_start, tld_end).istitle()
 
 
 def _link_kind(host: str, allowed: tuple[str, ...]) -> str | None:

@@ -1,100 +1,148 @@
 """Folding: the copy of a message every detector reads, and the way back to the original.
 
-Compatibility-decomposed, marks and invisible characters dropped, look-alikes and Unicode
-digits mapped to ASCII, lower case; each folded character remembers where it came from.
+Compatibility-decomposed (NFKD), marks and invisible characters dropped, letters and digits
+of other scripts and styles mapped to ASCII (see ``lookalikes``), lower case; each folded
+character remembers where it came from. A cased copy of the same length keeps the case, for
+the formats where case matters (wallet addresses).
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
+from collections.abc import Sequence
+from itertools import accumulate, compress, count
+from operator import add
+from typing import NamedTuple
 
-# Letters from other scripts that pass for Latin ones, by the letter they imitate, in both
-# cases. Escapes, not the letters, so that the table can be checked without a font that
-# tells them apart.
-_LOOKALIKES = str.maketrans(
-    {
-        char: latin
-        for latin, chars in {
-            "a": "\u0430\u0410\u03b1\u0391\u0251",
-            "b": "\u0432\u0412\u044c\u042c\u03b2\u0392",
-            "c": "\u0441\u0421\u03f2\u03f9",
-            "d": "\u0501\u0500\u0111",
-            "e": "\u0435\u0415\u03b5\u0395",
-            "g": "\u0261",
-            "h": "\u04bb\u04ba\u043d\u041d\u0397",
-            "i": "\u0456\u0406\u03b9\u0399\u0131\u0269",
-            "j": "\u0458\u0408",
-            "k": "\u043a\u041a\u03ba\u039a",
-            "l": "\u04cf\u04c0\u0142",
-            "m": "\u043c\u041c\u039c",
-            "n": "\u043f\u041f\u03b7\u039d",
-            "o": "\u043e\u041e\u03bf\u039f\u00f8",
-            "p": "\u0440\u0420\u03c1\u03a1",
-            "q": "\u051b\u051a",
-            "r": "\u0433\u0413",
-            "s": "\u0455\u0405",
-            "ss": "\u00df",
-            "t": "\u0442\u0422\u03c4\u03a4",
-            "u": "\u03c5",
-            "v": "\u03bd",
-            "w": "\u051d\u051c\u03c9",
-            "x": "\u0445\u0425\u03c7\u03a7",
-            "y": "\u0443\u0423\u03b3\u03a5\u04af",
-            "z": "\u0396",
-        }.items()
-        for char in chars
-    }
-)
+from .lookalikes import LETTERS, SYMBOLS, digits_of, latin_by_name
+
 _MARKS = frozenset({"Mn", "Me"})
 _BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0")  # Hangul fillers: letters, but blank
 _APOSTROPHES = frozenset("\u2018\u2019\u201b\u02bc\u02b9\u2032")
 _FULL_STOPS = frozenset("\u3002\u2024\ufe52")
+_PLAIN = re.compile(r"[ -~\t\n\r]*")  # printable ASCII, which folds to itself
+_CACHE_LIMIT = 1 << 16
 
 
-def fold(text: str) -> tuple[str, list[int]]:
+class Folded(NamedTuple):
+    cased: str  # the folded text before lower case
+    text: str  # the folded text every detector reads
+    origin: Sequence[int]  # for each folded character, its index in the original
+
+
+class _Table(dict[str, str]):
+    """Each character's folded (cased) form, computed once."""
+
+    def __missing__(self, char: str) -> str:
+        if len(self) > _CACHE_LIMIT:
+            self.clear()  # a message of every character there is cannot grow it for ever
+        folded = self[char] = _fold_char(char)
+        return folded
+
+
+_TABLE = _Table()
+
+
+def fold_text(text: str) -> Folded:
+    """The folded text, cased and not, and where each of its characters came from."""
+    if text.isascii() and _PLAIN.fullmatch(text):
+        return Folded(text, text.lower(), range(len(text)))
+    parts = list(map(_TABLE.__getitem__, text))
+    cased = "".join(parts)
+    if len(cased) == len(text) and "" not in parts:  # then no character became two either
+        origin: Sequence[int] = range(len(text))
+    else:
+        origin = [index for index, part in enumerate(parts) for _ in part]
+    return Folded(cased, cased.lower(), origin)
+
+
+def fold(text: str) -> tuple[str, Sequence[int]]:
     """The folded text, and for each of its characters the index it came from in `text`."""
-    parts: list[str] = []
-    origin: list[int] = []
-    for index, char in enumerate(text):
-        folded = _fold_char(char)
-        parts.append(folded)
-        origin.extend([index] * len(folded))
-    return "".join(parts), origin
+    folded = fold_text(text)
+    return folded.text, folded.origin
 
 
 def _fold_char(char: str) -> str:
-    if " " <= char <= "~":
-        return char.lower()
+    if " " <= char <= "~" or char in "\t\n\r":
+        return char
     if char.isspace():
-        return char if char in "\t\n\r" else " "
+        return " "
     if unicodedata.category(char)[0] == "C" or char in _BLANK_LETTERS:
         return ""  # zero-width and other invisible characters, soft hyphen, controls
-    out: list[str] = []
+    out = []
     for part in unicodedata.normalize("NFKD", char):
-        if unicodedata.category(part) in _MARKS:
-            continue
-        # Look-alikes before lower case: capital eta is an H, small eta an n.
-        for low in part.translate(_LOOKALIKES).lower():
-            if unicodedata.category(low) not in _MARKS:  # "İ".lower() is "i" and a dot
-                out.append(_fold_symbol(low))
-    return "".join(out)
+        if unicodedata.category(part) not in _MARKS:
+            out.append(part if part.isascii() else _fold_part(part))
+    # Only characters whose lower case is one character, so that both copies align ("İ"
+    # decomposes before it gets here).
+    return "".join(c for c in "".join(out) if len(c.lower()) == 1)
 
 
-def _fold_symbol(char: str) -> str:
-    if char.isascii():
-        return char
+def _fold_part(char: str) -> str:
+    if char.isspace():
+        return " "
     category = unicodedata.category(char)
-    if category == "Nd":
-        return str(unicodedata.decimal(char))  # Arabic-Indic, Devanagari... digits
+    if category[0] == "N" or (category == "Lo" and unicodedata.numeric(char, None) is not None):
+        digits = digits_of(char)
+        if digits is not None:
+            return digits
+    if char in LETTERS:
+        return LETTERS[char]
+    if category[0] == "L" or category == "So":
+        letters = latin_by_name(char)  # small capitals, regional indicators, ł, ø, æ
+        if letters is not None:
+            return letters
     if category == "Pd" or char == "\u2212":
         return "-"
     if char in _APOSTROPHES:
         return "'"
     if char in _FULL_STOPS:
         return "."
-    return " " if char.isspace() else char
+    return SYMBOLS.get(char, char)
 
 
-def original(text: str, origin: list[int], start: int, end: int) -> str:
+def original(text: str, origin: Sequence[int], start: int, end: int) -> str:
     """The original text of folded characters ``start`` to ``end``."""
     return text[origin[start] : origin[end - 1] + 1]
+
+
+def original_span(origin: Sequence[int], start: int, end: int) -> tuple[int, int]:
+    """The indexes in the original text of folded characters ``start`` to ``end``."""
+    return origin[start], origin[end - 1] + 1
+
+
+# Characters written one by one with spaces between them, "j o h n @ g m a i l . c o m":
+# three or more, the last of which may begin a longer word ("j o h n@gmail.com").
+_SPACED = re.compile(r"(?<!\S)(?:\S {1,3}){2,}\S")
+# What makes a spaced-out run worth joining up: an address or a link is near.
+_ADDRESS_NEAR = re.compile(r"[@.]|(?<![a-z])(?:at|dot|point|punkt|arobase|chez)(?![a-z])")
+_NEAR = 12
+_HINTS = ("@", ".", "at", "dot", "point", "punkt", "arobase", "chez")
+
+
+def squeeze(folded: str) -> tuple[str, list[int]] | None:
+    """`folded` with characters spaced out one by one joined up, where an @, a dot or a word
+    for them is near, and for each character its index in `folded`; None if nothing is."""
+    if not any(hint in folded for hint in _HINTS):
+        return None
+    pieces: list[str] = []
+    index: list[int] = []
+    done = 0
+    for run in _SPACED.finditer(folded):
+        start, end = run.span()
+        if not _ADDRESS_NEAR.search(folded, max(0, start - _NEAR), end + _NEAR):
+            continue
+        # Single characters between spaces: each piece's place is the length of those
+        # before it plus one space each (all in C, for runs as long as the message).
+        parts = folded[start:end].split(" ")
+        pieces += [folded[done:start], "".join(parts)]
+        index.extend(range(done, start))
+        places = map(add, accumulate(map(len, parts), initial=start), count())
+        index.extend(compress(places, parts))
+        done = end
+    if not pieces:
+        return None
+    pieces.append(folded[done:])
+    index.extend(range(done, len(folded)))
+    return "".join(pieces), index

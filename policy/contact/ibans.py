@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from .limits import MAX_CANDIDATES
+
 # Registered IBAN lengths by country (SWIFT IBAN registry).
 _IBAN_LENGTHS = {
     "no": 15,
@@ -26,8 +28,14 @@ _IBAN_LENGTHS = {
     "lc": 32,
     "ru": 33,
 }
-_IBAN_START = re.compile(r"(?<![a-z0-9])(?P<country>[a-z]{2})(?P<check>\d{2})")
-_IBAN_GROUP = re.compile(r"[ -]?([a-z0-9]+)")
+# A country and check digits, beginning with a letter (so that the search skips in C every
+# position where none can begin); then exactly the country's length in letters and digits,
+# written together or split by single spaces or dashes, ending with a group.
+_IBAN_START = re.compile(r"[a-z](?<![a-z0-9].)[a-z][0-9][0-9]")
+_BODIES = {
+    length: re.compile(rf"(?:[ -]?[a-z0-9]){{{length - 4}}}(?![a-z0-9])")
+    for length in set(_IBAN_LENGTHS.values())
+}
 _IBAN_MIN_DIGITS = 8
 
 
@@ -41,14 +49,16 @@ def ibans(folded: str) -> Iterator[tuple[int, int, str | None]]:
     together, or split by single spaces or dashes) and at least 8 digits after the check
     digits.
     """
+    examined = 0
     for match in _IBAN_START.finditer(folded):
-        length = _IBAN_LENGTHS.get(match.group("country"))
-        if length is None or not 2 <= int(match.group("check")) <= 98:
+        start = match.start()
+        length = _IBAN_LENGTHS.get(folded[start : start + 2])
+        if length is None or not 2 <= int(folded[start + 2 : start + 4]) <= 98:
             continue
-        wanted, got, digits, end = length - 4, 0, 0, match.end()
-        while got < wanted and (group := _IBAN_GROUP.match(folded, end)):
-            got += len(group.group(1))
-            digits += sum(c.isdigit() for c in group.group(1))
-            end = group.end()
-        if got == wanted and digits >= _IBAN_MIN_DIGITS:
-            yield match.start(), end, "iban"
+        examined += 1
+        if examined > MAX_CANDIDATES:
+            yield start, len(folded), "iban"  # past that, the rest is one finding
+            return
+        body = _BODIES[length].match(folded, match.end())
+        if body and sum(c.isdigit() for c in body.group()) >= _IBAN_MIN_DIGITS:
+            yield start, body.end(), "iban"

@@ -1,143 +1,270 @@
-"""Phone numbers: runs of digits and number words, after prices, dates and times are set aside."""
+"""Phone numbers: runs of digits and number words with anything but words between them,
+after prices, dates and other ordinary numbers are set aside."""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 
-# Eight digits: a whole national number almost everywhere, longer than prices, years and
-# short order numbers. A seven-digit local number without its area code goes unnoticed.
-_PHONE_MIN_DIGITS = 8
-_NUMBER_WORDS = "zero|one|two|three|four|five|six|seven|eight|nine"
-# One piece of a number: digits (with O for 0 and l or I for 1 when among digits), digits
-# as words (also run together, "oh" for zero), "double seven", or a lone "o".
-_UNIT = re.compile(
-    rf"(?P<repeat>(?<![a-z])(?:double|triple)[\s-]*(?:{_NUMBER_WORDS}|oh|o|\d)(?![a-z0-9]))"
-    rf"|(?P<words>(?<![a-z])(?:{_NUMBER_WORDS}|oh)+(?![a-z]))"
-    r"|(?P<digits>(?<![a-z0-9])(?=[oil]*[0-9])[0-9oil]++(?![a-z0-9])|[0-9]+)"
-    r"|(?P<o>(?<![a-z])o(?![a-z]))"
-)
-_NUMBER_WORD = re.compile(rf"{_NUMBER_WORDS}|oh")
-# What may stand between the pieces of one phone number. Not commas or colons: they
-# separate prices ("1,250"), lists and times ("10:30"); a comma only between words
-# ("zero, seven, nine").
-_NUMBER_GAP = re.compile(r"[\s.\-/\\()\[\]+_*|~]{0,4}")
-_WORD_GAP = re.compile(r"\s*,\s*")
+import phonenumbers
+from phonenumbers import NumberParseException, ValidationResult
 
-# Numbers that look like digit runs but are not phone numbers, each standing alone: a time
-# range directly followed by ".34" is part of something longer (for dates see _is_date).
-_ALONE_BEFORE = r"(?<!\d)(?<!\d[./-])"
-_ALONE_AFTER = r"(?!\d)(?![./-]\d)"
-_DATE = re.compile(
-    r"(?<!\d)(?:(?P<y>(?:19|20)\d\d)(?P<s1>[./-])(?P<m>\d\d?)(?P=s1)(?P<d>\d\d?)"
-    r"|(?P<a>\d\d?)(?P<s2>[./-])(?P<b>\d\d?)(?P=s2)(?:(?:19|20)\d\d|\d\d)"
-    r"|(?P<sa>\d\d?)/(?P<sb>\d\d?))(?!\d)"
+from .domains import trie
+from .limits import MASK_BUDGET, MAX_CANDIDATES
+from .numbers import ordinary_numbers
+from .numwords import ALTERNATION, SINGLES, TEENS, TENS, TENS_WITH_ET, digit_count
+
+# Eight digits: a whole national number almost everywhere, longer than prices, years and
+# short order numbers. Six or seven count after a phone cue word or a country code, where
+# libphonenumber agrees that they can be a number.
+_PHONE_MIN_DIGITS = 8
+_SHORT_MIN_DIGITS = 6
+
+BREAK = "\x00"  # what claimed text is masked with: it separates numbers
+GAP = "\x01"  # what ordinary numbers are masked with: they are no digits, but join them
+
+_LETTER = r"[^\W\d_]"  # a letter of any script
+
+
+def _unit() -> str:
+    """One piece of a number: digits (with O for 0 and l or I for 1 among them: "O7911
+    l23456"), "double seven", "vingt et un", or number words (also run together,
+    "zeroseven").
+
+    The alternatives are grouped by their first character, each group beginning with it,
+    so that the search skips in C every position where no piece can begin and tries only
+    the group for the character it is at; what must not precede a piece (a letter) is
+    checked once, after that character, and the words run together after a word are
+    written once, for all of them.
+    """
+    end = rf"(?!{_LETTER})"
+    words = [*SINGLES, *TEENS, *TENS]
+    groups: dict[str, list[str]] = {}
+    for first in sorted({word[0] for word in words}):
+        rests = [word[1:] for word in words if word[0] == first]
+        rest = trie(r for r in rests if r)
+        groups.setdefault(first, []).append(f"{rest}?" if "" in rests else rest)
+    for c in "oil":
+        groups.setdefault(c, []).insert(0, rf"[oil]*+[0-9][0-9oil]*+{end}")
+    single = trie(SINGLES)
+    for word in ("double", "triple"):
+        groups[word[0]].insert(0, rf"{word[1:]}[\s-]*+(?:{single}|[0-9]){end}(?![0-9])")
+    for tens in TENS_WITH_ET:
+        groups[tens[0]].insert(0, rf"{tens[1:]}[\s-]+et[\s-]+(?:un|une|onze){end}")
+    # Digits one by one: a branch whose every alternative begins with a plain character is
+    # what lets the search skip in C. A piece never begins right after a digit (pieces take
+    # every digit there is), so "1500" is not tried again at "500" and "00".
+    alternatives = [rf"{d}(?<![0-9].)[0-9]*+(?:[0-9oil]*+{end})?" for d in "0123456789"]
+    alternatives += [
+        rf"{first}(?<!{_LETTER}.)(?:{'|'.join(rest)})" for first, rest in sorted(groups.items())
+    ]
+    # After a piece that ends with a letter (a word): more words run together, then no
+    # letter. Every other alternative has made sure of that already.
+    glued = trie(words)
+    return rf"(?:{'|'.join(alternatives)})(?:(?<=[a-z])(?:{glued})*+{end}|(?<![a-z]))"
+
+
+_UNIT = _unit()
+# What may stand between the pieces of one number: anything but a word (spaces and line
+# breaks of any length, punctuation, emoji, masked ordinary numbers), one to three letters
+# glued between digits ("0791a112b3456"), a single letter standing alone ("0791 a 112"), or
+# a separator written as a word ("06 dot 12 dot 34", "zéro six point douze"). Claimed text
+# (a link, an email) and any other word end it.
+_SEPARATOR_WORDS = "(?:dot|point|punkt|punto|dash|tiret|slash|space|espace)"
+_GAP = (
+    rf"(?:[^\w{BREAK}]|_|(?<=[0-9]){_LETTER}{{1,3}}(?=[0-9])"
+    rf"|(?<![^\W_])(?:(?!o){_LETTER}|{_SEPARATOR_WORDS})(?![^\W_]))*+"
 )
-_TIME = r"(?:[01]?\d|2[0-3])[:.h][0-5]\d(?:\s?[ap]\.?m\.?)?"
-_TIME_RANGE = re.compile(rf"{_ALONE_BEFORE}{_TIME}\s*(?:-|to|till|until)\s*{_TIME}{_ALONE_AFTER}")
-_YEAR_RANGE = re.compile(
-    rf"{_ALONE_BEFORE}(?:19|20)\d\d\s*[-/]\s*(?:(?:19|20)\d\d|\d\d){_ALONE_AFTER}"
+# Two pieces or more, or one of six characters or more: anything shorter holds too few
+# digits to be judged, and is better not made a match at all.
+_RUN = re.compile(rf"{_UNIT}(?:(?:{_GAP}{_UNIT})++|(?<=[a-z0-9]{{6}}))")
+_UNIT_RE = re.compile(_UNIT)
+_HAS_LETTER = re.compile(_LETTER)
+_DIGITS_TO_GAP = str.maketrans(dict.fromkeys("0123456789", GAP))
+_OIL = str.maketrans("oil", "011")
+_OIL_DIGITS = re.compile(r"[0-9oil]+")
+_ET = re.compile(r"[\s-]et[\s-]")
+_ALPHABETIC_WORDS = re.compile(ALTERNATION)
+_JOINED = re.compile(r"[\s-]{0,3}")
+_LEAD = re.compile(r"[+(][\s+(]*\Z")  # "+44 ...", "(020) ...", "+ 44": part of the number
+
+# Words that say a number is a phone number: "call 555 1234", "mon numéro : 612 345".
+_CUE = re.compile(
+    r"(?<![a-z])(?:call|calls|calling|ring|tel(?! aviv)|tele|telephone|phone|mobile|mob|cell"
+    r"|cellphone"
+    r"|sms|text|txt|whatsapp|numero|num|portable|appelle[rsz]?|appeler|appelez|joindre"
+    r"|joignable|my number|our number)(?![a-z])"
 )
-# Timestamps in the names of photos, which are often a message's whole body:
-# IMG_20240512_103000.jpg, IMG-20240512-WA0001.jpg, Screenshot_2024-05-12-10-30-00-123.png.
-_TIMESTAMP = re.compile(
-    r"(?<!\d)(?:19|20)\d\d(?P<s>[-_.]?)(?:0[1-9]|1[0-2])(?P=s)(?:0[1-9]|[12]\d|3[01])"
-    r"(?:[-_t ]?(?:[01]\d|2[0-3])(?P<t>[-_.:]?)[0-5]\d(?:(?P=t)[0-5]\d)?(?:[-_.]?\d{1,3})?)?"
-    r"(?!\d)"
-)
-_CURRENCY = (
-    r"(?:[£$€¥₹₽₩₺₴]|(?<![a-z])(?:usd|eur|gbp|chf|jpy|cad|aud|pln|sek|nok|dkk|czk|huf|ron"
-    r"|rub|uah|inr|cny|euros?|dollars?|pounds?|bucks|quid|kr)(?![a-z]))"
-)
-# An amount: 1250, 1,250.00, 1.250,00, 1 250 000. Its thousands separator is one character
-# used throughout; a leading zero makes it something else (a phone number).
-_AMOUNT = (
-    r"(?<!\d)(?P<n>(?:[1-9]\d{0,2}(?:(?P<sep>[ .,'])\d{3}(?:(?P=sep)\d{3})?)?|[1-9]\d{0,6}|0)"
-    r"(?:[.,]\d\d?)?)"
-)
-_PRICES = (
-    re.compile(rf"{_CURRENCY}\s?{_AMOUNT}"),
-    re.compile(rf"{_AMOUNT}\s?{_CURRENCY}"),
-)
-# A price of ten million or more is more likely a phone number with a currency sign added.
-_PRICE_MAX_DIGITS = 7
-_NEXT_TO_DIGITS = re.compile(r"[\s.\-/()]{0,4}\d")
+_CUE_WINDOW = 40
+_MARGIN = 24  # after a run, for a currency or a unit ("45 dollars", "120 x 80 cm")
+# Regions whose numbering plans confirm a short candidate (libphonenumber's data).
+_REGIONS = ("GB", "US", "FR", "DE", "ES", "IT", "NL", "BE", "CH", "AT", "IE", "PL")
+_POSSIBLE = (ValidationResult.IS_POSSIBLE, ValidationResult.IS_POSSIBLE_LOCAL_ONLY)
+_MAX_LOOKUPS = 16  # per message; beyond that a short candidate with a cue counts
 
 
 def masked(folded: str, claims: list[tuple[int, int, str | None]]) -> str:
-    """The folded text with what is claimed, and numbers that are no phone, blanked out."""
-    chars = list(folded)
-    spans = [(start, end) for start, end, _ in claims]
-    spans += [m.span() for m in _DATE.finditer(folded) if _is_date(m, folded)]
-    spans += [m.span() for m in _TIME_RANGE.finditer(folded)]
-    spans += [m.span() for m in _YEAR_RANGE.finditer(folded)]
-    spans += [m.span() for m in _TIMESTAMP.finditer(folded)]
-    for pattern in _PRICES:
-        spans += [m.span() for m in pattern.finditer(folded) if _is_price(m, folded)]
-    for start, end in spans:
-        chars[start:end] = "\x00" * (end - start)  # folding removed every \x00 of the text
-    return "".join(chars)
+    """The folded text with what is claimed blanked out, so that numbers stop there."""
+    if not claims:
+        return folded
+    pieces, done = [], 0
+    for start, end, _ in claims:
+        pieces += [folded[done:start], BREAK * (end - start)]
+        done = end
+    pieces.append(folded[done:])
+    return "".join(pieces)
 
 
-def _is_date(match: re.Match[str], folded: str) -> bool:
-    start, end = match.span()
-    # Alone, or in a range of dates ("12/05-14/05"): "06.12.34.56.78" holds no date.
-    after = re.match(r"([./-])(\d[\d./]*)", folded[end : end + 12])
-    before = re.search(r"(\d[\d./]*)([./-])$", folded[max(0, start - 12) : start])
-    neighbours = [after.group(1, 2)] if after else []
-    neighbours += [before.group(2, 1)] if before else []
-    own = match.group("s1") or match.group("s2") or "/"
-    for joint, neighbour in neighbours:
-        if joint != "-" or own == "-" or not _DATE.fullmatch(neighbour):
-            return False
-    if match.group("y"):
-        return 1 <= int(match.group("m")) <= 12 and 1 <= int(match.group("d")) <= 31
-    a, b = (int(match.group(n) or match.group(s)) for n, s in (("a", "sa"), ("b", "sb")))
-    return 1 <= a <= 31 and 1 <= b <= 31 and min(a, b) <= 12  # day/month or month/day
+def phones(text: str) -> Iterator[tuple[int, int, str | None]]:
+    """Runs of number pieces with at least 8 digits (6 with a cue or a country code), once
+    the ordinary numbers among them are masked.
 
-
-def _is_price(match: re.Match[str], folded: str) -> bool:
-    """A currency amount that is not glued to more digits (a phone number with a "$")."""
-    whole = re.split(r"[.,]\d\d?$", match.group("n"))[0]
-    if sum(c.isdigit() for c in whole) > _PRICE_MAX_DIGITS:
-        return False
-    before = folded[max(0, match.start() - 5) : match.start()]
-    return not re.search(r"\d[\s.\-/()]{0,4}$", before) and not _NEXT_TO_DIGITS.match(
-        folded, match.end()
-    )
-
-
-def phones(masked: str) -> Iterator[tuple[int, int, str | None]]:
-    """Runs of number pieces, joined by separators, with at least 8 digits in all."""
-    start = end = digits = 0
-    previous_is_word = False
-    for unit in _UNIT.finditer(masked):
-        is_word = unit.lastgroup != "digits"
-        gap = masked[end : unit.start()]
-        if digits and (
-            _NUMBER_GAP.fullmatch(gap)
-            or (previous_is_word and is_word and _WORD_GAP.fullmatch(gap))
-        ):
-            digits += _digit_count(unit)
+    At most MAX_CANDIDATES runs of six digits or more are judged one by one; the rest of a
+    message with more than that is one finding. Ordinary numbers are recognised around runs
+    (with their surroundings, nearby ones together) of MASK_BUDGET characters in all; past
+    that, and in a longer run, they count like any digits.
+    """
+    candidates: list[tuple[re.Match[str], int]] = []
+    for run in _RUN.finditer(text):
+        start, end = run.span()
+        if end - start < _SHORT_MIN_DIGITS:
+            continue
+        count = _count(text, start, end)
+        if count < _SHORT_MIN_DIGITS:
+            continue
+        if len(candidates) == MAX_CANDIDATES:
+            yield _span(text, start, len(text))
+            break
+        candidates.append((run, count))
+    lookups = [0]
+    windows = iter(_windows(text, [run.span() for run, _ in candidates]))
+    window_start, window_end, window = next(windows, (0, 0, None))
+    for run, count in candidates:
+        while window_end < run.end():
+            window_start, window_end, window = next(windows)
+        if window is None:
+            parts, judged, offset = [run], text, 0  # judged as it stands
         else:
-            if digits >= _PHONE_MIN_DIGITS:
-                yield _phone_span(masked, start, end)
-            start, digits = unit.start(), _digit_count(unit)
-        end, previous_is_word = unit.end(), is_word
-    if digits >= _PHONE_MIN_DIGITS:
-        yield _phone_span(masked, start, end)
+            parts = list(_RUN.finditer(window, *(i - window_start for i in run.span())))
+            judged, offset = window, window_start
+        for part in parts:
+            digits = count if part is run else _count(judged, *part.span())
+            if digits >= _PHONE_MIN_DIGITS or (
+                digits >= _SHORT_MIN_DIGITS and _confirmed(judged, part, lookups)
+            ):
+                first, last, kind = _span(judged, *part.span())
+                yield first + offset, last + offset, kind
 
 
-def _digit_count(unit: re.Match[str]) -> int:
-    kind = unit.lastgroup
-    if kind == "repeat":
-        return 2 if unit.group().startswith("double") else 3
-    if kind == "words":
-        return len(_NUMBER_WORD.findall(unit.group()))
-    return len(unit.group()) if kind == "digits" else 1
+def _windows(text: str, runs: list[tuple[int, int]]) -> list[tuple[int, int, str | None]]:
+    """The surroundings of the runs, nearby ones merged, each with its ordinary numbers
+    masked while the budget lasts (None past it)."""
+    merged: list[list[int]] = []
+    for start, end in runs:
+        start, end = max(0, start - _CUE_WINDOW), min(len(text), end + _MARGIN)
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    budget = MASK_BUDGET
+    windows: list[tuple[int, int, str | None]] = []
+    for start, end in merged:
+        masked = None
+        if end - start <= budget:
+            budget -= end - start
+            masked = _mask_ordinary(text, start, end)
+        windows.append((start, end, masked))
+    return windows
 
 
-def _phone_span(masked: str, start: int, end: int) -> tuple[int, int, str]:
-    while start and masked[start - 1] in "+(":
-        start -= 1  # "+44 ..." and "(020) ..." begin with their sign
-    return start, end, "phone"
+def _mask_ordinary(text: str, start: int, end: int) -> str:
+    """`text` from ``start`` to ``end`` with the digits of its ordinary numbers turned into
+    gaps (their words stay words)."""
+    spans = sorted(ordinary_numbers(text, start, end), key=lambda span: span.start)
+    pieces, done = [], start
+    for span in spans:
+        if span.stop <= done:
+            continue
+        begin = max(done, span.start)
+        pieces += [text[done:begin], text[begin : span.stop].translate(_DIGITS_TO_GAP)]
+        done = span.stop
+    pieces.append(text[done:end])
+    return "".join(pieces)
+
+
+def _count(text: str, start: int, end: int) -> int:
+    """How many digits the pieces between ``start`` and ``end`` stand for (up to 8)."""
+    run = text[start:end]
+    if not _HAS_LETTER.search(run):
+        return sum(map(run.count, "0123456789"))
+    count = 0
+    words: list[tuple[str, bool]] = []
+    previous_end = start
+    for unit in _UNIT_RE.finditer(text, start, end):
+        kind = _kind(unit.group())
+        joined = _JOINED.fullmatch(text, previous_end, unit.start()) is not None
+        previous_end = unit.end()
+        if kind == "words":
+            pieces = _ALPHABETIC_WORDS.findall(unit.group())
+            words += [(piece, joined or i > 0) for i, piece in enumerate(pieces)]
+            if len(words) >= 2 * _PHONE_MIN_DIGITS:
+                return _PHONE_MIN_DIGITS  # two words make at least one digit
+            continue
+        count += digit_count(words)
+        words = []
+        if kind == "repeat":
+            count += 2 if unit.group().startswith("double") else 3
+        elif kind == "et":
+            count += 2
+        else:
+            count += len(unit.group())
+        if count >= _PHONE_MIN_DIGITS:
+            return count
+    return count + digit_count(words)
+
+
+def _kind(unit: str) -> str:
+    if unit[0].isdigit() or _OIL_DIGITS.fullmatch(unit):
+        return "digits"
+    if unit.startswith(("double", "triple")):
+        return "repeat"
+    return "et" if _ET.search(unit) else "words"
+
+
+def _confirmed(text: str, run: re.Match[str], lookups: list[int]) -> bool:
+    """Whether a six- or seven-digit run is a phone number: after a country code ("+") or a
+    cue word, libphonenumber finds it possible."""
+    lead = _LEAD.search(text, max(0, run.start() - 4), run.start())
+    international = lead is not None and "+" in lead.group()  # a bracket alone is no code
+    cue = _CUE.search(text, max(0, run.start() - _CUE_WINDOW), run.start())
+    if not international and cue is None:
+        return False
+    run_text = run.group().translate(_OIL)
+    if _HAS_LETTER.search(run_text):
+        return cue is not None  # number words after a cue word are no accident
+    digits = "".join(c for c in run_text if c.isdigit())
+    lookups[0] += 1
+    if lookups[0] > _MAX_LOOKUPS:
+        return True  # a message full of candidates gets no benefit of the doubt
+    return _possible(digits, international) or (cue is not None and _possible(digits, False))
+
+
+@functools.lru_cache(maxsize=4096)
+def _possible(digits: str, international: bool) -> bool:
+    try:
+        if international:
+            number = phonenumbers.parse("+" + digits, None)
+            return phonenumbers.is_possible_number(number)
+        for region in _REGIONS:
+            number = phonenumbers.parse(digits, region)
+            if phonenumbers.is_possible_number_with_reason(number) in _POSSIBLE:
+                return True
+    except NumberParseException:
+        return False
+    return False
+
+
+def _span(text: str, start: int, end: int) -> tuple[int, int, str]:
+    lead = _LEAD.search(text, max(0, start - 4), start)
+    return (lead.start() if lead else start), end, "phone"
