@@ -2,8 +2,10 @@
 
     room creation, invites, aliases, publishing  -> only the bot and the admins (configurable)
     a party's event in a managed room            -> policy.rules, before delivery (optional)
-    an upload                                    -> its bytes' type (magic numbers) against one
-                                                    global allow-list; its size per user
+    an upload                                    -> policy.uploads.judge_upload: its bytes'
+                                                    type against one global allow-list, no
+                                                    archives, polyglots or active PDFs; its
+                                                    size per user
 
 A room is managed when the bot created it; its access follows from its power levels (the
 plans in `rooms.py` set `events_default` per access), so the module needs no database.
@@ -11,24 +13,12 @@ plans in `rooms.py` set `events_default` per access), so the module needs no dat
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .rooms import EVENTS_DEFAULT
 from .states import Access
-
-# The types an upload can be, by its first bytes. Synapse's thumbnails are JPEG or PNG.
-_SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
-    (b"\xff\xd8\xff", 0, "image/jpeg"),
-    (b"\x89PNG\r\n\x1a\n", 0, "image/png"),
-    (b"GIF87a", 0, "image/gif"),
-    (b"GIF89a", 0, "image/gif"),
-    (b"WEBP", 8, "image/webp"),  # after "RIFF" and a length
-    (b"%PDF-", 0, "application/pdf"),
-)
-KNOWN_UPLOAD_TYPES = frozenset({t for _, _, t in _SIGNATURES} | {"application/json"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +43,6 @@ class Lockdown:
     def may_upload(self, user_id: str, size: int) -> bool:
         return self.exempt(user_id) or size <= self.party_max_upload_bytes
 
-    def upload_allowed(self, content: bytes) -> bool:
-        return sniff_media_type(content) in self.upload_types
-
 
 def lockdown_from(settings: Mapping[str, Any]) -> Lockdown:
     """The module's `config:` block (as the deployment writes it) as a `Lockdown`."""
@@ -67,23 +54,6 @@ def lockdown_from(settings: Mapping[str, Any]) -> Lockdown:
         upload_types=frozenset(settings.get("upload_types", ())),
         party_max_upload_bytes=int(settings["party_max_upload_bytes"]),
     )
-
-
-def sniff_media_type(content: bytes) -> str | None:
-    """The type the bytes are, whatever the upload claimed; None when not one we know."""
-    for magic, offset, media_type in _SIGNATURES:
-        if content[offset : offset + len(magic)] == magic:
-            if media_type == "image/webp" and content[:4] != b"RIFF":
-                continue
-            return media_type
-    stripped = content.lstrip(b" \t\r\n")
-    if stripped[:1] in (b"{", b"["):
-        try:
-            json.loads(content.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            return None
-        return "application/json"
-    return None
 
 
 def access_from_power_levels(levels: Mapping[str, Any] | None) -> Access | None:

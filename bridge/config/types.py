@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, SecretStr
 
 from appservice.identifiers import LOCALPART, is_matrix_user_id, is_server_name
-from policy.lockdown import KNOWN_UPLOAD_TYPES
+from policy.uploads import KNOWN_UPLOAD_TYPES
 
 PLACEHOLDER_PREFIX = "CHANGE_ME"
 MIN_SECRET_LENGTH = 32

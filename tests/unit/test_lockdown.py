@@ -1,18 +1,11 @@
-"""Policy tables for the homeserver's lockdown: who may open side doors, upload types by their
-bytes, and a managed room's access as the Synapse module reads it from its power levels."""
+"""Policy tables for the homeserver's lockdown: who may open side doors, upload sizes, and a
+managed room's access as the Synapse module reads it from its power levels."""
 
 from __future__ import annotations
 
 import pytest
 
-from policy.lockdown import (
-    KNOWN_UPLOAD_TYPES,
-    Lockdown,
-    access_from_power_levels,
-    is_managed_room,
-    lockdown_from,
-    sniff_media_type,
-)
+from policy.lockdown import Lockdown, access_from_power_levels, is_managed_room, lockdown_from
 from policy.rooms import Participants, RoomKind, plan_room
 from policy.states import Access
 
@@ -51,37 +44,6 @@ def test_who_may_create_rooms_and_invite(user: str, parties_may: bool, allowed: 
 )
 def test_upload_sizes_per_user(user: str, size: int, allowed: bool) -> None:
     assert LOCKDOWN.may_upload(user, size) is allowed
-
-
-@pytest.mark.parametrize(
-    ("content", "media_type"),
-    [
-        (b"\xff\xd8\xff\xe0\x00\x10JFIF", "image/jpeg"),
-        (b"\x89PNG\r\n\x1a\n\x00\x00", "image/png"),
-        (b"GIF89a\x01\x00", "image/gif"),
-        (b"RIFF\x10\x00\x00\x00WEBPVP8 ", "image/webp"),
-        (b"RIFF\x10\x00\x00\x00WAVEfmt ", None),  # a RIFF that is not WebP
-        (b"%PDF-1.7\n", "application/pdf"),
-        (b'  {"format": "marketplace-transcript/1"}', "application/json"),
-        (b"[1, 2]", "application/json"),
-        (b"{not json", None),
-        (b"MZ\x90\x00\x03", None),  # a Windows executable, whatever it claims to be
-        (b"\x7fELF\x02\x01", None),
-        (b"PK\x03\x04", None),  # zip (and docx, apk, jar)
-        (b"<svg xmlns='http://www.w3.org/2000/svg'>", None),  # scriptable
-        (b"<html><script>", None),
-        (b"", None),
-    ],
-)
-def test_uploads_are_known_by_their_first_bytes(content: bytes, media_type: str | None) -> None:
-    assert sniff_media_type(content) == media_type
-    assert LOCKDOWN.upload_allowed(content) is (media_type in LOCKDOWN.upload_types)
-
-
-def test_every_sniffed_type_is_a_known_upload_type() -> None:
-    assert {"image/jpeg", "image/png", "application/pdf", "application/json"} <= (
-        KNOWN_UPLOAD_TYPES
-    )
 
 
 @pytest.mark.parametrize("access", list(Access))
