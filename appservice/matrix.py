@@ -23,6 +23,7 @@ from policy.ids import EventId, RoomId, UserId
 CLIENT_V3 = "/_matrix/client/v3"
 # Served by the marketplace's Synapse module (synapse_module/), where it is loaded.
 USER_EXISTS_PATH = "/_synapse/client/marketplace/user_exists"
+MASKED_PATH = "/_synapse/client/marketplace/masked"
 
 
 class HomeserverUnavailable(Exception):
@@ -238,6 +239,16 @@ class MatrixBot:
                 raise e from None  # no module here: the profile's refusal is the answer
             return bool(answer.get("exists"))
         return True
+
+    async def masked_original(self, mask_id: str) -> dict[str, Any] | None:
+        """What a party wrote before the homeserver's module masked it (``room_id``,
+        ``sender``, ``content``); None when the module knows no such mask."""
+        try:
+            return await self._request(Method.GET, MASKED_PATH, query_params={"id": mask_id})
+        except MatrixError as e:
+            if e.status == 404:
+                return None
+            raise
 
     async def upload(self, data: bytes, content_type: str, filename: str) -> str:
         """Store a file in the homeserver's media repository; its mxc:// URI."""

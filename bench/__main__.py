@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import delivery, ingest, latency, payment, provisioning, scale
+from . import delivery, ingest, judge, latency, payment, provisioning, scale
 from .env import bench_env
 from .plan import FULL, SMOKE
 from .report import Result, table, write_json
@@ -27,6 +27,7 @@ BENCHMARKS = {
     "ingest": ingest.run,
     "delivery": delivery.run,
     "scale": scale.run,
+    "judge": judge.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 

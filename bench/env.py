@@ -85,6 +85,12 @@ class Env:
     hs_token: str
     _exit: AsyncExitStack
 
+    @property
+    def client_url(self) -> str:
+        """Where the benchmark's clients talk: Synapse itself (no client gateway here, as the
+        benchmarks measure the bridge, not the lockdown)."""
+        return self.synapse.url
+
     def bridge_config(self, database_url: str, **sections: dict[str, Any]) -> Config:
         """A bridge config for this Synapse; its webhooks go wherever ``sections`` say."""
         return make_config(

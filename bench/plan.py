@@ -26,10 +26,13 @@ class Scale:
     seeded_transactions: int = 100_000
     active_rooms: int = 10_000
     lookups: int = 2000
+    # 7. judging one message: times each costly input is judged
+    judge_repeats: int = 5
 
 
 FULL = Scale()
 SMOKE = Scale(
+    judge_repeats=1,
     messages=20,
     message_rooms=2,
     provisioned_rooms=4,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from bridge.app import StartError, run_bridge
+from bridge.app import StartError, run_bridge, run_gateway
 from bridge.config import Config, ConfigError, config_reference, load_config
 from bridge.ops.deployment import (
     EXAMPLE_CONFIG,
@@ -30,6 +30,8 @@ transaction and dispute its own Matrix room and turns messages into signed webho
 commands:
   run                      run the bridge with a config file (see config.example.yaml)
   generate-registration    write the appservice registration the homeserver loads
+  gateway                  run the client gateway clients connect to, in front of the
+                           homeserver (it closes the side channels around a room's lock)
   dev                      a local stack: Synapse from the venv and the bridge on SQLite,
                            both on loopback (what `make run` starts); Ctrl-C stops both
   generate-deployment      write the configs of the compose stack (docker-compose.yml)
@@ -53,6 +55,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "can be overridden from the environment as BRIDGE_<SECTION>__<KEY>.",
     )
     run.add_argument("-c", "--config", required=True, type=Path, help="path to config.yaml")
+
+    gateway = commands.add_parser(
+        "gateway",
+        help="run the client gateway",
+        description="Run the client gateway until SIGINT or SIGTERM: Matrix clients connect "
+        "to it (gateway.host and gateway.port) instead of the homeserver; it forwards to "
+        "homeserver.url and refuses what would get around a room's lock (docs/homeserver.md).",
+    )
+    gateway.add_argument("-c", "--config", required=True, type=Path, help="path to config.yaml")
 
     registration = commands.add_parser(
         "generate-registration",
@@ -128,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
             config = load_config(args.config)
             configure_logging(config)
             asyncio.run(run_bridge(config))
+        elif args.command == "gateway":
+            config = load_config(args.config)
+            configure_logging(config)
+            asyncio.run(run_gateway(config))
         elif args.command == "generate-registration":
             write_registration(load_config(args.config), args.output)
             print(f"Wrote the registration to {args.output}")

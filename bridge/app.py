@@ -37,6 +37,7 @@ from bridge.delivery.outbox import Outbox, OutboxRow
 from bridge.delivery.outbox_worker import OutboxWorker
 from bridge.delivery.sender import WebhookSender
 from bridge.delivery.signing import Signer
+from bridge.gateway.server import start_gateway
 from bridge.homeserver.inbox import InboxStore
 from bridge.homeserver.inbox_worker import InboxWorker
 from bridge.homeserver.intake import HomeserverIntake
@@ -47,6 +48,7 @@ from bridge.policybot.action_worker import ActionWorker
 from bridge.policybot.actions import PlannedActions
 from bridge.policybot.commands import CommandRunner
 from bridge.policybot.enforcer import Enforcer
+from bridge.policybot.originals import MaskedOriginals
 from bridge.policybot.performer import ActionPerformer
 from bridge.policybot.transcripts import Transcripts
 from bridge.runtime.backoff import Backoff, retry_until_done
@@ -90,10 +92,12 @@ class Bridge:
         self.market = Market.build(config, db, self.bot, clock, self.wakeups.outbox)
         self.inbox = InboxStore(db, clock)
         self.outbox = Outbox(db)
+        self.originals = MaskedOriginals(db)
         self.transcripts = Transcripts(
             self.market.transaction_records,
             self.market.dispute_records,
             self.inbox,
+            self.originals,
             self.market.audit,
             clock,
         )
@@ -113,7 +117,7 @@ class Bridge:
         config, market, clock, metrics = self.config, self.market, self.clock, self.metrics
         admins = market.planner.admins
         performer = ActionPerformer(
-            self.bot, market.reconciler, market.management, market.mutes, clock
+            self.bot, market.reconciler, market.management, market.mutes, self.originals, clock
         )
         commands = CommandRunner(
             config.rooms.command_prefix,
@@ -297,14 +301,39 @@ class StartError(Exception):
     """The bridge could not start (database or port unavailable); the message says why."""
 
 
-async def run_bridge(
-    config: Config, before_connect: Callable[[], Awaitable[None]] | None = None
-) -> None:
-    """Serve until SIGINT or SIGTERM; ``before_connect`` runs once the bridge listens."""
+async def run_gateway(config: Config) -> None:
+    """The client gateway alone, until SIGINT or SIGTERM."""
+    stop = _stop_on_signals()
+    try:
+        runner, session = await start_gateway(config, SystemClock())
+    except OSError as e:
+        raise StartError(f"cannot start the gateway: {e}") from e
+    logging.getLogger("bridge.gateway").info(
+        "Gateway on %s:%d in front of %s",
+        config.gateway.host,
+        config.gateway.port,
+        config.homeserver.url,
+    )
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        await session.close()
+
+
+def _stop_on_signals() -> asyncio.Event:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+async def run_bridge(
+    config: Config, before_connect: Callable[[], Awaitable[None]] | None = None
+) -> None:
+    """Serve until SIGINT or SIGTERM; ``before_connect`` runs once the bridge listens."""
+    stop = _stop_on_signals()
     bridge: Bridge | None = None
     try:
         try:

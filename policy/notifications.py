@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -104,7 +105,9 @@ def preview(text: Any, *, is_reply: bool = False) -> str:
 
 def related_event_id(event: dict[str, Any]) -> str | None:
     """The event a redaction removes or an edit replaces."""
-    content = event.get("content") or {}
+    content = event.get("content")
+    if not isinstance(content, dict):
+        return None
     if event.get("type") == "m.room.redaction":
         redacts = content.get("redacts") or event.get("redacts")  # v11 moved it into content
         return redacts if isinstance(redacts, str) else None
@@ -116,12 +119,16 @@ def related_event_id(event: dict[str, Any]) -> str | None:
 
 
 def message_notifications(
-    event: dict[str, Any], context: RoomContext, related_sender: str | None = None
+    event: dict[str, Any],
+    context: RoomContext,
+    related_sender: str | None = None,
+    mask: Callable[[str], str] = str,
 ) -> tuple[list[Notification], MessageRecord | None]:
     """The notifications of one room event, and what the chat list should record of it.
 
     ``related_sender`` is the sender of the event a redaction removes or an edit replaces,
-    when it is known.
+    when it is known. ``mask`` hides the contact details of a preview (the marketplace's own
+    e-mails would otherwise forward them).
     """
     sender = event.get("sender", "")
     event_type = event.get("type")
@@ -157,7 +164,7 @@ def message_notifications(
             return [], None
         original = related
         new_content = content.get("m.new_content") or {}
-        text = preview(new_content.get("body") if isinstance(new_content, dict) else "")
+        text = mask(preview(new_content.get("body") if isinstance(new_content, dict) else ""))
         data = {
             **context.about(),
             "event_id": event_id,
@@ -170,8 +177,8 @@ def message_notifications(
             record
         )
     is_reply = isinstance(relates, dict) and "m.in_reply_to" in relates
-    msgtype = content.get("msgtype") if isinstance(content.get("msgtype"), str) else None
-    text = preview(content.get("body"), is_reply=is_reply)
+    msgtype = _declared(content.get("msgtype"), mask)
+    text = mask(preview(content.get("body"), is_reply=is_reply))
     data = {
         **context.about(),
         "event_id": event_id,
@@ -182,10 +189,11 @@ def message_notifications(
     }
     if msgtype in MEDIA_MSGTYPES:
         info = content.get("info") if isinstance(content.get("info"), dict) else {}
+        name = content.get("filename") or content.get("body")
         data["media"] = {
-            "mimetype": info.get("mimetype"),
+            "mimetype": _declared(info.get("mimetype"), mask),
             "size": info.get("size"),
-            "name": content.get("filename") or content.get("body"),
+            "name": mask(preview(name)) if isinstance(name, str) else None,
         }
     record = MessageRecord(event_id, sender, ts, text)
     return [Notification("message.created", notification_id("created", event_id), ts, data)], (
@@ -232,6 +240,7 @@ def violation_notification(
     event: dict[str, Any],
     violations: list[dict[str, Any]],
     actions: list[str],
+    mask: Callable[[str], str] = str,
 ) -> Notification:
     """policy.violation: which rules a message broke and what the bot does about it.
 
@@ -246,9 +255,14 @@ def violation_notification(
         **context.about(),
         "event_id": event_id,
         "sender": author.as_json(),
-        "msgtype": content.get("msgtype") if isinstance(content.get("msgtype"), str) else None,
+        "msgtype": _declared(content.get("msgtype"), mask),
         "violations": violations,
         "actions": actions,
     }
     ts = event.get("origin_server_ts", 0)
     return Notification("policy.violation", notification_id("violation", event_id), ts, data)
+
+
+def _declared(value: Any, mask: Callable[[str], str]) -> str | None:
+    """A type the sender declared (msgtype, mimetype): free text they chose, so masked too."""
+    return mask(value[:255]) if isinstance(value, str) else None

@@ -4,24 +4,23 @@
       -> judge_message -> Verdict (the broken rules, and the union of their actions)
 
 Rules read what the client declared (msgtype, media type and size); the homeserver checks the
-bytes themselves. Edits are judged by their new content, so a message cannot be made harmless
-first and edited into a phone number afterwards. Admins and the bot are exempt: the caller
-judges parties' messages only.
+bytes themselves. Every text a client may render is judged (`policy.messages.rendered_texts`),
+the new content of an edit too, wherever it appears, so a message cannot be made harmless first
+and edited into a phone number afterwards. An event the rules cannot read breaks a rule of its
+own (``malformed_content``): a crafted field never makes a pass. Admins and the bot are exempt:
+the caller judges parties' messages only.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from .contact import find_contact_details
-from .messages import MEDIA_MSGTYPES, strip_reply_fallback
+from .contact import find_contact_details, find_contact_details_across
+from .messages import MEDIA_MSGTYPES, malformed_reason, rendered_texts
 from .states import Access
-
-_HREF = re.compile(r"""href\s*=\s*["']?([^"' >]+)""", re.IGNORECASE)
 
 
 class Rule(StrEnum):
@@ -30,6 +29,7 @@ class Rule(StrEnum):
     MEDIA_SIZE = "media_size"
     CONTACT_DETAILS = "contact_details"
     FLOOD = "flood"
+    MALFORMED_CONTENT = "malformed_content"
 
 
 class Action(StrEnum):
@@ -64,7 +64,9 @@ class ContentRules:
 @dataclass(frozen=True, slots=True)
 class Violation:
     rule: Rule
-    reason: str  # what is not allowed, for the sender and the admins; never the content itself
+    # What is not allowed, for the sender and the admins. Never anything the sender chose (the
+    # content, a msgtype, a media type, an event type): the bot repeats it in the room.
+    reason: str
     findings: tuple[str, ...] = ()  # contact details: the kinds found (email, phone, ...)
 
 
@@ -114,31 +116,15 @@ def judge_message(
     this one included; ``muted`` says the sender is already muted (a flood is not punished
     twice for the messages that were in flight).
     """
-    content = content if isinstance(content, Mapping) else {}
-    new_content = content.get("m.new_content")
-    if isinstance(new_content, Mapping):  # an edit: what it turns the message into
-        content = new_content
-    found: list[Violation] = []
-
-    def check(rule: Rule, violation: Violation | None) -> None:
-        if violation is not None and rules.applies(rule, access):
-            found.append(violation)
-
-    msgtype = content.get("msgtype")
-    check(Rule.MSGTYPE, _msgtype_violation(msgtype, rules))
-    if msgtype in MEDIA_MSGTYPES:
-        info = content.get("info") if isinstance(content.get("info"), Mapping) else {}
-        check(Rule.MEDIA_TYPE, _media_type_violation(info.get("mimetype"), rules))
-        check(Rule.MEDIA_SIZE, _media_size_violation(info.get("size"), rules))
-    if not transaction_closed:
-        check(Rule.CONTACT_DETAILS, _contact_violation(content, rules))
-    if recent_messages > rules.flood_messages and not muted:
-        seconds = rules.flood_window_ms // 1000
-        check(
-            Rule.FLOOD,
-            Violation(Rule.FLOOD, f"more than {rules.flood_messages} messages in {seconds} s"),
-        )
-    return _verdict(found, rules)
+    return judge_event(
+        "m.room.message",
+        content,
+        rules,
+        access,
+        transaction_closed=transaction_closed,
+        recent_messages=recent_messages,
+        muted=muted,
+    )
 
 
 def judge_event(
@@ -150,35 +136,72 @@ def judge_event(
     transaction_closed: bool,
     recent_messages: int,
     muted: bool,
+    earlier: Sequence[str] = (),
 ) -> Verdict:
-    """The rules a party's room event (not state) breaks: messages are judged in full, a
-    reaction's key for contact details, and any other type (stickers, polls, calls,
-    encrypted events in rooms that never enable encryption) breaks the msgtype rule."""
-    if event_type == "m.room.message":
-        return judge_message(
-            content,
-            rules,
-            access,
-            transaction_closed=transaction_closed,
-            recent_messages=recent_messages,
-            muted=muted,
-        )
+    """The rules a party's room event (not state) breaks. Messages are judged in full (the
+    message as sent and as an edit turns it into); any other type (stickers, polls, calls,
+    encrypted events in rooms that never enable encryption) breaks the msgtype rule, and
+    every event's texts are judged for contact details (a reaction's key too), read after
+    ``earlier``: the bodies of the sender's messages just before, oldest first, so a number
+    split across messages is one number."""
     if event_type == "m.room.redaction":
         return Verdict()  # removing is never a violation; the power levels say who may
-    content = content if isinstance(content, Mapping) else {}
-    if event_type == "m.reaction":
-        relates = (
-            content.get("m.relates_to") if isinstance(content.get("m.relates_to"), Mapping) else {}
-        )
-        key = relates.get("key")
-        found = []
-        if isinstance(key, str) and not transaction_closed:
-            found = [_contact_violation({"body": key}, rules)]
-        found = [v for v in found if v is not None and rules.applies(v.rule, access)]
-        return _verdict(found, rules)
-    shown = re.sub(r"[^\w.:-]", "", event_type)[:64]
-    violation = Violation(Rule.MSGTYPE, f"events of type {shown} are not allowed here")
-    return _verdict([violation] if rules.applies(Rule.MSGTYPE, access) else [], rules)
+    found: list[Violation] = []
+
+    def check(violation: Violation | None) -> None:
+        if violation is not None and rules.applies(violation.rule, access):
+            if violation.rule not in {v.rule for v in found}:
+                found.append(violation)
+
+    try:
+        problem = malformed_reason(event_type, content)
+        if problem is not None:
+            check(MALFORMED)
+            content = content if isinstance(content, Mapping) else {}
+        if event_type == "m.room.message":
+            new_content = content.get("m.new_content")
+            for shown in (content, *([new_content] if isinstance(new_content, Mapping) else [])):
+                _judge_shown(shown, rules, check)
+        elif event_type != "m.reaction":
+            check(Violation(Rule.MSGTYPE, "this kind of event is not allowed here"))
+        if not transaction_closed:
+            check(contact_violation(rendered_texts(content), rules, earlier))
+        if event_type == "m.room.message" and recent_messages > rules.flood_messages:
+            if not muted:
+                seconds = rules.flood_window_ms // 1000
+                check(
+                    Violation(
+                        Rule.FLOOD, f"more than {rules.flood_messages} messages in {seconds} s"
+                    )
+                )
+    except Exception:  # a field the rules choke on: never a pass
+        return malformed_verdict(rules, access)
+    return _verdict(found, rules)
+
+
+# A number split across messages: the sender's messages this recent (at most this many) are
+# read with their next one.
+ACROSS_WINDOW_MS = 60_000
+ACROSS_MESSAGES = 4
+CONTACT_REASON = (
+    "contact details and payment outside the marketplace are not allowed before the deal is closed"
+)
+MALFORMED = Violation(Rule.MALFORMED_CONTENT, "this message cannot be read as a message")
+
+
+def malformed_verdict(rules: ContentRules, access: Access) -> Verdict:
+    """The verdict on an event that could not be read at all."""
+    return _verdict([MALFORMED] if rules.applies(Rule.MALFORMED_CONTENT, access) else [], rules)
+
+
+def _judge_shown(shown: Mapping[str, Any], rules: ContentRules, check: Any) -> None:
+    """The message rules for one content a client may show (the message, or its edit)."""
+    msgtype = shown.get("msgtype")
+    check(_msgtype_violation(msgtype, rules))
+    if msgtype in MEDIA_MSGTYPES:
+        info = shown.get("info") if isinstance(shown.get("info"), Mapping) else {}
+        check(_media_type_violation(info.get("mimetype"), rules))
+        check(_media_size_violation(info.get("size"), rules))
 
 
 def _verdict(found: list[Violation], rules: ContentRules) -> Verdict:
@@ -196,8 +219,7 @@ def media_type_allowed(media_type: str, allowed: tuple[str, ...]) -> bool:
 def _msgtype_violation(msgtype: Any, rules: ContentRules) -> Violation | None:
     if isinstance(msgtype, str) and msgtype in rules.allowed_msgtypes:
         return None
-    shown = msgtype if isinstance(msgtype, str) else "none"
-    return Violation(Rule.MSGTYPE, f"messages of type {shown[:64]} are not allowed here")
+    return Violation(Rule.MSGTYPE, "this type of message is not allowed here")
 
 
 def _media_type_violation(mimetype: Any, rules: ContentRules) -> Violation | None:
@@ -205,8 +227,7 @@ def _media_type_violation(mimetype: Any, rules: ContentRules) -> Violation | Non
         return Violation(Rule.MEDIA_TYPE, "media must declare its type")
     if media_type_allowed(mimetype, rules.allowed_media_types):
         return None
-    shown = re.sub(r"[^\w./+*-]", "", mimetype)[:64]
-    return Violation(Rule.MEDIA_TYPE, f"files of type {shown} are not allowed here")
+    return Violation(Rule.MEDIA_TYPE, "this type of file is not allowed here")
 
 
 def _media_size_violation(size: Any, rules: ContentRules) -> Violation | None:
@@ -219,37 +240,21 @@ def _media_size_violation(size: Any, rules: ContentRules) -> Violation | None:
     return None
 
 
-def _contact_violation(content: Mapping[str, Any], rules: ContentRules) -> Violation | None:
-    text = "\n".join(_texts(content))
-    findings = find_contact_details(text, rules.allowed_link_hosts, rules.off_platform_terms)
+def contact_violation(
+    texts: list[str], rules: ContentRules, earlier: Sequence[str] = ()
+) -> Violation | None:
+    """The contact-details violation in the texts a client shows of one message (read
+    together: a number split between a caption and a file name is one number), if any."""
+    text = "\n".join(texts)
+    hosts, terms = rules.allowed_link_hosts, rules.off_platform_terms
+    if earlier:
+        findings = find_contact_details_across([*earlier, text], hosts, terms)
+    else:
+        findings = find_contact_details(text, hosts, terms)
     if not findings:
         return None
     kinds = tuple(dict.fromkeys(finding.kind for finding in findings))
-    return Violation(
-        Rule.CONTACT_DETAILS,
-        "contact details and payment outside the marketplace are not allowed before the deal "
-        "is closed",
-        kinds,
-    )
-
-
-def _texts(content: Mapping[str, Any]) -> list[str]:
-    """What a reader sees of a message: its body (without a reply's quote of another message),
-    its file name, and the targets of its HTML links (mention pills to matrix.to aside)."""
-    texts = []
-    body = content.get("body")
-    if isinstance(body, str):
-        if isinstance(content.get("m.relates_to"), Mapping):
-            body = strip_reply_fallback(body)
-        texts.append(body)
-    if isinstance(content.get("filename"), str):
-        texts.append(content["filename"])
-    html = content.get("formatted_body")
-    if isinstance(html, str):
-        texts += [
-            href for href in _HREF.findall(html) if not href.startswith("https://matrix.to/")
-        ]
-    return texts
+    return Violation(Rule.CONTACT_DETAILS, CONTACT_REASON, kinds)
 
 
 def _megabytes(size: int) -> str:

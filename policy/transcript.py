@@ -27,8 +27,13 @@ int, or null), ``prev_hash`` and ``hash``, plus per kind (every key always prese
 when the event lacks it or it has the wrong type):
 
     message       msgtype, body, formatted_body, reply_to, media ({url, mimetype, size, name}
-                  for m.image, m.file, m.video and m.audio, else null)
+                  for m.image, m.file, m.video and m.audio, else null), original (what the
+                  sender wrote when the homeserver masked contact details before delivery,
+                  for admins; null otherwise)
     edit          replaces, msgtype, body (from m.new_content, else the content)
+    refused_edit  replaces, msgtype, body, reason: an edit clients ignore, so it is no
+                  evidence of what the edited message said: its sender did not send the
+                  message it claims to edit, or that message is not earlier in this room
     redaction     redacts, reason, original ({type, sender, content} of the redacted event
                   when it has an entry earlier in this transcript, else null)
     membership    user_id (the state key), membership, displayname, reason
@@ -45,7 +50,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -69,14 +74,18 @@ def transcript_hash(value: Any) -> str:
 
 
 def build_transcript(
-    header: dict[str, Any], events: Iterable[dict[str, Any]], generated_at: int
+    header: dict[str, Any],
+    events: Iterable[dict[str, Any]],
+    generated_at: int,
+    originals: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The transcript of a room from its stored events.
 
     ``header``: room_id, room_kind ("transaction" or "dispute"), transaction_id and
     dispute_id (None or absent for a transaction room). ``events``: Matrix room events as the
     homeserver sent them, in arrival order. ``generated_at``: ms since the epoch, rendered as
-    ISO 8601 UTC with milliseconds; it is not covered by the hashes.
+    ISO 8601 UTC with milliseconds; it is not covered by the hashes. ``originals``: the
+    content each masked message had before the homeserver masked it, by event id.
     """
     head = {
         "format": TRANSCRIPT_FORMAT,
@@ -99,6 +108,9 @@ def build_transcript(
         fields = _fields(event, seen)
         if fields is None:
             continue
+        if fields["kind"] == "message":
+            original = (originals or {}).get(event_id)
+            fields["original"] = copy.deepcopy(original) if isinstance(original, dict) else None
         ts = event.get("origin_server_ts")
         entry = {
             "index": len(entries),
@@ -196,12 +208,20 @@ def _fields(event: dict[str, Any], seen: dict[str, dict[str, Any]]) -> dict[str,
         if relates.get("rel_type") == "m.replace":
             new_content = content.get("m.new_content")
             new_content = new_content if isinstance(new_content, dict) else content
-            return {
+            replaces = _str(relates.get("event_id"))
+            fields = {
                 "kind": "edit",
-                "replaces": _str(relates.get("event_id")),
+                "replaces": replaces,
                 "msgtype": _str(new_content.get("msgtype")),
                 "body": _str(new_content.get("body")),
             }
+            original = seen.get(replaces) if replaces is not None else None
+            if original is None:
+                return {**fields, "kind": "refused_edit", "reason": "edits no earlier message"}
+            if original["sender"] != event["sender"]:
+                reason = "edits a message of another sender"
+                return {**fields, "kind": "refused_edit", "reason": reason}
+            return fields
         reply = relates.get("m.in_reply_to")
         msgtype = _str(content.get("msgtype"))
         return {

@@ -62,7 +62,7 @@ def homeserver(
     try:
         yield server
     finally:
-        server.synapse.stop()
+        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -75,7 +75,7 @@ def hardened_homeserver(
     try:
         yield server
     finally:
-        server.synapse.stop()
+        server.stop()
 
 
 @pytest.fixture
@@ -87,7 +87,7 @@ def own_homeserver(tmp_path: Path, pytestconfig: pytest.Config) -> Homeserver:
     try:
         yield server
     finally:
-        server.synapse.stop()
+        server.stop()
 
 
 UserFactory = Callable[[str], Awaitable[AsyncClient]]
@@ -102,7 +102,7 @@ async def user_factory(homeserver: Homeserver) -> AsyncIterator[UserFactory]:
         account = await asyncio.to_thread(
             homeserver.synapse.register_user, username, random_secret()
         )
-        client = AsyncClient(homeserver.synapse.url, account["user_id"])
+        client = AsyncClient(homeserver.client_url, account["user_id"])
         client.user_id = account["user_id"]
         client.access_token = account["access_token"]
         client.device_id = account["device_id"]

@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -143,6 +144,7 @@ def make_config(
         },
         **{key: example[key] for key in ("policy", "lockdown")},
         "server": {"host": "127.0.0.1", "port": bridge_port},
+        "gateway": example["gateway"],
         "database": {"url": database_url, "max_connections": 5},
         "logging": {"level": "DEBUG"},
     }
@@ -236,6 +238,17 @@ class Homeserver:
     # Settings the homeserver was started with that its bridges must share (the hardened
     # one's module knows the admins and the content rules).
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    gateway: GatewayProcess | None = None  # what clients connect to, when there is one
+
+    @property
+    def client_url(self) -> str:
+        """Where clients connect: the client gateway in front of Synapse, or Synapse."""
+        return self.gateway.url if self.gateway is not None else self.synapse.url
+
+    def stop(self) -> None:
+        if self.gateway is not None:
+            self.gateway.stop()
+        self.synapse.stop()
 
     def database(self) -> sqlite3.Connection:
         """Synapse's own SQLite database, for tests that need a state its API refuses to make
@@ -257,7 +270,7 @@ class Homeserver:
 HARDENED_ADMIN = "moderator"
 HARDENED_SECTIONS: dict[str, dict[str, Any]] = {
     "rooms": {"admins": [f"@{HARDENED_ADMIN}:localhost"]},
-    "lockdown": {"reject_before_delivery": True},
+    "lockdown": {"before_delivery": "mask"},
     "policy": {"max_media_bytes": 1024 * 1024},
 }
 
@@ -291,7 +304,67 @@ def start_homeserver(root: Path, *, hardened: bool = False) -> Homeserver:
         module=lockdown_module(config.model_dump(mode="json")) if hardened else None,
     )
     synapse.start()
-    return Homeserver(synapse, bridge_port, as_token, hs_token, dict(sections))
+    homeserver = Homeserver(synapse, bridge_port, as_token, hs_token, dict(sections))
+    if hardened:  # as in make run: clients reach Synapse through the client gateway
+        gateway_config = homeserver.bridge_config(
+            "sqlite:unused.db", gateway={"host": "127.0.0.1", "port": free_port()}
+        )
+        homeserver.gateway = GatewayProcess(gateway_config, root)
+        try:
+            homeserver.gateway.start()
+        except Exception:
+            synapse.stop()
+            raise
+    return homeserver
+
+
+class GatewayProcess:
+    """The client gateway as its own process (`python -m bridge gateway`)."""
+
+    def __init__(self, config: Config, workdir: Path) -> None:
+        self.config = config
+        self.config_path = workdir / "gateway.yaml"
+        self.log_path = workdir / "gateway.log"
+        self.config_path.write_text(yaml.safe_dump(config_data(config)))
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.config.gateway.host}:{self.config.gateway.port}"
+
+    def start(self) -> None:
+        """Launch, and wait until it answers (Synapse's /health, through it)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "bridge", "gateway", "-c", str(self.config_path)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the gateway exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=1) as answer:  # noqa: S310
+                    if answer.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"the gateway did not answer: {self.log_path.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
 
 
 @asynccontextmanager

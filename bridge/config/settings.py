@@ -7,11 +7,12 @@ Every key can be set as ``BRIDGE_<SECTION>__<KEY>`` (for example
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .types import (
@@ -133,9 +134,6 @@ class DisputesConfig(_Section):
     )
 
 
-RuleName = Literal["msgtype", "media_type", "media_size", "contact_details", "flood"]
-
-
 class RuleConfig(_Section):
     """One content rule: what the bot does when a message breaks it, and where it applies."""
 
@@ -155,6 +153,7 @@ class RulesConfig(_Section):
     media_size: RuleConfig
     contact_details: RuleConfig
     flood: RuleConfig
+    malformed_content: RuleConfig
 
 
 class PolicyConfig(_Section):
@@ -199,12 +198,30 @@ class LockdownConfig(_Section):
     parties_may_invite: bool = Field(
         description="Whether users other than the bot and the admins may invite anyone."
     )
-    reject_before_delivery: bool = Field(
-        description="Refuse messages that break a content rule before delivery (not redact)."
+    before_delivery: Literal["mask", "refuse", "off"] = Field(
+        description="What the homeserver does with a party's message that breaks a content"
+        " rule, before anyone sees it: mask its contact details and refuse it for any other"
+        " rule; refuse it; or off (the bot redacts it after delivery)."
     )
     upload_types: list[UploadType] = Field(
         description="Types an upload's bytes may be, for everyone (checked by magic numbers)."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, data: Any) -> Any:
+        """``reject_before_delivery`` (a boolean) was renamed ``before_delivery``."""
+        if isinstance(data, dict) and "reject_before_delivery" in data:
+            warnings.warn(
+                "lockdown.reject_before_delivery is deprecated: set lockdown.before_delivery"
+                " to refuse (for true) or off (for false), or to mask",
+                FutureWarning,
+                stacklevel=2,
+            )
+            data = dict(data)
+            rejected = data.pop("reject_before_delivery")
+            data.setdefault("before_delivery", "refuse" if rejected in (True, "true") else "off")
+        return data
 
 
 class ServerConfig(_Section):
@@ -212,6 +229,17 @@ class ServerConfig(_Section):
 
     host: str = Field(min_length=1, description="Address to listen on.")
     port: int = Field(ge=1, le=65535, description="Port to listen on (the one in appservice.url).")
+
+
+class GatewayConfig(_Section):
+    """The client gateway (`python -m bridge gateway`): what Matrix clients connect to in front
+    of the homeserver; it closes the channels around a room's lock that Synapse offers no hook
+    for (docs/homeserver.md). It forwards to homeserver.url."""
+
+    host: str = Field(min_length=1, description="Address the gateway listens on.")
+    port: int = Field(
+        ge=1, le=65535, description="Port clients connect to (the homeserver address they use)."
+    )
 
 
 class DatabaseConfig(_Section):
@@ -250,6 +278,7 @@ class Config(BaseSettings):
     policy: PolicyConfig
     lockdown: LockdownConfig
     server: ServerConfig
+    gateway: GatewayConfig
     database: DatabaseConfig
     logging: LoggingConfig
 

@@ -56,6 +56,8 @@ from .inbox import (
 
 POLL_SECONDS = 1.0
 ROOM_CONCURRENCY = 8
+# What is never notified of a message (or an edit) the policy bot removes.
+WITHHELD = frozenset({"message.created", "message.edited"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,12 +176,20 @@ class InboxWorker:
                 context, stored.sender, event["event_id"], stored.origin_server_ts, unread
             )
             return Decision([notification] if notification else [], None, context.kind)
-        related = related_event_id(event)
-        related_sender = await sender_of(conn, room_id, related) if related else None
-        notifications, message = message_notifications(event, context, related_sender)
         room = Room(context.kind, transaction, dispute, context)
         enforcement = await self._enforcer.judge(conn, event, room, now)
-        if enforcement.withhold:  # redacted as a violation: it never counts as a message
-            notifications = [n for n in notifications if n.type != "message.created"]
+        related = related_event_id(event)
+        related_sender = await sender_of(conn, room_id, related) if related else None
+        try:
+            notifications, message = message_notifications(
+                event, context, related_sender, self._enforcer.mask
+            )
+        except Exception:  # a field nothing here can read: the event is malformed, not a pass
+            self._log.exception("Could not read event %s of %s", event.get("event_id"), room_id)
+            notifications, message = [], None
+            if not enforcement.broken_rules:
+                enforcement = self._enforcer.malformed(event, room, now)
+        if enforcement.withhold:  # removed as a violation: it never counts as a message
+            notifications = [n for n in notifications if n.type not in WITHHELD]
             message = None
         return Decision(notifications, message, context.kind, enforcement)

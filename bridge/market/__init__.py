@@ -23,7 +23,9 @@ from bridge.config import Config
 from bridge.runtime.clock import Clock
 from bridge.runtime.locks import KeyedLocks
 from bridge.runtime.workers import Wakeup
+from policy.contact import mask_contact_details
 from policy.ids import RoomId, UserId
+from policy.masking import MARKER
 
 from .chat_list import ChatList
 from .disputes import Disputes
@@ -72,8 +74,15 @@ class Market:
             TransactionRecords(db, clock),
             DisputeRecords(db, clock),
         )
+        policy = config.policy
+        hosts, terms = tuple(policy.allowed_link_hosts), tuple(policy.off_platform_terms)
         planner = RoomPlanner(
-            bot.user_id, admins, config.disputes.freeze_transaction_room, mutes, clock
+            bot.user_id,
+            admins,
+            config.disputes.freeze_transaction_room,
+            mutes,
+            clock,
+            mask=lambda text: mask_contact_details(text, hosts, terms, MARKER),
         )
         keeper = RoomKeeper(
             bot,

@@ -11,6 +11,7 @@ can tell when another bridge process changed the object while it wrote the room.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -62,7 +63,11 @@ class ManagedRoom(Protocol):
 
 
 class RoomPlanner:
-    """Plans the rooms of transactions and disputes from their records."""
+    """Plans the rooms of transactions and disputes from their records.
+
+    A title or a dispute's reason may come from a party (a listing's title, a complaint): what
+    the bot writes into a room (its name, its notices) has their contact details masked.
+    """
 
     def __init__(
         self,
@@ -71,12 +76,14 @@ class RoomPlanner:
         freeze_on_dispute: bool,
         mutes: Mutes,
         clock: Clock,
+        mask: Callable[[str], str],
     ) -> None:
         self.bot = bot
         self.admins = admins
         self._freeze_on_dispute = freeze_on_dispute
         self._mutes = mutes
         self._clock = clock
+        self._mask = mask
 
     def access(self, transaction: TransactionRecord) -> Access:
         return transaction.access(self._freeze_on_dispute)
@@ -92,12 +99,13 @@ class RoomPlanner:
 
     async def transaction(self, record: TransactionRecord) -> RoomSpec:
         participants = self.participants(record)
+        title = self._mask(record.title)
         plan = plan_room(
             RoomKind.TRANSACTION,
             self.access(record),
             participants,
             record.room_version,
-            record.title,
+            title,
             await self._muted(record.room_id),
         )
         if record.open_dispute is not None:
@@ -111,7 +119,7 @@ class RoomPlanner:
         notices = tuple(
             (
                 f"transaction:{record.transaction_id}:notice:{milestone.value}",
-                transaction_notice(milestone, record.title, record.outcome),
+                transaction_notice(milestone, title, record.outcome),
             )
             for milestone in reached
         )
@@ -128,21 +136,23 @@ class RoomPlanner:
 
     async def dispute(self, dispute: DisputeRecord, transaction: TransactionRecord) -> RoomSpec:
         participants = self.participants(transaction)
+        title = self._mask(transaction.title)
         plan = plan_room(
             RoomKind.DISPUTE,
             dispute.access,
             participants,
             dispute.room_version,
-            transaction.title,
+            title,
             await self._muted(dispute.room_id),
         )
         key = f"dispute:{dispute.dispute_id}:notice"
         opened = dispute_opened_notice(
-            transaction.title, transaction.transaction_id, dispute.reason, dispute.opened_by
+            title, transaction.transaction_id, self._mask(dispute.reason), dispute.opened_by
         )
         notices = [(f"{key}:opened", opened)]
         if dispute.state is DisputeState.RESOLVED:
-            resolved = dispute_resolved_notice(dispute.decision or "", dispute.note or "")
+            note = self._mask(dispute.note or "")
+            resolved = dispute_resolved_notice(dispute.decision or "", note)
             notices.append((f"{key}:resolved", resolved))
         return RoomSpec(
             RoomKind.DISPUTE,

@@ -72,6 +72,8 @@ HARDENED_SETTINGS: dict[str, Any] = {
     "rc_room_creation": {"per_second": 0.05, "burst_count": 2},
     "rc_invites": {"per_room": {"per_second": 0.2, "burst_count": 5}},
     "rc_media_create": {"per_second": 1, "burst_count": 10},
+    # Presence carries a free-text status message to anyone who shares a room: off.
+    "presence": {"enabled": False},
 }
 
 
@@ -87,7 +89,7 @@ def lockdown_module(settings: Mapping[str, Any]) -> dict[str, Any]:
             "admins": list(settings["rooms"]["admins"]),
             "parties_may_create_rooms": lockdown["parties_may_create_rooms"],
             "parties_may_invite": lockdown["parties_may_invite"],
-            "reject_before_delivery": lockdown["reject_before_delivery"],
+            "before_delivery": lockdown["before_delivery"],
             "upload_types": list(lockdown["upload_types"]),
             "party_max_upload_bytes": policy["max_media_bytes"],
             "policy": dict(policy),
@@ -122,7 +124,8 @@ def homeserver_config(
                 "bind_addresses": bind_addresses,
                 "type": "http",
                 "tls": False,
-                "x_forwarded": not bind_addresses[0].startswith("127."),
+                # Behind the client gateway (or a proxy): the client's address is forwarded.
+                "x_forwarded": True,
                 "resources": [{"names": ["client"], "compress": False}],
             }
         ],
@@ -159,12 +162,15 @@ def bridge_settings(
     database_url: str,
     admins: list[str],
     webhook_url: str,
+    gateway_host: str,
+    gateway_port: int,
 ) -> dict[str, Any]:
     """The bridge's config: the example's values with the stack's addresses, no secrets."""
     data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
     data["homeserver"].update(url=homeserver_url, domain=domain)
     data["appservice"]["url"] = appservice_url
     data["server"].update(host=host, port=port)
+    data["gateway"].update(host=gateway_host, port=gateway_port)
     data["database"]["url"] = database_url
     data["rooms"]["admins"] = admins
     data["webhooks"]["url"] = webhook_url
@@ -208,6 +214,7 @@ COMPOSE = {
     "synapse_port": 8008,
     "bridge_url": "http://bridge:29330",
     "bridge_port": 29330,
+    "gateway_port": 8008,  # what clients connect to; Synapse's own port stays private
     "postgres_host": "postgres",
     "postgres_user": "bridge",
     "bridge_database": "bridge",
@@ -252,6 +259,8 @@ def write_deployment(out: Path, env: Mapping[str, str], synapse_uid: int | None)
         ),
         admins=[a.strip() for a in env.get("BRIDGE_ADMINS", "").split(",") if a.strip()],
         webhook_url=env["WEBHOOK_URL"],
+        gateway_host="0.0.0.0",  # noqa: S104 (inside its container; the one published port)
+        gateway_port=c["gateway_port"],
     )
     registration = build_registration(
         appservice_id=bridge["appservice"]["id"],

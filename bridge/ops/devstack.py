@@ -17,6 +17,7 @@ import hmac
 import json
 import logging
 import secrets
+import socket
 import subprocess
 import sys
 import time
@@ -30,6 +31,7 @@ from aiohttp import web
 
 from bridge.app import run_bridge
 from bridge.config import Config, build_config
+from bridge.gateway.server import start_gateway
 from bridge.ops.deployment import (
     BRIDGE_SECRET_KEYS,
     SYNAPSE_SECRET_KEYS,
@@ -41,6 +43,7 @@ from bridge.ops.deployment import (
     write_file,
     write_registration,
 )
+from bridge.runtime.clock import SystemClock
 
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
@@ -186,8 +189,12 @@ SERVER_NAME = "localhost"
 
 
 def run_dev_stack(data_dir: Path, homeserver_port: int, bridge_port: int, sink_port: int) -> int:
+    """``homeserver_port`` is the address clients use: the client gateway's. Synapse itself
+    listens on another loopback port, chosen afresh at each start and advertised nowhere."""
     data_dir = data_dir.resolve()
-    config = dev_config(data_dir, homeserver_port, bridge_port, sink_port)
+    config = dev_config(
+        data_dir, internal_port(), bridge_port, sink_port, gateway_port=homeserver_port
+    )
     logging.basicConfig(
         level=config.logging.level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -196,7 +203,7 @@ def run_dev_stack(data_dir: Path, homeserver_port: int, bridge_port: int, sink_p
     synapse = LocalSynapse(
         data_dir / "synapse",
         server_name=SERVER_NAME,
-        port=homeserver_port,
+        port=config.homeserver.url.port or 80,
         registration_files=[registration],
         module=lockdown_module(config.model_dump(mode="json")),
     )
@@ -212,9 +219,12 @@ def run_dev_stack(data_dir: Path, homeserver_port: int, bridge_port: int, sink_p
         sink = await start_webhook_sink(
             sink_port, [secret.get_secret_value() for secret in config.webhooks.secrets]
         )
+        gateway, gateway_session = await start_gateway(config, SystemClock())
         try:
             await run_bridge(config, before_connect=start_synapse)
         finally:
+            await gateway.cleanup()
+            await gateway_session.close()
             await sink.cleanup()
 
     try:
@@ -260,8 +270,19 @@ async def start_webhook_sink(port: int, secrets: list[str]) -> web.AppRunner:
     return runner
 
 
+def internal_port() -> int:
+    """A free loopback port for Synapse, which only the bridge and the gateway call."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def dev_config(
-    data_dir: Path, homeserver_port: int, bridge_port: int, sink_port: int = 29331
+    data_dir: Path,
+    homeserver_port: int,
+    bridge_port: int,
+    sink_port: int = 29331,
+    gateway_port: int = 8008,
 ) -> Config:
     """The stack's bridge config; its secrets are generated on the first run and kept."""
     path = data_dir / "config.yaml"
@@ -275,6 +296,8 @@ def dev_config(
         database_url=f"sqlite://{data_dir / 'bridge.db'}",
         admins=[f"@{DEMO_USERS['admin']}:{SERVER_NAME}"],
         webhook_url=f"http://127.0.0.1:{sink_port}/webhooks",
+        gateway_host="127.0.0.1",
+        gateway_port=gateway_port,
     )
     for section, key in BRIDGE_SECRET_KEYS:
         fresh = [new_webhook_secret()] if key == "secrets" else new_secret()
@@ -302,7 +325,7 @@ def write_stack_file(
 ) -> dict[str, object]:
     """stack.json: everything a person or a script needs to use the running stack."""
     stack = {
-        "homeserver_url": synapse.url,
+        "homeserver_url": f"http://{config.gateway.host}:{config.gateway.port}",
         "server_name": synapse.server_name,
         "registration_shared_secret": synapse.shared_secret,
         "api_url": f"{str(config.appservice.url).rstrip('/')}/api/v1",

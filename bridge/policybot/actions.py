@@ -28,6 +28,7 @@ class ActionKind(StrEnum):
     UNMUTE = "unmute"  # params: user_id
     REPAIR = "repair"  # params: event_id (the state change that prompted it)
     ALERT = "alert"  # params: user_id, text, rule
+    KEEP_ORIGINAL = "keep_original"  # params: event_id, user_id, mask_id
 
 
 @dataclass(frozen=True, slots=True)

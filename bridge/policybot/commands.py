@@ -6,6 +6,8 @@
 
 Refusals change nothing but the audit trail and a short reply. A command runs at most once:
 a crash between storing the event and running it loses the command (the admin sees no reply).
+Evidence (transcripts, the list of disputes) is only ever posted in the moderation room, which
+parties never join: asked for in a dispute room, it goes there and the reply says so.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any, assert_never
 
 from appservice.matrix import HomeserverUnavailable, MatrixBot, MatrixError, txn_id
 from bridge.market.disputes import Disputes
-from bridge.market.errors import MarketError, NotFound
+from bridge.market.errors import InvalidState, MarketError, NotFound
 from bridge.market.management import ManagementRoom
 from bridge.market.models import Resolution
 from bridge.market.moderation import Moderation
@@ -34,6 +36,7 @@ from .transcripts import Transcripts
 NOT_ALLOWED = (
     "Only the marketplace's admins can give commands, in the moderation room or a dispute room."
 )
+POSTED_ELSEWHERE = "{what} is in the moderation room: evidence is never posted where parties read."
 
 
 class CommandRunner:
@@ -78,7 +81,7 @@ class CommandRunner:
             outcome, reply = "refused", parsed.reason
         else:
             try:
-                outcome, reply = "done", await self._run(parsed, sender, room_id)
+                outcome, reply = "done", await self._run(parsed, sender, room_id, event)
             except MarketError as e:
                 outcome, reply = "failed", e.message
             except (HomeserverUnavailable, MatrixError) as e:
@@ -102,13 +105,23 @@ class CommandRunner:
         reply_id = txn_id("reply", event["event_id"])
         await self._bot.send_message(room_id, "m.room.message", content, reply_id)
 
-    async def _run(self, command: Command, sender: str, room_id: RoomId) -> str:
+    async def _run(
+        self, command: Command, sender: str, room_id: RoomId, event: dict[str, Any]
+    ) -> str:
         args = command.args
         match command.name:
             case CommandName.HELP:
                 return help_text(self._prefix)
             case CommandName.DISPUTES:
-                return await self._open_disputes()
+                listing = await self._open_disputes()
+                if room_id == self._management.room_id:
+                    return listing
+                notice = {"msgtype": "m.notice", "body": listing}
+                sent_as = txn_id("evidence", event["event_id"])
+                await self._bot.send_message(
+                    self._evidence_room(), "m.room.message", notice, sent_as
+                )
+                return POSTED_ELSEWHERE.format(what="The list of open disputes")
             case CommandName.STATUS:
                 return await self._status(args[0])
             case CommandName.LOCK | CommandName.UNLOCK:
@@ -127,13 +140,22 @@ class CommandRunner:
                 dispute = await self._disputes.resolve(DisputeId(args[0]), resolution)
                 return f"Dispute {dispute.dispute_id} is resolved: {dispute.decision}."
             case CommandName.TRANSCRIPT:
-                return await self._upload_transcript(args[0], sender, room_id)
+                reply = await self._upload_transcript(args[0], sender, self._evidence_room())
+                if room_id == self._management.room_id:
+                    return reply
+                return POSTED_ELSEWHERE.format(what=f"The transcript of {args[0]}")
             case CommandName.REMOVE:
                 user_id, object_id = args
                 await self._moderation.remove_member(UserId(user_id), object_id, actor=sender)
                 return f"{user_id} was removed from the room of {object_id}."
             case _:
                 assert_never(command.name)
+
+    def _evidence_room(self) -> RoomId:
+        room_id = self._management.room_id
+        if room_id is None:
+            raise InvalidState("there is no moderation room to post evidence in")
+        return room_id
 
     async def _open_disputes(self) -> str:
         disputes = await self._dispute_records.open()

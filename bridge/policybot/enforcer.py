@@ -14,6 +14,7 @@ transaction that marks the event done; the action worker carries the plans out.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,12 +23,22 @@ from mautrix.util.async_db import Connection
 from bridge.market.models import DisputeRecord, TransactionRecord, room_access
 from bridge.market.records.audit import AuditEntry, write_audit
 from bridge.market.records.mutes import add_mute
+from policy.contact import mask_contact_details
 from policy.ids import RoomId, UserId
+from policy.masking import MARKER, mask_id_of, with_masking
 from policy.membership import allowed_members, needs_state_check, removes_on_arrival
 from policy.notices import violation_alert
 from policy.notifications import Notification, RoomContext, violation_notification
 from policy.rooms import Participants, RoomKind
-from policy.rules import Action, ContentRules, Verdict, judge_event
+from policy.rules import (
+    ACROSS_MESSAGES,
+    ACROSS_WINDOW_MS,
+    Action,
+    ContentRules,
+    Verdict,
+    judge_event,
+    malformed_verdict,
+)
 from policy.states import TransactionState
 
 from .actions import ActionKind, PlannedAction, plan_actions
@@ -83,7 +94,8 @@ class Enforcer:
         room_id, event_id = event["room_id"], event["event_id"]
         sender, event_type = event.get("sender", ""), event.get("type", "")
         state_key = event.get("state_key")
-        content = event.get("content") if isinstance(event.get("content"), dict) else {}
+        raw_content = event.get("content")  # judged as it is: not an object is malformed
+        content = raw_content if isinstance(raw_content, dict) else {}
         if event_type == "m.room.member" and isinstance(state_key, str):
             allowed = allowed_members(room.kind, self._participants(room.transaction))
             if not removes_on_arrival(content.get("membership", ""), state_key, allowed):
@@ -103,18 +115,40 @@ class Enforcer:
         if exempt or record is None or context is None:
             return NOTHING
         recent, muted_until = await self._history(conn, event)
+        earlier = await self._earlier_bodies(conn, event)
+        access = room_access(record, room.dispute, self._freeze_on_dispute)
         verdict = judge_event(
             event_type,
-            content,
+            raw_content,
             self._rules,
-            room_access(record, room.dispute, self._freeze_on_dispute),
+            access,
             transaction_closed=record.state is TransactionState.CLOSED,
             recent_messages=recent,
             muted=muted_until is not None and muted_until > now,
+            earlier=earlier,
         )
+        mask_id = mask_id_of(raw_content)
+        if mask_id is not None:  # the homeserver masked it before delivery
+            verdict = with_masking(verdict, self._rules, access)
         if not verdict.broken:
             return NOTHING
-        return self._enforce(event, verdict, context, now)
+        return self._enforce(event, verdict, context, now, mask_id)
+
+    def mask(self, text: str) -> str:
+        """The text with its contact details hidden (for what the marketplace is told)."""
+        return mask_contact_details(
+            text, self._rules.allowed_link_hosts, self._rules.off_platform_terms, MARKER
+        )
+
+    def malformed(self, event: dict[str, Any], room: Room, now: int) -> Enforcement:
+        """What the bot does about a party's event the bridge could not read at all."""
+        record, context = room.transaction, room.context
+        sender = event.get("sender", "")
+        if sender == self._bot or sender in self._admins or record is None or context is None:
+            return NOTHING
+        access = room_access(record, room.dispute, self._freeze_on_dispute)
+        verdict = malformed_verdict(self._rules, access)
+        return self._enforce(event, verdict, context, now) if verdict.broken else NOTHING
 
     async def record(
         self, conn: Connection, room_id: RoomId, enforcement: Enforcement, now: int
@@ -127,7 +161,12 @@ class Enforcer:
         await plan_actions(conn, enforcement.actions, now)
 
     def _enforce(
-        self, event: dict[str, Any], verdict: Verdict, context: RoomContext, now: int
+        self,
+        event: dict[str, Any],
+        verdict: Verdict,
+        context: RoomContext,
+        now: int,
+        mask_id: str | None = None,
     ) -> Enforcement:
         room_id, event_id, sender = event["room_id"], event["event_id"], event["sender"]
         actions = sorted(verdict.actions, key=list(Action).index)  # a stable, readable order
@@ -173,24 +212,50 @@ class Enforcer:
             text = violation_alert(sender, where, rules, [a.value for a in actions])
             params = {"user_id": sender, "text": text, "rule": ", ".join(rules)}
             planned.append(PlannedAction(f"alert:{event_id}", room_id, ActionKind.ALERT, params))
+        done = [a.value for a in actions]
+        if mask_id is not None:
+            done.append("mask")
+            params = {"event_id": event_id, "user_id": sender, "mask_id": mask_id}
+            planned.append(
+                PlannedAction(f"original:{event_id}", room_id, ActionKind.KEEP_ORIGINAL, params)
+            )
         audit = AuditEntry(
             actor=self._bot,
             action="policy.violation",
             room_id=room_id,
             subject=sender,
             reason=", ".join(rules),
-            detail=f"event {event_id}; actions: {', '.join(actions)}",
+            detail=f"event {event_id}; actions: {', '.join(done)}",
         )
         return Enforcement(
-            notifications=[
-                violation_notification(context, event, violations, [a.value for a in actions])
-            ],
+            notifications=[violation_notification(context, event, violations, done, self.mask)],
             actions=planned,
             audits=[audit],
             mute=(sender, mute_until) if mute_until is not None else None,
             withhold=redacted,
             broken_rules=tuple(rules),
         )
+
+    async def _earlier_bodies(self, conn: Connection, event: dict[str, Any]) -> list[str]:
+        """The bodies of the sender's messages just before this one, oldest first: a number
+        split across messages is judged whole."""
+        if event.get("type") != "m.room.message":
+            return []
+        ts = event.get("origin_server_ts", 0)
+        rows = await conn.fetch(
+            "SELECT event_json FROM inbox_events WHERE room_id = $1 AND sender = $2"
+            " AND event_type = 'm.room.message' AND origin_server_ts > $3"
+            " AND origin_server_ts <= $4 AND event_id <> $5"
+            " ORDER BY origin_server_ts DESC, seq DESC LIMIT $6",
+            event["room_id"],
+            event["sender"],
+            ts - ACROSS_WINDOW_MS,
+            ts,
+            event["event_id"],
+            ACROSS_MESSAGES,
+        )
+        bodies = [_body(json.loads(row["event_json"])) for row in reversed(rows)]
+        return [body for body in bodies if body]
 
     async def _history(self, conn: Connection, event: dict[str, Any]) -> tuple[int, int | None]:
         """The sender's messages in the flood window ending at this event (it included), and
@@ -208,3 +273,9 @@ class Enforcer:
             ts,
         )
         return row["recent"], row["muted_until"]
+
+
+def _body(event: dict[str, Any]) -> str:
+    content = event.get("content")
+    body = content.get("body") if isinstance(content, dict) else None
+    return body if isinstance(body, str) else ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import assert_never
 
@@ -14,6 +15,7 @@ from bridge.runtime.clock import Clock
 from policy.notices import warning_notice
 
 from .actions import ActionKind, PlannedAction
+from .originals import MaskedOriginals
 
 
 class ActionPerformer:
@@ -23,12 +25,14 @@ class ActionPerformer:
         reconciler: Reconciler,
         management: ManagementRoom,
         mutes: Mutes,
+        originals: MaskedOriginals,
         clock: Clock,
     ) -> None:
         self._bot = bot
         self._reconciler = reconciler
         self._management = management
         self._mutes = mutes
+        self._originals = originals
         self._clock = clock
 
     async def perform(self, action: PlannedAction) -> AuditEntry | None:
@@ -103,5 +107,36 @@ class ActionPerformer:
                     reason=p["rule"],
                     detail=p["text"],
                 )
+            case ActionKind.KEEP_ORIGINAL:
+                return await self._keep_original(action)
             case _:
                 assert_never(action.kind)
+
+    async def _keep_original(self, action: PlannedAction) -> AuditEntry:
+        """Fetch what the party wrote before the homeserver masked it, for admins only."""
+        p, room_id, bot = action.params, action.room_id, self._bot.user_id
+        found = await self._bot.masked_original(p["mask_id"])
+        # The module's record must be of this message's room and sender: a mask id copied
+        # from elsewhere never brings another conversation's text in.
+        if not found or (found.get("room_id"), found.get("sender")) != (room_id, p["user_id"]):
+            return AuditEntry(
+                bot,
+                "message.masked",
+                room_id,
+                outcome="failed",
+                subject=p["event_id"],
+                detail="the homeserver keeps no original of this message",
+            )
+        content = found.get("content")
+        await self._originals.keep(
+            p["event_id"], room_id, p["user_id"], content, self._clock.now_ms()
+        )
+        body = content.get("body") if isinstance(content, dict) else None
+        return AuditEntry(
+            bot,
+            "message.masked",
+            room_id,
+            subject=p["event_id"],
+            reason="contact_details",
+            detail=f"original: {body if isinstance(body, str) else json.dumps(content)}",
+        )

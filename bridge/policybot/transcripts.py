@@ -25,18 +25,26 @@ class RoomHistory(Protocol):
         ...
 
 
+class Originals(Protocol):
+    async def of_room(self, room_id: RoomId) -> dict[Any, Any]:
+        """The originals of the room's masked messages, by event id."""
+        ...
+
+
 class Transcripts:
     def __init__(
         self,
         transactions: TransactionRecords,
         disputes: DisputeRecords,
         history: RoomHistory,
+        originals: Originals,
         audit: AuditLog,
         clock: Clock,
     ) -> None:
         self._transactions = transactions
         self._disputes = disputes
         self._history = history
+        self._originals = originals
         self._audit = audit
         self._clock = clock
 
@@ -73,9 +81,12 @@ class Transcripts:
         return await self._export(header, actor)
 
     async def _export(self, header: dict[str, Any], actor: str) -> dict[str, Any]:
-        # No room yet: nothing happened.
-        events = await self._history.room_events(header["room_id"]) if header["room_id"] else []
-        document = build_transcript(header, events, self._clock.now_ms())
+        room_id = header["room_id"]
+        events, originals = [], {}
+        if room_id:  # no room yet: nothing happened
+            events = await self._history.room_events(room_id)
+            originals = await self._originals.of_room(room_id)
+        document = build_transcript(header, events, self._clock.now_ms(), originals)
         await self._audit.write(
             AuditEntry(
                 actor=actor,

@@ -18,6 +18,7 @@ def bridge_upgrade_table() -> UpgradeTable:
     table.register(description="Admin overrides, settings and the audit trail")(_v5_moderation)
     table.register(description="Policy bot: planned actions, mutes, audit by object")(_v6_policy)
     table.register(description="The chat list: transactions and disputes by party")(_v7_by_party)
+    table.register(description="Originals of messages masked before delivery")(_v8_masked)
     return table
 
 
@@ -237,3 +238,18 @@ async def _v7_by_party(conn: Connection, scheme: Scheme) -> None:
     await conn.execute("CREATE INDEX transactions_by_buyer ON transactions (buyer_id)")
     await conn.execute("CREATE INDEX transactions_by_seller ON transactions (seller_id)")
     await conn.execute("CREATE INDEX disputes_by_transaction ON disputes (transaction_id)")
+
+
+async def _v8_masked(conn: Connection, scheme: Scheme) -> None:
+    # What a party wrote before the homeserver masked its contact details: for admins only
+    # (transcripts and the audit trail), never for the other party.
+    await conn.execute("""
+        CREATE TABLE masked_originals (
+            event_id   TEXT   PRIMARY KEY,
+            room_id    TEXT   NOT NULL,
+            sender     TEXT   NOT NULL,
+            content    TEXT   NOT NULL,
+            created_at BIGINT NOT NULL
+        )
+    """)
+    await conn.execute("CREATE INDEX masked_originals_by_room ON masked_originals (room_id)")

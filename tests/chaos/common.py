@@ -115,7 +115,10 @@ class Ledger:
                 and a.body["data"]["room_id"] == room_id
             ]
             firsts = [e for e in dict.fromkeys(order) if e in wanted]
-            assert firsts == expected, f"room {room_id}: delivered out of order or not at all"
+            assert firsts == expected, (
+                f"room {room_id}: delivered out of order or not at all: "
+                f"sent {expected}, first delivered {firsts}, every delivery {order}"
+            )
         ids_by_event: dict[str, set[str]] = {}
         delivered = self.hooks.delivered()
         for body in delivered:

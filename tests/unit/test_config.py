@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
 from bridge.config import Config, ConfigError, build_config, config_reference, load_config
+from policy.contact import DEFAULT_TERMS
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config.example.yaml"
@@ -63,8 +65,12 @@ def test_the_example_placeholders_are_refused_naming_each_secret() -> None:
 def test_every_key_of_the_example_is_commented() -> None:
     lines = EXAMPLE.read_text().splitlines()
     for number, line in enumerate(lines):
-        if line.strip() and not line.lstrip().startswith("#") and line.startswith("  "):
+        if re.match(r"^ +[a-z_]+:", line):
             assert lines[number - 1].lstrip().startswith("#"), f"key without comment: {line}"
+
+
+def test_the_example_ships_the_default_off_platform_terms() -> None:
+    assert example()["policy"]["off_platform_terms"] == list(DEFAULT_TERMS)
 
 
 def test_the_environment_overrides_the_file(
@@ -142,3 +148,15 @@ def test_the_configuration_reference_matches_the_model() -> None:
         for key, info in field.annotation.model_fields.items():
             assert info.description, f"{section}.{key} has no description"
             assert f"`{section}.{key}`" in documented
+
+
+@pytest.mark.parametrize(("old", "new"), [(True, "refuse"), (False, "off")])
+def test_the_renamed_before_delivery_key_keeps_working_with_a_warning(
+    secrets_in_env: dict, old: bool, new: str
+) -> None:
+    data = example()
+    del data["lockdown"]["before_delivery"]
+    data["lockdown"]["reject_before_delivery"] = old
+    with pytest.warns(FutureWarning, match="reject_before_delivery is deprecated"):
+        config = build_config(data)
+    assert config.lockdown.before_delivery == new

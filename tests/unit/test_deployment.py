@@ -51,15 +51,31 @@ def container_port(service: dict) -> int:
 
 def test_the_stack_has_its_services_with_health_checks(compose: dict) -> None:
     services = compose["services"]
-    assert set(services) == {"postgres", "config", "synapse", "bridge"}
-    for name in ("postgres", "synapse", "bridge"):
+    assert set(services) == {"postgres", "config", "synapse", "bridge", "gateway"}
+    for name in ("postgres", "synapse", "bridge", "gateway"):
         assert services[name]["healthcheck"]["test"], name
-    for name in ("synapse", "bridge"):
+    for name in ("synapse", "bridge", "gateway"):
         assert services[name]["depends_on"]["config"] == {
             "condition": "service_completed_successfully"
         }
+    for name in ("bridge", "gateway"):
         # Published on loopback only: a reverse proxy or the backend's network reaches them.
         assert services[name]["ports"][0].startswith("127.0.0.1:")
+    # Synapse is reached through the gateway only: publishing it would walk around it.
+    assert "ports" not in services["synapse"]
+
+
+def test_clients_reach_synapse_through_the_gateway(compose: dict, generated) -> None:
+    gateway = compose["services"]["gateway"]
+    bridge = generated["bridge.yaml"]
+    assert gateway["image"] == compose["services"]["bridge"]["image"]
+    assert gateway["command"][-3:] == ["gateway", "-c", f"{COMPOSE['config_dir']}/bridge.yaml"]
+    assert bridge["gateway"]["port"] == container_port(gateway) == COMPOSE["gateway_port"]
+    # It forwards to the homeserver the bridge calls, and reads as the bot.
+    assert urlsplit(bridge["homeserver"]["url"]).hostname == "synapse"
+    assert "BRIDGE_APPSERVICE__AS_TOKEN" in gateway["environment"]
+    # Synapse trusts the client address the gateway forwards.
+    assert generated["homeserver.yaml"]["listeners"][0]["x_forwarded"] is True
 
 
 def test_the_config_service_gets_every_input_the_generator_needs(compose: dict) -> None:
@@ -86,7 +102,7 @@ def test_synapse_loads_the_generated_config_and_registration(compose: dict, gene
     (registration_path,) = homeserver["app_service_config_files"]
     assert (generated["_dir"] / Path(registration_path).name).exists()
     assert Path(registration_path).parent.as_posix() == COMPOSE["config_dir"]
-    assert homeserver["listeners"][0]["port"] == container_port(synapse)
+    assert homeserver["listeners"][0]["port"] == COMPOSE["synapse_port"]
     assert homeserver["server_name"] == ENV["SERVER_NAME"]
     assert homeserver["enable_registration"] is False
     assert COMPOSE["synapse_data_dir"] in mounts(synapse)
@@ -123,6 +139,7 @@ def test_synapse_loads_the_marketplace_module_and_the_hardened_settings(
     assert homeserver["require_auth_for_profile_requests"] is True
     assert homeserver["allow_per_room_profiles"] is False
     assert homeserver["user_directory"]["search_all_users"] is False
+    assert homeserver["presence"] == {"enabled": False}
 
 
 def test_the_databases_agree_with_postgres(compose: dict, generated) -> None:

@@ -40,7 +40,17 @@ IO_LIBRARIES = {
 }
 OURS = {"appservice", "policy", "bridge", "tests", "synapse_module"}
 # bridge's capability packages, in dependency order: each may import those before it.
-ORDER = ["runtime", "config", "storage", "delivery", "market", "policybot", "homeserver", "api"]
+ORDER = [
+    "runtime",
+    "config",
+    "gateway",
+    "storage",
+    "delivery",
+    "market",
+    "policybot",
+    "homeserver",
+    "api",
+]
 ENTRY_MODULES = {"bridge/app.py", "bridge/__main__.py"}  # may import every package
 MAX_LINES = 400
 

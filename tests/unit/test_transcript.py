@@ -159,6 +159,7 @@ def test_a_text_message(document) -> None:
         "formatted_body": None,
         "reply_to": None,
         "media": None,
+        "original": None,  # the homeserver masked nothing
         "prev_hash": by_id(document, "$pl")["hash"],
         "hash": by_id(document, "$text")["hash"],
     }
@@ -205,11 +206,38 @@ def test_an_edit_names_what_it_replaces_and_the_new_text(document) -> None:
 
 
 def test_an_edit_without_new_content_falls_back_to_its_content() -> None:
-    content = {"msgtype": "m.text", "body": "* fixed", "m.relates_to": {"rel_type": "m.replace"}}
+    original = ev("$o", "m.room.message", "@s:hs", {"msgtype": "m.text", "body": "fixd"}, 1)
+    relation = {"rel_type": "m.replace", "event_id": "$o"}
+    content = {"msgtype": "m.text", "body": "* fixed", "m.relates_to": relation}
+    events = [original, ev("$e", "m.room.message", "@s:hs", content, 2)]
+    entry = build_transcript(HEADER, events, 0)["entries"][1]
+    assert (entry["kind"], entry["replaces"], entry["body"]) == ("edit", "$o", "* fixed")
+
+
+def test_an_edit_of_another_senders_message_is_refused_as_evidence() -> None:
+    original = ev("$o", "m.room.message", "@buyer:hs", {"msgtype": "m.text", "body": "250"}, 1)
+    forged = {
+        "msgtype": "m.text",
+        "body": "* I agree to 50",
+        "m.new_content": {"msgtype": "m.text", "body": "I agree to 50"},
+        "m.relates_to": {"rel_type": "m.replace", "event_id": "$o"},
+    }
+    events = [original, ev("$e", "m.room.message", "@seller:hs", forged, 2)]
+    entry = build_transcript(HEADER, events, 0)["entries"][1]
+    assert (entry["kind"], entry["sender"], entry["replaces"]) == (
+        "refused_edit",
+        "@seller:hs",
+        "$o",
+    )
+    assert entry["reason"] == "edits a message of another sender"
+
+
+def test_an_edit_of_no_earlier_message_is_refused_as_evidence() -> None:
+    content = {"msgtype": "m.text", "body": "* x", "m.relates_to": {"rel_type": "m.replace"}}
     (entry,) = build_transcript(HEADER, [ev("$e", "m.room.message", "@s:hs", content, 1)], 0)[
         "entries"
     ]
-    assert (entry["kind"], entry["replaces"], entry["body"]) == ("edit", None, "* fixed")
+    assert (entry["kind"], entry["reason"]) == ("refused_edit", "edits no earlier message")
 
 
 def test_a_redaction_keeps_the_original_for_admins(document) -> None:

@@ -23,6 +23,8 @@ from bridge.market import Market
 from bridge.market.models import NewTransaction, Party
 from bridge.policybot.commands import CommandRunner
 from bridge.policybot.enforcer import Enforcer
+from bridge.policybot.originals import MaskedOriginals
+from bridge.policybot.performer import ActionPerformer
 from bridge.policybot.transcripts import Transcripts
 from bridge.runtime.metrics import Metrics
 from bridge.runtime.workers import Wakeup, Wakeups
@@ -128,17 +130,37 @@ def build_enforcer(config: Config, market: Market, cls: type[Enforcer] = Enforce
     )
 
 
+def build_performer(
+    market: Market, matrix: FakeMatrix, db: Database, clock: FakeClock
+) -> ActionPerformer:
+    """As the composition root builds it (bridge.app)."""
+    return ActionPerformer(
+        matrix,  # type: ignore[arg-type]
+        market.reconciler,
+        market.management,
+        market.mutes,
+        MaskedOriginals(db),
+        clock,
+    )
+
+
 def build_runner(
     config: Config,
     market: Market,
     matrix: FakeMatrix,
     inbox: InboxStore,
+    db: Database,
     clock: FakeClock,
     cls: type[CommandRunner] = CommandRunner,
 ) -> CommandRunner:
     """As the composition root builds it (bridge.app)."""
     transcripts = Transcripts(
-        market.transaction_records, market.dispute_records, inbox, market.audit, clock
+        market.transaction_records,
+        market.dispute_records,
+        inbox,
+        MaskedOriginals(db),
+        market.audit,
+        clock,
     )
     return cls(
         config.rooms.command_prefix,

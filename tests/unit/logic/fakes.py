@@ -74,6 +74,7 @@ class FakeMatrix:
         self.aliases: dict[str, RoomId] = {}
         self.users: set[str] = {self.user_id}
         self.uploads: dict[str, bytes] = {}
+        self.originals: dict[str, dict[str, Any]] = {}  # mask id -> what the module kept
         self.calls: list[Call] = []
         self.down = False  # every call raises HomeserverUnavailable
         self._failures: dict[str, deque[Exception]] = {}
@@ -250,6 +251,10 @@ class FakeMatrix:
     async def user_exists(self, user_id: UserId) -> bool:
         await self._enter("user_exists", user_id)
         return user_id in self.users
+
+    async def masked_original(self, mask_id: str) -> dict[str, Any] | None:
+        await self._enter("masked_original", mask_id)
+        return self.originals.get(mask_id)
 
     async def upload(self, data: bytes, content_type: str, filename: str) -> str:
         await self._enter("upload", content_type, filename)

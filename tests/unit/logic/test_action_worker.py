@@ -15,12 +15,11 @@ from bridge.market import Market
 from bridge.market.records.audit import AuditEntry
 from bridge.policybot.action_worker import BACKOFF, BATCH, LEASE_MS, MAX_ATTEMPTS, ActionWorker
 from bridge.policybot.actions import ActionKind, PlannedAction, PlannedActions, plan_actions
-from bridge.policybot.performer import ActionPerformer
 from bridge.runtime.metrics import Metrics
 from bridge.runtime.workers import Wakeups
 from policy.ids import RoomId
 
-from .conftest import BUYER, Rows, new_transaction
+from .conftest import BUYER, Rows, build_performer, new_transaction
 from .fakes import FakeClock, FakeMatrix
 
 ROOM = RoomId("!room:localhost")
@@ -359,7 +358,7 @@ async def test_the_worker_carries_out_a_plan_through_the_real_performer(
     record, _ = await market.transactions.create(new_transaction())
     room_id = record.room_id
     matrix.rooms[room_id].members[STRANGER] = "join"
-    performer = ActionPerformer(matrix, market.reconciler, market.management, market.mutes, clock)
+    performer = build_performer(market, matrix, db, clock)
     worker = make_worker(db, performer.perform, config, clock, metrics, wakeups)
     action = PlannedAction(
         "kick:$j1", room_id, ActionKind.KICK, {"user_id": STRANGER, "reason": "not a party"}

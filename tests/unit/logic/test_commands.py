@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import pytest
+from mautrix.util.async_db import Database
 
 from appservice.matrix import HomeserverUnavailable, MatrixError, txn_id
 from appservice.transactions import Transaction, parse_room_event
@@ -38,9 +39,14 @@ _event_ids = itertools.count(1)
 
 @pytest.fixture
 def runner(
-    config: Config, market: Market, matrix: FakeMatrix, inbox: InboxStore, clock: FakeClock
+    config: Config,
+    market: Market,
+    matrix: FakeMatrix,
+    inbox: InboxStore,
+    db: Database,
+    clock: FakeClock,
 ) -> CommandRunner:
-    return build_runner(config, market, matrix, inbox, clock)
+    return build_runner(config, market, matrix, inbox, db, clock)
 
 
 @pytest.fixture
@@ -565,6 +571,49 @@ async def test_transcript_of_a_dispute_reads_the_dispute_room(
     document = json.loads(data)
     assert (document["room_kind"], document["dispute_id"]) == ("dispute", "d-1")
     assert [entry["event_id"] for entry in document["entries"]] == ["$complaint"]
+
+
+async def test_a_transcript_asked_for_in_a_dispute_room_is_posted_in_the_moderation_room(
+    runner: CommandRunner, market: Market, matrix: FakeMatrix, management: RoomId
+) -> None:
+    await paid(market)
+    dispute_room = await disputed(market)
+    files_before = [c for c in matrix.messages_in(dispute_room) if c.get("msgtype") == "m.file"]
+    body = await command(
+        runner, matrix, dispute_room, "!market transcript order-1", RoomKind.DISPUTE
+    )
+    assert body.startswith("The transcript of order-1 is in the moderation room")
+    # The evidence (with the originals of removed messages) never reaches the parties.
+    files = [c for c in matrix.messages_in(dispute_room) if c.get("msgtype") == "m.file"]
+    assert files == files_before == []
+    assert [c["filename"] for c in matrix.messages_in(management) if "filename" in c] == [
+        "transcript-order-1.json"
+    ]
+    assert "final hash" not in body
+
+
+async def test_the_dispute_list_asked_for_in_a_dispute_room_is_posted_in_the_moderation_room(
+    runner: CommandRunner, market: Market, matrix: FakeMatrix, management: RoomId
+) -> None:
+    await paid(market)
+    dispute_room = await disputed(market)
+    body = await command(runner, matrix, dispute_room, "!market disputes", RoomKind.DISPUTE)
+    assert body.startswith("The list of open disputes is in the moderation room")
+    assert "Item broken" not in body
+    posted = [c["body"] for c in matrix.messages_in(management)]
+    assert "d-1 on order-1, opened by the buyer: Item broken" in posted
+
+
+async def test_evidence_without_a_moderation_room_is_refused(
+    runner: CommandRunner, market: Market, matrix: FakeMatrix
+) -> None:
+    await paid(market)
+    dispute_room = await disputed(market)
+    body = await command(
+        runner, matrix, dispute_room, "!market transcript order-1", RoomKind.DISPUTE
+    )
+    assert body == "there is no moderation room to post evidence in"
+    assert not matrix.called("upload")
 
 
 async def test_the_homeserver_unavailable_fails_the_command_with_a_retry_hint(

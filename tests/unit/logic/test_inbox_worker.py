@@ -77,7 +77,7 @@ def worker(
     wakeups: Wakeups,
 ) -> InboxWorker:
     enforcer = build_enforcer(config, market)
-    commands = build_runner(config, market, matrix, inbox, clock)
+    commands = build_runner(config, market, matrix, inbox, db, clock)
     return build_worker(config, db, market, enforcer, commands, clock, metrics, wakeups)
 
 
@@ -325,7 +325,7 @@ async def test_an_event_the_decision_code_cannot_handle_is_parked_dead_and_the_r
     rows: Rows,
 ) -> None:
     enforcer = build_enforcer(config, market, FailingEnforcer)
-    commands = build_runner(config, market, matrix, inbox, clock)
+    commands = build_runner(config, market, matrix, inbox, db, clock)
     worker = build_worker(config, db, market, enforcer, commands, clock, metrics, wakeups)
     bad = text(room, BUYER, "boom")
     good = text(room, SELLER, "after the bad one")
@@ -412,6 +412,28 @@ async def test_a_violating_message_is_withheld_and_its_actions_planned(
     assert (await statuses(db))[said["event_id"]] == ("done", None)
 
 
+async def test_an_event_the_notifications_cannot_read_is_removed_as_malformed_not_passed(
+    worker: InboxWorker,
+    inbox: InboxStore,
+    room: RoomId,
+    rows: Rows,
+    db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def choke(*_: object) -> None:
+        raise KeyError("a field nobody expected")
+
+    monkeypatch.setattr("bridge.homeserver.inbox_worker.message_notifications", choke)
+    said = text(room, SELLER, "an innocent-looking message")
+    await store(inbox, said)
+    await worker.drain()
+    assert await rows.outbox("message.created") == []
+    (violation,) = bodies(await rows.outbox("policy.violation"))
+    assert [v["rule"] for v in violation["data"]["violations"]] == ["malformed_content"]
+    assert [p["kind"] for p in await rows.planned()][:1] == ["redact"]
+    assert (await statuses(db))[said["event_id"]] == ("done", None)
+
+
 async def test_a_flood_mutes_the_sender_and_plans_the_unmute(
     worker: InboxWorker, inbox: InboxStore, room: RoomId, rows: Rows, db: Database
 ) -> None:
@@ -489,7 +511,7 @@ def spy_worker(
     metrics: Metrics,
     wakeups: Wakeups,
 ) -> tuple[InboxWorker, SpyRunner]:
-    runner = build_runner(config, market, matrix, inbox, clock, SpyRunner)
+    runner = build_runner(config, market, matrix, inbox, db, clock, SpyRunner)
     assert isinstance(runner, SpyRunner)
     runner.db, runner.seen = db, []
     enforcer = build_enforcer(config, market)
@@ -570,7 +592,7 @@ async def test_a_failing_command_leaves_its_event_done_and_the_room_moving(
     room: RoomId,
     rows: Rows,
 ) -> None:
-    runner = build_runner(config, market, matrix, inbox, clock, BrokenRunner)
+    runner = build_runner(config, market, matrix, inbox, db, clock, BrokenRunner)
     assert isinstance(runner, BrokenRunner)
     runner.handed = []
     worker = build_worker(

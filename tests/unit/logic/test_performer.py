@@ -15,7 +15,7 @@ from bridge.policybot.performer import ActionPerformer
 from policy.ids import RoomId, UserId
 from policy.rooms import MUTED_LEVEL
 
-from .conftest import ADMIN, BUYER, SELLER, Rows, new_transaction
+from .conftest import ADMIN, BUYER, SELLER, Rows, build_performer, new_transaction
 from .fakes import FakeClock, FakeMatrix
 
 PHONE = "call me on +44 7911 123456"
@@ -24,9 +24,11 @@ MUTE_MS = 60_000
 
 
 @pytest.fixture
-def performer(market: Market, matrix: FakeMatrix, clock: FakeClock) -> ActionPerformer:
+def performer(
+    market: Market, matrix: FakeMatrix, db: Database, clock: FakeClock
+) -> ActionPerformer:
     """Built as `bridge.app` builds it."""
-    return ActionPerformer(matrix, market.reconciler, market.management, market.mutes, clock)
+    return build_performer(market, matrix, db, clock)
 
 
 @pytest.fixture

@@ -1,0 +1,15 @@
+"""The client gateway: what Matrix clients connect to in front of the homeserver.
+
+It forwards every request as it is, except the few that open a channel around a room's lock
+for which Synapse offers no module hook (`policy.channels` decides; `guards.py` applies):
+
+    PUT  .../sendToDevice/...        a party's to-device messages: only to their own devices
+    PUT|DELETE .../profile/...       profile fields: only the marketplace sets them
+    PUT  .../rooms/{room}/typing/... typing: only where the typist may post
+    POST .../keys/query              other users' device names taken out of the answer
+    any path naming #<prefix>...     our rooms' aliases: only for the room's members
+    POST|PUT /_matrix/media/.../upload   a party's upload judged whole (policy.uploads)
+
+The bot and the admins pass through untouched. Run it with ``python -m bridge gateway``;
+`make run` starts it in front of its Synapse.
+"""

@@ -1,0 +1,187 @@
+"""The gateway's guards: each closes one channel around a room's lock (see the package's
+docstring); `policy.channels` and `policy.uploads` decide, this module asks and answers.
+
+A guard runs only for a party (anyone but the bot and the admins) with a token the homeserver
+knows. It refuses with Matrix's own error shape, or forwards the request (`Forward`), possibly
+with a body it has read, and may rewrite the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, unquote
+
+from aiohttp import web
+
+from bridge.runtime.clock import Clock
+from policy.channels import is_managed_alias, may_post, others_keys_in_shape, to_device_allowed
+from policy.ids import RoomId, UserId
+from policy.uploads import judge_upload
+
+from .requesters import access_token
+from .upstream import Upstream
+
+Guard = Callable[[web.Request, UserId], Awaitable[web.StreamResponse]]
+CLIENT_V3 = "/_matrix/client/v3"
+POWER_LEVELS_SECONDS = 2.0  # how long a room's power levels are reused for typing checks
+
+
+def matrix_error(status: int, errcode: str, error: str) -> web.Response:
+    return web.json_response({"errcode": errcode, "error": error}, status=status)
+
+
+def forbidden(error: str) -> web.Response:
+    return matrix_error(403, "M_FORBIDDEN", error)
+
+
+@dataclass(frozen=True, slots=True)
+class UploadRules:
+    allowed_types: frozenset[str]  # what a party's upload may be, by its bytes
+    max_bytes: int
+    breaks_rules: Callable[[str], bool]  # a text upload's text breaks a content rule
+
+
+class Guards:
+    """Every guard, and which request each one takes."""
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        bot_token: str,
+        alias_prefix: str,
+        uploads: UploadRules,
+        clock: Clock,
+    ) -> None:
+        self._upstream = upstream
+        self._bot_token = bot_token
+        self._alias_prefix = alias_prefix
+        self._uploads = uploads
+        self._clock = clock
+        self._levels: dict[RoomId, tuple[Any, float]] = {}
+        # Matched as the homeserver routes: on the raw path, its segments still encoded (an
+        # encoded slash inside a segment stays one segment), under any version prefix
+        # (`v3`, `r0`, `api/v1`, `unstable/...`), whatever follows the endpoint's name.
+        client = r"^/_matrix/client/(?:.*/)?"
+        writes = frozenset({"PUT", "POST", "DELETE", "PATCH"})
+        self._table: list[tuple[frozenset[str], re.Pattern[str], Guard]] = [
+            (writes, re.compile(client + r"sendToDevice(?:/|$)"), self.to_device),
+            (writes, re.compile(client + r"profile(?:/|$)"), self.profile),
+            (writes, re.compile(client + r"rooms/[^/]*/typing(?:/|$)"), self.typing),
+            (writes, re.compile(client + r"keys/(?:query|claim)/?$"), self.others_keys),
+            (
+                writes,
+                re.compile(r"^/_matrix/(?:media/|client/(?:.*/)?media/)(?:.*/)?upload(?:/|$)"),
+                self.upload,
+            ),
+        ]
+
+    def match(self, request: web.Request) -> Guard | None:
+        """The guard a request needs, or None to forward it as it is."""
+        path = request.rel_url.raw_path
+        if any(is_managed_alias(unquote(part), self._alias_prefix) for part in path.split("/")):
+            return self.managed_alias
+        for methods, pattern, guard in self._table:
+            if request.method in methods and pattern.match(path):
+                return guard
+        return None
+
+    async def to_device(self, request: web.Request, requester: UserId) -> web.StreamResponse:
+        body = await request.read()
+        if not to_device_allowed(requester, _json(body)):
+            return forbidden("Device messages go only to your own devices on this server.")
+        return await self._upstream.forward(request, body)
+
+    async def profile(self, request: web.Request, requester: UserId) -> web.StreamResponse:
+        return forbidden("Profiles are set by the marketplace.")
+
+    async def typing(self, request: web.Request, requester: UserId) -> web.StreamResponse:
+        body = await request.read()
+        typing = _json(body)
+        if not isinstance(typing, dict) or typing.get("typing") is not False:
+            raw_room = request.rel_url.raw_path.split("/rooms/", 1)[1].split("/", 1)[0]
+            levels = await self._power_levels(RoomId(unquote(raw_room)))
+            if levels is not None and not may_post(levels, requester):
+                return forbidden("Nobody types where they cannot post.")
+        return await self._upstream.forward(request, body)
+
+    async def others_keys(self, request: web.Request, requester: UserId) -> web.StreamResponse:
+        """/keys/query and /keys/claim: other users' keys cut to their spec's shape, without
+        device names or any field a client added (text a party would read)."""
+        token = access_token(request) or ""
+        status, body = await self._upstream.call(
+            request.method, request.raw_path, token, await request.read()
+        )
+        if status != 200 or not isinstance(body, dict):
+            return web.json_response(body, status=status)
+        return web.json_response(others_keys_in_shape(body, requester))
+
+    async def managed_alias(self, request: web.Request, requester: UserId) -> web.StreamResponse:
+        """A path naming one of our rooms' aliases: only for a member (joined or invited) of
+        the room; anyone else gets the answer an unknown alias gets."""
+        alias = next(
+            unquote(part)
+            for part in request.path.split("/")
+            if is_managed_alias(unquote(part), self._alias_prefix)
+        )
+        room_id = await self._resolve(alias)
+        if room_id is None or await self._membership(room_id, requester) not in ("join", "invite"):
+            return matrix_error(404, "M_NOT_FOUND", "Room alias not found")
+        return await self._upstream.forward(request, None)
+
+    async def upload(self, request: web.Request, requester: UserId) -> web.StreamResponse:
+        rules = self._uploads
+        too_large = matrix_error(413, "M_TOO_LARGE", "The file is too large")
+        if (request.content_length or 0) > rules.max_bytes:
+            return too_large
+        chunks, size = [], 0
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > rules.max_bytes:
+                return too_large
+            chunks.append(chunk)
+        content = b"".join(chunks)
+        # In a thread: judging a text upload's words takes up to some 0.2 s a MiB.
+        refusal = await asyncio.to_thread(
+            judge_upload, content, rules.allowed_types, rules.breaks_rules
+        )
+        if refusal is not None:
+            return forbidden(f"Not uploaded. {refusal}")
+        return await self._upstream.forward(request, content)
+
+    async def _resolve(self, alias: str) -> RoomId | None:
+        body = await self._bot_get(f"/directory/room/{quote(alias, safe='')}")
+        room_id = body.get("room_id") if isinstance(body, dict) else None
+        return RoomId(room_id) if isinstance(room_id, str) else None
+
+    async def _membership(self, room_id: RoomId, user: UserId) -> str | None:
+        path = f"/rooms/{quote(room_id, safe='')}/state/m.room.member/{quote(user, safe='')}"
+        body = await self._bot_get(path)
+        membership = body.get("membership") if isinstance(body, dict) else None
+        return membership if isinstance(membership, str) else None
+
+    async def _power_levels(self, room_id: RoomId) -> Any:
+        cached = self._levels.get(room_id)
+        if cached is not None and cached[1] > self._clock.monotonic():
+            return cached[0]
+        levels = await self._bot_get(f"/rooms/{quote(room_id, safe='')}/state/m.room.power_levels")
+        if len(self._levels) > 10_000:
+            self._levels.clear()
+        self._levels[room_id] = (levels, self._clock.monotonic() + POWER_LEVELS_SECONDS)
+        return levels
+
+    async def _bot_get(self, path: str) -> Any:
+        """A read as the bot (in every managed room); None where it cannot read."""
+        status, body = await self._upstream.call("GET", CLIENT_V3 + path, self._bot_token)
+        return body if status == 200 else None
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None

@@ -1,0 +1,98 @@
+"""The homeserver behind the gateway: requests passed on as they came, and the gateway's own
+reads (as a user, or as the bot)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import ClientError, ClientSession, web
+from yarl import URL
+
+# Headers that belong to one connection, not to the request or answer passed along.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+    }
+)
+CHUNK = 64 * 1024
+
+
+class Unreachable(Exception):
+    """The homeserver did not answer one of the gateway's own requests."""
+
+
+class Upstream:
+    """The homeserver behind the gateway."""
+
+    def __init__(self, session: ClientSession, url: str) -> None:
+        self._session = session
+        self.url = url.rstrip("/")
+        self._log = logging.getLogger("bridge.gateway")
+
+    async def forward(self, request: web.Request, body: bytes | None) -> web.StreamResponse:
+        """The request passed on (``body`` when a guard read it already), and its answer
+        streamed back."""
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        headers["X-Forwarded-For"] = request.remote or ""
+        headers["X-Forwarded-Proto"] = request.scheme
+        data = body if body is not None else _stream(request) if request.can_read_body else None
+        if body is None and request.content_length is not None:
+            # Streamed on with its length (Synapse wants one for uploads), not chunked.
+            headers["Content-Length"] = str(request.content_length)
+        url = URL(self.url + request.raw_path, encoded=True)
+        answer: web.StreamResponse | None = None
+        try:
+            async with self._session.request(
+                request.method, url, headers=headers, data=data, allow_redirects=False
+            ) as upstream:
+                answer = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+                for name, value in upstream.headers.items():
+                    if name.lower() not in HOP_BY_HOP:
+                        answer.headers.add(name, value)
+                await answer.prepare(request)
+                async for chunk in upstream.content.iter_chunked(CHUNK):
+                    await answer.write(chunk)
+                await answer.write_eof()
+                return answer
+        except (ClientError, TimeoutError, OSError) as e:
+            self._log.warning("%s %s: the homeserver failed: %s", request.method, request.path, e)
+            if answer is not None and answer.prepared:
+                return answer  # cut short: the client sees the connection end
+            return web.json_response(
+                {"errcode": "M_UNKNOWN", "error": "The homeserver is not reachable"}, status=502
+            )
+
+    async def call(
+        self, method: str, path: str, token: str, body: bytes | None = None
+    ) -> tuple[int, Any]:
+        """One request of the gateway's own: its status and its JSON (None when not JSON).
+        Raises Unreachable when the homeserver does not answer."""
+        headers = {"Authorization": f"Bearer {token}"}
+        url = URL(self.url + path, encoded=True)
+        try:
+            async with self._session.request(method, url, data=body, headers=headers) as answer:
+                text = await answer.read()
+        except (ClientError, TimeoutError, OSError) as e:
+            raise Unreachable(f"{method} {path}: {e}") from e
+        try:
+            return answer.status, json.loads(text)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            return answer.status, None
+
+
+async def _stream(request: web.Request) -> AsyncIterator[bytes]:
+    async for chunk in request.content.iter_chunked(CHUNK):
+        yield chunk

@@ -1,0 +1,144 @@
+"""The side channels' pure decisions (what the client gateway and the module ask), and what is
+refused or masked before delivery in each mode."""
+
+from __future__ import annotations
+
+import pytest
+
+from policy.channels import (
+    is_managed_alias,
+    may_post,
+    others_keys_in_shape,
+    own_membership_content,
+    to_device_allowed,
+)
+from policy.delivery import BeforeDelivery, refused_for
+from policy.ids import UserId
+from policy.rules import Rule, Verdict, Violation
+
+ME, OTHER = UserId("@buyer:hs"), UserId("@seller:hs")
+
+
+@pytest.mark.parametrize(
+    ("body", "allowed"),
+    [
+        ({"messages": {ME: {"*": {}}}}, True),
+        ({"messages": {ME: {"DEV": {}}, OTHER: {"*": {}}}}, False),
+        ({"messages": {OTHER: {"*": {}}}}, False),
+        ({"messages": {}}, True),  # nothing to anyone
+        ({"messages": "x"}, False),
+        ([], False),
+        (None, False),
+    ],
+)
+def test_to_device_messages_go_only_to_ones_own_devices(body: object, allowed: bool) -> None:
+    assert to_device_allowed(ME, body) is allowed
+
+
+LOCKED = {"users": {"@admin:hs": 50}, "users_default": 0, "events_default": 50}
+OPEN = {**LOCKED, "events_default": 0}
+
+
+@pytest.mark.parametrize(
+    ("levels", "user", "allowed"),
+    [
+        (LOCKED, ME, False),
+        (OPEN, ME, True),
+        (LOCKED, UserId("@admin:hs"), True),
+        ({**OPEN, "users": {ME: -1}}, ME, False),  # muted
+        ({**OPEN, "events": {"m.room.message": 50}}, ME, False),
+        ({"users_default": "zero"}, ME, True),  # malformed numbers read as the defaults
+        (None, ME, False),
+    ],
+)
+def test_who_may_post_and_so_type(levels: object, user: UserId, allowed: bool) -> None:
+    assert may_post(levels, user) is allowed  # type: ignore[arg-type]
+
+
+def test_other_users_keys_keep_only_the_specs_fields() -> None:
+    signatures = {OTHER: {"ed25519:B": "sig"}}
+    device = {
+        "user_id": OTHER,
+        "device_id": "B",
+        "algorithms": ["m.olm.v1.curve25519-aes-sha2"],
+        "keys": {"ed25519:B": "key"},
+        "signatures": signatures,
+    }
+    answer = {
+        "device_keys": {
+            ME: {"A": {"unsigned": {"device_display_name": "my phone"}, "note": "mine"}},
+            OTHER: {
+                "B": {
+                    **device,
+                    "unsigned": {"device_display_name": "call 07911 123456"},
+                    "contact": "call 07911 123456",
+                }
+            },
+        },
+        "master_keys": {OTHER: {"user_id": OTHER, "usage": ["master"], "keys": {}, "x": "hi"}},
+        "one_time_keys": {
+            OTHER: {"B": {"signed_curve25519:1": {"key": "k", "signatures": {}, "x": "hi"}}}
+        },
+        "failures": {},
+    }
+    kept = others_keys_in_shape(answer, ME)
+    assert kept["device_keys"][ME]["A"] == {
+        "unsigned": {"device_display_name": "my phone"},
+        "note": "mine",
+    }
+    assert kept["device_keys"][OTHER]["B"] == device
+    assert kept["master_keys"][OTHER] == {"user_id": OTHER, "usage": ["master"], "keys": {}}
+    assert kept["one_time_keys"][OTHER]["B"] == {
+        "signed_curve25519:1": {"key": "k", "signatures": {}}
+    }
+    assert others_keys_in_shape({"device_keys": "x"}, ME) == {"device_keys": "x"}
+    assert others_keys_in_shape(None, ME) is None
+
+
+def test_a_partys_own_membership_keeps_only_what_clients_need() -> None:
+    content = {
+        "membership": "leave",
+        "reason": "call 07911 123456",
+        "displayname": "Bob",
+        "note": "x",
+        "avatar_url": "mxc://hs/a",
+    }
+    assert own_membership_content(content) == {
+        "membership": "leave",
+        "displayname": "Bob",
+        "avatar_url": "mxc://hs/a",
+    }
+
+
+@pytest.mark.parametrize(
+    ("alias", "managed"),
+    [
+        ("#market_transaction_order-1:hs", True),
+        ("#MARKET_dispute_d-1:hs", True),
+        ("#marketing:hs", False),
+        ("!room:hs", False),
+        ("#other:hs", False),
+    ],
+)
+def test_which_aliases_are_the_bridges(alias: str, managed: bool) -> None:
+    assert is_managed_alias(alias, "market_") is managed
+
+
+CONTACT = Violation(Rule.CONTACT_DETAILS, "contact details")
+FILE = Violation(Rule.MEDIA_TYPE, "this type of file is not allowed here")
+
+
+@pytest.mark.parametrize(
+    ("violations", "mode", "refused"),
+    [
+        ((CONTACT,), BeforeDelivery.REFUSE, ["contact_details"]),
+        ((CONTACT,), BeforeDelivery.MASK, []),  # masked instead
+        ((CONTACT, FILE), BeforeDelivery.MASK, ["media_type"]),
+        ((FILE,), BeforeDelivery.OFF, []),  # the bot redacts after delivery
+        ((), BeforeDelivery.REFUSE, []),
+    ],
+)
+def test_what_is_refused_before_delivery_in_each_mode(
+    violations: tuple, mode: BeforeDelivery, refused: list[str]
+) -> None:
+    assert refused_for(Verdict(violations), mode) == refused
