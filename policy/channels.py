@@ -5,8 +5,7 @@ client gateway lets through them (the gateway, `bridge.gateway`, asks these).
     profile fields          set by the marketplace, never by a party (display name, avatar and
                             any custom field)
     typing                  only where the typist may post
-    device names, keys      each user sees only their own devices' names; other users' keys
-                            cut to the spec's shape (no field a client added)
+    device keys and names   each party sees only their own, the bot's and the admins'
     aliases of our rooms    resolved (or joined, or previewed) only by the room's members
 
 Presence is switched off on the homeserver (`presence.enabled: false`), and a party's own
@@ -41,50 +40,31 @@ def may_post(power_levels: Mapping[str, Any] | None, user: UserId) -> bool:
     return level >= needed
 
 
-# The fields of keys that other users read (/keys/query, /keys/claim), by the spec. Anything
-# else a client uploaded with its keys would be text the other party reads.
-DEVICE_KEY_FIELDS = frozenset({"user_id", "device_id", "algorithms", "keys", "signatures"})
-CROSS_SIGNING_FIELDS = frozenset({"user_id", "usage", "keys", "signatures"})
-ONE_TIME_KEY_FIELDS = frozenset({"key", "signatures", "fallback"})
-CROSS_SIGNING_KINDS = ("master_keys", "self_signing_keys", "user_signing_keys")
+# The sections of a /keys/query or /keys/claim answer, each keyed by user.
+KEY_SECTIONS = (
+    "device_keys",
+    "one_time_keys",
+    "master_keys",
+    "self_signing_keys",
+    "user_signing_keys",
+)
 
 
-def others_keys_in_shape(answer: Any, requester: UserId) -> Any:
-    """A /keys/query or /keys/claim answer with other users' keys cut to their spec's fields:
-    no device display names (any local user may query anyone's keys) and no field a client
-    added. Each user's own keys are left as they are."""
+def keys_seen_by(answer: Any, requester: UserId, visible: frozenset[UserId]) -> Any:
+    """A /keys/query or /keys/claim answer with only the requester's own keys and those of
+    ``visible`` users (the bot and the admins): any local user may ask for anyone's keys, and
+    every part of them is chosen by their owner's client (device ids and names, key ids and
+    values, extra fields), so another party's keys would be a channel. Managed rooms are
+    never encrypted: a party needs no other party's keys."""
     if not isinstance(answer, dict):
         return answer
-    for devices in _others(answer.get("device_keys"), requester).values():
-        for device, keys in devices.items():
-            devices[device] = _shaped(keys, DEVICE_KEY_FIELDS)
-    for devices in _others(answer.get("one_time_keys"), requester).values():
-        for device, keys in devices.items():
-            if isinstance(keys, dict):
-                devices[device] = {k: _shaped(key, ONE_TIME_KEY_FIELDS) for k, key in keys.items()}
-    for kind in CROSS_SIGNING_KINDS:
-        section = answer.get(kind)
-        for user, key in _others(section, requester).items():
-            section[user] = _shaped(key, CROSS_SIGNING_FIELDS)
+    for section in KEY_SECTIONS:
+        users = answer.get(section)
+        if isinstance(users, dict):
+            answer[section] = {
+                user: keys for user, keys in users.items() if user == requester or user in visible
+            }
     return answer
-
-
-def _others(section: Any, requester: UserId) -> dict[str, dict[str, Any]]:
-    """Of a section keyed by user, the other users' entries."""
-    if not isinstance(section, dict):
-        return {}
-    return {
-        user: value
-        for user, value in section.items()
-        if user != requester and isinstance(value, dict)
-    }
-
-
-def _shaped(value: Any, fields: frozenset[str]) -> Any:
-    """Only the spec's fields, where the value is an object (else unchanged: not a key)."""
-    if not isinstance(value, dict):
-        return value
-    return {key: item for key, item in value.items() if key in fields}
 
 
 # What a party's own membership event may hold: Synapse fills the name and avatar from the

@@ -14,7 +14,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .contact import find_contact_details_across, mask_contact_details
-from .messages import MAX_DEPTH, TECHNICAL_KEYS, html_text, rendered_texts
+from .fields import as_text, is_declared_number, is_identifier, name_is_text
+from .messages import MAX_DEPTH, html_text, rendered_texts
 from .rules import (
     CONTACT_REASON,
     Action,
@@ -41,9 +42,10 @@ def mask_content(
     if contact_violation(rendered_texts(content), rules, earlier) is None:
         return None  # most messages: one reading, as the rules' own
     masked = _mask(content, rules, 0)
-    body = masked.get("body")
-    if earlier and isinstance(body, str):
-        masked["body"] = _mask_across(body, earlier, rules)
+    if earlier:  # what the body (or an edit's new body) adds to the earlier messages
+        for shown in (masked, masked.get("m.new_content")):
+            if isinstance(shown, dict) and isinstance(shown.get("body"), str):
+                shown["body"] = _mask_across(shown["body"], earlier, rules)
     texts = rendered_texts(masked)
     if (len(texts) > 1 or earlier) and contact_violation(texts, rules, earlier) is not None:
         # A detail only the message's texts hold together (a number split between caption
@@ -62,25 +64,24 @@ def _mask_across(body: str, earlier: Sequence[str], rules: ContentRules) -> str:
 
 
 def _mask(value: Any, rules: ContentRules, depth: int) -> Any:
+    """``value`` with its contact details masked, read as `policy.messages` reads it."""
     if depth > MAX_DEPTH:
         return value
-    if isinstance(value, str):
-        return mask_contact_details(
-            value, rules.allowed_link_hosts, rules.off_platform_terms, MARKER
-        )
     if isinstance(value, list):
         return [_mask(item, rules, depth + 1) for item in value]
     if not isinstance(value, Mapping):
-        return value
+        text = as_text(value)
+        hidden = _mask_text(text, rules) if text else text
+        return value if hidden == text else hidden
     masked: dict[str, Any] = {}
     for key, item in value.items():
-        if key in TECHNICAL_KEYS:
+        if name_is_text(key) and _mask_text(str(key), rules) != str(key):
+            continue  # a key the sender made up, naming a contact detail: dropped, value too
+        if is_identifier(key, item) or is_declared_number(key, item):
             masked[key] = item
-        elif key == "m.relates_to":
-            masked[key] = _mask_relation(item, rules)
         elif key == "formatted_body" and isinstance(item, str):
             text = html_text(item)
-            if _mask(text, rules, depth + 1) == text:
+            if _mask_text(text, rules) == text:
                 masked[key] = item
             # else: dropped, with its "format" below; the masked body is what clients show
         else:
@@ -90,28 +91,26 @@ def _mask(value: Any, rules: ContentRules, depth: int) -> Any:
     return masked
 
 
+def _mask_text(text: str, rules: ContentRules) -> str:
+    return mask_contact_details(text, rules.allowed_link_hosts, rules.off_platform_terms, MARKER)
+
+
 def _blank(value: Any, depth: int) -> Any:
-    """The content with every text a client may render replaced by MARKER."""
-    if isinstance(value, str):
-        return MARKER
+    """The content with every text a client may render replaced by MARKER (and every key a
+    sender made up dropped)."""
     if isinstance(value, list):
         return [_blank(item, depth + 1) for item in value] if depth <= MAX_DEPTH else []
     if not isinstance(value, Mapping):
-        return value
+        return MARKER if as_text(value) else value
     if depth > MAX_DEPTH:
         return {}
     return {
-        key: item if key in TECHNICAL_KEYS or key == "m.relates_to" else _blank(item, depth + 1)
+        key: item
+        if is_identifier(key, item) or is_declared_number(key, item)
+        else _blank(item, depth + 1)
         for key, item in value.items()
-        if key not in ("format", "formatted_body")
+        if not name_is_text(key) and key not in ("format", "formatted_body")
     }
-
-
-def _mask_relation(relation: Any, rules: ContentRules) -> Any:
-    """Of a relation only a reaction's key is text."""
-    if isinstance(relation, Mapping) and isinstance(relation.get("key"), str):
-        return {**relation, "key": _mask(relation["key"], rules, 0)}
-    return relation
 
 
 def mask_id_of(content: Any) -> str | None:

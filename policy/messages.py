@@ -5,8 +5,8 @@ transcripts.
 quote of the other message left out, when the event really replies), the HTML body as text
 (its text, and the targets and titles of its links and images), the new content of an edit
 wherever it appears, file names and captions, poll questions and answers, location
-descriptions, a reaction's key, and any other string a client might show. Only values that are
-identifiers or technical data are skipped (`TECHNICAL_KEYS`).
+descriptions, a reaction's key, and any other string, number or key name a sender chose. Only
+identifiers in their grammar and declared numbers are skipped (`policy.fields`).
 """
 
 from __future__ import annotations
@@ -16,47 +16,18 @@ from collections.abc import Iterator, Mapping
 from html.parser import HTMLParser
 from typing import Any
 
+from .fields import as_text, is_declared_number, is_identifier, name_is_text
+
 # The spec's media message types. A sticker is an event type (m.sticker), not a msgtype:
 # the content rules judge it as any event that is not a message (policy.rules.judge_event).
 MEDIA_MSGTYPES = frozenset({"m.image", "m.file", "m.video", "m.audio"})
 
-# Keys whose values clients never render as text: identifiers, types, media references, the
-# keys of encrypted files, image placeholders, the users a message mentions.
-TECHNICAL_KEYS = frozenset(
-    {
-        "msgtype",
-        "format",
-        "mimetype",
-        "url",
-        "thumbnail_url",
-        "file",
-        "thumbnail_file",
-        "hashes",
-        "event_id",
-        "redacts",
-        "room_id",
-        "user_id",
-        "device_id",
-        "session_id",
-        "sender_key",
-        "algorithm",
-        "ciphertext",
-        "call_id",
-        "party_id",
-        "id",  # a poll answer's
-        "rel_type",
-        "m.mentions",
-        "m.in_reply_to",
-        "is_falling_back",
-        "geo_uri",
-        "xyz.amorgan.blurhash",
-        "org.marketplace.masked",
-    }
-)
 MAX_DEPTH = 32  # deeper content is malformed: no client renders it, and it costs to walk
 _FALLBACK = re.compile(r"(?:>[^\n]*\n)+\n")  # the spec's reply fallback: quoted lines, a blank
 _MX_REPLY = re.compile(r"<mx-reply>.*?</mx-reply>", re.DOTALL | re.IGNORECASE)
 _MATRIX_TO = "https://matrix.to/#/"
+# Random identifiers (rooms, events) read as text hold digit runs that look like numbers.
+_RANDOM_ID = re.compile(r"[!$][^\s/?]*/?")
 
 
 def strip_reply_fallback(body: str) -> str:
@@ -85,6 +56,15 @@ def rendered_texts(content: Any) -> list[str]:
             value = html_text(_MX_REPLY.sub("", value) if quoting else value)
         texts.append(value)
     return texts
+
+
+def shown_body(content: Any) -> str:
+    """The plain text a message shows: an edit's new body, else its body ("" if none)."""
+    if not isinstance(content, Mapping):
+        return ""
+    new = content.get("m.new_content")
+    body = (new if isinstance(new, Mapping) else content).get("body")
+    return body if isinstance(body, str) else ""
 
 
 def html_text(html: str) -> str:
@@ -120,24 +100,24 @@ def malformed_reason(event_type: str, content: Any) -> str | None:
 
 
 def _strings(value: Any, depth: int, key: str = "") -> Iterator[tuple[str, str]]:
-    """Every string under ``value`` with the key it is found under; technical keys skipped,
-    and of a relation only a reaction's key."""
+    """Every text under ``value`` with the key it is found under: strings, numbers nobody
+    declared, and key names a sender made up; identifiers in their grammar skipped
+    (`policy.fields`)."""
     if depth > MAX_DEPTH:
         return
-    if isinstance(value, str):
-        yield key, value
-    elif isinstance(value, Mapping):
+    if isinstance(value, Mapping):
         for name, item in value.items():
-            if name in TECHNICAL_KEYS:
-                continue
-            if name == "m.relates_to":
-                if isinstance(item, Mapping) and isinstance(item.get("key"), str):
-                    yield "key", item["key"]
-                continue
-            yield from _strings(item, depth + 1, str(name))
+            if name_is_text(name):
+                yield "", str(name)
+            if not (is_identifier(name, item) or is_declared_number(name, item)):
+                yield from _strings(item, depth + 1, str(name))
     elif isinstance(value, list):
         for item in value:
             yield from _strings(item, depth + 1, key)
+    else:
+        text = as_text(value)
+        if text:
+            yield key, text
 
 
 def _too_deep(value: Any, depth: int) -> bool:
@@ -150,18 +130,45 @@ def _too_deep(value: Any, depth: int) -> bool:
     return False
 
 
+def _attribute_text(value: str) -> str:
+    """What an attribute's value says: a media reference says nothing, a pill's target only
+    its user or alias (a user on another server is a link elsewhere), not its random room or
+    event identifiers."""
+    if value.startswith("mxc://"):
+        return ""
+    if value.startswith(_MATRIX_TO):
+        target = value.removeprefix(_MATRIX_TO).split("?", 1)[0]
+        return _RANDOM_ID.sub("", target)
+    return value
+
+
 class _TextParser(HTMLParser):
-    SHOWN_ATTRIBUTES = frozenset({"href", "title", "alt", "src"})
+    """Every text of an HTML body: its text, every attribute's value (titles, alternative
+    texts, spoiler reasons, maths, list numbering, ...: clients show many of them), and
+    comments and declarations (HTML parsers disagree on where a comment ends, so what one
+    hides another may show). Only random identifiers are left out (`_attribute_text`)."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        for name, value in attrs:
-            if name in self.SHOWN_ATTRIBUTES and value:
-                # A pill's target is a Matrix ID or room: judged without matrix.to itself.
-                self.parts.append(value.removeprefix(_MATRIX_TO))
+        for _, value in attrs:
+            text = _attribute_text(value) if value else ""
+            if text:
+                self.parts.append(text)
+
+    def handle_comment(self, data: str) -> None:
+        self.parts.append(data)
+
+    def handle_decl(self, decl: str) -> None:
+        self.parts.append(decl)
+
+    def unknown_decl(self, data: str) -> None:
+        self.parts.append(data)
+
+    def handle_pi(self, data: str) -> None:
+        self.parts.append(data)
 
     def handle_data(self, data: str) -> None:
         self.parts.append(data)

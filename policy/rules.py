@@ -245,12 +245,16 @@ def contact_violation(
 ) -> Violation | None:
     """The contact-details violation in the texts a client shows of one message (read
     together: a number split between a caption and a file name is one number), if any."""
-    text = "\n".join(texts)
     hosts, terms = rules.allowed_link_hosts, rules.off_platform_terms
-    if earlier:
+    findings = []
+    if len(texts) > 1 or not earlier:
+        findings = find_contact_details("\n".join(texts), hosts, terms)
+    for text in texts if earlier and not findings else ():
+        # Each text may end what the sender's earlier messages began (an edit's new body
+        # too, whatever its fallback body says).
         findings = find_contact_details_across([*earlier, text], hosts, terms)
-    else:
-        findings = find_contact_details(text, hosts, terms)
+        if findings:
+            break
     if not findings:
         return None
     kinds = tuple(dict.fromkeys(finding.kind for finding in findings))

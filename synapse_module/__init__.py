@@ -41,6 +41,7 @@ from policy.channels import own_membership_content
 from policy.delivery import BeforeDelivery, refused_for
 from policy.lockdown import Lockdown, access_from_power_levels, is_managed_room, lockdown_from
 from policy.masking import MASKED_KEY, mask_content
+from policy.messages import shown_body
 from policy.rules import (
     ACROSS_MESSAGES,
     ACROSS_WINDOW_MS,
@@ -259,8 +260,8 @@ class RecentBodies:
         return [body for ts, body in recent if since <= ts <= event.origin_server_ts]
 
     def add(self, event: Any, content: Mapping[str, Any]) -> None:
-        body = content.get("body")
-        if not isinstance(body, str) or not body:
+        body = shown_body(content)
+        if not body:
             return
         key = (event.room_id, event.sender)
         recent = self._bodies.pop(key, None) or deque(maxlen=ACROSS_MESSAGES)

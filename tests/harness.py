@@ -204,6 +204,20 @@ async def inbox_arrivals(postgres_url: str) -> list[Arrival]:
     return [Arrival(**dict(row)) for row in rows]
 
 
+def sent_late(arrival: Arrival, arrivals: list[Arrival]) -> bool:
+    """Whether the homeserver pushed ``arrival`` after a newer transaction with an event of
+    its room had been stored (Synapse's transaction ids count up as it makes them)."""
+    if not arrival.txn_id.isdigit():
+        return False
+    before = arrivals[: arrivals.index(arrival)]
+    return any(
+        other.room_id == arrival.room_id
+        and other.txn_id.isdigit()
+        and int(other.txn_id) > int(arrival.txn_id)
+        for other in before
+    )
+
+
 def stored_late(arrivals: list[Arrival]) -> list[Arrival]:
     """Events stored after a newer event of their room (so notified out of order)."""
     newest: dict[str, int] = {}

@@ -19,7 +19,7 @@ from urllib.parse import quote, unquote
 from aiohttp import web
 
 from bridge.runtime.clock import Clock
-from policy.channels import is_managed_alias, may_post, others_keys_in_shape, to_device_allowed
+from policy.channels import is_managed_alias, keys_seen_by, may_post, to_device_allowed
 from policy.ids import RoomId, UserId
 from policy.uploads import judge_upload
 
@@ -43,24 +43,30 @@ def forbidden(error: str) -> web.Response:
 class UploadRules:
     allowed_types: frozenset[str]  # what a party's upload may be, by its bytes
     max_bytes: int
-    breaks_rules: Callable[[str], bool]  # a text upload's text breaks a content rule
+    breaks_rules: Callable[[str], bool]  # a text (the file's, its name) breaks a content rule
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRules:
+    """What the guards hold parties to (from the bridge's config)."""
+
+    alias_prefix: str  # our rooms' aliases: #<prefix>...
+    visible: frozenset[UserId]  # whose keys everyone may read: the bot and the admins
+    parties_may_create_rooms: bool
+    uploads: UploadRules
 
 
 class Guards:
     """Every guard, and which request each one takes."""
 
     def __init__(
-        self,
-        upstream: Upstream,
-        bot_token: str,
-        alias_prefix: str,
-        uploads: UploadRules,
-        clock: Clock,
+        self, upstream: Upstream, bot_token: str, rules: ChannelRules, clock: Clock
     ) -> None:
         self._upstream = upstream
         self._bot_token = bot_token
-        self._alias_prefix = alias_prefix
-        self._uploads = uploads
+        self._rules = rules
+        self._alias_prefix = rules.alias_prefix
+        self._uploads = rules.uploads
         self._clock = clock
         self._levels: dict[RoomId, tuple[Any, float]] = {}
         # Matched as the homeserver routes: on the raw path, its segments still encoded (an
@@ -73,6 +79,7 @@ class Guards:
             (writes, re.compile(client + r"profile(?:/|$)"), self.profile),
             (writes, re.compile(client + r"rooms/[^/]*/typing(?:/|$)"), self.typing),
             (writes, re.compile(client + r"keys/(?:query|claim)/?$"), self.others_keys),
+            (writes, re.compile(client + r"createRoom/?$"), self.create_room),
             (
                 writes,
                 re.compile(r"^/_matrix/(?:media/|client/(?:.*/)?media/)(?:.*/)?upload(?:/|$)"),
@@ -110,15 +117,26 @@ class Guards:
         return await self._upstream.forward(request, body)
 
     async def others_keys(self, request: web.Request, requester: UserId) -> web.StreamResponse:
-        """/keys/query and /keys/claim: other users' keys cut to their spec's shape, without
-        device names or any field a client added (text a party would read)."""
+        """/keys/query and /keys/claim: only one's own keys, the bot's and the admins'."""
         token = access_token(request) or ""
         status, body = await self._upstream.call(
             request.method, request.raw_path, token, await request.read()
         )
         if status != 200 or not isinstance(body, dict):
             return web.json_response(body, status=status)
-        return web.json_response(others_keys_in_shape(body, requester))
+        return web.json_response(keys_seen_by(body, requester, self._rules.visible))
+
+    async def create_room(self, request: web.Request, requester: UserId) -> web.StreamResponse:
+        """Refused here when parties may not create rooms (the module refuses it too, but
+        Synapse first tells whether the alias asked for is taken: which orders exist)."""
+        body = await request.read()
+        if not self._rules.parties_may_create_rooms:
+            return forbidden("Only the marketplace creates rooms on this server.")
+        wanted = _json(body)
+        alias = wanted.get("room_alias_name") if isinstance(wanted, dict) else None
+        if isinstance(alias, str) and is_managed_alias(f"#{alias}", self._alias_prefix):
+            return forbidden("Only the marketplace creates rooms on this server.")
+        return await self._upstream.forward(request, body)
 
     async def managed_alias(self, request: web.Request, requester: UserId) -> web.StreamResponse:
         """A path naming one of our rooms' aliases: only for a member (joined or invited) of
@@ -135,6 +153,10 @@ class Guards:
 
     async def upload(self, request: web.Request, requester: UserId) -> web.StreamResponse:
         rules = self._uploads
+        # The file's name and its declared type come back to whoever downloads it.
+        declared = (request.query.get("filename", ""), request.headers.get("Content-Type", ""))
+        if any(rules.breaks_rules(text) for text in declared if text):
+            return forbidden("Not uploaded. The file's name or type breaks the content rules.")
         too_large = matrix_error(413, "M_TOO_LARGE", "The file is too large")
         if (request.content_length or 0) > rules.max_bytes:
             return too_large

@@ -14,7 +14,7 @@ from policy.contact import contains_contact_info
 from policy.ids import UserId
 from policy.rules import media_type_allowed
 
-from .guards import Guards, UploadRules
+from .guards import ChannelRules, Guards, UploadRules
 from .proxy import ClientGateway
 from .requesters import Requesters
 from .upstream import Upstream
@@ -44,14 +44,14 @@ async def start_gateway(config: Config, clock: Clock) -> tuple[web.AppRunner, Cl
     """Listen on ``gateway.host:port``; the runner and the session to close when stopping."""
     session = ClientSession(timeout=UPSTREAM_TIMEOUT, auto_decompress=False)
     upstream = Upstream(session, str(config.homeserver.url))
-    guards = Guards(
-        upstream,
-        config.appservice.as_token.get_secret_value(),
-        config.appservice.alias_prefix,
-        upload_rules(config),
-        clock,
-    )
     exempt = frozenset({config.bot_mxid, *(UserId(admin) for admin in config.rooms.admins)})
+    rules = ChannelRules(
+        alias_prefix=config.appservice.alias_prefix,
+        visible=exempt,
+        parties_may_create_rooms=config.lockdown.parties_may_create_rooms,
+        uploads=upload_rules(config),
+    )
+    guards = Guards(upstream, config.appservice.as_token.get_secret_value(), rules, clock)
     app = web.Application(client_max_size=config.appservice.max_transaction_bytes)
     ClientGateway(upstream, guards, Requesters(upstream, clock), exempt).add_to(app)
     runner = web.AppRunner(app, access_log=None)

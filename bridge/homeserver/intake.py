@@ -2,7 +2,9 @@
 
 Implements `appservice.routes.HomeserverHandler`. A stored transaction wakes the inbox worker;
 one that could not be stored goes to recovery (which keeps trying to store it, then asks the
-homeserver to go on) and the route answers 500, so Synapse keeps it and re-sends it.
+homeserver to go on) and the route answers 500, so Synapse keeps it and re-sends it. Until
+then, every newer transaction stores the refused ones first: Synapse may send its next
+transaction before re-sending a refused one, and a room's events must keep their order.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ class StoreFailures(Protocol):
 
     def store_failed(self, txn: Transaction) -> None: ...
 
+    async def store_refused(self) -> None: ...
+
 
 class HomeserverIntake:
     def __init__(
@@ -40,6 +44,7 @@ class HomeserverIntake:
 
     async def store_transaction(self, txn: Transaction) -> None:
         try:
+            await self._recovery.store_refused()
             await self._inbox.store_transaction(txn)
         except Exception:
             self._metrics.transactions.labels("failed").inc()

@@ -4,8 +4,11 @@ Two faults make Synapse's appservice push late or lossy, and the bridge mends bo
 
 - The bridge could not store a transaction (its database was cut) and answered 5xx: Synapse
   marks the appservice down and retries with a backoff that grows to minutes. The bridge
-  tries to store the refused transaction itself every half second; once that works, it pings
-  the homeserver, which goes on at once.
+  tries to store the refused transactions itself every half second, oldest first; once that
+  works, it pings the homeserver, which goes on at once. Synapse marks the appservice down
+  only after a failed send, in the background, so its next transaction can come before the
+  refused one is re-sent (seen in tests/chaos/test_database_cut.py): the intake stores what
+  was refused before anything newer (`store_refused`), so a room's events keep their order.
 - Synapse restarted: events it had queued in memory behind an in-flight transaction are
   never sent (element-hq/synapse#11637). When the homeserver answers again after not
   answering, the bridge reads the latest events of every active room back to shortly
@@ -62,13 +65,22 @@ class Recovery:
         self._metrics = metrics
         self._wakeup = wakeup
         self._store_failed = asyncio.Event()
-        self._refused: Transaction | None = None  # the latest transaction not stored
+        # The transactions not stored yet, oldest first, by transaction id.
+        self._refused: dict[str, Transaction] = {}
         self._log = logging.getLogger("bridge.homeserver.recovery")
 
     def store_failed(self, txn: Transaction) -> None:
         """Called when a homeserver transaction could not be stored."""
-        self._refused = txn
+        self._refused.setdefault(txn.txn_id, txn)
         self._store_failed.set()
+
+    async def store_refused(self) -> None:
+        """Store the transactions refused so far, oldest first; raises while storing fails.
+        A transaction stored twice is harmless: the inbox dedupes by event id."""
+        while self._refused:
+            txn_id, txn = next(iter(self._refused.items()))
+            await self._inbox.store_transaction(txn)
+            self._refused.pop(txn_id, None)
 
     async def run(self) -> None:
         watching = [self._watch_homeserver()] if self._watch_seconds else []
@@ -83,7 +95,7 @@ class Recovery:
     async def resume_pushes(self) -> None:
         """Store the refused transaction, then ask the homeserver to go on at once."""
         await retry_until_done(
-            self._store_refused,
+            self.store_refused,
             STORE_RETRY,
             self._clock,
             self._log,
@@ -98,10 +110,6 @@ class Recovery:
             "ask the homeserver to re-send",
         )
         self._log.info("Storing works again; the homeserver was asked to go on")
-
-    async def _store_refused(self) -> None:
-        assert self._refused is not None
-        await self._inbox.store_transaction(self._refused)
 
     async def _watch_homeserver(self) -> None:
         last_up: int | None = None  # when the homeserver last answered before an outage

@@ -27,6 +27,7 @@ from policy.contact import mask_contact_details
 from policy.ids import RoomId, UserId
 from policy.masking import MARKER, mask_id_of, with_masking
 from policy.membership import allowed_members, needs_state_check, removes_on_arrival
+from policy.messages import shown_body
 from policy.notices import violation_alert
 from policy.notifications import Notification, RoomContext, violation_notification
 from policy.rooms import Participants, RoomKind
@@ -276,6 +277,5 @@ class Enforcer:
 
 
 def _body(event: dict[str, Any]) -> str:
-    content = event.get("content")
-    body = content.get("body") if isinstance(content, dict) else None
-    return body if isinstance(body, str) else ""
+    """What a message says (an edit: its new text)."""
+    return shown_body(event.get("content"))

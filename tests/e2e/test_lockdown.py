@@ -137,6 +137,16 @@ async def test_parties_open_no_side_channel(stack: Stack, users: UserFactory) ->
             {"room_id": room_id},
         )
         assert status == 403
+        # Nor a way to learn which orders exist by asking for a room with their alias.
+        for name in ("market_transaction_order-1", "market_transaction_no-such-order"):
+            status, body = await call(
+                stack,
+                outsider,
+                "POST",
+                "/_matrix/client/v3/createRoom",
+                {"room_alias_name": name},
+            )
+            assert (status, body.get("errcode")) == (403, "M_FORBIDDEN"), (name, body)
 
 
 async def test_the_directory_shows_only_people_you_share_a_room_with(
@@ -364,6 +374,17 @@ async def test_uploads_are_judged_whole_by_their_bytes(stack: Stack, admin: Asyn
     assert (status, body.get("errcode")) == (403, "M_FORBIDDEN"), body
     status, body = await upload(stack, stack.buyer, b'{"phone": "07911 123456"}', "image/png")
     assert (status, body.get("errcode")) == (403, "M_FORBIDDEN"), body
+    # The name and the declared type come back to whoever downloads the file.
+    status, body = await call(
+        stack,
+        stack.buyer,
+        "POST",
+        "/_matrix/media/v3/upload",
+        data=png(),
+        headers={"Content-Type": "image/png"},
+        params={"filename": f"call {PHONE}.png"},
+    )
+    assert (status, body.get("errcode")) == (403, "M_FORBIDDEN"), body
     # Parties are limited to policy.max_media_bytes (1 MiB on this homeserver); admins are
     # not, and may upload what parties may not (the bot's transcripts are JSON).
     big = png() + b"\x00" * (1024 * 1024)
@@ -453,6 +474,15 @@ async def test_to_device_messages_go_only_to_ones_own_devices(stack: Stack) -> N
         stack, stack.buyer, "PUT", "/_matrix/client/v3/sendToDevice/m.custom/t3", own
     )
     assert status == 200, body
+    # Every spelling Synapse routes to the same endpoint is guarded alike.
+    for path in (
+        "/_matrix/client/v3/sendToDevice//t4",  # an empty type
+        "/_matrix/client/v3/sendToDevice/m.x%2Fy/t5",  # a slash inside the type
+        "/_matrix/client/v3/sendToDevice/m.custom/",  # an empty transaction id
+        "/_matrix/client/r0/sendToDevice/m.custom/t6",
+    ):
+        status, body = await call(stack, stack.buyer, "PUT", path, to_seller)
+        assert status == 403, (path, body)
 
 
 async def test_profile_fields_are_the_marketplaces(stack: Stack) -> None:
@@ -491,8 +521,9 @@ async def test_nobody_types_where_they_cannot_post(stack: Stack) -> None:
     async with stack.running():
         room_id = await open_room(stack, paid=False)
         path = f"/_matrix/client/v3/rooms/{room_id}/typing/{stack.buyer.user_id}"
-        status, body = await call(stack, stack.buyer, "PUT", path, {"typing": True})
-        assert (status, body.get("errcode")) == (403, "M_FORBIDDEN"), body
+        for typing in (True, 1, "yes"):  # Synapse takes any true value as typing
+            status, body = await call(stack, stack.buyer, "PUT", path, {"typing": typing})
+            assert (status, body.get("errcode")) == (403, "M_FORBIDDEN"), (typing, body)
         assert (await call(stack, stack.buyer, "PUT", path, {"typing": False}))[0] == 200
         await stack.transition(room_id, "/payment")
 
@@ -503,7 +534,9 @@ async def test_nobody_types_where_they_cannot_post(stack: Stack) -> None:
         await eventually(may_type)
 
 
-async def test_device_names_are_seen_by_their_owner_only(stack: Stack) -> None:
+async def test_a_partys_keys_and_device_names_are_its_own(stack: Stack) -> None:
+    """Every part of a device's keys is chosen by its client (ids, names, key values, extra
+    fields): another party reads none of it, through /keys/query or /keys/claim."""
     buyer = stack.buyer
     keys = {
         "device_keys": {
@@ -512,7 +545,14 @@ async def test_device_names_are_seen_by_their_owner_only(stack: Stack) -> None:
             "algorithms": ["m.olm.v1.curve25519-aes-sha2"],
             "keys": {f"ed25519:{buyer.device_id}": "K" * 43},
             "signatures": {},
-        }
+            "note": f"whatsapp {PHONE}",
+        },
+        "one_time_keys": {
+            "signed_curve25519:07911123456": {
+                "key": f"whatsapp {PHONE}",
+                "signatures": {buyer.user_id: {f"ed25519:{buyer.device_id}": "S" * 86}},
+            }
+        },
     }
     status, body = await call(stack, buyer, "POST", "/_matrix/client/v3/keys/upload", keys)
     assert status == 200, body
@@ -520,11 +560,17 @@ async def test_device_names_are_seen_by_their_owner_only(stack: Stack) -> None:
     status, body = await call(stack, buyer, "PUT", device, {"display_name": PHONE})
     assert status == 200, body
     query = {"device_keys": {buyer.user_id: []}}
-    status, theirs = await call(
-        stack, stack.seller, "POST", "/_matrix/client/v3/keys/query", query
-    )
-    assert status == 200 and buyer.device_id in theirs["device_keys"][buyer.user_id], theirs
-    assert "7911" not in json.dumps(theirs)
+    for path, request in (
+        ("/_matrix/client/v3/keys/query", query),
+        ("/_matrix/client/r0/keys/query", query),
+        (
+            "/_matrix/client/v3/keys/claim",
+            {"one_time_keys": {buyer.user_id: {buyer.device_id: "signed_curve25519"}}},
+        ),
+    ):
+        status, theirs = await call(stack, stack.seller, "POST", path, request)
+        assert status == 200, theirs
+        assert "7911" not in json.dumps(theirs) and "whatsapp" not in json.dumps(theirs)
     status, mine = await call(stack, buyer, "POST", "/_matrix/client/v3/keys/query", query)
     assert mine["device_keys"][buyer.user_id][buyer.device_id]["unsigned"] == {
         "device_display_name": PHONE

@@ -7,8 +7,8 @@ import pytest
 
 from policy.channels import (
     is_managed_alias,
+    keys_seen_by,
     may_post,
-    others_keys_in_shape,
     own_membership_content,
     to_device_allowed,
 )
@@ -55,44 +55,25 @@ def test_who_may_post_and_so_type(levels: object, user: UserId, allowed: bool) -
     assert may_post(levels, user) is allowed  # type: ignore[arg-type]
 
 
-def test_other_users_keys_keep_only_the_specs_fields() -> None:
-    signatures = {OTHER: {"ed25519:B": "sig"}}
-    device = {
-        "user_id": OTHER,
-        "device_id": "B",
-        "algorithms": ["m.olm.v1.curve25519-aes-sha2"],
-        "keys": {"ed25519:B": "key"},
-        "signatures": signatures,
-    }
+def test_a_party_sees_only_its_own_keys_and_the_bots_and_admins() -> None:
+    bot = UserId("@bot:hs")
+    mine = {"A": {"unsigned": {"device_display_name": "my phone"}}}
+    theirs = {"WHATSAPP_07911123456": {"keys": {"ed25519:X": "whatsapp07911123456"}}}
     answer = {
-        "device_keys": {
-            ME: {"A": {"unsigned": {"device_display_name": "my phone"}, "note": "mine"}},
-            OTHER: {
-                "B": {
-                    **device,
-                    "unsigned": {"device_display_name": "call 07911 123456"},
-                    "contact": "call 07911 123456",
-                }
-            },
-        },
-        "master_keys": {OTHER: {"user_id": OTHER, "usage": ["master"], "keys": {}, "x": "hi"}},
-        "one_time_keys": {
-            OTHER: {"B": {"signed_curve25519:1": {"key": "k", "signatures": {}, "x": "hi"}}}
-        },
+        "device_keys": {ME: mine, OTHER: theirs, bot: {"BOT": {}}},
+        "master_keys": {OTHER: {"usage": ["master"], "note": "07911 123456"}},
+        "one_time_keys": {OTHER: {"B": {"signed_curve25519:07911123456": {"key": "k"}}}},
         "failures": {},
     }
-    kept = others_keys_in_shape(answer, ME)
-    assert kept["device_keys"][ME]["A"] == {
-        "unsigned": {"device_display_name": "my phone"},
-        "note": "mine",
+    seen = keys_seen_by(answer, ME, frozenset({bot}))
+    assert seen == {
+        "device_keys": {ME: mine, bot: {"BOT": {}}},
+        "master_keys": {},
+        "one_time_keys": {},
+        "failures": {},
     }
-    assert kept["device_keys"][OTHER]["B"] == device
-    assert kept["master_keys"][OTHER] == {"user_id": OTHER, "usage": ["master"], "keys": {}}
-    assert kept["one_time_keys"][OTHER]["B"] == {
-        "signed_curve25519:1": {"key": "k", "signatures": {}}
-    }
-    assert others_keys_in_shape({"device_keys": "x"}, ME) == {"device_keys": "x"}
-    assert others_keys_in_shape(None, ME) is None
+    assert keys_seen_by({"device_keys": "x"}, ME, frozenset()) == {"device_keys": "x"}
+    assert keys_seen_by(None, ME, frozenset()) is None
 
 
 def test_a_partys_own_membership_keeps_only_what_clients_need() -> None:

@@ -135,3 +135,37 @@ def test_a_masked_message_is_a_violation_without_a_redaction() -> None:
     assert [v.rule for v in verdict.violations] == [Rule.CONTACT_DETAILS]
     assert verdict.violations[0].findings == ("masked",)
     assert Action.REDACT not in verdict.actions and Action.WARN in verdict.actions
+
+
+def test_a_made_up_key_naming_a_detail_is_dropped_and_other_fields_masked() -> None:
+    content = {
+        "msgtype": "m.text",
+        "body": "hi",
+        f"whatsapp {PHONE}": True,
+        "url": "https://wa.me/447911123456",
+        "n": 447911123456,
+        "m.relates_to": {"rel_type": "m.thread", "event_id": "$e", "note": PHONE},
+    }
+    masked = mask_content(content, rules())
+    assert masked is not None and clean(masked)
+    assert masked == {
+        "msgtype": "m.text",
+        "body": "hi",
+        "url": MARKER,
+        "n": MARKER,
+        "m.relates_to": {"rel_type": "m.thread", "event_id": "$e", "note": MARKER},
+    }
+
+
+def test_an_edit_ending_a_number_begun_earlier_is_masked() -> None:
+    earlier = ("my number starts 07911",)
+    content = {
+        "msgtype": "m.text",
+        "body": "* edited",
+        "m.new_content": {"msgtype": "m.text", "body": "123456"},
+        "m.relates_to": {"rel_type": "m.replace", "event_id": "$e"},
+    }
+    assert not clean(content, earlier)
+    masked = mask_content(content, rules(), earlier)
+    assert masked is not None and clean(masked, earlier)
+    assert "123456" not in masked["m.new_content"]["body"]

@@ -189,8 +189,64 @@ def test_identifiers_are_not_read_as_phone_numbers() -> None:
     poll = {
         "org.matrix.msc3381.poll.start": {
             "question": {"body": "Which colour?"},
-            "answers": [{"id": ids[1], "org.matrix.msc1767.text": "Red"}],
+            "answers": [{"id": ids[1][1:], "org.matrix.msc1767.text": "Red"}],
         }
     }
     assert broken(poll, "org.matrix.msc3381.poll.start") == [Rule.MSGTYPE]  # only its type
     assert rendered_texts(poll) == ["Which colour?", "Red"]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        text("hi", url="https://wa.me/447911123456"),  # out of an mxc URI's grammar
+        {**text("hi"), "info": {"mimetype": f"image/png; wa={PHONE}"}},
+        {**text("hi"), "info": {"thumbnail_url": "mailto:bob.seller@gmail.com"}},
+        {**text("hi"), "file": {"note": f"whatsapp {PHONE}"}},
+        {**text("hi"), "m.mentions": {"user_ids": [f"call {PHONE}"]}},
+        {**text("hi"), f"whatsapp {PHONE}": True},  # a key the sender made up
+        {**text("hi"), "nested": {"deeper": {f"{PHONE}": 1}}},
+        {**text("hi"), "n": 447911123456},  # a number nobody declared
+        {**text("hi"), "digits": [0, 7, 9, 1, 1, 1, 2, 3, 4, 5, 6]},
+        {**text("hi"), "m.relates_to": {"rel_type": "m.thread", "event_id": "$e", "x": PHONE}},
+        {**text("hi"), "m.relates_to": {"rel_type": f"call {PHONE}", "event_id": "$e"}},
+        {**text("hi"), "m.relates_to": {"m.in_reply_to": {"event_id": "$e", "note": PHONE}}},
+        {**text("hi"), "m.relates_to": {"is_falling_back": f"whatsapp {PHONE}"}},
+        {"m.relates_to": {"rel_type": "m.annotation", "event_id": "$e", "key": "x", "n": PHONE}},
+    ],
+)
+def test_no_field_a_sender_chose_escapes(content: dict) -> None:
+    event_type = "m.reaction" if "msgtype" not in content else "m.room.message"
+    assert Rule.CONTACT_DETAILS in broken(content, event_type)
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        '<ol start="447911123456"><li>a</li></ol>',
+        f'<span data-mx-spoiler="whatsapp {PHONE}">x</span>',
+        f'<span data-mx-maths="{PHONE}">x</span>',
+        f"<!-- {PHONE} -->",
+        f"<!-->{PHONE}<!-- -->",  # a comment to Python, text to an HTML5 parser
+        f"<!-- x --!>{PHONE}<!-- -->",
+        f'<font color="#{PHONE}">x</font>',
+    ],
+)
+def test_every_attribute_and_comment_of_an_html_body_is_read(html: str) -> None:
+    content = {**text("hi"), "format": "org.matrix.custom.html", "formatted_body": html}
+    assert Rule.CONTACT_DETAILS in broken(content)
+
+
+def test_declared_numbers_and_identifiers_in_their_grammar_are_not_read() -> None:
+    content = {
+        "msgtype": "m.image",
+        "body": "bike.jpg",
+        "url": "mxc://localhost/07911123456",  # an identifier: a residual no client renders
+        "info": {"mimetype": "image/jpeg", "size": 7911123, "w": 4032, "h": 3024},
+        "m.mentions": {"user_ids": ["@seller-12345678:localhost"], "room": False},
+        "m.relates_to": {"rel_type": "m.thread", "event_id": "$F8HFrx-Q7yq2xStx7ciC8GRx3WE73"},
+        "format": "org.matrix.custom.html",
+        "formatted_body": '<a href="https://matrix.to/#/!r1234567:hs/$e1234567?via=hs">x</a>'
+        '<img src="mxc://hs/12345678901234" alt="bike">',
+    }
+    assert broken(content) == []

@@ -11,7 +11,7 @@ import pytest
 from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 
-from bridge.gateway.guards import Guards, UploadRules
+from bridge.gateway.guards import ChannelRules, Guards, UploadRules
 from bridge.gateway.proxy import ClientGateway
 from bridge.gateway.requesters import Requesters
 from bridge.gateway.upstream import Upstream
@@ -25,7 +25,8 @@ TOKENS = {"party-token": PARTY, "admin-token": ADMIN}
 
 def guards(upstream: Any = None) -> Guards:
     uploads = UploadRules(frozenset({"image/png"}), 1024, lambda text: "0791" in text)
-    return Guards(upstream, "bot-token", "market_", uploads, FakeClock())  # type: ignore[arg-type]
+    rules = ChannelRules("market_", frozenset({ADMIN}), False, uploads)
+    return Guards(upstream, "bot-token", rules, FakeClock())
 
 
 def guard_name(method: str, path: str) -> str | None:
@@ -47,6 +48,8 @@ def guard_name(method: str, path: str) -> str | None:
         ("PUT", "/_matrix/client/v3/rooms/%21r%3Ahs/typing/@buyer:hs", "typing"),
         ("POST", "/_matrix/client/v3/keys/query", "others_keys"),
         ("POST", "/_matrix/client/r0/keys/claim", "others_keys"),
+        ("POST", "/_matrix/client/v3/createRoom", "create_room"),
+        ("POST", "/_matrix/client/api/v1/createRoom", "create_room"),
         ("POST", "/_matrix/media/v3/upload", "upload"),
         ("POST", "/_matrix/media/r0/upload?filename=x", "upload"),
         ("PUT", "/_matrix/media/v3/upload/hs/abc", "upload"),
@@ -177,4 +180,40 @@ async def test_a_text_upload_carrying_contact_details_is_refused(
         headers={"Authorization": "Bearer party-token", "Content-Type": "text/plain"},
     )
     assert answer.status == 403 and (await answer.json())["errcode"] == "M_FORBIDDEN"
+    assert fake.reached == []
+
+
+async def test_a_partys_room_is_refused_before_the_homeserver_says_if_its_alias_is_taken(
+    gateway: TestClient, homeserver: tuple[Homeserver, TestServer]
+) -> None:
+    fake, _ = homeserver
+    answer = await gateway.post(
+        "/_matrix/client/v3/createRoom",
+        json={"room_alias_name": "market_transaction_order-1"},
+        headers={"Authorization": "Bearer party-token"},
+    )
+    assert answer.status == 403 and (await answer.json())["errcode"] == "M_FORBIDDEN"
+    assert fake.reached == []
+
+
+@pytest.mark.parametrize(
+    ("query", "content_type"),
+    [
+        ("?filename=call%2007911%20123456.png", "image/png"),
+        ("?filename=photo.png", 'image/png; name="07911 123456"'),
+    ],
+)
+async def test_an_uploads_name_or_type_carrying_contact_details_is_refused(
+    gateway: TestClient,
+    homeserver: tuple[Homeserver, TestServer],
+    query: str,
+    content_type: str,
+) -> None:
+    fake, _ = homeserver
+    answer = await gateway.post(
+        "/_matrix/media/v3/upload" + query,
+        data=b"\x89PNG\r\n\x1a\n",
+        headers={"Authorization": "Bearer party-token", "Content-Type": content_type},
+    )
+    assert answer.status == 403 and "name or type" in (await answer.json())["error"]
     assert fake.reached == []

@@ -45,6 +45,9 @@ class RecordingRecovery:
     def store_failed(self, txn: Transaction) -> None:
         self.refused.append(txn)
 
+    async def store_refused(self) -> None:
+        pass  # nothing refused is ever stored here
+
 
 class FlakyInbox(InboxStore):
     """Storing fails the first ``failures`` times (the database cut), then works."""
@@ -330,6 +333,50 @@ async def test_a_real_storage_failure_is_mended_once_the_database_is_back(
     await recovery.resume_pushes()
     assert clock.slept == [0.5, 0.5]
     assert await stored_ids(db) == [said["event_id"]]
+    assert matrix.pings == 1
+
+
+async def test_a_newer_transaction_waits_for_the_refused_ones_before_it(
+    matrix: FakeMatrix,
+    db: Database,
+    clock: FakeClock,
+    metrics: Metrics,
+    inbox_wakeup: CountingWakeup,
+) -> None:
+    """Synapse can send its next transaction before re-sending one the bridge refused: the
+    refused ones are stored first, oldest first, so a room's events keep their order."""
+    flaky = FlakyInbox(db, clock, failures=2)
+    recovery = build_recovery(matrix, flaky, clock, metrics, inbox_wakeup)
+    intake = HomeserverIntake(flaky, BOT, metrics, inbox_wakeup, recovery)
+    said = [text("!room:localhost", BUYER, f"message {n}") for n in range(3)]
+    for refused in said[:2]:
+        with pytest.raises(ConnectionError):
+            await intake.store_transaction(transaction(refused))
+    await intake.store_transaction(transaction(said[2]))  # the database is back
+    assert await stored_ids(db) == [event["event_id"] for event in said]
+    # A refused transaction Synapse re-sends later is stored once.
+    await intake.store_transaction(transaction(said[0]))
+    await recovery.store_refused()
+    assert await stored_ids(db) == [event["event_id"] for event in said]
+
+
+async def test_while_storing_fails_newer_transactions_are_refused_and_kept_in_order(
+    matrix: FakeMatrix,
+    db: Database,
+    clock: FakeClock,
+    metrics: Metrics,
+    inbox_wakeup: CountingWakeup,
+) -> None:
+    flaky = FlakyInbox(db, clock, failures=3)
+    recovery = build_recovery(matrix, flaky, clock, metrics, inbox_wakeup)
+    intake = HomeserverIntake(flaky, BOT, metrics, inbox_wakeup, recovery)
+    said = [text("!room:localhost", BUYER, f"message {n}") for n in range(2)]
+    with pytest.raises(ConnectionError):
+        await intake.store_transaction(transaction(said[0]))
+    with pytest.raises(ConnectionError):  # the refused one first, which fails again
+        await intake.store_transaction(transaction(said[1]))
+    await recovery.resume_pushes()
+    assert await stored_ids(db) == [event["event_id"] for event in said]
     assert matrix.pings == 1
 
 
