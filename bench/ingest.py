@@ -89,6 +89,9 @@ class NoRecovery:
     def store_failed(self, txn: Transaction) -> None:
         raise RuntimeError(f"transaction {txn.txn_id} could not be stored")
 
+    async def store_refused(self) -> None:
+        return None
+
 
 async def run(env: Env, scale: Scale) -> Result:
     result = Result("ingest")

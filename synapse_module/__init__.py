@@ -45,6 +45,7 @@ from policy.messages import shown_body
 from policy.rules import (
     ACROSS_MESSAGES,
     ACROSS_WINDOW_MS,
+    MALFORMED,
     ContentRules,
     Rule,
     content_rules_from,
@@ -179,7 +180,14 @@ class MarketplaceModule:
         if self._mode is BeforeDelivery.MASK and self._rules.applies(Rule.CONTACT_DETAILS, access):
             earlier = self._recent.before(event)
             self._recent.add(event, content)
-            masked = await self._api.defer_to_thread(mask_content, content, self._rules, earlier)
+            try:
+                masked = await self._api.defer_to_thread(
+                    mask_content, content, self._rules, earlier
+                )
+            except Exception as e:  # never a pass: refused as the malformed-content rule says
+                log.exception("Could not mask an event from %s in %s", event.sender, event.room_id)
+                reason = f"Not sent: {MALFORMED.reason}."
+                raise SynapseError(403, reason, Codes.FORBIDDEN) from e
             if masked is not None:
                 mask_id = secrets.token_urlsafe(18)
                 await self._originals.keep(mask_id, event.room_id, event.sender, content)
