@@ -22,6 +22,9 @@ declared): `judge_upload(content, allowed_types, text_judge)` -> None, or the ru
     text      allowed text goes to `text_judge` whole (JSON with its strings decoded in place,
               so `\\u0030` cannot hide a digit); with a judge, text over 1 MiB is refused
               (the judge's own time is the caller's: it may get 1 MiB of text).
+    metadata  with a judge, the human-written fields of image and PDF metadata (comments,
+              captions, descriptions, titles, authors, keywords) go to it, 256 KiB at most;
+              machine fields (Make, Model, Software, dates, IDs) do not: policy.upload_metadata.
 
 Chance: every signature fixes at least 54 bits (magics with version, CPU or field bytes), so
 16 MiB of compressed data holds one with odds under 2^-26; short magics (PK, MZ, gzip) count
@@ -30,19 +33,22 @@ data: a photo is refused for its structure, never for what its pixels happen to 
 Cost: the whole file is only touched by rsplit/count/memchr, strided slices and walks with a
 step cap (regexes run on bounded regions, JPEG's marker search behind the FF cap); past a
 cap (20,000 segments, chunks or streams, 512 KiB of metadata past the head, 1 MiB of PDF
-syntax, 50,000 JSON strings, FF bytes over 1/32 of a JPEG) a file is refused as too complex.
+syntax, 4 MiB of PDF XMP, 50,000 JSON strings, FF bytes over 1/32 of a JPEG, the metadata
+module's caps) a file is refused as too complex.
 Not detected: bytes in pixel or stream data past the first 512 KiB (unrar and 7-Zip scan the
 first 2 and 8 MiB), dictionaries a crafted PDF hides between stream keywords mimicked in
-strings, gzip/xz/bzip2 inside files (their tools read offset 0), contact details in images,
-metadata or a PDF's text; phones' larger trailers (motion-photo MP4s) are trailing data.
+strings, gzip/xz/bzip2 inside files (their tools read offset 0), contact details drawn in an
+image, written in a PDF's pages or in machine metadata fields (in any metadata without a
+judge: the Synapse module); phones' larger trailers (motion-photo MP4s) are trailing data.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import zlib
 from collections.abc import Callable
+
+from .upload_metadata import TooComplex, Unreadable, metadata_text, stream_data
 
 JSON = "application/json"
 _MAGIC: tuple[tuple[bytes, int, str], ...] = (
@@ -68,10 +74,12 @@ PDF_ACTIVE = "The PDF holds embedded files, scripts, launch actions or forms."
 PDF_HIDDEN = "The PDF hides names behind escapes."
 PDF_UNREADABLE = "The PDF's objects cannot be read."
 TOO_COMPLEX = "The file is too complex to check."
+METADATA_BREAKS_RULES = "The file's metadata breaks the content rules."
 
 _HEAD, _ZIP_TAIL, _MAX_METADATA, _MAX_PDF_SYNTAX = 1 << 19, 65_557, 1 << 19, 1 << 20
 _MAX_STREAMS, _MAX_STEPS, _MAX_JSON_ITEMS = 20_000, 20_000, 50_000
 _PADDING = b"\x00\t\n\x0c\r "
+_Region = tuple[int, int, bytes]  # start, end, and the JPEG marker, chunk type or GIF label
 
 
 class _Refused(Exception): ...
@@ -108,8 +116,8 @@ _CONTROLS = bytes(range(9)) + b"\x0b" + bytes(range(0x0E, 0x20)) + b"\x7f"
 _USTAR = [bytes(int(x in w) for x in range(256)) for w in (b"u", b"s", b"t", b"a", b"r", b"\0 ")]
 
 
-def _check_carriers(content: bytes, regions: list[tuple[int, int]]) -> None:
-    outside = [(max(a, _HEAD), b) for a, b in regions if b > _HEAD]
+def _check_carriers(content: bytes, regions: list[_Region]) -> None:
+    outside = [(max(a, _HEAD), b) for a, b, _ in regions if b > _HEAD]
     _need(sum(b - a for a, b in outside) <= _MAX_METADATA, TOO_COMPLEX)
     spans = [(content, 0, _HEAD), (content, max(_HEAD, len(content) - _ZIP_TAIL), len(content))]
     metadata = b"\n".join(content[a:b] for a, b in outside)
@@ -133,7 +141,7 @@ _FILL = re.compile(rb"\xff+")
 _NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 
 
-def _jpeg(content: bytes, regions: list[tuple[int, int]]) -> None:
+def _jpeg(content: bytes, regions: list[_Region]) -> None:
     n, start, steps = len(content), 0, 0
     _need(content.count(b"\xff") <= n // 32 + 4096, TOO_COMPLEX)  # honest data: about 1/256
     while True:  # the photo, then the images appended to it (each takes steps)
@@ -158,7 +166,7 @@ def _jpeg(content: bytes, regions: list[tuple[int, int]]) -> None:
             length = content[j + 1] << 8 | content[j + 2]
             _need(marker not in (0x00, 0xD8) and length >= 2, MALFORMED)
             if 0xE0 <= marker <= 0xEF or marker == 0xFE:
-                regions.append((j + 3, min(n, j + 1 + length)))
+                regions.append((j + 3, min(n, j + 1 + length), bytes((marker,))))
             i, scanning = j + 1 + length, scanning or marker == 0xDA
         end, start = j + 1, content.find(b"\xff\xd8\xff", j + 1, j + 4097)  # an appended image?
         if start < 0 or content[end:start].strip(_PADDING):
@@ -171,7 +179,7 @@ def _samsung_trailer(tail: bytes) -> bool:
     return len(tail) < _ZIP_TAIL and tail.endswith(b"SEFT") and tail[-8 - size :][:4] == b"SEFH"
 
 
-def _png(content: bytes, regions: list[tuple[int, int]]) -> None:
+def _png(content: bytes, regions: list[_Region]) -> None:
     i, n = 8, len(content)
     for _ in range(_MAX_STEPS):
         if i + 8 > n:
@@ -181,12 +189,12 @@ def _png(content: bytes, regions: list[tuple[int, int]]) -> None:
         if kind == b"IEND":
             return _check_end(content, i + 12 + length)
         if kind not in (b"IDAT", b"fdAT"):
-            regions.append((i + 8, min(n, i + 8 + length)))
+            regions.append((i + 8, min(n, i + 8 + length), kind))
         i += 12 + length
     raise _Refused(TOO_COMPLEX)
 
 
-def _gif(content: bytes, regions: list[tuple[int, int]]) -> None:
+def _gif(content: bytes, regions: list[_Region]) -> None:
     n, flags, steps = len(content), content[10:11] or b"\0", [0]
     i = 13 + (3 << (flags[0] & 7) + 1 if flags[0] & 0x80 else 0)
     while i < n:
@@ -196,8 +204,8 @@ def _gif(content: bytes, regions: list[tuple[int, int]]) -> None:
             return _check_end(content, i + 1)
         if block == 0x21:
             start, i = i + 2, _sub_blocks(content, i + 2, steps)
-            if content[start - 1 : start] in (b"\xfe", b"\xff", b"\x01"):
-                regions.append((start, min(n, i)))
+            if (label := content[start - 1 : start]) in (b"\xfe", b"\xff", b"\x01"):
+                regions.append((start, min(n, i), label))
         else:
             _need(block == 0x2C, MALFORMED)
             local = content[i + 9] if i + 9 < n else 0
@@ -222,15 +230,18 @@ def _sub_blocks(content: bytes, i: int, steps: list[int]) -> int:
     return n
 
 
-def _webp(content: bytes, regions: list[tuple[int, int]]) -> None:
+_WEBP_IMAGE = (b"VP8 ", b"VP8L", b"ALPH", b"ANMF", b"ANIM", b"VP8X")
+
+
+def _webp(content: bytes, regions: list[_Region]) -> None:
     n, size = len(content), int.from_bytes(content[4:8], "little")
     end, i = 8 + size + (size & 1), 12
     for _ in range(_MAX_STEPS):
         if i + 8 > min(n, end):
             return _check_end(content, end if end <= n else None)
         length = int.from_bytes(content[i + 4 : i + 8], "little")
-        if content[i : i + 4] not in (b"VP8 ", b"VP8L", b"ALPH", b"ANMF", b"ANIM", b"VP8X"):
-            regions.append((i + 8, min(n, i + 8 + length)))
+        if (kind := content[i : i + 4]) not in _WEBP_IMAGE:
+            regions.append((i + 8, min(n, i + 8 + length), kind))
         i += 8 + length + (length & 1)
     raise _Refused(TOO_COMPLEX)
 
@@ -242,10 +253,9 @@ _PDF_SHORT = tuple(re.compile(rb"/%s(?!%s)" % (n, _REGULAR)) for n in (b"JS", b"
 _ESCAPED_ALNUM = re.compile(rb"#(?:3[0-9]|[46][1-9A-Fa-f]|[57][0-9Aa])")
 _REGULAR_RUN, _ESCAPE = re.compile(_REGULAR + rb"{0,127}"), re.compile(rb"#([0-9A-Fa-f]{2})")
 _HIDDEN = tuple(b"JavaScript JS EmbeddedFile EF Launch RichMedia XFA ObjStm".split())
-_FLATE_ONLY = re.compile(rb"/Filter\s*(?:/FlateDecode|\[\s*/FlateDecode\s*\])")
 
 
-def _pdf(content: bytes, regions: list[tuple[int, int]]) -> None:
+def _pdf(content: bytes, regions: list[_Region]) -> tuple[bytes, list[bytes], list[bool]]:
     # Split at "stream": a piece after "endstream" (its predecessor ends in "end") is syntax,
     # a piece after "stream" is a stream's data; the last piece is taken as syntax whatever.
     pieces = content.rsplit(b"stream", 2 * _MAX_STREAMS)  # rfind's worst case is the mildest
@@ -256,7 +266,7 @@ def _pdf(content: bytes, regions: list[tuple[int, int]]) -> None:
     _need(budget >= 0, TOO_COMPLEX)
     for i in range(1, len(pieces)):
         if not after_end[i] and after_end[i - 1] and b"/ObjStm" in pieces[i - 1]:
-            objects = _object_stream(pieces[i - 1], pieces[i], budget)
+            objects = stream_data(pieces[i - 1], pieces[i], budget)
             budget -= len(objects)
             syntax.append(objects)
     text = b"\n".join(syntax)
@@ -274,26 +284,11 @@ def _pdf(content: bytes, regions: list[tuple[int, int]]) -> None:
         _need(not content[eof + 5 :].strip(_PADDING), TRAILING_DATA)
     else:
         _need(b"%%EOF" not in text, TRAILING_DATA)  # an end followed by over 1 KiB
+    return text, pieces, after_end  # for the metadata's XMP streams
 
 
-def _object_stream(head: bytes, body: bytes, budget: int) -> bytes:
-    """An object stream's objects, inflated within the budget; unreadable ones are refused.
-    `head` is all the syntax before it, so a padded dictionary cannot push /ObjStm out."""
-    body = body.removeprefix(b"\r").removeprefix(b"\n").removesuffix(b"end")
-    if b"/Filter" not in head:
-        return body
-    _need(_FLATE_ONLY.search(head) and b"/DecodeParms" not in head, PDF_UNREADABLE)
-    inflate = zlib.decompressobj()
-    try:
-        objects = inflate.decompress(body, budget + 1)
-    except zlib.error:
-        raise _Refused(PDF_UNREADABLE) from None
-    _need(len(objects) <= budget, TOO_COMPLEX)
-    return objects
-
-
-_STRUCTURE = {"image/jpeg": _jpeg, "image/png": _png, "image/gif": _gif, "image/webp": _webp}
-_STRUCTURE["application/pdf"] = _pdf
+_STRUCTURE: dict[str, Callable[[bytes, list[_Region]], object]] = {"application/pdf": _pdf}
+_STRUCTURE |= {"image/jpeg": _jpeg, "image/png": _png, "image/gif": _gif, "image/webp": _webp}
 
 
 def _text_type(body: bytes) -> str | None:
@@ -362,18 +357,26 @@ def judge_upload(
     content: bytes, allowed_types: frozenset[str], text_judge: Callable[[str], bool] | None
 ) -> str | None:
     """None when the upload may go through, else the reason (a fixed sentence naming the rule).
-    `text_judge(text)` is True when text breaks a content rule; without one, text is unjudged."""
+    `text_judge(text)` is True when text breaks a content rule: a text file's, or the text of
+    an image's or a PDF's metadata; without one, neither is judged."""
     try:
         media_type = _magic_type(content)
-        regions: list[tuple[int, int]] = []
+        regions: list[_Region] = []
         if media_type is None:
             return _judge_text(content, allowed_types, text_judge)
         _need(media_type in allowed_types, NOT_ALLOWED)
         _need(not any(tag in content[:1024].lower() for tag in _MARKUP), MARKUP)
-        _STRUCTURE[media_type](content, regions)
+        found = _STRUCTURE[media_type](content, regions)
         _check_carriers(content, regions)
+        if text_judge is not None:  # human-written metadata, within policy.upload_metadata's caps
+            text = metadata_text(media_type, content, regions, found)
+            _need(not (text and text_judge(text)), METADATA_BREAKS_RULES)
     except _Refused as refused:
         return str(refused)
+    except TooComplex:
+        return TOO_COMPLEX
+    except Unreadable:
+        return PDF_UNREADABLE if media_type == "application/pdf" else MALFORMED
     return None
 
 

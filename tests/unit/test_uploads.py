@@ -309,6 +309,10 @@ OTHERS = {
         uploads.PDF_UNREADABLE,
     ),
     "an object stream bomb": (lambda: pdf([BOMB]), uploads.TOO_COMPLEX),
+    "a bomb after an uncompressed object stream past the syntax cap": (
+        lambda: pdf([stream(b"/Type /ObjStm", b"1 0 " + b"x" * (2 * MEBI)), BOMB]),
+        uploads.TOO_COMPLEX,
+    ),
 }
 
 
@@ -386,6 +390,41 @@ def test_every_sniffed_type_is_a_known_upload_type() -> None:
     )
 
 
+def chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_of(chunks: bytes) -> bytes:
+    """A 1x1 PNG with `chunks` between its IHDR and its IDAT."""
+    ihdr = chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0))
+    image = chunk(b"IDAT", zlib.compress(b"\0\0")) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + ihdr + chunks + image
+
+
+def jpeg_of(payloads: list[bytes], marker: int = 0xE1) -> bytes:
+    """A phone JPEG with one segment per payload (each at most 64 KiB) after its SOI."""
+    segments = b"".join(struct.pack(">BBH", 0xFF, marker, len(p) + 2) + p for p in payloads)
+    photo = phone_jpeg()
+    return photo[:2] + segments + photo[2:]
+
+
+def exif_loops(entries: int) -> bytes:
+    """IFD0 of ImageDescriptions 256 MiB long, its next IFD and its Exif IFD itself."""
+    table = struct.pack("<HHII", 0x010E, 2, 1 << 28, 8) * (entries - 1)
+    table += struct.pack("<HHII", 0x8769, 4, 1, 8)
+    return b"Exif\0\0II*\0" + struct.pack("<IH", 8, entries) + table + struct.pack("<I", 8)
+
+
+def exif_inline(entries: int, seed: int) -> bytes:
+    """IFD0 of distinct 4-byte ImageDescriptions, inline."""
+    table = b"".join(
+        struct.pack("<HHI", 0x010E, 2, 4) + b"%04d" % ((seed * entries + k) % 10_000)
+        for k in range(entries)
+    )
+    return b"Exif\0\0II*\0" + struct.pack("<IH", 8, entries) + table + bytes(4)
+
+
+XMP_NS = b"http://ns.adobe.com/xap/1.0/\0"
 ADVERSARIAL: dict[str, Callable[[], bytes]] = {
     "16 MiB of PK": lambda: b"PK" * (8 * MEBI),
     "16 MiB of %PDF- objects": lambda: (
@@ -405,6 +444,58 @@ ADVERSARIAL: dict[str, Callable[[], bytes]] = {
     "a JPEG with 16 MiB of stuffed FF 00": lambda: phone_jpeg()[:-2] + b"\xff\x00" * (8 * MEBI),
     "a GIF of 16 MiB of tiny sub-blocks": lambda: (
         b"GIF89a\1\0\1\0\0\0\0\x2c" + bytes(9) + b"\2" + b"\1\0\2\0\0" * 3_300_000
+    ),
+    # Metadata, read as text when there is a judge.
+    "a 16 MiB PNG of tiny tEXt chunks": lambda: png_of(chunk(b"tEXt", b"Comment\0x") * 800_000),
+    "a PNG of 9,900 different comments": lambda: png_of(
+        b"".join(chunk(b"tEXt", b"Comment\0c%d" % k) for k in range(9_900))
+    ),
+    "a PNG of a 255 KiB comment": lambda: png_of(
+        chunk(b"tEXt", b"Comment\0" + (b"wh4t " * 53_000)[: 255 << 10])
+    ),
+    "a PNG of a zTXt bomb": lambda: png_of(
+        chunk(b"zTXt", b"Comment\0\0" + zlib.compress(bytes(64 * MEBI), 9))
+    ),
+    "a PNG of compressed iTXt bombs": lambda: png_of(
+        chunk(b"iTXt", b"Comment\0\1\0\0\0" + zlib.compress(bytes(MEBI - 1000), 9)) * 16
+    ),
+    "a JPEG of EXIF with huge counts and IFD loops": lambda: jpeg_of([exif_loops(5400)] * 15),
+    "a JPEG of 15 EXIF blocks of inline descriptions": lambda: jpeg_of(
+        [exif_inline(5400, seed) for seed in range(15)]
+    ),
+    "a JPEG of 960 KiB of deeply nested XMP": lambda: jpeg_of(
+        [XMP_NS + b"<dc:description><rdf:Bag>" * 2600] * 15
+    ),
+    "a JPEG of XMP with 57,000 human attributes": lambda: jpeg_of(
+        [XMP_NS + b"".join(b" dc:title='t%d'" % k for k in range(3800))] * 15
+    ),
+    "a JPEG of XMP of 195,000 entities": lambda: jpeg_of(
+        [XMP_NS + b"<dc:title>" + b"&amp;" * 13_000 + b"</dc:title>"] * 15
+    ),
+    "a JPEG of IPTC datasets": lambda: jpeg_of(
+        [b"Photoshop 3.0\x008BIM\x04\x04\0\0\0\0\xff\xf0" + b"\x1c\x02\x78\0\0" * 13_100] * 15,
+        0xED,
+    ),
+    "a PDF of 1 MiB of /Title strings": lambda: pdf(
+        [b"<< " + b"".join(b"/Title (t%d) " % k for k in range(60_000)) + b">>"]
+    ),
+    "a PDF of 9,900 different titles": lambda: pdf(
+        [b"<< " + b"".join(b"/Title (b%d) " % k for k in range(9_900)) + b">>"]
+    ),
+    "a PDF of a title of 500,000 escapes": lambda: pdf(
+        [b"<< /Title (%s) >>" % (b"\\(" * 500_000)]
+    ),
+    "a PDF of a title nested 500,000 deep": lambda: pdf(
+        [b"<< /Title %s >>" % (b"(" * 500_000 + b")" * 500_000)]
+    ),
+    "a PDF of XMP stream bombs": lambda: pdf(
+        [stream(b"/Subtype /XML /Filter /FlateDecode", zlib.compress(bytes(8 * MEBI), 9))] * 8
+    ),
+    "a PDF of 16 MiB of uncompressed XMP streams": lambda: pdf(
+        [stream(b"/Subtype /XML", b"<dc:title>t</dc:title>" * 40_000)] * 19
+    ),
+    "a PDF of 4 MiB of XMP tags": lambda: pdf(
+        [stream(b"/Subtype /XML", b"<x:a><b:c>" * 100_000)] * 4
     ),
 }
 REASONS = {v for k, v in vars(uploads).items() if k.isupper() and isinstance(v, str)}
