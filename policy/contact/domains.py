@@ -1,5 +1,6 @@
-"""Links: hosts written plainly or disguised ("evil (dot) com", "evil point fr"), and which
-hosts are the marketplace's own. Also the pieces of domains that emails share."""
+"""Links: hosts written plainly or disguised ("evil (dot) com", "evil point fr"), link
+shorteners whatever their ending ("goo.gl/x"), and which hosts are the marketplace's own.
+Also the pieces of domains that emails share."""
 
 from __future__ import annotations
 
@@ -118,6 +119,24 @@ _REVERSED_LABELS = re.compile(
     rf"|\s+{_REVERSED_DOT_WORD}\s+|\s+\.\s+|(?<!\s)\.\s*){LABEL})*+"
 )
 _MORE_LABELS = re.compile(rf"(?:{DOT}{LABEL})*+")
+# Well-known link shorteners and messaging links, links whatever their ending (not always a
+# known top-level domain: "goo.gl", "is.gd"; or a word: "amzn.to", "t.me"), dots written out
+# too. A hand list: no maintained package lists them, and the list changes slowly. Found as
+# hosts are, from the dot, by the ending, and the label before it read backwards.
+SHORTENERS = frozenset(
+    """
+    goo.gl is.gd v.gd bit.do rb.gy short.gy bl.ink tiny.one amzn.to amzn.eu shorturl.at
+    s.id lnkd.in dlvr.it youtu.be qrco.de wa.me t.me m.me ig.me fb.me bit.ly cutt.ly t.co
+    ow.ly buff.ly t.ly tinyurl.com tiny.cc rebrand.ly shor.by urlz.fr x.co tr.im wa.link
+    linktr.ee bio.link
+    """.split()
+)
+_SHORTENER = re.compile(
+    _TLD_AFTER_DOT.pattern.split("(?P<tld>")[0]
+    + rf"(?P<end>{trie({host.split('.')[1] for host in SHORTENERS})})(?![a-z0-9-])"
+    r"(?P<path>/[^\s<>\"]*)?"
+)
+_LABEL_BACK = re.compile(r"\s*([a-z0-9]{1,12})(?![a-z0-9_@.-])")
 _DOT_SPLIT = re.compile(f"({DOT})")
 _AFTER_HOST = re.compile(r"(?![a-z0-9-])(?::\d{1,5})?(?P<path>/[^\s<>\"]*)?")
 _TRAILING = ".,;:!?'\")]}>"  # punctuation after a link belongs to the sentence
@@ -139,6 +158,15 @@ def urls(folded: str, allowed: tuple[str, ...]) -> Found:
 
 
 def hosts(text: str, folded: str, origin: Sequence[int], allowed: tuple[str, ...]) -> Found:
+    for examined, match in enumerate(_SHORTENER.finditer(folded)):
+        if examined == MAX_CANDIDATES:
+            yield match.start(), len(folded), "link"  # past that, the rest is one finding
+            return
+        label = _LABEL_BACK.match(folded[max(0, match.start() - 16) : match.start()][::-1])
+        host = f"{label.group(1)[::-1]}.{match.group('end')}" if label else ""
+        if host in SHORTENERS:
+            end = match.end("end") + len((match.group("path") or "").rstrip(_TRAILING))
+            yield match.start() - label.end(), end, _link_kind(host, allowed)  # type: ignore[union-attr]
     for examined, match in enumerate(_WWW.finditer(folded) if "www" in folded else ()):
         if examined == MAX_CANDIDATES:
             yield match.start(), len(folded), "link"  # past that, the rest is one finding

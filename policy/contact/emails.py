@@ -1,5 +1,7 @@
 """Emails: "john@gmail.com", and written out: "john (at) gmail (dot) com", "john . smith @
-gmail . com", "jean arobase orange point fr"."""
+gmail . com", "jean arobase orange point fr", "bob_seller_at_gmail_dot_com"; a provider with
+its ending glued on ("bob@gmailcom"), or named with a mailbox-like name ("my gmail is
+bob.seller")."""
 
 from __future__ import annotations
 
@@ -26,10 +28,19 @@ from .limits import MAX_CANDIDATES
 # the name before it are read backwards, in Python, for the few that match.
 _AT_WORDS = "(?:at|@|a|arobase|chez)"
 _PLAIN_DOMAIN = rf"{LABEL}(?:\.{LABEL}){{0,8}}\.[a-z]{{2,24}}(?![a-z0-9-])"
-_WRITTEN_DOMAIN = rf"(?:{LABEL}{MORE_LABELS}{DOT}{TLD}|{PROVIDERS})(?![a-z0-9-])"
+# A mail provider, its ending glued on or left out: "gmail", "gmailcom", "hotmailcouk".
+_PROVIDER = rf"{PROVIDERS}(?:{TLD}){{0,2}}"
+_WRITTEN_DOMAIN = rf"(?:{LABEL}{MORE_LABELS}{DOT}{TLD}|{_PROVIDER})(?![a-z0-9-])"
+# "bob_seller_at_gmail_dot_com", "bob-seller-at-gmail-dot-com": at and dot between
+# underscores or hyphens, the name run into them.
+_GLUED_DOT = "[_-]dot[_-]"
+_GLUED_DOMAIN = (
+    rf"(?:{PROVIDERS}(?:{_GLUED_DOT}{TLD}){{0,2}}"
+    rf"|[a-z0-9]{{1,40}}(?:{_GLUED_DOT}[a-z0-9]{{1,40}}){{0,3}}{_GLUED_DOT}{TLD})(?![a-z0-9])"
+)
 _ADDRESS = re.compile(
     rf"@(?:(?<=[a-z0-9._%+-]@)\s*(?P<plain>{_PLAIN_DOMAIN}|(?=[a-z0-9-]+[\s(\[{{<])"
-    rf"{_WRITTEN_DOMAIN}|{PROVIDERS}(?![a-z0-9-]))"
+    rf"{_WRITTEN_DOMAIN}|{_PROVIDER}(?![a-z0-9-]))"
     rf"|(?<=\s@)\s*(?P<spaced>{_WRITTEN_DOMAIN}))"
     + "".join(
         rf"|{re.escape(bracket)}\s*{_AT_WORDS}\s*{CLOSE}\s*(?P<bracketed{i}>{_WRITTEN_DOMAIN})"
@@ -37,8 +48,26 @@ _ADDRESS = re.compile(
     )
     + rf"|a(?<=\sa)(?P<at>t|robase)\s+(?P<after_at>{_WRITTEN_DOMAIN})"
     rf"|c(?<=\sc)hez\s+(?P<chez>{_WRITTEN_DOMAIN})"
+    rf"|_(?<=[a-z0-9]_)at[_-](?P<glued>{_GLUED_DOMAIN})"
+    rf"|-(?<=[a-z0-9]-)at[_-](?P<hyphenated>{_GLUED_DOMAIN})"
 )
-_DOMAINS = ("plain", "spaced", *(f"bracketed{i}" for i in range(4)), "after_at", "chez")
+_DOMAINS = (
+    "plain",
+    "spaced",
+    *(f"bracketed{i}" for i in range(4)),
+    "after_at",
+    "chez",
+    "glued",
+    "hyphenated",
+)
+# A mail provider named with a mailbox-like name (a dot, an underscore, a hyphen, a plus or
+# a digit in it, as "my ig is jo_b" for a handle): "my gmail is bob.seller", "hotmail:
+# bob_seller". A plain word after it ("my gmail is full") is no address.
+_NAMED = re.compile(
+    rf"{PROVIDERS}(?:\s+(?:address|adress|adresse|account|compte|id|mail|email))?"
+    r"\s*(?:is|:|=|c'est|est|->)\s*(?P<name>(?=[a-z]*[._%+0-9-])"
+    r"[a-z][a-z0-9._%+-]{2,62}[a-z0-9])(?![a-z0-9@._%+-])"
+)
 # The name before the @, read backwards: "john.smith", and spaced out around its dots
 # ("john . smith", "john dot smith") when the @ is written out.
 _NAME_BACK = 160
@@ -53,6 +82,7 @@ _MORE_PROVIDERS = (
     "orange wanadoo free sfr laposte neuf bbox numericable aliceadsl club-internet live msn "
     "web t-online freenet proton tutanota zoho mail rambler libero virgilio seznam"
 ).split()
+_PROVIDER_NAMES = PROVIDERS[3:-1].split("|")
 _POINT = re.compile(r"\s(?:point|punkt|punto)\s")
 _DOT_RE = re.compile(DOT)
 # Words before a plain " at " that make it a place, not an address: "see it at ebay.com"
@@ -72,7 +102,7 @@ def emails(folded: str, allowed: tuple[str, ...]) -> Found:
         if examined == MAX_CANDIDATES:
             yield address.start(), len(folded), "email"  # past that, the rest is one finding
             return
-        plain = address.group("plain") is not None
+        plain = address.group("plain") or address.group("glued") or address.group("hyphenated")
         domain = next(d for d in address.group(*_DOMAINS) if d is not None)
         word = "chez" if address.group("chez") else {"t": "at"}.get(address.group("at") or "")
         back = folded[max(0, address.start() - _NAME_BACK) : address.start()][::-1]
@@ -84,14 +114,23 @@ def emails(folded: str, allowed: tuple[str, ...]) -> Found:
         if start and folded[start - 1] in _NAME_BEFORE:
             continue  # "I'm at ...": the name is cut from a longer word
         local = folded[start : address.start() - spaces]
+        if not any(c.isalnum() for c in local):
+            continue  # "_at_gmail" alone: no name
         if plain or _plausible(local, word, domain, allowed):
             yield start, address.end(), "email"
+    if any(provider in folded for provider in _PROVIDER_NAMES):
+        for examined, named in enumerate(_NAMED.finditer(folded)):
+            if examined == MAX_CANDIDATES:
+                yield named.start(), len(folded), "email"
+                return
+            if not named.start() or not folded[named.start() - 1].isalnum():
+                yield named.start(), named.end(), "email"
 
 
 def _plausible(local: str, word: str | None, domain: str, allowed: tuple[str, ...]) -> bool:
     """Whether a written-out address is one, rather than a sentence with "at" or "chez"."""
     labels = _DOT_RE.split(domain)
-    known = re.fullmatch(PROVIDERS, labels[0]) is not None or labels[0] in _MORE_PROVIDERS
+    known = re.fullmatch(_PROVIDER, labels[0]) is not None or labels[0] in _MORE_PROVIDERS
     if _POINT.search(domain) and labels[-1] in WORD_TLDS and not known:
         return False  # "... point de vue", "au point de rendez-vous"
     if word == "at":

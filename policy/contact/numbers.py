@@ -1,4 +1,5 @@
-"""Numbers that are no phone numbers: prices, dates, times, years, sizes, postcodes, ids.
+"""Numbers that are no phone numbers: prices, dates, times, years, sizes, quantities with a
+unit, coordinates, postcodes, ids.
 
 They are set aside (masked) before digits are joined into phone numbers. Each shape must
 stand alone: a date directly followed by ".34" is part of something longer, and a price
@@ -101,6 +102,22 @@ _SIZES = re.compile(
     rf"|[1-9]\d{{0,3}}{_BY}[1-9]\d{{0,3}}(?!{_BY}\d)){_ALONE_AFTER}"
 )
 _ZIP_PLUS_FOUR = re.compile(rf"{_ALONE_BEFORE}\d{{5}}-\d{{4}}{_ALONE_AFTER}")
+# Quantities with a unit: 45 000 miles, 1 200 km, 2,5 kg, 85%, alone or after a year ("2018,
+# 45 000 miles"). The unit ends the number, so only what precedes must stand alone.
+_QUANTITY_UNIT = (
+    r"(?:(?:km|kms|kilomet(?:re|er)s?|mi|miles?|m|metres?|meters?|cm|mm|m2|sq\s?ft|sqft|ft|feet"
+    r"|inch(?:es)?|kg|kgs|kilos?|g|gr|grams?|grammes?|lbs?|oz|l|litres?|liters?|ml|cl|hp|bhp"
+    r"|ch|cv|cc|kw|kwh|wh|w|watts?|v|volts?|mah|gb|tb|mb|go|mph|kmh|km/h|rpm|h|hrs?|hours?"
+    r"|heures?|mins?|minutes?|days?|jours?|weeks?|semaines?|months?|mois|years?|yrs?|ans"
+    r"|owners?|proprietaires?|pcs|pieces?|units?|items?|pages?|views?|vues)(?![a-z0-9])|%)"
+)
+_QUANTITY = rf"{_amount('q')}(?:[.,]\d{{1,3}})?\s?{_QUANTITY_UNIT}"
+_QUANTITIES = re.compile(rf"{_LIST_BEFORE}(?:{_Y4}(?:\s*[,;]\s*|\.\s+|\s+))?{_QUANTITY}")
+# Decimal coordinates, latitude then longitude: "48.8584, 2.2945", "-33.8568 151.2153".
+_COORDINATES = re.compile(
+    rf"{_ALONE_BEFORE}-?(?:[1-8]\d|\d)\.\d{{4,8}}\s?°?\s?[ns]?\s*[,;]?\s*"
+    rf"-?(?:1[0-7]\d|[1-9]\d|\d)\.\d{{4,8}}(?:\s?°)?(?:\s?[ew](?![a-z]))?{_ALONE_AFTER}"
+)
 # Order, tracking and reference numbers of up to seven digits, named as such: "order
 # #1234567", "commande n° 1234567", "ref: 123456", "#1234567".
 _ID_LABEL = (
@@ -132,6 +149,8 @@ _MASKS = (
     ),
     (_SIZES, re.compile(r"[0-9]\s*[x\u00d7*]")),
     (_ZIP_PLUS_FOUR, re.compile(r"[0-9]-[0-9]")),
+    (_QUANTITIES, re.compile(r"[0-9]\s?(?:[a-z]|%)")),
+    (_COORDINATES, re.compile(r"[0-9]\.[0-9]{4}")),
 )
 
 

@@ -1,5 +1,6 @@
 """Phone numbers: runs of digits and number words with anything but words between them,
-after prices, dates and other ordinary numbers are set aside."""
+after prices, dates and other ordinary numbers are set aside; and what a number split across
+messages must be (see across.py)."""
 
 from __future__ import annotations
 
@@ -67,13 +68,15 @@ def _unit() -> str:
 
 _UNIT = _unit()
 # What may stand between the pieces of one number: anything but a word (spaces and line
-# breaks of any length, punctuation, emoji, masked ordinary numbers), one to three letters
-# glued between digits ("0791a112b3456"), a single letter standing alone ("0791 a 112"), or
-# a separator written as a word ("06 dot 12 dot 34", "zéro six point douze"). Claimed text
-# (a link, an email) and any other word end it.
+# breaks of any length, punctuation, emoji, masked ordinary numbers), up to eight letters
+# glued between digits ("0791a112b3456", "07911abcd123456": prose never glues a word to
+# digits on both sides) unless they are number words, a single letter standing alone
+# ("0791 a 112"), or a separator written as a word ("06 dot 12 dot 34", "zéro six point
+# douze"). Claimed text (a link, an email) and any other word end it.
 _SEPARATOR_WORDS = "(?:dot|point|punkt|punto|dash|tiret|slash|space|espace)"
+_NUMBER_WORDS = trie([*SINGLES, *TEENS, *TENS])
 _GAP = (
-    rf"(?:[^\w{BREAK}]|_|(?<=[0-9]){_LETTER}{{1,3}}(?=[0-9])"
+    rf"(?:[^\w{BREAK}]|_|(?<=[0-9])(?!{_NUMBER_WORDS}++[0-9]){_LETTER}{{1,8}}(?=[0-9])"
     rf"|(?<![^\W_])(?:(?!o){_LETTER}|{_SEPARATOR_WORDS})(?![^\W_]))*+"
 )
 # Two pieces or more, or one of six characters or more: anything shorter holds too few
@@ -268,3 +271,68 @@ def _possible(digits: str, international: bool) -> bool:
 def _span(text: str, start: int, end: int) -> tuple[int, int, str]:
     lead = _LEAD.search(text, max(0, start - 4), start)
     return (lead.start() if lead else start), end, "phone"
+
+
+# Numbers split across messages (see across.py) ------------------------------------------
+
+_STARTS_WITH_NUMBER = re.compile(rf"{_GAP}{_UNIT}")
+# What a split number must be for libphonenumber: after "+" or "00", a valid international
+# number; after a trunk prefix "0", a valid national one; otherwise a valid North American
+# one (ten digits, or eleven after a 1). After a cue word, a possible one, as in a message.
+_SPLIT_DIGITS = range(_PHONE_MIN_DIGITS, 16)  # E.164 numbers have at most 15 digits
+_INTERNATIONAL_DIGITS = range(_SHORT_MIN_DIGITS, 16)
+
+
+def has_number(folded: str) -> bool:
+    """Whether a message holds a piece of a number (a digit, a number word)."""
+    return _UNIT_RE.search(folded) is not None
+
+
+def starts_with_number(folded: str) -> bool:
+    """Whether a message begins with a piece of a number, only a gap before it."""
+    return _STARTS_WITH_NUMBER.match(folded) is not None
+
+
+def digit_groups(folded: str, start: int, end: int) -> list[tuple[int, int, str]] | None:
+    """The groups of digits of the number between ``start`` and ``end``, with their spans;
+    None if it holds number words (which are no accident, and have no digits to check)."""
+    groups = []
+    for unit in _UNIT_RE.finditer(folded, start, end):
+        if _kind(unit.group()) != "digits":
+            return None
+        groups.append((unit.start(), unit.end(), unit.group().translate(_OIL)))
+    return groups
+
+
+def split_confirmed(folded: str, start: int, digits: str, lookups: list[int]) -> bool:
+    """Whether ``digits``, beginning at ``start`` of `folded` and read across messages, are
+    a phone number: see _SPLIT_DIGITS. ``lookups`` counts libphonenumber's work."""
+    lead = _LEAD.search(folded, max(0, start - 4), start)
+    international = lead is not None and "+" in lead.group()
+    if not international and digits.startswith("00"):
+        international, digits = True, digits[2:]
+    if international:
+        return len(digits) in _INTERNATIONAL_DIGITS and _valid("+" + digits, None, lookups)
+    cue = _CUE.search(folded, max(0, start - _CUE_WINDOW), start) is not None
+    if len(digits) not in (_INTERNATIONAL_DIGITS if cue else _SPLIT_DIGITS):
+        return False
+    if digits.startswith("0"):
+        if any(_valid(digits, region, lookups) for region in _REGIONS):
+            return True
+    elif len(digits) in (10, 11) and _valid(digits, "US", lookups):
+        return True
+    lookups[0] += 1
+    return cue and _possible(digits, False)
+
+
+def _valid(digits: str, region: str | None, lookups: list[int]) -> bool:
+    lookups[0] += 1
+    return _valid_number(digits, region)
+
+
+@functools.lru_cache(maxsize=4096)
+def _valid_number(digits: str, region: str | None) -> bool:
+    try:
+        return phonenumbers.is_valid_number(phonenumbers.parse(digits, region))
+    except NumberParseException:
+        return False

@@ -1,15 +1,17 @@
-"""Off-platform terms ("whatsapp", "paypal"): whole words, spaced out or in leetspeak, but not
-ordinary phrases; words that are also ordinary English ("signal", "line", "wise") only where
-they name the app."""
+"""Off-platform terms ("whatsapp", "paypal"): whole words, spaced out, in leetspeak or misspelt
+by one edit (misspellings.py), but not ordinary phrases; words that are also ordinary English
+("signal", "line", "wise") and aliases ("tg" for Telegram) only where they name the app."""
 
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 from collections.abc import Collection, Iterator
 
 from .folding import fold
 from .limits import MAX_CANDIDATES
+from .misspellings import misspelt
 
 # What digits and symbols stand for in leetspeak: "p@yp4l", "$kr1ll".
 _CLASSES = {"a": "a4@", "e": "e3", "i": "i1", "l": "l1", "o": "o0", "s": "s5$", "t": "t7"}
@@ -30,7 +32,15 @@ _FUNCTION_WORDS = frozenset(
 
 # Terms that are also ordinary words count only where they name the app: "add me on
 # signal", "via Signal", "signal app", "my line ID", "pay with wise", "ig: @name".
-CONTEXTUAL = frozenset("signal line wise messenger ig snap fb".split())
+CONTEXTUAL = frozenset("signal line wise messenger ig snap fb tg whatsup".split())
+# Other names of a term, looked for with it, that are also ordinary words or abbreviations
+# and so count only in context: "tg" is Telegram but also "thank god" and French for "shut
+# up"; "whatsup" is WhatsApp misspelt but also "what's up" ("whatsup me on ...", "add me on
+# whatsup").
+ALIASES = {"telegram": ("tg",), "whatsapp": ("whatsup",)}
+# Abbreviations, after which a handle-like name counts without a colon: "tg bob_seller".
+_ABBREVIATIONS = frozenset("ig fb tg".split())
+_ALIAS_NAMES = frozenset(alias for aliases in ALIASES.values() for alias in aliases)
 _CONTACT_VERBS = (
     r"(?:add|text|message|msg|contact|reach|find|write|call|ping|dm|talk|chat|speak|join"
     r"|follow|hit\s+me\s+up|hmu|ajoute|ajouter|contacte|contacter|ecris|ecrire)"
@@ -56,61 +66,91 @@ _AFTER_WORDS = {
     "ig": "account|handle|profile|page|username|name|id|dm",
     "snap": "app|id|account|username|handle|name|code|chat|story",
     "fb": "account|profile|page|name|messenger|marketplace|messages?",
+    "tg": "account|handle|profile|username|name|id|channel|group|chat|dm|app|me|contact",
+    "whatsup": "me|us|app|number|no|nr|group|call|id|account|contact|message|msg|video",
 }
 _AFTER = {
     term: re.compile(rf"[\s:-]*(?:{words})(?![a-z])") for term, words in _AFTER_WORDS.items()
 }
+# A name shaped like a handle: a letter, then a dot, an underscore or a digit among letters
+# ("bob.seller", "jo_b92"), four characters or more ("e.g" is none).
+_HANDLE_LIKE = r"(?=[a-z]*[._0-9])[a-z][a-z0-9._]{2,29}[a-z0-9_](?![\w@.-])"
 # A handle or an id after a term belongs to it: "insta: @name", "telegram @name", "ig @name",
-# "skype id: jo.b", "line ID is jo".
+# "skype id: jo.b", "line ID is jo", "ig: bob.seller".
 _HANDLE = re.compile(
     r"\s*(?:is\s+|[:=-]\s*)?@[a-z0-9_.]{2,30}[a-z0-9_]"
     r"|\s*(?:id|username|user\s*name|handle|pseudo|identifiant)\s*(?:is\s+|[:=-]\s*)"
     r"@?[a-z0-9_.]{1,30}[a-z0-9_]"
+    rf"|\s*(?:is\s+|[:=]\s*){_HANDLE_LIKE}"
 )
+_SPACED_HANDLE = re.compile(rf"\s+{_HANDLE_LIKE}")
 _HANDLE_TERMS = frozenset("ig insta instagram snap snapchat fb tiktok".split())
 # "my ig is jo.b", "mon insta c'est jo_b": a name after a possessive and "is", one that looks
 # like a handle (a digit, a dot, an underscore: "my snap is broken" is no name).
 _MY = re.compile(r"(?<![a-z])(?:my|mon|ma|our)\s+\Z")
+_IS = r"\s*(?:is|:|=|c'est|est)\s*"
 _IS_NAME = re.compile(
-    r"\s*(?:is|:|=|c'est|est)\s*(?:@[a-z0-9_.]{1,30}|(?=[a-z0-9_.]*[0-9_.])[a-z0-9_.]{2,30})"
-    r"[a-z0-9_]"
+    rf"{_IS}(?:@[a-z0-9_.]{{1,30}}|(?=[a-z0-9_.]*[0-9_.])[a-z0-9_.]{{2,30}})[a-z0-9_]"
 )
+# After a term that is no ordinary word, any name: "my skype is bobseller".
+_IS_ANY_NAME = re.compile(rf"{_IS}@?[a-z0-9_.]{{1,30}}[a-z0-9_]")
+_IS_HANDLE = re.compile(rf"{_IS}(?:@[a-z0-9_.]{{1,30}}[a-z0-9_]|{_HANDLE_LIKE})")
 _WINDOW = 48
 _HANDLE_BEFORE = re.compile(r"(?<![\w@])@[a-z0-9_.]{2,30}[a-z0-9_]\s+(?:on|sur|via)\s+\Z")
 
 
 def terms_found(folded: str, terms: Collection[str]) -> Iterator[tuple[int, int, str | None]]:
-    patterns, keys = _patterns(tuple(terms))
-    examined = 0
-    for pattern in patterns:
-        for match in pattern.finditer(folded):
-            start, end = match.span()
-            examined += 1
-            if examined > MAX_CANDIDATES:
-                yield start, len(folded), "term"  # past that, the rest is one finding
-                return
-            key = keys[match.lastgroup or ""]
-            words = key.split(" ")
-            if not _split_plausibly(match.group(), tuple(words)):
-                continue
-            letters = "".join(words)
-            if letters in CONTEXTUAL and not (
-                _spelled_out(match.group()) or _in_context(folded, start, end, letters)
-            ):
-                continue
-            handle = _HANDLE.match(folded, end)
-            if (
-                handle is None
-                and letters in _HANDLE_TERMS
-                and _MY.search(folded, max(0, start - 8), start)
-            ):
-                handle = _IS_NAME.match(folded, end)
-            if handle is not None:
-                yield start, handle.end(), "term"
-            before = _HANDLE_BEFORE.search(folded, max(0, start - _WINDOW), start)
-            if before is not None:  # "@jo_b on insta": the handle is the contact detail
-                yield before.start(), end, "term"
-            yield start, end, "term"
+    every = _with_aliases(tuple(terms))
+    patterns, keys = _patterns(every)
+    candidates = itertools.chain(
+        (
+            (m.start(), m.end(), keys[m.lastgroup or ""], m.group())
+            for p in patterns
+            for m in p.finditer(folded)
+        ),
+        ((start, end, key, None) for start, end, key in misspelt(folded, every)),
+    )
+    for examined, (start, end, key, found) in enumerate(candidates):
+        if examined == MAX_CANDIDATES:
+            yield start, len(folded), "term"  # past that, the rest is one finding
+            return
+        words = key.split(" ")
+        if found is not None and not _split_plausibly(found, tuple(words)):
+            continue
+        letters = "".join(words)
+        handle = _handle(folded, start, end, letters)
+        if letters in CONTEXTUAL and not (
+            (found is not None and _spelled_out(found, letters))
+            or handle is not None
+            or _in_context(folded, start, end, letters)
+        ):
+            continue
+        if handle is not None:
+            yield start, handle.end(), "term"
+        before = _HANDLE_BEFORE.search(folded, max(0, start - _WINDOW), start)
+        if before is not None:  # "@jo_b on insta": the handle is the contact detail
+            yield before.start(), end, "term"
+        yield start, end, "term"
+
+
+def _handle(folded: str, start: int, end: int, letters: str) -> re.Match[str] | None:
+    """The handle or id after a term, which belongs to it: "insta: @jo_b", "ig: bob.seller",
+    "tg bob_seller", "my skype is bobseller", "my ig is jo_b92"."""
+    handle = _HANDLE.match(folded, end)
+    if handle is None and letters in _ABBREVIATIONS:
+        handle = _SPACED_HANDLE.match(folded, end)
+    if handle is None and _MY.search(folded, max(0, start - 8), start):
+        if letters not in CONTEXTUAL:
+            handle = _IS_ANY_NAME.match(folded, end)
+        else:
+            handle = (_IS_NAME if letters in _HANDLE_TERMS else _IS_HANDLE).match(folded, end)
+    return handle
+
+
+@functools.lru_cache(maxsize=64)
+def _with_aliases(terms: tuple[str, ...]) -> tuple[str, ...]:
+    aliases = (alias for term in terms for alias in ALIASES.get(fold(term)[0].strip(), ()))
+    return tuple(dict.fromkeys((*terms, *aliases)))
 
 
 @functools.lru_cache(maxsize=64)
@@ -213,22 +253,23 @@ def _split_plausibly(found: str, words: tuple[str, ...]) -> bool:
     return True
 
 
-def _spelled_out(found: str) -> bool:
-    """Letters written one by one ("s.i.g.n.a.l") or in leetspeak ("s1gn4l") are deliberate."""
+def _spelled_out(found: str, letters: str) -> bool:
+    """Letters written one by one ("s.i.g.n.a.l") or in leetspeak ("s1gn4l") are deliberate;
+    but not for a two-letter term ("1g" is a gram) or an alias ("wh4tsup")."""
+    if len(letters) <= 2 or letters in _ALIAS_NAMES:
+        return False
     pieces = [p for p in _GAP_RUN.split(found)[0::2] if p]
     spelled = len(pieces) >= 3 and all(len(p) <= 2 for p in pieces)
     return spelled or found.translate(_UNLEET) != found
 
 
 def _in_context(folded: str, start: int, end: int, letters: str) -> bool:
-    """Whether an ordinary word names the app here: a contact or payment phrase before it, a
-    word such as "app" or "id" after it, or a handle."""
+    """Whether an ordinary word names the app here: a contact or payment phrase before it, or
+    a word such as "app" or "id" after it (a handle after it is checked before)."""
     before = folded[max(0, start - _WINDOW) : start]
-    if _STRICT_BEFORE.get(letters, _BEFORE).search(before):
-        return True
-    if _AFTER[letters].match(folded, end) or _HANDLE.match(folded, end):
-        return True
-    return letters in _HANDLE_TERMS and bool(_MY.search(before) and _IS_NAME.match(folded, end))
+    return bool(
+        _STRICT_BEFORE.get(letters, _BEFORE).search(before) or _AFTER[letters].match(folded, end)
+    )
 
 
 def _squeeze(pieces: list[str]) -> list[str]:

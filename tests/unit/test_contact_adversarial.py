@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from policy.contact import DEFAULT_TERMS, find_contact_details, mask_contact_details
+from policy.contact import (
+    DEFAULT_TERMS,
+    find_contact_details,
+    find_contact_details_across,
+    mask_contact_details,
+)
 
 SIZE = 65536
 
@@ -50,6 +55,17 @@ ADVERSARIAL = {
     "IBAN beginnings": repeated("DE89 "),
     "links": repeated("www."),
     "schemes": repeated("http://"),
+    "underscored at and dot": repeated("a_at_b_dot_"),
+    "hyphenated at and dot": repeated("a-at-gmail-dot-"),
+    "mail providers named": repeated("my gmail is a.b "),
+    "misspelt terms": repeated("whatsap "),
+    "aliases": repeated("tg "),
+    "handle-like names": repeated("ig a.b "),
+    "shorteners": repeated("goo.gl "),
+    "quantities with units": repeated("1 200 km "),
+    "coordinates": repeated("48.8584, 2.2945 "),
+    "base58 tokens": repeated("LdP8Qox1VAhCzLJNqrr74YovaWYyNBUWvL "),
+    "solana cues": repeated("send 7EcDhSYGxXyscszYEp35KHN8vvw3svAuLKTzXwCFLtV "),
     "line breaks": "\n" * SIZE,
     "zero-width characters": repeated("\u200b1"),
     "combining marks": repeated("a\u0301"),
@@ -80,3 +96,15 @@ def test_past_its_limit_a_detector_claims_the_rest_of_the_message() -> None:
     assert 100 < len(findings) < 200
     assert findings[-1].end == len(text)
     assert mask_contact_details(text, (), DEFAULT_TERMS).count("skype") == 0
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    "earlier",
+    [["0791"] * 30 + ["hi"] * 20, ["1 " * 1000] * 5, ["2018"] * 50, [repeated("0 ")]],
+    ids=["split digits and fillers", "long digit runs", "years", "a 64 KiB message"],
+)
+@pytest.mark.parametrize("newest", [repeated("1 "), repeated("0791 "), "1 2 3 4 5 6 7 8 9"])
+def test_adversarial_messages_are_judged_together(earlier: list[str], newest: str) -> None:
+    findings = find_contact_details_across([*earlier, newest], ("example.com",), DEFAULT_TERMS)
+    assert all(newest[f.start : f.end] == f.text for f in findings)

@@ -105,7 +105,8 @@ def test_a_finding_from_earlier_messages_is_clipped_to_the_newest() -> None:
 def test_earlier_messages_are_read_back_only_so_far() -> None:
     long_ago = "0791 " + "word " * 1000  # the digits are more than 2,000 characters back
     assert across(long_ago, "1123456") == []
-    assert across("0791", "word " * 10, "1123456") == []  # a word between breaks it anyway
+    assert across("0791 word", "1123456") == []  # a word after the digits ends the number
+    assert across("0791", "word " * 10 + "1123456") == []  # and so does one before them
 
 
 def test_the_newest_message_alone_is_judged_as_usual() -> None:
