@@ -24,6 +24,8 @@ CLIENT_V3 = "/_matrix/client/v3"
 # Served by the marketplace's Synapse module (synapse_module/), where it is loaded.
 USER_EXISTS_PATH = "/_synapse/client/marketplace/user_exists"
 MASKED_PATH = "/_synapse/client/marketplace/masked"
+ACCOUNT_PATH = "/_synapse/client/marketplace/account"
+SESSIONS_PATH = "/_synapse/client/marketplace/sessions"
 
 
 class HomeserverUnavailable(Exception):
@@ -260,3 +262,68 @@ class MatrixBot:
             query_params={"filename": filename},
         )
         return response["content_uri"]
+
+    # Managed accounts: registered by the appservice in its namespace; their profiles,
+    # sign-in links and sessions go through the marketplace module (synapse_module/accounts.py).
+
+    async def register_managed(self, user_id: UserId) -> None:
+        """Register an account in the appservice's namespace, with no password and no
+        device; one that exists already is fine."""
+        try:
+            await self._request(
+                Method.POST,
+                CLIENT_V3 + "/register",
+                {
+                    "type": "m.login.application_service",
+                    "username": localpart(user_id),
+                    "inhibit_login": True,
+                },
+            )
+        except MatrixError as e:
+            if e.errcode != "M_USER_IN_USE":
+                raise
+
+    async def set_account(
+        self,
+        user_id: UserId,
+        displayname: str,
+        avatar_url: str,
+        external_id: tuple[str, str] | None = None,
+    ) -> None:
+        """Set a managed account's profile (carried into its rooms; "" clears the avatar),
+        and link it to a sign-in provider's subject ``(auth_provider, external_id)``."""
+        body: dict[str, Any] = {
+            "user_id": user_id,
+            "displayname": displayname,
+            "avatar_url": avatar_url,
+        }
+        if external_id is not None:
+            body["external_id"] = {"auth_provider": external_id[0], "external_id": external_id[1]}
+        await self._request(Method.POST, ACCOUNT_PATH, body)
+
+    async def create_session(
+        self, user_id: UserId, valid_until_ms: int, display_name: str
+    ) -> tuple[str, str]:
+        """A new device of a managed account and its token, which the homeserver refuses
+        after ``valid_until_ms``: (device id, access token)."""
+        response = await self._request(
+            Method.POST,
+            SESSIONS_PATH,
+            {"user_id": user_id, "valid_until_ms": valid_until_ms, "display_name": display_name},
+        )
+        return response["device_id"], response["access_token"]
+
+    async def session_devices(self, user_id: UserId) -> set[str]:
+        response = await self._request(Method.GET, SESSIONS_PATH, query_params={"user": user_id})
+        return set(response.get("device_ids", []))
+
+    async def end_sessions(self, user_id: UserId, device_id: str | None = None) -> None:
+        """Delete one device of a managed account (or all of them), their tokens with them."""
+        query = {"user": user_id, **({"device": device_id} if device_id else {})}
+        await self._request(Method.DELETE, SESSIONS_PATH, query_params=query)
+
+    async def join_as(self, room_id: RoomId, user_id: UserId) -> None:
+        """Join a managed account to a room it is invited to (the appservice acts as it)."""
+        await self._request(
+            Method.POST, _path("join", room_id), {}, query_params={"user_id": user_id}
+        )

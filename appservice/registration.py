@@ -15,8 +15,10 @@ def build_registration(
     domain: str,
     bot_localpart: str,
     alias_prefix: str,
+    user_prefix: str,
 ) -> dict[str, Any]:
-    """The registration: the bot and our aliases held exclusively, receipts delivered to us.
+    """The registration: the bot, the managed accounts and our aliases held exclusively,
+    receipts delivered to us.
 
     ``rate_limited: false`` matters: without it Synapse throttles the bot's room creations and
     invites like a person's (10 rooms, 5 invites in a burst).
@@ -31,7 +33,10 @@ def build_registration(
         "rate_limited": False,
         "receive_ephemeral": True,
         "namespaces": {
-            "users": [{"regex": f"^@{re.escape(bot_localpart)}:{server}$", "exclusive": True}],
+            "users": [
+                {"regex": f"^@{re.escape(bot_localpart)}:{server}$", "exclusive": True},
+                {"regex": f"^@{re.escape(user_prefix)}.*:{server}$", "exclusive": True},
+            ],
             "aliases": [{"regex": f"^#{re.escape(alias_prefix)}.*:{server}$", "exclusive": True}],
             "rooms": [],
         },

@@ -9,7 +9,8 @@
     close()              stop the workers and listening; close the HTTP client and the database
 
 Parts, in the order they are built: runtime (clock, metrics, wake-ups, locks) -> the bot's
-Matrix calls -> market (records, room keeper, use cases) -> policy bot (enforcer, actions,
+Matrix calls -> market (records, room keeper, use cases) -> identity (accounts, sessions) ->
+policy bot (enforcer, actions,
 commands, transcripts) -> delivery (outbox worker) -> homeserver (inbox, intake, inbox worker,
 recovery) -> api and ops (routes).
 """
@@ -42,6 +43,7 @@ from bridge.homeserver.inbox import InboxStore
 from bridge.homeserver.inbox_worker import InboxWorker
 from bridge.homeserver.intake import HomeserverIntake
 from bridge.homeserver.recovery import Recovery
+from bridge.identity import Identity
 from bridge.market import Market
 from bridge.ops.health import HealthRoutes
 from bridge.policybot.action_worker import ActionWorker
@@ -90,6 +92,7 @@ class Bridge:
         )
         self.bot = MatrixBot(api, config.bot_mxid)
         self.market = Market.build(config, db, self.bot, clock, self.wakeups.outbox)
+        self.identity = Identity.build(config, db, self.bot, clock, self.market.planner.links)
         self.inbox = InboxStore(db, clock)
         self.outbox = Outbox(db)
         self.originals = MaskedOriginals(db)
@@ -159,6 +162,7 @@ class Bridge:
                 clock,
                 metrics,
                 self.wakeups,
+                market.planner.links,
             ),
             outbox=OutboxWorker(
                 self.outbox,
@@ -209,6 +213,7 @@ class Bridge:
             market.chat_list,
             self.transcripts,
             market.audit,
+            self.identity,
             self.outbox,
             self.wakeups.outbox,
             config.webhooks.retry_for_seconds * 1000,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -42,6 +42,7 @@ class RoomContext:
     participants: tuple[Participant, ...]
     bot: UserId
     dispute_id: DisputeId | None = None
+    links: Mapping[str, str] = field(default_factory=dict)  # deep links (policy.links)
 
     def participant(self, matrix_id: str) -> Participant | None:
         return next((p for p in self.participants if p.matrix_id == matrix_id), None)
@@ -54,6 +55,8 @@ class RoomContext:
         }
         if self.dispute_id is not None:
             about["dispute_id"] = self.dispute_id
+        if self.links:
+            about["links"] = dict(self.links)
         return about
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from .ids import UserId
+from .ids import UserId, escape_id
 from .states import Access
 
 BOT_LEVEL = 100
@@ -168,8 +168,4 @@ def alias_localpart(prefix: str, kind: RoomKind, object_id: str) -> str:
     across retries, restarts and processes. Ids may hold upper case and ':' (not allowed or
     ambiguous in aliases): they are escaped reversibly, '_' first.
     """
-    escaped = "".join(
-        "__" if ch == "_" else f"_{ch.lower()}" if ch.isupper() else "=3a" if ch == ":" else ch
-        for ch in object_id
-    )
-    return f"{prefix}{kind.value}_{escaped}"
+    return f"{prefix}{kind.value}_{escape_id(object_id)}"

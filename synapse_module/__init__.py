@@ -19,6 +19,8 @@ the entry from the bridge's config). Every decision is a pure function of `polic
         local user exists (profile lookups are limited to users who share a room, so the
         bridge has no other way to refuse a mistyped Matrix ID)
     GET /_synapse/client/marketplace/masked?id=... -> for the bot only: a masked original
+    /_synapse/client/marketplace/account and .../sessions -> for the bot only: managed
+        accounts' profiles, sign-in links and sessions (synapse_module/accounts.py)
 
 Judging and masking run in Synapse's thread pool, so a long message never holds the main
 thread. Synapse's media callback sees only the bytes (not the uploader), so the type
@@ -54,6 +56,7 @@ from policy.rules import (
 from policy.states import Access
 from policy.uploads import judge_upload
 
+from .accounts import ACCOUNT_PATH, SESSIONS_PATH, AccountResource, SessionsResource
 from .originals import MASKED_PATH, Originals, OriginalsResource
 
 log = logging.getLogger("synapse_module")
@@ -88,6 +91,9 @@ class MarketplaceModule:
         bot = self._lockdown.bot
         api.register_web_resource(USER_EXISTS_PATH, UserLookup(api, bot))
         api.register_web_resource(MASKED_PATH, OriginalsResource(api, self._originals, bot))
+        prefix = config["managed_prefix"]
+        api.register_web_resource(ACCOUNT_PATH, AccountResource(api, bot, prefix))
+        api.register_web_resource(SESSIONS_PATH, SessionsResource(api, bot, prefix))
 
     @staticmethod
     def parse_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -100,6 +106,7 @@ class MarketplaceModule:
                 "lockdown": lockdown_from(config),
                 "rules": content_rules_from(config["policy"]),
                 "before_delivery": BeforeDelivery(mode),
+                "managed_prefix": str(config.get("managed_prefix", "market_")),
             }
         except (KeyError, TypeError, ValueError) as e:
             raise Exception(f"synapse_module: invalid config: {e!r}") from e

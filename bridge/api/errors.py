@@ -11,9 +11,17 @@ from typing import Any
 
 from aiohttp import web
 
+from bridge.identity.avatars import AvatarRefused
+from bridge.identity.errors import NotManaged, UnknownUser, UserErased, UserSuspended
 from bridge.market.errors import Conflict, InvalidRequest, InvalidState, MarketError, NotFound
 
+# The most specific kind an error is decides (a subclass before its base).
 DOMAIN_ERRORS: dict[type[MarketError], tuple[int, str]] = {
+    UnknownUser: (400, "MARKET_UNKNOWN_USER"),
+    AvatarRefused: (400, "MARKET_BAD_AVATAR"),
+    NotManaged: (409, "MARKET_NOT_MANAGED"),
+    UserSuspended: (409, "MARKET_USER_SUSPENDED"),
+    UserErased: (409, "MARKET_USER_ERASED"),
     NotFound: (404, "MARKET_NOT_FOUND"),
     InvalidRequest: (400, "MARKET_INVALID_PARAM"),
     Conflict: (409, "MARKET_CONFLICT"),

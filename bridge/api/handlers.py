@@ -15,15 +15,25 @@ import logging
 from aiohttp import web
 
 from bridge.delivery.outbox import Outbox
+from bridge.identity import Identity
+from bridge.identity.records import Profile
 from bridge.market.chat_list import ChatList
 from bridge.market.disputes import Disputes
-from bridge.market.models import NewDispute, NewTransaction, Party, Resolution, TransactionRecord
+from bridge.market.models import (
+    DisputeRecord,
+    NewDispute,
+    NewTransaction,
+    Party,
+    Resolution,
+    TransactionRecord,
+)
 from bridge.market.records.audit import AuditLog, AuditQuery
 from bridge.market.transactions import Transactions
 from bridge.policybot.transcripts import Transcripts
 from bridge.runtime.clock import Clock
 from bridge.runtime.workers import Wakeup
 from policy.ids import DisputeId, MarketUserId, TransactionId, UserId
+from policy.rooms import RoomKind
 
 from . import middleware
 from .errors import ApiError
@@ -39,6 +49,8 @@ from .models import (
     ReplayOut,
     ReplayRequest,
     ResolveDisputeRequest,
+    SessionRequest,
+    UserIn,
     is_market_id,
 )
 from .openapi import openapi_document
@@ -50,14 +62,13 @@ from .views import (
     dead_letter_out,
     dispute_out,
     json_response,
+    session_out,
+    sessions_out,
     transaction_out,
+    user_out,
 )
 
 PREFIX = "/api/v1"
-
-
-def _party(party: PartyIn) -> Party:
-    return Party(MarketUserId(party.user_id), UserId(party.matrix_id))
 
 
 class MarketApi:
@@ -70,6 +81,7 @@ class MarketApi:
         chat_list: ChatList,
         transcripts: Transcripts,
         audit: AuditLog,
+        identity: Identity,
         outbox: Outbox,
         outbox_wakeup: Wakeup,
         retry_for_ms: int,
@@ -82,6 +94,7 @@ class MarketApi:
         self._chat_list = chat_list
         self._transcripts = transcripts
         self._audit = audit
+        self._identity = identity
         self._outbox = outbox
         self._outbox_wakeup = outbox_wakeup
         self._retry_for_ms = retry_for_ms
@@ -101,9 +114,11 @@ class MarketApi:
 
     async def create_transaction(self, request: web.Request) -> web.Response:
         body = await parse_body(request, CreateTransactionRequest, self._max_body_bytes)
-        new = NewTransaction(
-            TransactionId(body.transaction_id), body.title, _party(body.buyer), _party(body.seller)
+        buyer, seller = (
+            await self._party("buyer", body.buyer),
+            await self._party("seller", body.seller),
         )
+        new = NewTransaction(TransactionId(body.transaction_id), body.title, buyer, seller)
         record, created = await self._transactions.create(new)
         return self._transaction(record, status=201 if created else 200)
 
@@ -120,8 +135,29 @@ class MarketApi:
         body = await parse_body(request, CloseTransactionRequest, self._max_body_bytes)
         return self._transaction(await self._transactions.close(transaction_id, body.outcome))
 
+    async def _party(self, role: str, party: PartyIn) -> Party:
+        profile = (
+            Profile(party.display_name, party.avatar_url, party.email)
+            if party.display_name is not None
+            else None
+        )
+        matrix_id = UserId(party.matrix_id) if party.matrix_id else None
+        user_id = MarketUserId(party.user_id)
+        return await self._identity.accounts.party(role, user_id, profile, matrix_id)
+
     def _transaction(self, record: TransactionRecord, status: int = 200) -> web.Response:
-        return json_response(transaction_out(record, self._transactions.access(record)), status)
+        links = self._links_of(RoomKind.TRANSACTION, record.transaction_id)
+        return json_response(
+            transaction_out(record, self._transactions.access(record), links), status
+        )
+
+    def _links_of(self, kind: RoomKind, object_id: str) -> dict[str, str]:
+        links = self._identity.links
+        return links.of(kind, object_id) if links else {}
+
+    def _dispute(self, dispute: DisputeRecord, status: int = 200) -> web.Response:
+        links = self._links_of(RoomKind.DISPUTE, dispute.dispute_id)
+        return json_response(dispute_out(dispute, links), status)
 
     async def open_dispute(self, request: web.Request) -> web.Response:
         body = await parse_body(request, CreateDisputeRequest, self._max_body_bytes)
@@ -132,16 +168,42 @@ class MarketApi:
             body.opened_by,
         )
         dispute, created = await self._disputes.open(new)
-        return json_response(dispute_out(dispute), 201 if created else 200)
+        return self._dispute(dispute, 201 if created else 200)
 
     async def get_dispute(self, request: web.Request) -> web.Response:
-        return json_response(dispute_out(await self._disputes.get(_dispute_id(request))))
+        return self._dispute(await self._disputes.get(_dispute_id(request)))
 
     async def resolve_dispute(self, request: web.Request) -> web.Response:
         dispute_id = _dispute_id(request)
         body = await parse_body(request, ResolveDisputeRequest, self._max_body_bytes)
         resolution = Resolution(body.decision, body.note, "marketplace", "api")
-        return json_response(dispute_out(await self._disputes.resolve(dispute_id, resolution)))
+        return self._dispute(await self._disputes.resolve(dispute_id, resolution))
+
+    async def upsert_user(self, request: web.Request) -> web.Response:
+        user_id = _user_id(request)
+        body = await parse_body(request, UserIn, self._max_body_bytes)
+        profile = Profile(body.display_name, body.avatar_url, body.email)
+        matrix_id = UserId(body.matrix_id) if body.matrix_id else None
+        user, created = await self._identity.accounts.upsert(user_id, profile, matrix_id)
+        return json_response(user_out(user), 201 if created else 200)
+
+    async def get_user(self, request: web.Request) -> web.Response:
+        return json_response(user_out(await self._identity.accounts.get(_user_id(request))))
+
+    async def create_session(self, request: web.Request) -> web.Response:
+        user_id = _user_id(request)
+        body = await parse_body(request, SessionRequest, self._max_body_bytes, empty_ok=True)
+        new = await self._identity.sessions.create(user_id, body.ttl_seconds)
+        return json_response(session_out(new, self._identity.client_url), 201)
+
+    async def list_sessions(self, request: web.Request) -> web.Response:
+        user_id = _user_id(request)
+        return json_response(sessions_out(user_id, await self._identity.sessions.live(user_id)))
+
+    async def revoke_session(self, request: web.Request) -> web.Response:
+        user_id, device_id = _user_id(request), path_id(request, "device_id")
+        await self._identity.sessions.revoke(user_id, device_id)
+        return json_response(sessions_out(user_id, await self._identity.sessions.live(user_id)))
 
     async def chat_list(self, request: web.Request) -> web.Response:
         user_id = request.match_info["user_id"]
@@ -213,3 +275,7 @@ def _transaction_id(request: web.Request) -> TransactionId:
 
 def _dispute_id(request: web.Request) -> DisputeId:
     return DisputeId(path_id(request, "dispute_id"))
+
+
+def _user_id(request: web.Request) -> MarketUserId:
+    return MarketUserId(path_id(request, "user_id"))

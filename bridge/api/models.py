@@ -15,6 +15,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.functional_validators import AfterValidator
 
 from appservice.identifiers import is_matrix_user_id
 from policy.states import Access, DisputeState, Outcome, TransactionState
@@ -29,6 +30,13 @@ MarketId = Annotated[
 ]
 
 
+Links = dict[str, str]
+LINKS_DESCRIPTION = (
+    "Deep links to the room: matrix_to (any Matrix client) and, with identity.web_client_url,"
+    " web (Element Web)."
+)
+
+
 def is_market_id(value: str) -> bool:
     return re.fullmatch(ID_PATTERN, value) is not None
 
@@ -37,16 +45,78 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class PartyIn(_Request):
-    user_id: MarketId
-    matrix_id: str = Field(description="The party's Matrix user ID, e.g. @alice:example.org.")
+def _printable(value: str) -> str:
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
 
-    @field_validator("matrix_id")
-    @classmethod
-    def _valid_matrix_id(cls, value: str) -> str:
-        if not is_matrix_user_id(value):
-            raise ValueError("must be a Matrix user ID like @alice:example.org")
-        return value
+
+DisplayName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    AfterValidator(_printable),
+    Field(description="Shown to the other party (contact details in it are masked)."),
+]
+AvatarUrl = Annotated[
+    str,
+    Field(
+        max_length=2000,
+        pattern=r"^https://[^\s]+$",
+        description="An https URL of a JPEG, PNG, GIF or WebP image (identity.avatar_max_bytes"
+        " at most), fetched once per change and stored in the homeserver's media repository;"
+        " null: no avatar.",
+    ),
+]
+Email = Annotated[
+    str,
+    Field(
+        max_length=254,
+        pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+        description="Kept for the user's export; never shown to the other party.",
+    ),
+]
+
+
+def _matrix_user_id(value: str | None) -> str | None:
+    if value is not None and not is_matrix_user_id(value):
+        raise ValueError("must be a Matrix user ID like @alice:example.org")
+    return value
+
+
+MatrixId = Annotated[
+    str | None,
+    AfterValidator(_matrix_user_id),
+    Field(
+        description="An account of the user's own on an allowed server, bound for good; leave"
+        " it out and the bridge makes a managed account."
+    ),
+]
+
+
+class UserIn(_Request):
+    """A marketplace user as the marketplace says they are now (the whole profile)."""
+
+    display_name: DisplayName
+    avatar_url: AvatarUrl | None = None
+    email: Email | None = None
+    matrix_id: MatrixId = None
+
+
+class PartyIn(_Request):
+    """A party: its marketplace user id alone once the user exists, or with a profile (which
+    upserts the user, as PUT /users/{user_id} does) or a Matrix ID of their own."""
+
+    user_id: MarketId
+    matrix_id: MatrixId = None
+    display_name: DisplayName | None = None
+    avatar_url: AvatarUrl | None = None
+    email: Email | None = None
+
+    @model_validator(mode="after")
+    def _whole_profile(self) -> PartyIn:
+        if self.display_name is None and (self.avatar_url or self.email):
+            raise ValueError("display_name is required with avatar_url or email")
+        return self
 
 
 class CreateTransactionRequest(_Request):
@@ -66,7 +136,7 @@ class CreateTransactionRequest(_Request):
     def _two_people(self) -> CreateTransactionRequest:
         if self.buyer.user_id == self.seller.user_id:
             raise ValueError("buyer and seller must be different marketplace users")
-        if self.buyer.matrix_id == self.seller.matrix_id:
+        if self.buyer.matrix_id and self.buyer.matrix_id == self.seller.matrix_id:
             raise ValueError("buyer and seller must have different Matrix IDs")
         return self
 
@@ -110,6 +180,7 @@ class DisputeOut(BaseModel):
     resolved_by: str | None
     source: str | None = Field(description="api or matrix: where it was resolved.")
     room_id: str | None
+    links: Links = Field(description=LINKS_DESCRIPTION)
     created_at: datetime
     resolved_at: datetime | None
 
@@ -165,6 +236,47 @@ class PartyOut(BaseModel):
     matrix_id: str
 
 
+class UserOut(BaseModel):
+    user_id: str
+    matrix_id: str
+    managed: bool = Field(description="True: an account the bridge made and acts for.")
+    display_name: str | None
+    avatar_url: str | None = Field(description="The URL the marketplace gave.")
+    avatar_mxc: str | None = Field(description="Its copy in the homeserver's media repository.")
+    email: str | None
+    suspended: bool
+    created_at: datetime
+    updated_at: datetime | None
+
+
+class SessionRequest(_Request):
+    ttl_seconds: int | None = Field(
+        None,
+        ge=60,
+        description="How long the session lasts (default identity.session_seconds;"
+        " at most identity.max_session_seconds).",
+    )
+
+
+class SessionOut(BaseModel):
+    matrix_id: str
+    access_token: str = Field(description="For this user's Matrix client alone; keep it secret.")
+    device_id: str
+    homeserver_url: str = Field(description="Where the client connects: the client gateway.")
+    expires_at: datetime = Field(description="The homeserver refuses the token from then on.")
+
+
+class SessionInfoOut(BaseModel):
+    device_id: str
+    created_at: datetime
+    expires_at: datetime
+
+
+class SessionsOut(BaseModel):
+    user_id: str
+    sessions: list[SessionInfoOut]
+
+
 class TransactionOut(BaseModel):
     transaction_id: str
     title: str
@@ -172,6 +284,7 @@ class TransactionOut(BaseModel):
     outcome: Outcome | None
     access: Access = Field(description="Who may post in the room now.")
     room_id: str | None
+    links: Links = Field(description=LINKS_DESCRIPTION)
     buyer: PartyOut
     seller: PartyOut
     created_at: datetime

@@ -8,6 +8,8 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
+from bridge.identity.records import SessionRecord, UserRecord
+from bridge.identity.sessions import NewSession
 from bridge.market.chat_list import Chat
 from bridge.market.models import DisputeRecord, TransactionRecord
 from policy.ids import MarketUserId
@@ -19,7 +21,11 @@ from .models import (
     DeadLetterOut,
     DisputeOut,
     PartyOut,
+    SessionInfoOut,
+    SessionOut,
+    SessionsOut,
     TransactionOut,
+    UserOut,
     timestamp,
 )
 
@@ -28,7 +34,9 @@ def json_response(model: BaseModel, status: int = 200) -> web.Response:
     return web.json_response(model.model_dump(mode="json"), status=status)
 
 
-def transaction_out(record: TransactionRecord, access: Access) -> TransactionOut:
+def transaction_out(
+    record: TransactionRecord, access: Access, links: dict[str, str]
+) -> TransactionOut:
     return TransactionOut(
         transaction_id=record.transaction_id,
         title=record.title,
@@ -36,6 +44,7 @@ def transaction_out(record: TransactionRecord, access: Access) -> TransactionOut
         outcome=record.outcome,
         access=access,
         room_id=record.room_id,
+        links=links,
         buyer=PartyOut(user_id=record.buyer.user_id, matrix_id=record.buyer.matrix_id),
         seller=PartyOut(user_id=record.seller.user_id, matrix_id=record.seller.matrix_id),
         created_at=timestamp(record.created_at),
@@ -44,7 +53,7 @@ def transaction_out(record: TransactionRecord, access: Access) -> TransactionOut
     )
 
 
-def dispute_out(dispute: DisputeRecord) -> DisputeOut:
+def dispute_out(dispute: DisputeRecord, links: dict[str, str]) -> DisputeOut:
     return DisputeOut(
         dispute_id=dispute.dispute_id,
         transaction_id=dispute.transaction_id,
@@ -57,6 +66,7 @@ def dispute_out(dispute: DisputeRecord) -> DisputeOut:
         resolved_by=dispute.resolved_by,
         source=dispute.source,
         room_id=dispute.room_id,
+        links=links,
         created_at=timestamp(dispute.created_at),
         resolved_at=timestamp(dispute.resolved_at),
     )
@@ -92,4 +102,43 @@ def dead_letter_out(row: dict[str, Any]) -> DeadLetterOut:
         last_error=row["last_error"],
         created_at=timestamp(row["created_at"]),
         body=json.loads(row["body"]),
+    )
+
+
+def user_out(user: UserRecord) -> UserOut:
+    return UserOut(
+        user_id=user.user_id,
+        matrix_id=user.matrix_id,
+        managed=user.managed,
+        display_name=user.profile.display_name,
+        avatar_url=user.profile.avatar_url,
+        avatar_mxc=user.avatar_mxc,
+        email=user.profile.email,
+        suspended=user.suspended_at is not None,
+        created_at=timestamp(user.created_at),
+        updated_at=timestamp(user.updated_at),
+    )
+
+
+def session_out(new: NewSession, homeserver_url: str) -> SessionOut:
+    return SessionOut(
+        matrix_id=new.user.matrix_id,
+        access_token=new.access_token,
+        device_id=new.record.device_id,
+        homeserver_url=homeserver_url,
+        expires_at=timestamp(new.record.expires_at),
+    )
+
+
+def sessions_out(user_id: str, sessions: list[SessionRecord]) -> SessionsOut:
+    return SessionsOut(
+        user_id=user_id,
+        sessions=[
+            SessionInfoOut(
+                device_id=s.device_id,
+                created_at=timestamp(s.created_at),
+                expires_at=timestamp(s.expires_at),
+            )
+            for s in sessions
+        ],
     )

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AnyHttpUrl, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from .identity import IdentityConfig
 from .types import (
     DatabaseUrl,
     DecisionName,
@@ -23,6 +24,7 @@ from .types import (
     MatrixUserId,
     MediaTypePattern,
     Secret,
+    Section,
     ServerName,
     UploadType,
     WebhookSecret,
@@ -35,11 +37,9 @@ class ConfigError(Exception):
     """The configuration cannot be used; the message names every offending key."""
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class HomeserverConfig(_Section):
+class HomeserverConfig(Section):
     """The homeserver the bridge is an appservice of."""
 
     url: AnyHttpUrl = Field(description="Client-server API base URL the bridge calls.")
@@ -52,7 +52,7 @@ class HomeserverConfig(_Section):
     )
 
 
-class AppserviceConfig(_Section):
+class AppserviceConfig(Section):
     """The appservice registration and the homeserver's side of the bridge."""
 
     id: str = Field(
@@ -77,7 +77,7 @@ class AppserviceConfig(_Section):
     )
 
 
-class ApiConfig(_Section):
+class ApiConfig(Section):
     """The marketplace REST API (/api/v1)."""
 
     token: Secret = Field(description="Bearer token of the marketplace backend.")
@@ -89,7 +89,7 @@ class ApiConfig(_Section):
     )
 
 
-class RoomsConfig(_Section):
+class RoomsConfig(Section):
     """The rooms the bridge creates."""
 
     version: Literal["10", "11", "12"] = Field(
@@ -104,7 +104,7 @@ class RoomsConfig(_Section):
     )
 
 
-class WebhooksConfig(_Section):
+class WebhooksConfig(Section):
     """Marketplace notifications: signed POSTs (Standard Webhooks), at least once, in order."""
 
     url: AnyHttpUrl = Field(description="Where notifications are POSTed.")
@@ -123,7 +123,7 @@ class WebhooksConfig(_Section):
     backoff_max_seconds: float = Field(gt=0, le=86400, description="Longest delay between tries.")
 
 
-class DisputesConfig(_Section):
+class DisputesConfig(Section):
     """Dispute rooms."""
 
     freeze_transaction_room: bool = Field(
@@ -134,7 +134,7 @@ class DisputesConfig(_Section):
     )
 
 
-class RuleConfig(_Section):
+class RuleConfig(Section):
     """One content rule: what the bot does when a message breaks it, and where it applies."""
 
     actions: list[Literal["redact", "warn", "mute", "alert"]] = Field(
@@ -145,7 +145,7 @@ class RuleConfig(_Section):
     )
 
 
-class RulesConfig(_Section):
+class RulesConfig(Section):
     """Every content rule, each with its actions and the room access states it applies in."""
 
     msgtype: RuleConfig
@@ -156,7 +156,7 @@ class RulesConfig(_Section):
     malformed_content: RuleConfig
 
 
-class PolicyConfig(_Section):
+class PolicyConfig(Section):
     """The policy bot: content rules for parties' messages (admins are exempt), mutes, and how
     often every managed room is compared with its plan and repaired."""
 
@@ -188,7 +188,7 @@ class PolicyConfig(_Section):
     rules: RulesConfig = Field(description="Each rule's actions and access states.")
 
 
-class LockdownConfig(_Section):
+class LockdownConfig(Section):
     """The homeserver's side doors: the Synapse module's options (written into homeserver.yaml
     by `make run` and `generate-deployment`; see docs/homeserver.md)."""
 
@@ -224,14 +224,14 @@ class LockdownConfig(_Section):
         return data
 
 
-class ServerConfig(_Section):
+class ServerConfig(Section):
     """The bridge's HTTP server: homeserver routes, marketplace API, health and metrics."""
 
     host: str = Field(min_length=1, description="Address to listen on.")
     port: int = Field(ge=1, le=65535, description="Port to listen on (the one in appservice.url).")
 
 
-class GatewayConfig(_Section):
+class GatewayConfig(Section):
     """The client gateway (`python -m bridge gateway`): what Matrix clients connect to in front
     of the homeserver; it closes the channels around a room's lock that Synapse offers no hook
     for (docs/homeserver.md). It forwards to homeserver.url."""
@@ -240,9 +240,18 @@ class GatewayConfig(_Section):
     port: int = Field(
         ge=1, le=65535, description="Port clients connect to (the homeserver address they use)."
     )
+    public_url: AnyHttpUrl | None = Field(
+        default=None,
+        description="The gateway's address as clients reach it (sessions hand it out);"
+        " default http://<host>:<port>.",
+    )
+
+    @property
+    def client_url(self) -> str:
+        return str(self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
 
-class DatabaseConfig(_Section):
+class DatabaseConfig(Section):
     """Where the bridge keeps its state."""
 
     url: DatabaseUrl = Field(
@@ -253,7 +262,7 @@ class DatabaseConfig(_Section):
     )
 
 
-class LoggingConfig(_Section):
+class LoggingConfig(Section):
     """What the bridge logs; tokens never appear at any level."""
 
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(description="Log level.")
@@ -279,6 +288,7 @@ class Config(BaseSettings):
     lockdown: LockdownConfig
     server: ServerConfig
     gateway: GatewayConfig
+    identity: IdentityConfig = IdentityConfig()
     database: DatabaseConfig
     logging: LoggingConfig
 

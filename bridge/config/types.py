@@ -11,12 +11,20 @@ import re
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, SecretStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, SecretStr
 
 from appservice.identifiers import LOCALPART, is_matrix_user_id, is_server_name
 from policy.uploads import KNOWN_UPLOAD_TYPES
 
 PLACEHOLDER_PREFIX = "CHANGE_ME"
+
+
+class Section(BaseModel):
+    """A section of the configuration: unknown keys refused, frozen once read."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 MIN_SECRET_LENGTH = 32
 
 

@@ -35,6 +35,7 @@ from bridge.runtime.metrics import Metrics
 from bridge.runtime.workers import Wakeups, drain_when_woken
 from bridge.storage.database import try_lock_room
 from policy.ids import RoomId, UserId
+from policy.links import RoomLinks
 from policy.notifications import (
     MessageRecord,
     Notification,
@@ -81,8 +82,10 @@ class InboxWorker:
         clock: Clock,
         metrics: Metrics,
         wakeups: Wakeups,
+        links: RoomLinks | None = None,
     ) -> None:
         self._db = db
+        self._links = links
         self._bot = bot
         self._admins = admins
         self._retry_for_ms = retry_for_ms
@@ -169,7 +172,7 @@ class InboxWorker:
             enforcement = await self._enforcer.judge(conn, event, room, now)
             return Decision(kind=room.kind, enforcement=enforcement)
         transaction, dispute = owner
-        context = room_context(transaction, self._bot, self._admins, dispute)
+        context = room_context(transaction, self._bot, self._admins, dispute, self._links)
         if stored.event_type == RECEIPT_EVENT_TYPE:
             unread = await unread_count(conn, room_id, stored.sender, stored.origin_server_ts)
             notification = read_notification(

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from mautrix.util.async_db import Database
@@ -23,8 +24,10 @@ from bridge.config import Config
 from bridge.runtime.clock import Clock
 from bridge.runtime.locks import KeyedLocks
 from bridge.runtime.workers import Wakeup
+from policy.accounts import is_managed
 from policy.contact import mask_contact_details
 from policy.ids import RoomId, UserId
+from policy.links import RoomLinks
 from policy.masking import MARKER
 
 from .chat_list import ChatList
@@ -83,6 +86,11 @@ class Market:
             mutes,
             clock,
             mask=lambda text: mask_contact_details(text, hosts, terms, MARKER),
+            links=RoomLinks(
+                config.appservice.alias_prefix,
+                config.homeserver.domain,
+                str(web) if (web := config.identity.web_client_url) else None,
+            ),
         )
         keeper = RoomKeeper(
             bot,
@@ -91,6 +99,9 @@ class Market:
             BotActions(db, clock),
             config.appservice.alias_prefix,
             config.homeserver.domain,
+            joins_directly=functools.partial(
+                is_managed, config.identity.user_prefix, config.homeserver.domain
+            ),
         )
         management = ManagementRoom(
             keeper,

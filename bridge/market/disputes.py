@@ -76,7 +76,9 @@ class Disputes:
                 except InvalidTransition as e:
                     raise InvalidState(str(e)) from None
             # dispute.* notifications belong to the transaction room's stream and context.
-            context = room_context(transaction, self._planner.bot, self._planner.admins)
+            context = room_context(
+                transaction, self._planner.bot, self._planner.admins, links=self._planner.links
+            )
             notification = dispute_notification(
                 replace(context, dispute_id=new.dispute_id),
                 "dispute.opened",
@@ -167,7 +169,9 @@ class Disputes:
         self, dispute: DisputeRecord, resolution: Resolution
     ) -> DisputeRecord | None:
         transaction = await self._transactions.get(dispute.transaction_id)
-        context = room_context(transaction, self._planner.bot, self._planner.admins)
+        context = room_context(
+            transaction, self._planner.bot, self._planner.admins, links=self._planner.links
+        )
         details = {
             "decision": resolution.decision,
             "note": resolution.note,

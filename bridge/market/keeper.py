@@ -8,7 +8,9 @@
       room exists    read its state once and put back what departs from the plan (power
                      levels last); read the object again, and repeat while another process
                      changed it meanwhile (the last writer's plan is the right one)
-      members        invite whom the plan wants and lacks, remove whoever is not allowed
+      members        invite whom the plan wants and lacks, remove whoever is not allowed;
+                     managed accounts (policy.accounts) are joined at once, as the appservice
+                     may act for them: nobody has to accept an invitation for them
       notices        post each of the room's notices once (recorded in bot_actions)
 
 The same for transaction, dispute and moderation rooms (`bridge.market.rooms` says what each
@@ -19,6 +21,7 @@ completed by the next. Homeserver failures propagate as `HomeserverUnavailable`/
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -48,6 +51,7 @@ class RoomKeeper:
         sent: BotActions,
         alias_prefix: str,
         domain: str,
+        joins_directly: Callable[[UserId], bool] = lambda _: False,
     ) -> None:
         self._bot = bot
         self._clock = clock
@@ -55,6 +59,7 @@ class RoomKeeper:
         self._sent = sent
         self._alias_prefix = alias_prefix
         self._domain = domain
+        self._joins_directly = joins_directly
         self._log = logging.getLogger("bridge.market.keeper")
 
     async def ensure(
@@ -87,6 +92,9 @@ class RoomKeeper:
             spec = replace(latest, room_id=room_id)
         if check_members:
             await self._ensure_members(room_id, spec.plan.invitees, spec.allowed)
+        elif fresh:  # invited by createRoom
+            for user_id in filter(self._joins_directly, spec.plan.invitees):
+                await self._bot.join_as(room_id, user_id)
         await self.post_once(room_id, *spec.notices)
         return spec
 
@@ -192,8 +200,11 @@ class RoomKeeper:
         """Invite whoever the plan wants and lacks; remove whoever is there and not allowed."""
         memberships = await self._bot.memberships(room_id)
         for user_id in invitees:
-            if memberships.get(user_id) not in ("invite", "join", "ban"):
+            membership = memberships.get(user_id)
+            if membership not in ("invite", "join", "ban"):
                 await self._bot.invite(room_id, user_id)
+            if membership not in ("join", "ban") and self._joins_directly(user_id):
+                await self._bot.join_as(room_id, user_id)
         for user_id in strays(memberships, allowed):
             reason = "not a party or an admin of this room"
             await self._bot.kick(room_id, user_id, reason)

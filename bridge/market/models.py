@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from policy.ids import DisputeId, MarketUserId, RoomId, TransactionId, UserId
+from policy.links import RoomLinks
 from policy.notifications import Participant, RoomContext
 from policy.rooms import RoomKind
 from policy.states import (
@@ -123,11 +124,18 @@ def room_context(
     bot: UserId,
     admins: tuple[UserId, ...],
     dispute: DisputeRecord | None = None,
+    links: RoomLinks | None = None,
 ) -> RoomContext:
-    """Who is in the transaction's room (or its dispute's), as notifications describe them."""
+    """Who is in the transaction's room (or its dispute's), as notifications describe them,
+    and the room's deep links."""
+    kind, key = (
+        (RoomKind.DISPUTE, dispute.dispute_id)
+        if dispute
+        else (RoomKind.TRANSACTION, transaction.transaction_id)
+    )
     return RoomContext(
         room_id=(dispute.room_id if dispute else transaction.room_id) or RoomId(""),
-        kind=RoomKind.DISPUTE if dispute else RoomKind.TRANSACTION,
+        kind=kind,
         transaction_id=transaction.transaction_id,
         dispute_id=dispute.dispute_id if dispute else None,
         participants=(
@@ -136,4 +144,5 @@ def room_context(
             *(Participant(None, admin, "admin") for admin in admins),
         ),
         bot=bot,
+        links=links.of(kind, key) if links else {},
     )

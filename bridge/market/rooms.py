@@ -17,6 +17,7 @@ from typing import Protocol
 
 from bridge.runtime.clock import Clock
 from policy.ids import DisputeId, RoomId, TransactionId, UserId
+from policy.links import RoomLinks
 from policy.membership import allowed_members
 from policy.notices import (
     Milestone,
@@ -77,9 +78,11 @@ class RoomPlanner:
         mutes: Mutes,
         clock: Clock,
         mask: Callable[[str], str],
+        links: RoomLinks | None = None,
     ) -> None:
         self.bot = bot
         self.admins = admins
+        self.links = links  # each room's deep links, in its notifications
         self._freeze_on_dispute = freeze_on_dispute
         self._mutes = mutes
         self._clock = clock

@@ -127,7 +127,9 @@ class Transactions:
         # The transition clears an admin's lock or unlock: the new access is the state's own.
         after = replace(record, state=transition.state, access_override=None)
         access = self.access(after)
-        context = room_context(record, self._planner.bot, self._planner.admins)
+        context = room_context(
+            record, self._planner.bot, self._planner.admins, links=self._planner.links
+        )
         notification = state_notification(
             context, access.value, previous.value, cause, self._clock.now_ms()
         )

@@ -92,6 +92,7 @@ def lockdown_module(settings: Mapping[str, Any]) -> dict[str, Any]:
             "before_delivery": lockdown["before_delivery"],
             "upload_types": list(lockdown["upload_types"]),
             "party_max_upload_bytes": policy["max_media_bytes"],
+            "managed_prefix": (settings.get("identity") or {}).get("user_prefix", "market_"),
             "policy": dict(policy),
         },
     }
@@ -189,6 +190,7 @@ def registration_for(config: Config) -> dict[str, Any]:
         domain=config.homeserver.domain,
         bot_localpart=appservice.bot_localpart,
         alias_prefix=appservice.alias_prefix,
+        user_prefix=config.identity.user_prefix,
     )
 
 
@@ -270,6 +272,7 @@ def write_deployment(out: Path, env: Mapping[str, str], synapse_uid: int | None)
         domain=server_name,
         bot_localpart=bridge["appservice"]["bot_localpart"],
         alias_prefix=bridge["appservice"]["alias_prefix"],
+        user_prefix=bridge.get("identity", {}).get("user_prefix", "market_"),
     )
     registration_path = out / "registration.yaml"
     homeserver = homeserver_config(

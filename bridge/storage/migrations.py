@@ -19,6 +19,7 @@ def bridge_upgrade_table() -> UpgradeTable:
     table.register(description="Policy bot: planned actions, mutes, audit by object")(_v6_policy)
     table.register(description="The chat list: transactions and disputes by party")(_v7_by_party)
     table.register(description="Originals of messages masked before delivery")(_v8_masked)
+    table.register(description="Managed accounts, profiles and sessions")(_v9_identity)
     return table
 
 
@@ -253,3 +254,30 @@ async def _v8_masked(conn: Connection, scheme: Scheme) -> None:
         )
     """)
     await conn.execute("CREATE INDEX masked_originals_by_room ON masked_originals (room_id)")
+
+
+async def _v9_identity(conn: Connection, scheme: Scheme) -> None:
+    # A user with no Matrix ID of their own gets a managed account (policy.accounts); the
+    # profile is what the marketplace sent, avatar_mxc its copy in the media repository.
+    for column in (
+        "managed BOOLEAN NOT NULL DEFAULT FALSE",
+        "display_name TEXT",
+        "avatar_url TEXT",
+        "avatar_mxc TEXT",
+        "email TEXT",
+        "updated_at BIGINT",
+        "suspended_at BIGINT",
+        "erased_at BIGINT",
+    ):
+        await conn.execute(f"ALTER TABLE marketplace_users ADD COLUMN {column}")
+    # Sessions handed out: the homeserver enforces their expiry; this is the list to show.
+    await conn.execute("""
+        CREATE TABLE user_sessions (
+            device_id  TEXT   PRIMARY KEY,
+            user_id    TEXT   NOT NULL REFERENCES marketplace_users (user_id),
+            created_at BIGINT NOT NULL,
+            expires_at BIGINT NOT NULL,
+            revoked_at BIGINT
+        )
+    """)
+    await conn.execute("CREATE INDEX user_sessions_by_user ON user_sessions (user_id)")

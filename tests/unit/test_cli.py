@@ -20,14 +20,18 @@ def config():
     return make_config(database_url="sqlite:data/x.db")
 
 
-def test_namespaces_hold_the_bot_and_our_aliases_exclusively(config) -> None:
+def test_namespaces_hold_the_bot_managed_accounts_and_our_aliases_exclusively(config) -> None:
     registration = registration_for(config)
-    (users,) = registration["namespaces"]["users"]
+    users, managed = registration["namespaces"]["users"]
     (aliases,) = registration["namespaces"]["aliases"]
     assert users["exclusive"] and aliases["exclusive"]
     assert re.match(users["regex"], "@marketbot:localhost")
     assert not re.match(users["regex"], "@marketbot2:localhost")
     assert not re.match(users["regex"], "@marketbot:localhost.evil")
+    assert managed["exclusive"]
+    assert re.match(managed["regex"], "@market__bob=3a1:localhost")
+    assert not re.match(managed["regex"], "@marketbot:localhost")
+    assert not re.match(managed["regex"], "@market_bob:elsewhere")
     assert re.match(aliases["regex"], "#market_txn-1:localhost")
     assert not re.match(aliases["regex"], "#other:localhost")
     assert not re.match(aliases["regex"], "#market_x:elsewhere")

@@ -47,6 +47,7 @@ ORDER = [
     "storage",
     "delivery",
     "market",
+    "identity",
     "policybot",
     "homeserver",
     "api",

@@ -80,6 +80,8 @@ class FakeMatrix:
         self._failures: dict[str, deque[Exception]] = {}
         self._ids = itertools.count(1)
         self.pings = 0
+        self.profiles: dict[str, dict[str, Any]] = {}  # managed account -> what the module set
+        self.devices: dict[str, dict[str, tuple[str, int]]] = {}  # user -> device -> token, end
 
     # --- for tests ------------------------------------------------------------------------
 
@@ -261,6 +263,51 @@ class FakeMatrix:
         uri = f"mxc://localhost/upload{next(self._ids)}"
         self.uploads[uri] = data
         return uri
+
+    async def register_managed(self, user_id: UserId) -> None:
+        await self._enter("register_managed", user_id)
+        self.users.add(user_id)
+
+    async def set_account(
+        self,
+        user_id: UserId,
+        displayname: str,
+        avatar_url: str,
+        external_id: tuple[str, str] | None = None,
+    ) -> None:
+        await self._enter("set_account", user_id, displayname, avatar_url, external_id)
+        if user_id not in self.users:
+            raise MatrixError(404, "M_NOT_FOUND", "No such account")
+        self.profiles[user_id] = {
+            "displayname": displayname,
+            "avatar_url": avatar_url,
+            "external_id": external_id,
+        }
+
+    async def create_session(
+        self, user_id: UserId, valid_until_ms: int, display_name: str
+    ) -> tuple[str, str]:
+        await self._enter("create_session", user_id, valid_until_ms, display_name)
+        device_id, token = f"MARKET{next(self._ids)}", f"syt_{next(self._ids)}"
+        self.devices.setdefault(user_id, {})[device_id] = (token, valid_until_ms)
+        return device_id, token
+
+    async def session_devices(self, user_id: UserId) -> set[str]:
+        await self._enter("session_devices", user_id)
+        return set(self.devices.get(user_id, {}))
+
+    async def end_sessions(self, user_id: UserId, device_id: str | None = None) -> None:
+        await self._enter("end_sessions", user_id, device_id)
+        devices = self.devices.get(user_id, {})
+        for device in [device_id] if device_id else list(devices):
+            devices.pop(device, None)
+
+    async def join_as(self, room_id: RoomId, user_id: UserId) -> None:
+        await self._enter("join_as", room_id, user_id)
+        room = self._room(room_id)
+        if room.members.get(user_id) != "invite":
+            raise MatrixError(403, "M_FORBIDDEN", f"{user_id} is not invited")
+        room.members[user_id] = "join"
 
     # --- inside the fake ------------------------------------------------------------------
 

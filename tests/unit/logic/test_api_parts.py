@@ -30,6 +30,8 @@ from bridge.api.models import (
 from bridge.api.openapi import openapi_document
 from bridge.api.requests import int_param, parse_body, path_id, time_param
 from bridge.api.routes import ROUTES
+from bridge.identity import avatars
+from bridge.identity import errors as identity_errors
 from bridge.market import errors as market_errors
 from bridge.market.errors import Conflict, InvalidRequest, InvalidState, MarketError, NotFound
 
@@ -72,10 +74,14 @@ def test_a_market_error_without_fields_has_no_details(
 def test_every_market_error_class_has_a_status() -> None:
     classes = {
         value
-        for value in vars(market_errors).values()
+        for module in (market_errors, identity_errors, avatars)
+        for value in vars(module).values()
         if isinstance(value, type) and issubclass(value, MarketError) and value is not MarketError
     }
-    assert classes == set(DOMAIN_ERRORS) == {NotFound, InvalidRequest, Conflict, InvalidState}
+    assert classes == set(DOMAIN_ERRORS)
+    assert {NotFound, InvalidRequest, Conflict, InvalidState} <= classes
+    errcodes = [errcode for _, errcode in DOMAIN_ERRORS.values()]
+    assert len(errcodes) == len(set(errcodes))
 
 
 def test_a_subclass_of_a_market_error_keeps_its_parents_answer() -> None:
@@ -154,7 +160,13 @@ async def _post(client: TestClient, path: str, data: Any) -> tuple[int, dict[str
 async def test_a_valid_body_becomes_the_model(parser: TestClient) -> None:
     status, body = await _post(parser, "/create", json.dumps(CREATE))
     assert status == 200
-    assert body == {**CREATE, "title": "Vintage bike"}
+    profile = {"display_name": None, "avatar_url": None, "email": None}
+    assert body == {
+        **CREATE,
+        "title": "Vintage bike",
+        "buyer": {**party("buyer"), **profile},
+        "seller": {**party("seller"), **profile},
+    }
 
 
 @pytest.mark.parametrize("raw", [b"{", b"{'a': 1}", b"not json", b"\xff\xfe{}", b""])
@@ -424,7 +436,7 @@ def test_the_only_public_route_is_the_openapi_document() -> None:
 
 
 async def test_the_api_serves_its_document_without_a_token_and_nothing_else() -> None:
-    api = MarketApi(TOKEN, LIMIT, *[None] * 7, 0, None)  # type: ignore[arg-type]
+    api = MarketApi(TOKEN, LIMIT, *[None] * 8, 0, None)  # type: ignore[arg-type]
     app = web.Application()
     api.add_to(app)
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:

@@ -132,6 +132,7 @@ async def test_opening_queues_dispute_opened_in_the_transaction_rooms_stream(
         "room_kind": "transaction",
         "transaction_id": ORDER,
         "dispute_id": D1,
+        "links": {"matrix_to": "https://matrix.to/#/%23market_transaction_order-1:localhost"},
         "reason": "Never paid for shipping",
         "opened_by": "seller",
     }
@@ -284,6 +285,7 @@ async def test_resolving_queues_dispute_resolved_and_audits_who_resolved_it(
         "room_kind": "transaction",
         "transaction_id": ORDER,
         "dispute_id": D1,
+        "links": {"matrix_to": "https://matrix.to/#/%23market_transaction_order-1:localhost"},
         "decision": "no_action",
         "note": "Both agreed",
         "resolved_by": ADMIN,

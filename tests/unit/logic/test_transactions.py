@@ -162,6 +162,7 @@ async def test_payment_opens_the_room_and_queues_room_state_changed(
         "room_id": created.room_id,
         "room_kind": "transaction",
         "transaction_id": ORDER,
+        "links": {"matrix_to": "https://matrix.to/#/%23market_transaction_order-1:localhost"},
         "access": "open",
         "previous_access": "locked",
         "cause": "payment",
