@@ -15,7 +15,8 @@ from typing import Any
 from urllib.parse import quote
 
 from aiohttp import ClientError
-from mautrix.api import HTTPAPI, Method
+from mautrix.api import Method
+from mautrix.appservice import AppServiceAPI
 from mautrix.errors import MatrixConnectionError, MatrixRequestError
 
 from policy.ids import EventId, RoomId, UserId
@@ -55,7 +56,7 @@ def _path(*parts: str) -> str:
 
 
 class MatrixBot:
-    def __init__(self, api: HTTPAPI, user_id: UserId) -> None:
+    def __init__(self, api: AppServiceAPI, user_id: UserId) -> None:
         self._api = api
         self.user_id = user_id
 
@@ -64,10 +65,14 @@ class MatrixBot:
         method: Method,
         path: str,
         content: dict[str, Any] | bytes | None = None,
+        *,
+        as_user: UserId | None = None,
         **options: Any,
     ) -> Any:
+        """One request as the bot, or ``as_user`` (a user in the appservice's namespace)."""
+        api = self._api.user(as_user) if as_user else self._api
         try:
-            return await self._api.request(method, path, content, retry_count=0, **options)
+            return await api.request(method, path, content, retry_count=0, **options)
         except MatrixRequestError as e:
             status = getattr(e, "http_status", 0)
             if status >= 500 or status in (0, 429):
@@ -324,6 +329,4 @@ class MatrixBot:
 
     async def join_as(self, room_id: RoomId, user_id: UserId) -> None:
         """Join a managed account to a room it is invited to (the appservice acts as it)."""
-        await self._request(
-            Method.POST, _path("join", room_id), {}, query_params={"user_id": user_id}
-        )
+        await self._request(Method.POST, _path("join", room_id), {}, as_user=user_id)

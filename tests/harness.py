@@ -145,6 +145,7 @@ def make_config(
         **{key: example[key] for key in ("policy", "lockdown")},
         "server": {"host": "127.0.0.1", "port": bridge_port},
         "gateway": example["gateway"],
+        "identity": example["identity"],
         "database": {"url": database_url, "max_connections": 5},
         "logging": {"level": "DEBUG"},
     }

@@ -252,7 +252,7 @@ class UserOut(BaseModel):
 class SessionRequest(_Request):
     ttl_seconds: int | None = Field(
         None,
-        ge=60,
+        ge=1,
         description="How long the session lasts (default identity.session_seconds;"
         " at most identity.max_session_seconds).",
     )

@@ -37,8 +37,6 @@ class ConfigError(Exception):
     """The configuration cannot be used; the message names every offending key."""
 
 
-
-
 class HomeserverConfig(Section):
     """The homeserver the bridge is an appservice of."""
 

@@ -69,8 +69,8 @@ class Sessions:
         if user.suspended_at is not None:
             raise UserSuspended(f"user {user_id} is suspended")
         seconds = self._default_seconds if seconds is None else seconds
-        if not 60 <= seconds <= self.max_seconds:
-            raise InvalidRequest(f"ttl_seconds: must be 60 to {self.max_seconds}", ["ttl_seconds"])
+        if not 1 <= seconds <= self.max_seconds:
+            raise InvalidRequest(f"ttl_seconds: must be 1 to {self.max_seconds}", ["ttl_seconds"])
         now = self._clock.now_ms()
         ended = await self._records.expired(user_id, now)
         for device_id in ended:

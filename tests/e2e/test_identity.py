@@ -1,0 +1,257 @@
+"""Marketplace users with no Matrix ID anywhere: managed accounts, profiles, sessions that end
+by themselves, on the hardened homeserver (the module mints them) behind the client gateway."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import ssl
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import ClientSession, web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from nio import AsyncClient, RoomGetStateEventResponse, RoomSendResponse
+
+from tests.e2e.stack import Stack, timeline
+from tests.e2e.test_lockdown import png
+from tests.harness import Homeserver, eventually, fresh_database
+
+
+class AvatarServer:
+    """An https server on loopback with its own certificate authority, serving images."""
+
+    def __init__(self, root: Path) -> None:
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+        now = datetime.datetime.now(datetime.UTC)
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False,
+            )
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256())
+        )
+        self.ca_file = root / "avatar-ca.pem"
+        self.ca_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        key_file = root / "avatar-key.pem"
+        key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self._context.load_cert_chain(self.ca_file, key_file)
+        self.files: dict[str, tuple[bytes, str]] = {}
+        self.fetched: list[str] = []
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        async def serve(request: web.Request) -> web.Response:
+            self.fetched.append(request.path)
+            body, content_type = self.files.get(request.match_info["name"], (b"", ""))
+            if not body:
+                return web.Response(status=404)
+            return web.Response(body=body, content_type=content_type)
+
+        app = web.Application()
+        app.router.add_get("/{name}", serve)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self._context)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    def url(self, name: str) -> str:
+        return f"https://127.0.0.1:{self.port}/{name}"
+
+    async def stop(self) -> None:
+        if self._runner:
+            await self._runner.cleanup()
+
+
+@pytest.fixture
+async def avatars(tmp_path: Path) -> AsyncIterator[AvatarServer]:
+    server = AvatarServer(tmp_path)
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def stack(
+    hardened_homeserver: Homeserver, avatars: AvatarServer, api_timings: dict, tmp_path: Path
+) -> AsyncIterator[Stack]:
+    gateway = hardened_homeserver.gateway
+    assert gateway is not None
+    async with fresh_database("sqlite", tmp_path) as url, ClientSession() as session:
+        config = hardened_homeserver.bridge_config(
+            url,
+            gateway=gateway.config.gateway.model_dump(mode="json"),
+            identity={"avatar_private_hosts": True, "avatar_ca_file": str(avatars.ca_file)},
+        )
+        yield Stack(config, session, None, None, api_timings)  # type: ignore[arg-type]
+
+
+def uid(role: str) -> str:
+    return f"{role}-{uuid.uuid4().hex[:8]}"
+
+
+async def client_of(session: dict[str, Any]) -> AsyncClient:
+    client = AsyncClient(session["homeserver_url"], session["matrix_id"], session["device_id"])
+    client.access_token = session["access_token"]
+    return client
+
+
+async def whoami(stack: Stack, session: dict[str, Any]) -> tuple[int, dict]:
+    url = f"{session['homeserver_url']}/_matrix/client/v3/account/whoami"
+    headers = {"Authorization": f"Bearer {session['access_token']}"}
+    async with stack.session.get(url, headers=headers) as response:
+        return response.status, await response.json()
+
+
+async def test_a_marketplace_with_no_matrix_id_anywhere(
+    stack: Stack, avatars: AvatarServer
+) -> None:
+    avatars.files["seller.png"] = (png(), "image/png")
+    buyer, seller = uid("buyer"), uid("seller")
+    clients: list[AsyncClient] = []
+    async with stack.running():
+        status, made = await stack.api.call("PUT", f"/users/{buyer}", {"display_name": "Ann B."})
+        assert status == 201, made
+        assert made["managed"] and made["matrix_id"] == f"@market_{buyer}:localhost"
+        profile = {"display_name": "Sam the Seller", "avatar_url": avatars.url("seller.png")}
+        status, made = await stack.api.call("PUT", f"/users/{seller}", profile)
+        assert status == 201 and made["avatar_mxc"].startswith("mxc://"), made
+        # The same profile again changes nothing and fetches nothing.
+        status, again = await stack.api.call("PUT", f"/users/{seller}", profile)
+        assert status == 200 and again["avatar_mxc"] == made["avatar_mxc"]
+        assert avatars.fetched == ["/seller.png"]
+
+        order = {
+            "transaction_id": uid("order"),
+            "title": "Road bike",
+            "buyer": {"user_id": buyer},
+            "seller": {"user_id": seller},
+        }
+        status, txn = await stack.api.call("POST", "/transactions", order)
+        assert status == 201, txn
+        room_id = txn["room_id"]
+        assert txn["links"]["matrix_to"].startswith("https://matrix.to/#/%23market_transaction_")
+        status, txn = await stack.api.call(
+            "POST", f"/transactions/{order['transaction_id']}/payment"
+        )
+        assert status == 200 and txn["access"] == "open", txn
+
+        sessions = {}
+        for user in (buyer, seller):
+            status, sessions[user] = await stack.api.call("POST", f"/users/{user}/sessions")
+            assert status == 201, sessions[user]
+            assert sessions[user]["homeserver_url"] == stack.config.gateway.client_url
+            clients.append(await client_of(sessions[user]))
+        buyer_client, seller_client = clients
+        try:
+            # Joined by the bridge: nobody accepted an invitation, and both can post.
+            for client in clients:
+                joined = await client.joined_rooms()
+                assert room_id in joined.rooms, joined
+            sent = await buyer_client.room_send(
+                room_id, "m.room.message", {"msgtype": "m.text", "body": "Is it still there?"}
+            )
+            assert isinstance(sent, RoomSendResponse), sent
+
+            async def seller_reads_it() -> bool:
+                bodies = [e["content"].get("body") for e in await timeline(seller_client, room_id)]
+                return "Is it still there?" in bodies
+
+            await eventually(seller_reads_it)
+            # The other party sees the profile the marketplace set.
+            member = await buyer_client.room_get_state_event(
+                room_id, "m.room.member", made["matrix_id"]
+            )
+            assert isinstance(member, RoomGetStateEventResponse), member
+            member = member.content
+            assert member["displayname"] == "Sam the Seller"
+            assert member["avatar_url"] == made["avatar_mxc"]
+
+            # Listed, then revoked: the token stops working at once.
+            status, listed = await stack.api.call("GET", f"/users/{buyer}/sessions")
+            device = sessions[buyer]["device_id"]
+            assert status == 200 and [s["device_id"] for s in listed["sessions"]] == [device]
+            status, left = await stack.api.call("DELETE", f"/users/{buyer}/sessions/{device}")
+            assert status == 200 and left["sessions"] == [], left
+            status, _ = await whoami(stack, sessions[buyer])
+            assert status == 401
+            status, me = await whoami(stack, sessions[seller])
+            assert status == 200 and me["user_id"] == made["matrix_id"]
+        finally:
+            for client in clients:
+                await client.close()
+
+
+async def test_a_session_ends_at_its_expiry_with_the_bridge_stopped(stack: Stack) -> None:
+    user = uid("buyer")
+    async with stack.running():
+        status, _ = await stack.api.call("PUT", f"/users/{user}", {"display_name": "Ann"})
+        assert status == 201
+        status, session = await stack.api.call(
+            "POST", f"/users/{user}/sessions", {"ttl_seconds": 2}
+        )
+        assert status == 201, session
+        status, _ = await whoami(stack, session)
+        assert status == 200
+    # The bridge is stopped: the homeserver alone ends the session.
+
+    async def refused() -> bool:
+        status, body = await whoami(stack, session)
+        assert status == 401 and body["errcode"] == "M_UNKNOWN_TOKEN", body
+        return True
+
+    await eventually(refused, within=20)
+
+
+async def test_bad_identity_requests_change_nothing(stack: Stack, avatars: AvatarServer) -> None:
+    avatars.files["page.png"] = (b"<html>not an image</html>", "image/png")
+    async with stack.running():
+        user = uid("buyer")
+        for body, errcode in (
+            ({"display_name": "A", "avatar_url": "http://127.0.0.1/x.png"}, "MARKET_INVALID_PARAM"),
+            ({"display_name": "A", "avatar_url": avatars.url("page.png")}, "MARKET_BAD_AVATAR"),
+            ({"display_name": "A", "avatar_url": avatars.url("missing.png")}, "MARKET_BAD_AVATAR"),
+            ({"display_name": ""}, "MARKET_INVALID_PARAM"),
+            ({"display_name": "A", "matrix_id": "@market_x:localhost"}, "MARKET_INVALID_PARAM"),
+        ):
+            status, answer = await stack.api.call("PUT", f"/users/{user}", body)
+            assert (status, answer["errcode"]) == (400, errcode), (body, answer)
+        status, answer = await stack.api.call("GET", f"/users/{user}")
+        assert (status, answer["errcode"]) == (404, "MARKET_NOT_FOUND")
+        status, answer = await stack.api.call("PUT", "/users/bad%20id", {"display_name": "A"})
+        assert (status, answer["errcode"]) == (400, "MARKET_INVALID_PARAM")
+        status, answer = await stack.api.call("POST", f"/users/{user}/sessions")
+        assert (status, answer["errcode"]) == (404, "MARKET_NOT_FOUND")
+        order = {
+            "transaction_id": uid("order"),
+            "title": "Lamp",
+            "buyer": {"user_id": user},
+            "seller": {"user_id": uid("seller")},
+        }
+        status, answer = await stack.api.call("POST", "/transactions", order)
+        assert (status, answer["errcode"]) == (400, "MARKET_UNKNOWN_USER"), answer
+        assert answer["fields"] == ["buyer.user_id"]
