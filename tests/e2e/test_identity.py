@@ -231,8 +231,9 @@ async def test_bad_identity_requests_change_nothing(stack: Stack, avatars: Avata
     avatars.files["page.png"] = (b"<html>not an image</html>", "image/png")
     async with stack.running():
         user = uid("buyer")
+        plain_http = "http://127.0.0.1/x.png"
         for body, errcode in (
-            ({"display_name": "A", "avatar_url": "http://127.0.0.1/x.png"}, "MARKET_INVALID_PARAM"),
+            ({"display_name": "A", "avatar_url": plain_http}, "MARKET_INVALID_PARAM"),
             ({"display_name": "A", "avatar_url": avatars.url("page.png")}, "MARKET_BAD_AVATAR"),
             ({"display_name": "A", "avatar_url": avatars.url("missing.png")}, "MARKET_BAD_AVATAR"),
             ({"display_name": ""}, "MARKET_INVALID_PARAM"),
