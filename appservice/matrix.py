@@ -112,15 +112,14 @@ class MatrixBot:
         topic: str | None = None,
         power_levels: dict[str, Any] | None = None,
         initial_state: list[dict[str, Any]] = (),  # type: ignore[assignment]
-        invitees: tuple[UserId, ...] = (),
     ) -> RoomId:
-        """A private room, the bot its creator; optional fields are left to the homeserver."""
+        """A private room, the bot its creator, nobody invited yet (an invitee who blocks
+        invitations would fail the whole call); optional fields are left to the homeserver."""
         request = {
             "visibility": "private",
             "preset": "private_chat",
             "room_version": room_version,
             "initial_state": list(initial_state),
-            "invite": list(invitees),
             "is_direct": False,
             "room_alias_name": alias_localpart,
             "name": name,

@@ -234,6 +234,11 @@ class ChatListOut(BaseModel):
 class PartyOut(BaseModel):
     user_id: str
     matrix_id: str
+    membership: Literal["invite_blocked"] | None = Field(
+        None,
+        description="invite_blocked: the account refuses invitations (M_INVITE_BLOCKED), so it"
+        " is not in the room; null: invited or joined as usual.",
+    )
 
 
 class UserOut(BaseModel):

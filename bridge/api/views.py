@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from bridge.identity.records import SessionRecord, UserRecord
 from bridge.identity.sessions import NewSession
 from bridge.market.chat_list import Chat
-from bridge.market.models import DisputeRecord, TransactionRecord
+from bridge.market.models import DisputeRecord, Party, TransactionRecord
 from policy.ids import MarketUserId
 from policy.states import Access
 
@@ -45,12 +45,17 @@ def transaction_out(
         access=access,
         room_id=record.room_id,
         links=links,
-        buyer=PartyOut(user_id=record.buyer.user_id, matrix_id=record.buyer.matrix_id),
-        seller=PartyOut(user_id=record.seller.user_id, matrix_id=record.seller.matrix_id),
+        buyer=party_out(record.buyer),
+        seller=party_out(record.seller),
         created_at=timestamp(record.created_at),
         paid_at=timestamp(record.paid_at),
         closed_at=timestamp(record.closed_at),
     )
+
+
+def party_out(party: Party) -> PartyOut:
+    membership = "invite_blocked" if party.invite_blocked else None
+    return PartyOut(user_id=party.user_id, matrix_id=party.matrix_id, membership=membership)
 
 
 def dispute_out(dispute: DisputeRecord, links: dict[str, str]) -> DisputeOut:

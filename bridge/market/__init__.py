@@ -38,6 +38,7 @@ from .moderation import Moderation
 from .parties import PartyCheck
 from .reconcile import Reconciler
 from .records.audit import AuditLog
+from .records.blocked_invites import BlockedInvites
 from .records.bot_actions import BotActions
 from .records.disputes import DisputeRecords
 from .records.mutes import Mutes
@@ -99,6 +100,7 @@ class Market:
             BotActions(db, clock),
             config.appservice.alias_prefix,
             config.homeserver.domain,
+            BlockedInvites(db, retry_for_ms),
             joins_directly=functools.partial(
                 is_managed, config.identity.user_prefix, config.homeserver.domain
             ),

@@ -10,7 +10,10 @@
                      changed it meanwhile (the last writer's plan is the right one)
       members        invite whom the plan wants and lacks, remove whoever is not allowed;
                      managed accounts (policy.accounts) are joined at once, as the appservice
-                     may act for them: nobody has to accept an invitation for them
+                     may act for them: nobody has to accept an invitation for them; an
+                     invitation the invitee blocks (M_INVITE_BLOCKED) is recorded and told to
+                     the marketplace, and tried again on the next repair (a new room invites
+                     after createRoom, whose own invitations would fail it half-made)
       notices        post each of the room's notices once (recorded in bot_actions)
 
 The same for transaction, dispute and moderation rooms (`bridge.market.rooms` says what each
@@ -33,6 +36,7 @@ from policy.notices import Notice
 from policy.rooms import RoomPlan, alias_localpart, departs_from_plan
 
 from .records.audit import AuditEntry, AuditLog
+from .records.blocked_invites import BlockedInvites
 from .records.bot_actions import BotActions
 from .rooms import ManagedRoom, RoomSpec
 
@@ -51,6 +55,7 @@ class RoomKeeper:
         sent: BotActions,
         alias_prefix: str,
         domain: str,
+        blocked: BlockedInvites,
         joins_directly: Callable[[UserId], bool] = lambda _: False,
     ) -> None:
         self._bot = bot
@@ -60,6 +65,7 @@ class RoomKeeper:
         self._alias_prefix = alias_prefix
         self._domain = domain
         self._joins_directly = joins_directly
+        self._blocked = blocked
         self._log = logging.getLogger("bridge.market.keeper")
 
     async def ensure(
@@ -91,10 +97,10 @@ class RoomKeeper:
                 await self._ensure_state(room_id, spec.plan, changing=changing)
             spec = replace(latest, room_id=room_id)
         if check_members:
-            await self._ensure_members(room_id, spec.plan.invitees, spec.allowed)
-        elif fresh:  # invited by createRoom
-            for user_id in filter(self._joins_directly, spec.plan.invitees):
-                await self._bot.join_as(room_id, user_id)
+            await self._ensure_members(spec, room_id)
+        elif fresh:
+            for user_id in spec.plan.invitees:
+                await self._admit(spec, room_id, user_id)
         await self.post_once(room_id, *spec.notices)
         return spec
 
@@ -127,7 +133,6 @@ class RoomKeeper:
                     room_version=spec.room_version,
                     power_levels=plan.power_levels,
                     initial_state=plan.initial_state(),
-                    invitees=plan.invitees,
                 )
             except MatrixError as e:
                 if e.errcode != "M_ROOM_IN_USE":
@@ -194,17 +199,31 @@ class RoomKeeper:
                 )
             )
 
-    async def _ensure_members(
-        self, room_id: RoomId, invitees: tuple[UserId, ...], allowed: frozenset[UserId]
-    ) -> None:
+    async def _admit(self, spec: RoomSpec, room_id: RoomId, user_id: UserId) -> None:
+        """Invite the user, and join a managed account at once."""
+        try:
+            await self._bot.invite(room_id, user_id)
+        except MatrixError as e:
+            if e.errcode != "M_INVITE_BLOCKED":
+                raise
+            about = {"room_kind": spec.kind.value, f"{spec.kind.value}_id": spec.key}
+            if await self._blocked.record(room_id, user_id, about, self._clock.now_ms()):
+                self._log.info("%s blocks invitations: not in %s", user_id, spec.what)
+            return
+        await self._blocked.clear(room_id, user_id)
+        if self._joins_directly(user_id):
+            await self._bot.join_as(room_id, user_id)
+
+    async def _ensure_members(self, spec: RoomSpec, room_id: RoomId) -> None:
         """Invite whoever the plan wants and lacks; remove whoever is there and not allowed."""
         memberships = await self._bot.memberships(room_id)
-        for user_id in invitees:
+        for user_id in spec.plan.invitees:
             membership = memberships.get(user_id)
             if membership not in ("invite", "join", "ban"):
-                await self._bot.invite(room_id, user_id)
-            if membership not in ("join", "ban") and self._joins_directly(user_id):
+                await self._admit(spec, room_id, user_id)
+            elif membership == "invite" and self._joins_directly(user_id):
                 await self._bot.join_as(room_id, user_id)
+        allowed = spec.allowed
         for user_id in strays(memberships, allowed):
             reason = "not a party or an admin of this room"
             await self._bot.kick(room_id, user_id, reason)

@@ -5,7 +5,7 @@ Room access is decided here, from the records, by `policy.states`; storage only 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from policy.ids import DisputeId, MarketUserId, RoomId, TransactionId, UserId
@@ -28,6 +28,8 @@ Opener = Literal["buyer", "seller", "marketplace"]
 class Party:
     user_id: MarketUserId
     matrix_id: UserId
+    suspended: bool = field(default=False, compare=False)  # kept out of every room we manage
+    invite_blocked: bool = field(default=False, compare=False)  # refuses the room's invitation
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,11 @@ class TransactionRecord:
     @property
     def parties(self) -> tuple[UserId, UserId]:
         return self.buyer.matrix_id, self.seller.matrix_id
+
+    @property
+    def admitted(self) -> tuple[UserId, ...]:
+        """The parties who may be in its rooms now: those not suspended."""
+        return tuple(p.matrix_id for p in (self.buyer, self.seller) if not p.suspended)
 
     @property
     def stream(self) -> str:

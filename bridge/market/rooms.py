@@ -92,7 +92,7 @@ class RoomPlanner:
         return transaction.access(self._freeze_on_dispute)
 
     def participants(self, transaction: TransactionRecord | None = None) -> Participants:
-        parties = transaction.parties if transaction else ()
+        parties = transaction.admitted if transaction else ()
         return Participants(bot=self.bot, parties=parties, admins=self.admins)
 
     async def _muted(self, room_id: RoomId | None) -> tuple[UserId, ...]:

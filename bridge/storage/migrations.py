@@ -20,6 +20,7 @@ def bridge_upgrade_table() -> UpgradeTable:
     table.register(description="The chat list: transactions and disputes by party")(_v7_by_party)
     table.register(description="Originals of messages masked before delivery")(_v8_masked)
     table.register(description="Managed accounts, profiles and sessions")(_v9_identity)
+    table.register(description="Invitations the invitee blocks")(_v10_blocked_invites)
     return table
 
 
@@ -281,3 +282,15 @@ async def _v9_identity(conn: Connection, scheme: Scheme) -> None:
         )
     """)
     await conn.execute("CREATE INDEX user_sessions_by_user ON user_sessions (user_id)")
+
+
+async def _v10_blocked_invites(conn: Connection, scheme: Scheme) -> None:
+    # An invitation the homeserver refused with M_INVITE_BLOCKED, until one gets through.
+    await conn.execute("""
+        CREATE TABLE blocked_invites (
+            room_id    TEXT   NOT NULL,
+            user_id    TEXT   NOT NULL,
+            blocked_at BIGINT NOT NULL,
+            PRIMARY KEY (room_id, user_id)
+        )
+    """)

@@ -19,8 +19,13 @@ from .users import bind_user
 _SELECT = """
     SELECT t.transaction_id, t.title, t.state, t.outcome, t.room_id, t.room_version,
            t.created_at, t.paid_at, t.closed_at,
-           t.buyer_id, b.matrix_id AS buyer_matrix_id,
-           t.seller_id, s.matrix_id AS seller_matrix_id, d.dispute_id AS open_dispute,
+           t.buyer_id, b.matrix_id AS buyer_matrix_id, b.suspended_at AS buyer_suspended_at,
+           t.seller_id, s.matrix_id AS seller_matrix_id, s.suspended_at AS seller_suspended_at,
+           d.dispute_id AS open_dispute,
+           EXISTS (SELECT 1 FROM blocked_invites x
+                   WHERE x.room_id = t.room_id AND x.user_id = b.matrix_id) AS buyer_blocked,
+           EXISTS (SELECT 1 FROM blocked_invites x
+                   WHERE x.room_id = t.room_id AND x.user_id = s.matrix_id) AS seller_blocked,
            t.access_override
     FROM transactions t
     JOIN marketplace_users b ON b.user_id = t.buyer_id
@@ -29,12 +34,21 @@ _SELECT = """
 """
 
 
+def _party(row, role: str) -> Party:
+    return Party(
+        row[f"{role}_id"],
+        row[f"{role}_matrix_id"],
+        suspended=row[f"{role}_suspended_at"] is not None,
+        invite_blocked=bool(row[f"{role}_blocked"]),
+    )
+
+
 def _record(row) -> TransactionRecord:
     return TransactionRecord(
         transaction_id=row["transaction_id"],
         title=row["title"],
-        buyer=Party(row["buyer_id"], row["buyer_matrix_id"]),
-        seller=Party(row["seller_id"], row["seller_matrix_id"]),
+        buyer=_party(row, "buyer"),
+        seller=_party(row, "seller"),
         state=TransactionState(row["state"]),
         outcome=Outcome(row["outcome"]) if row["outcome"] else None,
         room_id=row["room_id"],

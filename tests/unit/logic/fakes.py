@@ -149,11 +149,8 @@ class FakeMatrix:
         topic: str | None = None,
         power_levels: dict[str, Any] | None = None,
         initial_state: list[dict[str, Any]] = (),  # type: ignore[assignment]
-        invitees: tuple[UserId, ...] = (),
     ) -> RoomId:
-        await self._enter(
-            "create_room", alias_localpart, name, topic, power_levels, tuple(invitees)
-        )
+        await self._enter("create_room", alias_localpart, name, topic, power_levels)
         alias = f"#{alias_localpart}:localhost" if alias_localpart else None
         if alias in self.aliases:
             raise MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
@@ -166,8 +163,6 @@ class FakeMatrix:
             room.state[("m.room.name", "")] = {"name": name}
         if topic is not None:
             room.state[("m.room.topic", "")] = {"topic": topic}
-        for user in invitees:
-            room.members[user] = "invite"
         self.rooms[room.room_id] = room
         if alias is not None:
             self.aliases[alias] = room.room_id
