@@ -27,6 +27,7 @@ USER_EXISTS_PATH = "/_synapse/client/marketplace/user_exists"
 MASKED_PATH = "/_synapse/client/marketplace/masked"
 ACCOUNT_PATH = "/_synapse/client/marketplace/account"
 SESSIONS_PATH = "/_synapse/client/marketplace/sessions"
+DEACTIVATE_PATH = "/_synapse/client/marketplace/deactivate"
 
 
 class HomeserverUnavailable(Exception):
@@ -325,6 +326,10 @@ class MatrixBot:
         """Delete one device of a managed account (or all of them), their tokens with them."""
         query = {"user": user_id, **({"device": device_id} if device_id else {})}
         await self._request(Method.DELETE, SESSIONS_PATH, query_params=query)
+
+    async def deactivate_managed(self, user_id: UserId) -> None:
+        """Deactivate a managed account with erasure (GDPR): profile gone, rooms left."""
+        await self._request(Method.POST, DEACTIVATE_PATH, {"user_id": user_id})
 
     async def join_as(self, room_id: RoomId, user_id: UserId) -> None:
         """Join a managed account to a room it is invited to (the appservice acts as it)."""

@@ -92,7 +92,7 @@ class Bridge:
         )
         self.bot = MatrixBot(api, config.bot_mxid)
         self.market = Market.build(config, db, self.bot, clock, self.wakeups.outbox)
-        self.identity = Identity.build(config, db, self.bot, clock, self.market.planner.links)
+        self.identity = Identity.build(config, db, self.bot, clock, self.market)
         self.inbox = InboxStore(db, clock)
         self.outbox = Outbox(db)
         self.originals = MaskedOriginals(db)

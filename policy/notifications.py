@@ -238,6 +238,15 @@ def dispute_notification(
     return Notification(type_, notification_id("dispute", key), occurred_at, data)
 
 
+def user_notification(
+    type_: str, user_id: MarketUserId, matrix_id: UserId, reason: str | None, occurred_at: int
+) -> Notification:
+    """user.suspended, user.unsuspended or user.erased: one per change (its time is its key)."""
+    data = {"user_id": user_id, "matrix_id": matrix_id, "reason": reason}
+    key = f"{user_id}\x00{type_}\x00{occurred_at}"
+    return Notification(type_, notification_id("user", key), occurred_at, data)
+
+
 def violation_notification(
     context: RoomContext,
     event: dict[str, Any],

@@ -39,6 +39,9 @@ when the event lacks it or it has the wrong type):
     membership    user_id (the state key), membership, displayname, reason
     power_levels  content
     state         type, state_key, content (any other state event)
+    erased        nothing more: its sender was erased at the marketplace's request (GDPR) and
+                  the bridge replaced what they wrote with this tombstone (a top-level
+                  ``org.marketplace.erased`` key on the stored event, which no client can set)
 
 Skipped: reactions, receipts, unknown non-state types (encrypted events and stickers too),
 anything lacking a string event_id, type or sender, and repeats of an event id already seen
@@ -60,6 +63,7 @@ TRANSCRIPT_FORMAT = "marketplace-transcript/1"
 HEADER_FIELDS = ("format", "room_id", "room_kind", "transaction_id", "dispute_id")
 DOCUMENT_FIELDS = (*HEADER_FIELDS, "generated_at", "entry_count", "entries", "final_hash")
 ROOM_KINDS = ("transaction", "dispute")
+ERASED_KEY = "org.marketplace.erased"  # top level of a stored event: its content is gone
 
 
 def transcript_hash(value: Any) -> str:
@@ -190,6 +194,8 @@ def _fields(event: dict[str, Any], seen: dict[str, dict[str, Any]]) -> dict[str,
     content = _content(event)
     state_key = event.get("state_key")
     is_state = "state_key" in event
+    if event.get(ERASED_KEY) is True and not is_state:
+        return {"kind": "erased"}
     if event_type == "m.room.redaction" and not is_state:
         redacts = content.get("redacts")  # room v11 moved it into the content
         if not _text(redacts):

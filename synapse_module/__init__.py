@@ -56,7 +56,14 @@ from policy.rules import (
 from policy.states import Access
 from policy.uploads import judge_upload
 
-from .accounts import ACCOUNT_PATH, SESSIONS_PATH, AccountResource, SessionsResource
+from .accounts import (
+    ACCOUNT_PATH,
+    DEACTIVATE_PATH,
+    SESSIONS_PATH,
+    AccountResource,
+    DeactivateResource,
+    SessionsResource,
+)
 from .originals import MASKED_PATH, Originals, OriginalsResource
 
 log = logging.getLogger("synapse_module")
@@ -94,6 +101,7 @@ class MarketplaceModule:
         prefix = config["managed_prefix"]
         api.register_web_resource(ACCOUNT_PATH, AccountResource(api, bot, prefix))
         api.register_web_resource(SESSIONS_PATH, SessionsResource(api, bot, prefix))
+        api.register_web_resource(DEACTIVATE_PATH, DeactivateResource(api, bot, prefix))
 
     @staticmethod
     def parse_config(config: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,9 @@ and sessions that end by themselves.
     GET    /_synapse/client/marketplace/sessions?user=...  -> {"device_ids": [...]}
     DELETE /_synapse/client/marketplace/sessions?user=...[&device=...]: one device (or every
            device of the user) deleted, its tokens with it
+    POST   /_synapse/client/marketplace/deactivate  {"user_id"}: the account deactivated with
+           erasure (GDPR: profile removed, rooms left, events erased for later joiners) and
+           the originals this module kept of its masked messages deleted
 
 Only accounts in the bridge's namespace (``managed_prefix``) may be named. Synapse's module API
 has no per-token expiry nor avatar setter, so those two calls use its handlers directly
@@ -29,6 +32,7 @@ from synapse.module_api.errors import Codes, SynapseError
 
 ACCOUNT_PATH = "/_synapse/client/marketplace/account"
 SESSIONS_PATH = "/_synapse/client/marketplace/sessions"
+DEACTIVATE_PATH = "/_synapse/client/marketplace/deactivate"
 DEVICE_PREFIX = "MARKET"
 
 
@@ -143,4 +147,20 @@ class SessionsResource(_BotOnly):
             await handler.delete_all_devices_for_user(user_id)
         else:
             await handler.delete_devices(user_id, [device])
+        return 200, {}
+
+
+class DeactivateResource(_BotOnly):
+    async def _async_render_POST(self, request: Any) -> tuple[int, dict[str, Any]]:
+        await self._check_bot(request)
+        user_id = await self._managed(self._body(request).get("user_id"))
+        handler = self._api._hs.get_deactivate_account_handler()  # noqa: SLF001
+        await handler.deactivate_account(
+            user_id, erase_data=True, requester=create_requester(self._bot), by_admin=True
+        )
+
+        def forget(txn: Any) -> None:
+            txn.execute("DELETE FROM marketplace_masked_originals WHERE sender = ?", (user_id,))
+
+        await self._api.run_db_interaction("marketplace_forget_originals", forget)
         return 200, {}

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from bridge.identity.avatars import AvatarRefused
 from bridge.identity.errors import NotManaged, UnknownUser, UserErased, UserSuspended
+from bridge.identity.lifecycle import UserOnHold
 from bridge.market.errors import Conflict, InvalidRequest, InvalidState, MarketError, NotFound
 
 # The most specific kind an error is decides (a subclass before its base).
@@ -22,6 +23,7 @@ DOMAIN_ERRORS: dict[type[MarketError], tuple[int, str]] = {
     NotManaged: (409, "MARKET_NOT_MANAGED"),
     UserSuspended: (409, "MARKET_USER_SUSPENDED"),
     UserErased: (409, "MARKET_USER_ERASED"),
+    UserOnHold: (409, "MARKET_USER_ON_HOLD"),
     NotFound: (404, "MARKET_NOT_FOUND"),
     InvalidRequest: (400, "MARKET_INVALID_PARAM"),
     Conflict: (409, "MARKET_CONFLICT"),

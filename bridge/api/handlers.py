@@ -46,6 +46,7 @@ from .models import (
     DeadLettersOut,
     PartyIn,
     PaymentRequest,
+    ReasonRequest,
     ReplayOut,
     ReplayRequest,
     ResolveDisputeRequest,
@@ -61,6 +62,7 @@ from .views import (
     chat_out,
     dead_letter_out,
     dispute_out,
+    export_out,
     json_response,
     session_out,
     sessions_out,
@@ -204,6 +206,29 @@ class MarketApi:
         user_id, device_id = _user_id(request), path_id(request, "device_id")
         await self._identity.sessions.revoke(user_id, device_id)
         return json_response(sessions_out(user_id, await self._identity.sessions.live(user_id)))
+
+    async def suspend_user(self, request: web.Request) -> web.Response:
+        user_id = _user_id(request)
+        body = await parse_body(request, ReasonRequest, self._max_body_bytes, empty_ok=True)
+        return json_response(
+            user_out(await self._identity.lifecycle.suspend(user_id, body.reason))
+        )
+
+    async def unsuspend_user(self, request: web.Request) -> web.Response:
+        user_id = _user_id(request)
+        body = await parse_body(request, ReasonRequest, self._max_body_bytes, empty_ok=True)
+        user = await self._identity.lifecycle.unsuspend(user_id, body.reason)
+        return json_response(user_out(user))
+
+    async def erase_user(self, request: web.Request) -> web.Response:
+        user_id = _user_id(request)
+        body = await parse_body(request, ReasonRequest, self._max_body_bytes, empty_ok=True)
+        return json_response(user_out(await self._identity.lifecycle.erase(user_id, body.reason)))
+
+    async def export_user(self, request: web.Request) -> web.Response:
+        user_id = _user_id(request)
+        export = await self._identity.lifecycle.export(user_id)
+        return json_response(export_out(export, user_id, self._transactions.access))
 
     async def chat_list(self, request: web.Request) -> web.Response:
         user_id = request.match_info["user_id"]

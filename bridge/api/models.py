@@ -282,6 +282,30 @@ class SessionsOut(BaseModel):
     sessions: list[SessionInfoOut]
 
 
+class ReasonRequest(_Request):
+    reason: (
+        Annotated[
+            str,
+            StringConstraints(strip_whitespace=True, max_length=1000),
+            AfterValidator(_printable),
+        ]
+        | None
+    ) = Field(None, description="Why: kept in the audit trail and the webhook.")
+
+
+class UserExportOut(BaseModel):
+    format: Literal["marketplace-user-export/1"]
+    generated_at: str
+    user: UserOut
+    rooms: list[ChatOut] = Field(description="The user's chat list, as GET .../rooms shows it.")
+    messages: list[dict] = Field(
+        description="Every room event the user sent, as the bridge stored it (tombstones once"
+        " erased)."
+    )
+    sessions: list[SessionInfoOut] = Field(description="Every session handed out, revoked too.")
+    audit: list[dict] = Field(description="Audit entries about the user or by them.")
+
+
 class TransactionOut(BaseModel):
     transaction_id: str
     title: str

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -25,6 +26,7 @@ from .models import (
     SessionOut,
     SessionsOut,
     TransactionOut,
+    UserExportOut,
     UserOut,
     timestamp,
 )
@@ -146,4 +148,25 @@ def sessions_out(user_id: str, sessions: list[SessionRecord]) -> SessionsOut:
             )
             for s in sessions
         ],
+    )
+
+
+def export_out(
+    export: dict[str, Any], user_id: MarketUserId, access: Callable[[TransactionRecord], Access]
+) -> UserExportOut:
+    return UserExportOut(
+        format=export["format"],
+        generated_at=export["generated_at"],
+        user=user_out(export["user"]),
+        rooms=[chat_out(chat, user_id, access(chat.transaction)) for chat in export["rooms"]],
+        messages=export["messages"],
+        sessions=[
+            SessionInfoOut(
+                device_id=s.device_id,
+                created_at=timestamp(s.created_at),
+                expires_at=timestamp(s.expires_at),
+            )
+            for s in export["sessions"]
+        ],
+        audit=export["audit"],
     )

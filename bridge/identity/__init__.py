@@ -4,6 +4,8 @@
                  profiles carried into their rooms
     avatars.py   an avatar fetched from an https URL, safely, once per change
     sessions.py  sessions for the clients the marketplace embeds, ending by themselves
+    lifecycle.py suspension, erasure (GDPR) and export
+    erasure.py   what an erased user wrote, replaced by tombstones in the bridge's tables
     records.py   the users and sessions tables
     errors.py    why a request about a user cannot be carried out
 
@@ -20,6 +22,7 @@ from mautrix.util.async_db import Database
 
 from appservice.matrix import MatrixBot
 from bridge.config import Config
+from bridge.market import Market
 from bridge.runtime.clock import Clock
 from policy.contact import contains_contact_info, mask_contact_details
 from policy.links import RoomLinks
@@ -27,6 +30,7 @@ from policy.masking import MARKER
 
 from .accounts import Accounts
 from .avatars import AvatarFetcher
+from .lifecycle import UserLifecycle
 from .records import SessionRecords, UserRecords
 from .sessions import Sessions
 
@@ -35,12 +39,13 @@ from .sessions import Sessions
 class Identity:
     accounts: Accounts
     sessions: Sessions
+    lifecycle: UserLifecycle
     client_url: str  # where clients connect: the client gateway
     links: RoomLinks | None
 
     @classmethod
     def build(
-        cls, config: Config, db: Database, bot: MatrixBot, clock: Clock, links: RoomLinks | None
+        cls, config: Config, db: Database, bot: MatrixBot, clock: Clock, market: Market
     ) -> Identity:
         identity, policy = config.identity, config.policy
         hosts, terms = tuple(policy.allowed_link_hosts), tuple(policy.off_platform_terms)
@@ -70,4 +75,14 @@ class Identity:
             identity.session_seconds,
             identity.max_session_seconds,
         )
-        return cls(accounts, sessions, config.gateway.client_url, links)
+        lifecycle = UserLifecycle(
+            db,
+            accounts,
+            sessions,
+            bot,
+            market.chat_list,
+            market.reconciler.repair_room,
+            clock,
+            config.webhooks.retry_for_seconds * 1000,
+        )
+        return cls(accounts, sessions, lifecycle, config.gateway.client_url, market.planner.links)

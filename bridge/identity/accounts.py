@@ -37,7 +37,7 @@ from policy.accounts import TooLong, is_managed, managed_user_id
 from policy.ids import MarketUserId, UserId
 
 from .avatars import AvatarFetcher
-from .errors import UnknownUser, UserErased
+from .errors import UnknownUser, UserErased, UserSuspended
 from .records import Profile, UserRecord, UserRecords
 
 
@@ -99,6 +99,8 @@ class Accounts:
             )
         if record.erased_at is not None:
             raise UserErased(f"{role}: user {user_id} was erased", [f"{role}.user_id"])
+        if record.suspended_at is not None:
+            raise UserSuspended(f"{role}: user {user_id} is suspended", [f"{role}.user_id"])
         return Party(record.user_id, record.matrix_id)
 
     async def upsert(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mautrix.util.async_db import Database
+from mautrix.util.async_db import Connection, Database
 
 from policy.ids import MarketUserId, UserId
 
@@ -92,10 +92,21 @@ class UserRecords:
             record.updated_at,
         )
 
-    async def set_suspended(self, user_id: MarketUserId, at: int | None) -> None:
-        await self._db.execute(
-            "UPDATE marketplace_users SET suspended_at = $2 WHERE user_id = $1", user_id, at
-        )
+
+async def set_suspended(conn: Connection, user_id: MarketUserId, at: int | None) -> None:
+    await conn.execute(
+        "UPDATE marketplace_users SET suspended_at = $2 WHERE user_id = $1", user_id, at
+    )
+
+
+async def set_erased(conn: Connection, user_id: MarketUserId, at: int) -> None:
+    """The user erased: the profile forgotten; the ids stay, as transactions name them."""
+    await conn.execute(
+        "UPDATE marketplace_users SET erased_at = $2, display_name = NULL, avatar_url = NULL,"
+        " avatar_mxc = NULL, email = NULL, updated_at = $2 WHERE user_id = $1",
+        user_id,
+        at,
+    )
 
 
 class SessionRecords:
@@ -120,6 +131,14 @@ class SessionRecords:
             " ORDER BY created_at, device_id",
             user_id,
             now,
+        )
+        return [SessionRecord(**dict(row)) for row in rows]
+
+    async def all_of(self, user_id: MarketUserId) -> list[SessionRecord]:
+        rows = await self._db.fetch(
+            "SELECT device_id, user_id, created_at, expires_at FROM user_sessions"
+            " WHERE user_id = $1 ORDER BY created_at, device_id",
+            user_id,
         )
         return [SessionRecord(**dict(row)) for row in rows]
 

@@ -100,6 +100,10 @@ class Sessions:
         await self._bot.end_sessions(user.matrix_id, device_id)
         await self._records.revoke(user_id, [device_id], self._clock.now_ms())
 
+    async def all_of(self, user_id: MarketUserId) -> list[SessionRecord]:
+        """Every session ever handed out to the user (for their export)."""
+        return await self._records.all_of(user_id)
+
     async def revoke_all(self, user: UserRecord) -> None:
         """Every device of a managed account, the marketplace's sessions and any other."""
         if user.managed:

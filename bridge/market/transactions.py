@@ -73,7 +73,9 @@ class Transactions:
             if await self._records.get(new.transaction_id) is None:
                 await self._parties.check(new.buyer, new.seller)
             record, created = await self._records.insert(new, self._room_version)
-            return await self.ensure_room(record), created
+            await self.ensure_room(record)
+            # Read after the invitations: one the invitee blocks shows in the answer.
+            return await self.get(new.transaction_id), created
 
     async def record_payment(self, transaction_id: TransactionId) -> TransactionRecord:
         def decide(record: TransactionRecord) -> Transition | None:

@@ -19,8 +19,10 @@ from .users import bind_user
 _SELECT = """
     SELECT t.transaction_id, t.title, t.state, t.outcome, t.room_id, t.room_version,
            t.created_at, t.paid_at, t.closed_at,
-           t.buyer_id, b.matrix_id AS buyer_matrix_id, b.suspended_at AS buyer_suspended_at,
-           t.seller_id, s.matrix_id AS seller_matrix_id, s.suspended_at AS seller_suspended_at,
+           t.buyer_id, b.matrix_id AS buyer_matrix_id,
+           COALESCE(b.suspended_at, b.erased_at) AS buyer_suspended_at,
+           t.seller_id, s.matrix_id AS seller_matrix_id,
+           COALESCE(s.suspended_at, s.erased_at) AS seller_suspended_at,
            d.dispute_id AS open_dispute,
            EXISTS (SELECT 1 FROM blocked_invites x
                    WHERE x.room_id = t.room_id AND x.user_id = b.matrix_id) AS buyer_blocked,

@@ -297,6 +297,14 @@ class FakeMatrix:
         for device in [device_id] if device_id else list(devices):
             devices.pop(device, None)
 
+    async def deactivate_managed(self, user_id: UserId) -> None:
+        await self._enter("deactivate_managed", user_id)
+        self.profiles.pop(user_id, None)
+        self.devices.pop(user_id, None)
+        for room in self.rooms.values():
+            if room.members.get(user_id) in ("join", "invite"):
+                room.members[user_id] = "leave"
+
     async def join_as(self, room_id: RoomId, user_id: UserId) -> None:
         await self._enter("join_as", room_id, user_id)
         room = self._room(room_id)

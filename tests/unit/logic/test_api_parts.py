@@ -30,7 +30,7 @@ from bridge.api.models import (
 from bridge.api.openapi import openapi_document
 from bridge.api.requests import int_param, parse_body, path_id, time_param
 from bridge.api.routes import ROUTES
-from bridge.identity import avatars
+from bridge.identity import avatars, lifecycle
 from bridge.identity import errors as identity_errors
 from bridge.market import errors as market_errors
 from bridge.market.errors import Conflict, InvalidRequest, InvalidState, MarketError, NotFound
@@ -74,7 +74,7 @@ def test_a_market_error_without_fields_has_no_details(
 def test_every_market_error_class_has_a_status() -> None:
     classes = {
         value
-        for module in (market_errors, identity_errors, avatars)
+        for module in (market_errors, identity_errors, avatars, lifecycle)
         for value in vars(module).values()
         if isinstance(value, type) and issubclass(value, MarketError) and value is not MarketError
     }
