@@ -101,7 +101,9 @@ class MarketplaceModule:
         prefix = config["managed_prefix"]
         api.register_web_resource(ACCOUNT_PATH, AccountResource(api, bot, prefix))
         api.register_web_resource(SESSIONS_PATH, SessionsResource(api, bot, prefix))
-        api.register_web_resource(DEACTIVATE_PATH, DeactivateResource(api, bot, prefix))
+        api.register_web_resource(
+            DEACTIVATE_PATH, DeactivateResource(api, bot, prefix, self._originals)
+        )
 
     @staticmethod
     def parse_config(config: dict[str, Any]) -> dict[str, Any]:

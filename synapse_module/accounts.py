@@ -30,6 +30,8 @@ from typing import Any
 from synapse.module_api import DirectServeJsonResource, ModuleApi, UserID, create_requester
 from synapse.module_api.errors import Codes, SynapseError
 
+from .originals import Originals
+
 ACCOUNT_PATH = "/_synapse/client/marketplace/account"
 SESSIONS_PATH = "/_synapse/client/marketplace/sessions"
 DEACTIVATE_PATH = "/_synapse/client/marketplace/deactivate"
@@ -151,16 +153,16 @@ class SessionsResource(_BotOnly):
 
 
 class DeactivateResource(_BotOnly):
+    def __init__(self, api: ModuleApi, bot: str, prefix: str, originals: Originals) -> None:
+        super().__init__(api, bot, prefix)
+        self._originals = originals
+
     async def _async_render_POST(self, request: Any) -> tuple[int, dict[str, Any]]:
         await self._check_bot(request)
         user_id = await self._managed(self._body(request).get("user_id"))
-        handler = self._api._hs.get_deactivate_account_handler()  # noqa: SLF001
+        handler = self._api._hs.get_deactivate_account_handler()
         await handler.deactivate_account(
             user_id, erase_data=True, requester=create_requester(self._bot), by_admin=True
         )
-
-        def forget(txn: Any) -> None:
-            txn.execute("DELETE FROM marketplace_masked_originals WHERE sender = ?", (user_id,))
-
-        await self._api.run_db_interaction("marketplace_forget_originals", forget)
+        await self._originals.forget(user_id)
         return 200, {}

@@ -41,6 +41,16 @@ class Originals:
             )
             self._table_made = True
 
+    async def forget(self, sender: str) -> None:
+        """Every original kept of the sender's messages (their account is being erased)."""
+        await self._ensure_table()
+        await self._api.run_db_interaction(
+            "marketplace_forget_originals",
+            lambda txn: txn.execute(
+                "DELETE FROM marketplace_masked_originals WHERE sender = ?", (sender,)
+            ),
+        )
+
     async def keep(self, mask_id: str, room_id: str, sender: str, content: Any) -> None:
         await self._ensure_table()
         row = (mask_id, room_id, sender, json.dumps(content), int(time.time() * 1000))

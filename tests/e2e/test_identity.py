@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import json
 import ssl
 import uuid
 from collections.abc import AsyncIterator
@@ -19,9 +20,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from nio import AsyncClient, RoomGetStateEventResponse, RoomSendResponse
 
-from tests.e2e.stack import Stack, timeline
+from policy.transcript import verify_transcript
+from tests.e2e.stack import Stack, timeline, with_webhooks
 from tests.e2e.test_lockdown import png
-from tests.harness import Homeserver, eventually, fresh_database
+from tests.harness import Homeserver, WebhookReceiver, eventually, fresh_database
 
 
 class AvatarServer:
@@ -256,3 +258,135 @@ async def test_bad_identity_requests_change_nothing(stack: Stack, avatars: Avata
         status, answer = await stack.api.call("POST", "/transactions", order)
         assert (status, answer["errcode"]) == (400, "MARKET_UNKNOWN_USER"), answer
         assert answer["fields"] == ["buyer.user_id"]
+
+
+async def managed_deal(stack: Stack) -> tuple[str, str, dict]:
+    """Two managed users and their paid transaction."""
+    buyer, seller = uid("buyer"), uid("seller")
+    for user in (buyer, seller):
+        status, _ = await stack.api.call("PUT", f"/users/{user}", {"display_name": user})
+        assert status == 201
+    order = {
+        "transaction_id": uid("order"),
+        "title": "Desk",
+        "buyer": {"user_id": buyer},
+        "seller": {"user_id": seller},
+    }
+    status, txn = await stack.api.call("POST", "/transactions", order)
+    assert status == 201, txn
+    status, txn = await stack.api.call("POST", f"/transactions/{order['transaction_id']}/payment")
+    assert status == 200, txn
+    return buyer, seller, txn
+
+
+async def test_suspension_stops_posting_and_reading_until_lifted(stack: Stack) -> None:
+    async with stack.running() as bridge:
+        buyer, _, txn = await managed_deal(stack)
+        room_id = txn["room_id"]
+        status, session = await stack.api.call("POST", f"/users/{buyer}/sessions")
+        assert status == 201
+        status, user = await stack.api.call("POST", f"/users/{buyer}/suspend", {"reason": "spam"})
+        assert status == 200 and user["suspended"], user
+        status, _ = await whoami(stack, session)
+        assert status == 401  # every session ended
+        members = await bridge.bot.memberships(room_id)
+        assert members[user["matrix_id"]] == "leave"  # out of the room: no reading, no posting
+        status, answer = await stack.api.call("POST", f"/users/{buyer}/sessions")
+        assert (status, answer["errcode"]) == (409, "MARKET_USER_SUSPENDED")
+
+        status, user = await stack.api.call("POST", f"/users/{buyer}/unsuspend")
+        assert status == 200 and not user["suspended"]
+        status, session = await stack.api.call("POST", f"/users/{buyer}/sessions")
+        assert status == 201
+        client = await client_of(session)
+        try:
+            sent = await client.room_send(
+                room_id, "m.room.message", {"msgtype": "m.text", "body": "back again"}
+            )
+            assert isinstance(sent, RoomSendResponse), sent
+        finally:
+            await client.close()
+
+
+async def test_erasure_waits_for_the_dispute_and_leaves_a_transcript_that_verifies(
+    stack: Stack,
+) -> None:
+    async with stack.running():
+        buyer, _, txn = await managed_deal(stack)
+        status, session = await stack.api.call("POST", f"/users/{buyer}/sessions")
+        client = await client_of(session)
+        try:
+            sent = await client.room_send(
+                txn["room_id"], "m.room.message", {"msgtype": "m.text", "body": "I am Ann Xample"}
+            )
+            assert isinstance(sent, RoomSendResponse), sent
+        finally:
+            await client.close()
+        path = f"/transactions/{txn['transaction_id']}/transcript"
+
+        async def stored() -> bool:
+            status, document = await stack.api.call("GET", path)
+            return status == 200 and "I am Ann Xample" in json.dumps(document)
+
+        await eventually(stored)
+        dispute = {
+            "dispute_id": uid("dispute"),
+            "transaction_id": txn["transaction_id"],
+            "reason": "Never arrived",
+            "opened_by": "buyer",
+        }
+        status, _ = await stack.api.call("POST", "/disputes", dispute)
+        assert status == 201
+        status, answer = await stack.api.call("POST", f"/users/{buyer}/erase")
+        assert (status, answer["errcode"]) == (409, "MARKET_USER_ON_HOLD"), answer
+        status, _ = await stack.api.call(
+            "POST", f"/disputes/{dispute['dispute_id']}/resolve", {"decision": "no_action"}
+        )
+        assert status == 200
+        status, user = await stack.api.call("POST", f"/users/{buyer}/erase", {"reason": "GDPR"})
+        assert status == 200 and user["display_name"] is None, user
+        status, _ = await whoami(stack, session)
+        assert status == 401
+        status, document = await stack.api.call("GET", path)
+        assert status == 200 and verify_transcript(document) == []
+        assert "I am Ann Xample" not in json.dumps(document)
+        assert "erased" in [entry["kind"] for entry in document["entries"]]
+        status, export = await stack.api.call("GET", f"/users/{buyer}/export")
+        assert status == 200 and "I am Ann Xample" not in json.dumps(export)
+        status, answer = await stack.api.call("PUT", f"/users/{buyer}", {"display_name": "A"})
+        assert (status, answer["errcode"]) == (409, "MARKET_USER_ERASED")
+
+
+async def test_an_account_that_blocks_invitations_does_not_fail_the_create(
+    stack: Stack, hardened_homeserver: Homeserver, hooks: WebhookReceiver
+) -> None:
+    stack.config = with_webhooks(stack.config, hooks.url)
+    carol = hardened_homeserver.synapse.register_user(f"carol-{uuid.uuid4().hex[:8]}", "pw-carol")
+    url = (
+        f"{hardened_homeserver.client_url}/_matrix/client/v3/user/{carol['user_id']}"
+        "/account_data/m.invite_permission_config"
+    )
+    headers = {"Authorization": f"Bearer {carol['access_token']}"}
+    async with stack.session.put(url, json={"default_action": "block"}, headers=headers) as r:
+        assert r.status == 200, await r.text()
+    async with stack.running():
+        seller = uid("seller")
+        status, _ = await stack.api.call("PUT", f"/users/{seller}", {"display_name": "Sam"})
+        assert status == 201
+        order = {
+            "transaction_id": uid("order"),
+            "title": "Chair",
+            "buyer": {"user_id": uid("carol"), "matrix_id": carol["user_id"]},
+            "seller": {"user_id": seller},
+        }
+        status, txn = await stack.api.call("POST", "/transactions", order)
+        assert status == 201, txn
+        assert txn["buyer"]["membership"] == "invite_blocked"
+        assert txn["seller"]["membership"] is None
+
+        async def told() -> list:
+            return hooks.delivered("room.invite_failed")
+
+        (hook,) = await eventually(told)
+        assert hook["data"]["matrix_id"] == carol["user_id"]
+        assert hook["data"]["transaction_id"] == order["transaction_id"]
