@@ -140,7 +140,7 @@ class MarketApi:
     async def _party(self, role: str, party: PartyIn) -> Party:
         profile = (
             Profile(party.display_name, party.avatar_url, party.email)
-            if party.display_name is not None
+            if party.has_profile
             else None
         )
         matrix_id = UserId(party.matrix_id) if party.matrix_id else None

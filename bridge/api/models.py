@@ -96,7 +96,7 @@ MatrixId = Annotated[
 class UserIn(_Request):
     """A marketplace user as the marketplace says they are now (the whole profile)."""
 
-    display_name: DisplayName
+    display_name: DisplayName | None = None
     avatar_url: AvatarUrl | None = None
     email: Email | None = None
     matrix_id: MatrixId = None
@@ -112,11 +112,9 @@ class PartyIn(_Request):
     avatar_url: AvatarUrl | None = None
     email: Email | None = None
 
-    @model_validator(mode="after")
-    def _whole_profile(self) -> PartyIn:
-        if self.display_name is None and (self.avatar_url or self.email):
-            raise ValueError("display_name is required with avatar_url or email")
-        return self
+    @property
+    def has_profile(self) -> bool:
+        return any(v is not None for v in (self.display_name, self.avatar_url, self.email))
 
 
 class CreateTransactionRequest(_Request):
