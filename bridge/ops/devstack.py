@@ -1,8 +1,9 @@
 """The local stack (``make run``) and the Synapse it shares with the test harness.
 
     run_dev_stack: config (secrets generated once) -> registration -> bridge listens
-                   -> Synapse from the venv starts -> demo users -> stack.json -> bridge
-                   connects ... SIGINT/SIGTERM -> bridge stops -> Synapse stops
+                   -> Synapse from the venv starts -> password accounts -> bridge connects
+                   -> demo users through the bridge's API (bridge.ops.demo) -> stack.json
+                   ... SIGINT/SIGTERM -> bridge stops -> Synapse stops
 
 Synapse runs as a child process (``python -m synapse.app.homeserver``), so the bridge itself
 never imports it. Stopping uses SIGTERM: Synapse ignores SIGINT when it is a background job of
@@ -16,7 +17,8 @@ import hashlib
 import hmac
 import json
 import logging
-import secrets
+import random
+import signal
 import socket
 import subprocess
 import sys
@@ -32,6 +34,14 @@ from aiohttp import web
 from bridge.app import run_bridge
 from bridge.config import Config, build_config
 from bridge.gateway.server import start_gateway
+from bridge.ops.demo import (
+    ADMIN_LOCALPART,
+    DemoError,
+    ensure_password_accounts,
+    make_demo_users,
+    welcome,
+    write_stack_file,
+)
 from bridge.ops.deployment import (
     BRIDGE_SECRET_KEYS,
     SYNAPSE_SECRET_KEYS,
@@ -184,7 +194,6 @@ class LocalSynapse:
             raise SynapseError(f"{method} {url} -> {e.code}: {e.read().decode()}") from None
 
 
-DEMO_USERS = {"buyer": "alice", "seller": "bob", "admin": "admin"}
 SERVER_NAME = "localhost"
 
 
@@ -192,8 +201,10 @@ def run_dev_stack(data_dir: Path, homeserver_port: int, bridge_port: int, sink_p
     """``homeserver_port`` is the address clients use: the client gateway's. Synapse itself
     listens on another loopback port, chosen afresh at each start and advertised nowhere."""
     data_dir = data_dir.resolve()
+    (data_dir / "stack.json").unlink(missing_ok=True)  # written again once all is up
+    synapse_port = internal_port({homeserver_port, bridge_port, sink_port})
     config = dev_config(
-        data_dir, internal_port(), bridge_port, sink_port, gateway_port=homeserver_port
+        data_dir, synapse_port, bridge_port, sink_port, gateway_port=homeserver_port
     )
     logging.basicConfig(
         level=config.logging.level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -208,12 +219,34 @@ def run_dev_stack(data_dir: Path, homeserver_port: int, bridge_port: int, sink_p
         module=lockdown_module(config.model_dump(mode="json")),
     )
 
+    background: list[asyncio.Task] = []
+    failed: list[Exception] = []
+
     async def start_synapse() -> None:
         # The bridge listens before Synapse starts, so Synapse's first sends succeed.
         await asyncio.to_thread(synapse.start)
-        users = await asyncio.to_thread(ensure_demo_users, synapse, data_dir)
-        stack = write_stack_file(data_dir, config, synapse, users)
-        print(welcome(stack, synapse.ready_seconds or 0.0, data_dir / "stack.json"), flush=True)
+        accounts = await asyncio.to_thread(ensure_password_accounts, synapse, data_dir)
+        # The bridge connects once this returns: the demo users are made through its API then.
+        background.append(asyncio.create_task(announce(accounts), name="demo users"))
+
+    async def announce(accounts: dict[str, dict[str, str]]) -> None:
+        stack = stack_contents(config, synapse)
+        try:
+            stack["users"] = await make_demo_users(
+                stack["api_url"], stack["api_token"], SERVER_NAME, accounts
+            )
+        except Exception as e:
+            log = logging.getLogger("bridge.dev")
+            if isinstance(e, DemoError):
+                log.error("The demo users could not be made: %s", e)
+            else:
+                log.exception("The demo users could not be made")
+            failed.append(e)
+            signal.raise_signal(signal.SIGTERM)  # stops the stack as Ctrl-C would
+            return
+        path = data_dir / "stack.json"
+        print(welcome(stack, synapse.ready_seconds or 0.0, path), flush=True)
+        write_stack_file(path, stack)  # last: whoever waits for it finds everything done
 
     async def stack() -> None:
         sink = await start_webhook_sink(
@@ -223,6 +256,9 @@ def run_dev_stack(data_dir: Path, homeserver_port: int, bridge_port: int, sink_p
         try:
             await run_bridge(config, before_connect=start_synapse)
         finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             await gateway.cleanup()
             await gateway_session.close()
             await sink.cleanup()
@@ -231,7 +267,19 @@ def run_dev_stack(data_dir: Path, homeserver_port: int, bridge_port: int, sink_p
         asyncio.run(stack())
     finally:
         synapse.stop()
-    return 0
+    return 1 if failed else 0
+
+
+def stack_contents(config: Config, synapse: LocalSynapse) -> dict[str, Any]:
+    """stack.json but its users: everything a person or a script needs to use the stack."""
+    return {
+        "homeserver_url": config.gateway.client_url,
+        "server_name": synapse.server_name,
+        "registration_shared_secret": synapse.shared_secret,
+        "api_url": f"{str(config.appservice.url).rstrip('/')}/api/v1",
+        "api_token": config.api.token.get_secret_value(),
+        "users": {},
+    }
 
 
 async def start_webhook_sink(port: int, secrets: list[str]) -> web.AppRunner:
@@ -270,11 +318,22 @@ async def start_webhook_sink(port: int, secrets: list[str]) -> web.AppRunner:
     return runner
 
 
-def internal_port() -> int:
-    """A free loopback port for Synapse, which only the bridge and the gateway call."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def internal_port(taken: set[int]) -> int:
+    """A free loopback port for Synapse, which only the bridge and the gateway call, none of
+    ``taken`` (the stack's other ports, not bound yet); below Linux's ephemeral range (32768
+    and up), where an outgoing connection could take it before Synapse binds it."""
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(20000, 32768)
+        if port in taken:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise SynapseError("no free loopback port for Synapse between 20000 and 32767")
 
 
 def dev_config(
@@ -294,7 +353,7 @@ def dev_config(
         host="127.0.0.1",
         port=bridge_port,
         database_url=f"sqlite://{data_dir / 'bridge.db'}",
-        admins=[f"@{DEMO_USERS['admin']}:{SERVER_NAME}"],
+        admins=[f"@{ADMIN_LOCALPART}:{SERVER_NAME}"],
         webhook_url=f"http://127.0.0.1:{sink_port}/webhooks",
         gateway_host="127.0.0.1",
         gateway_port=gateway_port,
@@ -304,68 +363,3 @@ def dev_config(
         data[section][key] = old.get(section, {}).get(key) or fresh
     write_file(path, data, 0o600)
     return build_config(data)
-
-
-def ensure_demo_users(synapse: LocalSynapse, data_dir: Path) -> dict[str, dict[str, str]]:
-    """Register the demo users once; their passwords are kept in data_dir/demo-users.yaml."""
-    path = data_dir / "demo-users.yaml"
-    if path.exists():
-        return yaml.safe_load(path.read_text())
-    users = {}
-    for role, localpart in DEMO_USERS.items():
-        password = secrets.token_urlsafe(12)
-        account = synapse.register_user(localpart, password, admin=role == "admin")
-        users[role] = {"user_id": account["user_id"], "password": password}
-    write_file(path, users, 0o600)
-    return users
-
-
-def write_stack_file(
-    data_dir: Path, config: Config, synapse: LocalSynapse, users: dict
-) -> dict[str, object]:
-    """stack.json: everything a person or a script needs to use the running stack."""
-    stack = {
-        "homeserver_url": f"http://{config.gateway.host}:{config.gateway.port}",
-        "server_name": synapse.server_name,
-        "registration_shared_secret": synapse.shared_secret,
-        "api_url": f"{str(config.appservice.url).rstrip('/')}/api/v1",
-        "api_token": config.api.token.get_secret_value(),
-        "users": users,
-    }
-    path = data_dir / "stack.json"
-    path.touch(mode=0o600, exist_ok=True)
-    path.write_text(json.dumps(stack, indent=2) + "\n")
-    return stack
-
-
-def welcome(stack: dict, ready_seconds: float, stack_path: Path) -> str:
-    users = stack["users"]
-    logins = "\n".join(
-        f"    {user['user_id']:<20} password {user['password']:<18} ({role})"
-        for role, user in users.items()
-    )
-    transaction = {
-        "transaction_id": "demo-1",
-        "title": "Vintage bike",
-        "buyer": {"user_id": "buyer-1", "matrix_id": users["buyer"]["user_id"]},
-        "seller": {"user_id": "seller-1", "matrix_id": users["seller"]["user_id"]},
-    }
-    return f"""
-The local stack is up (Synapse answered {ready_seconds:.1f}s after launch).
-
-  Homeserver: {stack["homeserver_url"]}  (server name {stack["server_name"]})
-  Sign in with Element Desktop or any Matrix client: choose "Edit" under the homeserver,
-  enter {stack["homeserver_url"]}, then one of
-{logins}
-
-  Create a transaction room (it stays read-only until payment):
-    curl -X POST {stack["api_url"]}/transactions \\
-      -H 'Authorization: Bearer {stack["api_token"]}' \\
-      -H 'Content-Type: application/json' -d '{json.dumps(transaction)}'
-  Then open it:
-    curl -X POST {stack["api_url"]}/transactions/demo-1/payment \\
-      -H 'Authorization: Bearer {stack["api_token"]}'
-
-  Webhooks go to a receiver in this process that checks each signature and prints a line.
-  All of this is in {stack_path}. Ctrl-C stops everything.
-"""

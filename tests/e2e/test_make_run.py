@@ -1,19 +1,25 @@
-"""`make run` from a copy of the project, as a newcomer would: up, usable, stopped cleanly."""
+"""`make run` from a copy of the project, as a newcomer would: up, usable, stopped cleanly.
+
+The demo users are made through the bridge's API: managed buyer and seller with sessions, a
+brought password account, the admin. The commands the stack prints and README.md's walk-through
+are run as they are written (bash and curl), then the same flow again with raw HTTP."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import ClientSession
-from nio import AsyncClient, LoginResponse, RoomCreateError, SyncResponse
 
 from tests.harness import MAKE_RUN_READY, eventually, free_port
 
@@ -21,7 +27,10 @@ ROOT = Path(__file__).resolve().parents[2]
 VENV = Path(os.environ.get("VENV", ROOT / ".venv")).resolve()
 STOP_WITHIN = 30.0
 READY_WITHIN = 120.0
+SHELL_WITHIN = 60.0
 SKIP = shutil.ignore_patterns(".venv", ".git", ".dev", "data", "__pycache__", ".*_cache")
+# A shell as the reader's, except that an HTTP error or a failed command stops it.
+PROLOGUE = 'set -euo pipefail\ncurl() { command curl --fail-with-body --show-error "$@"; }\n'
 
 
 @pytest.fixture
@@ -39,6 +48,7 @@ class MakeRun:
             **{k: v for k, v in os.environ.items() if not k.startswith(("BRIDGE_", "DEV_"))},
             "DEV_HOMESERVER_PORT": str(free_port()),
             "DEV_BRIDGE_PORT": str(free_port()),
+            "DEV_WEBHOOK_PORT": str(free_port()),
         }
         self.process: subprocess.Popen | None = None
 
@@ -66,8 +76,23 @@ class MakeRun:
     def stack(self) -> dict:
         return json.loads(self.stack_file.read_text())
 
-    def log(self) -> str:
-        return (self.project / "make-run.log").read_text(errors="replace")[-4000:]
+    def log(self, tail: int = 4000) -> str:
+        return (self.project / "make-run.log").read_text(errors="replace")[-tail:]
+
+    def shell(self, script: str) -> str:
+        """Run commands as a reader pastes them, in the project's directory; their output."""
+        path = os.pathsep.join([str(VENV / "bin"), self.env.get("PATH", "")])  # has python3
+        done = subprocess.run(
+            ["bash", "-c", PROLOGUE + script],
+            cwd=self.project,
+            env={**self.env, "PATH": path},
+            capture_output=True,
+            text=True,
+            timeout=SHELL_WITHIN,
+            check=False,
+        )
+        assert done.returncode == 0, f"{script}\n--- stdout:\n{done.stdout}\n--- {done.stderr}"
+        return done.stdout
 
     def terminate(self) -> float:
         """SIGTERM to the whole group; returns seconds until no process of it was left."""
@@ -94,17 +119,135 @@ def make_run(project: Path) -> Iterator[MakeRun]:
         os.killpg(os.getpgid(run.process.pid), signal.SIGKILL)
 
 
-async def login(homeserver_url: str, user: dict) -> AsyncClient:
-    client = AsyncClient(homeserver_url, user["user_id"])
-    response = await client.login(user["password"])
-    assert isinstance(response, LoginResponse), response
-    return client
+def printed_commands(log: str) -> str:
+    """The curl commands the stack printed with its welcome (the last one printed)."""
+    welcome = log.rsplit("The marketplace's side with curl", 1)[1]
+    lines = welcome.split("\n\n", 1)[0].splitlines()[1:]
+    assert lines and all(line.startswith("    ") for line in lines), welcome
+    return "\n".join(line.strip() for line in lines)
 
 
-async def invited_to(client: AsyncClient, room_id: str) -> bool:
-    response = await client.sync(timeout=0)
-    assert isinstance(response, SyncResponse), response
-    return room_id in response.rooms.invite or room_id in response.rooms.join
+def readme_commands(readme: Path) -> str:
+    """README.md's walk-through: its shell blocks but `make run` itself, in order."""
+    section = readme.read_text().split("## Walk-through", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", section, re.DOTALL)
+    commands = [block for block in blocks if block.strip() != "make run"]
+    assert len(commands) >= 5, section
+    return "\n".join(commands)
+
+
+class Http:
+    """Raw HTTP to the bridge's API (Bearer api_token) and to the homeserver (the gateway)."""
+
+    def __init__(self, session: ClientSession, stack: dict[str, Any]) -> None:
+        self.session = session
+        self.stack = stack
+
+    async def api(self, method: str, path: str, body: dict | None = None) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {self.stack['api_token']}"}
+        url = self.stack["api_url"] + path
+        async with self.session.request(method, url, json=body, headers=headers) as r:
+            return r.status, await r.json()
+
+    async def matrix(
+        self, method: str, path: str, token: str | None = None, body: dict | None = None
+    ) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        url = self.stack["homeserver_url"] + "/_matrix/client/v3" + path
+        async with self.session.request(method, url, json=body, headers=headers) as r:
+            return r.status, await r.json()
+
+    async def whoami(self, token: str) -> str:
+        status, me = await self.matrix("GET", "/account/whoami", token)
+        assert status == 200, me
+        return me["user_id"]
+
+    async def login(self, user: dict[str, Any]) -> str:
+        body = {
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": user["user_id"]},
+            "password": user["password"],
+        }
+        status, answer = await self.matrix("POST", "/login", body=body)
+        assert status == 200, answer
+        return answer["access_token"]
+
+    async def joined_timeline(self, token: str, room_id: str) -> list[dict]:
+        """The room's timeline in an initial sync, asserting the user is joined to it."""
+        status, synced = await self.matrix("GET", "/sync?timeout=0", token)
+        assert status == 200, synced
+        joined = synced["rooms"]["join"]
+        assert room_id in joined, list(joined)
+        return joined[room_id]["timeline"]["events"]
+
+
+async def check_demo_users(http: Http, stack: dict[str, Any]) -> None:
+    users = stack["users"]
+    assert list(users) == ["buyer", "seller", "guest", "admin"]
+    for role, market_id in (("buyer", "buyer-1"), ("seller", "seller-1")):
+        user = users[role]
+        assert user["user_id"] == f"@market_{market_id}:localhost", user
+        assert (user["market_user_id"], user["managed"]) == (market_id, True), user
+        assert "password" not in user and user["device_id"] and user["expires_at"], user
+        assert await http.whoami(user["access_token"]) == user["user_id"]
+        status, record = await http.api("GET", f"/users/{market_id}")
+        assert status == 200 and record["managed"] and record["matrix_id"] == user["user_id"]
+        assert record["display_name"] == user["display_name"], record
+    guest = users["guest"]
+    assert (guest["user_id"], guest["market_user_id"]) == ("@carol:localhost", "guest-1")
+    assert guest["managed"] is False and guest["password"], guest
+    assert await http.whoami(await http.login(guest)) == guest["user_id"]
+    status, record = await http.api("GET", "/users/guest-1")
+    assert status == 200 and record["matrix_id"] == "@carol:localhost" and not record["managed"]
+    admin = users["admin"]
+    assert admin["user_id"] == "@admin:localhost" and admin["password"], admin
+    assert await http.whoami(await http.login(admin)) == admin["user_id"]
+
+
+async def marketplace_flow(http: Http) -> tuple[str, str]:
+    """The walk-through with raw HTTP and fresh ids: users, a transaction, payment, sessions,
+    a message; returns the transaction's id and room."""
+    buyer, seller, order = (f"{kind}-{uuid.uuid4().hex[:8]}" for kind in ("b", "s", "order"))
+    for user_id, name in ((buyer, "Dana"), (seller, "Sam")):
+        status, made = await http.api("PUT", f"/users/{user_id}", {"display_name": name})
+        assert status == 201 and made["managed"], made
+        assert made["matrix_id"] == f"@market_{user_id}:localhost", made
+    transaction = {
+        "transaction_id": order,
+        "title": "Vintage bike",
+        "buyer": {"user_id": buyer},
+        "seller": {"user_id": seller},
+    }
+    status, created = await http.api("POST", "/transactions", transaction)
+    assert status == 201 and created["access"] == "locked", created
+    room_id = created["room_id"]
+    status, paid = await http.api("POST", f"/transactions/{order}/payment")
+    assert status == 200 and paid["access"] == "open", paid
+    tokens = []
+    for user_id in (buyer, seller):
+        status, session = await http.api("POST", f"/users/{user_id}/sessions")
+        assert status == 201, session
+        assert session["homeserver_url"] == http.stack["homeserver_url"], session
+        tokens.append(session["access_token"])
+    buyer_token, seller_token = tokens
+    # Joined by the bridge: the room is in each one's sync, nobody accepted an invitation.
+    for token in tokens:
+        await http.joined_timeline(token, room_id)
+    message = {"msgtype": "m.text", "body": "Is it still there?"}
+    status, sent = await http.matrix(
+        "PUT", f"/rooms/{room_id}/send/m.room.message/t1", buyer_token, message
+    )
+    assert status == 200, sent
+
+    async def seller_reads_it() -> bool:
+        # Not a sync: Synapse answers the same sync request from its cache for a while.
+        path = f"/rooms/{room_id}/messages?dir=b&limit=20"
+        status, page = await http.matrix("GET", path, seller_token)
+        assert status == 200, page
+        return any(e["content"].get("body") == message["body"] for e in page["chunk"])
+
+    await eventually(seller_reads_it)
+    return order, room_id
 
 
 async def test_make_run_gives_a_working_stack_and_stops_cleanly(
@@ -120,55 +263,61 @@ async def test_make_run_gives_a_working_stack_and_stops_cleanly(
         "api_token",
         "users",
     }
-    assert set(stack["users"]) == {"buyer", "seller", "admin"}
-    headers = {"Authorization": f"Bearer {stack['api_token']}"}
     async with ClientSession() as session:
+        http = Http(session, stack)
         async with session.get(stack["homeserver_url"] + "/_matrix/client/versions") as r:
             assert r.status == 200
-        transaction = {
-            "transaction_id": "demo-1",
-            "title": "Vintage bike",
-            "buyer": {"user_id": "buyer-1", "matrix_id": stack["users"]["buyer"]["user_id"]},
-            "seller": {"user_id": "seller-1", "matrix_id": stack["users"]["seller"]["user_id"]},
-        }
-        async with session.post(
-            stack["api_url"] + "/transactions", json=transaction, headers=headers
-        ) as r:
-            assert r.status == 201, await r.text()
-            room_id = (await r.json())["room_id"]
-        for role in ("buyer", "seller"):
-            client = await login(stack["homeserver_url"], stack["users"][role])
-            await eventually(lambda c=client: invited_to(c, room_id))
-            await client.close()
-        admin = await login(stack["homeserver_url"], stack["users"]["admin"])
-        await admin.close()
-        # make run's Synapse is the hardened one: the buyer opens no room of their own.
-        buyer = await login(stack["homeserver_url"], stack["users"]["buyer"])
-        refused = await buyer.room_create(invite=[stack["users"]["seller"]["user_id"]])
-        await buyer.close()
-        assert isinstance(refused, RoomCreateError) and refused.status_code == "M_FORBIDDEN"
-        # Its webhook receiver verifies each notification and prints it.
-        async with session.post(
-            stack["api_url"] + "/transactions/demo-1/payment", headers=headers
-        ) as r:
-            assert r.status == 200, await r.text()
+        await check_demo_users(http, stack)
+        # make run's Synapse is the hardened one: a managed buyer opens no room of their own.
+        invite = {"invite": [stack["users"]["seller"]["user_id"]]}
+        status, refused = await http.matrix(
+            "POST", "/createRoom", stack["users"]["buyer"]["access_token"], invite
+        )
+        assert (status, refused["errcode"]) == (403, "M_FORBIDDEN"), refused
 
-        async def printed() -> bool:
-            return "webhook room.state_changed" in make_run.log() and room_id in make_run.log()
+        # What it printed and README.md's walk-through, pasted into a shell as they are.
+        printed = make_run.shell(printed_commands(make_run.log(tail=100_000)))
+        status, bike = await http.api("GET", "/transactions/bike-1")
+        assert status == 200 and bike["access"] == "open", bike
+        assert bike["room_id"] in printed, printed  # the sync shows Dana in the room
+        walked = make_run.shell(readme_commands(make_run.project / "README.md"))
+        assert bike["room_id"] in walked and "[contact details hidden]" in walked, walked
+        assert '"access": "archived"' in walked, walked
+        status, lamp = await http.api("GET", "/transactions/lamp-1")
+        assert status == 200 and lamp["buyer"]["matrix_id"] == "@carol:localhost", lamp
+        carol = await http.login(stack["users"]["guest"])
+        status, synced = await http.matrix("GET", "/sync?timeout=0", carol)
+        assert status == 200 and lamp["room_id"] in synced["rooms"].get("invite", {}), synced
 
-        await eventually(printed)
-        assert "REFUSED" not in make_run.log()
+        order, room_id = await marketplace_flow(http)
+
+        # Its webhook receiver verified each notification and printed it.
+        async def printed_webhooks() -> bool:
+            log = make_run.log(tail=100_000)
+            return "webhook room.state_changed" in log and room_id in log
+
+        await eventually(printed_webhooks)
+        assert "REFUSED" not in make_run.log(tail=100_000)
 
     first_stop = make_run.terminate()
 
-    # A second run keeps the users, their passwords and the rooms.
+    # A second run keeps the users, passwords and rooms, and mints new sessions that work.
     second_ready = make_run.start()
-    assert make_run.stack()["users"] == stack["users"]
-    assert make_run.stack()["api_token"] == stack["api_token"]
+    again = make_run.stack()
+    assert again["api_token"] == stack["api_token"]
+    assert {role: u["user_id"] for role, u in again["users"].items()} == {
+        role: u["user_id"] for role, u in stack["users"].items()
+    }
+    for role in ("guest", "admin"):
+        assert again["users"][role] == stack["users"][role]
     async with ClientSession() as session:
-        async with session.get(stack["api_url"] + "/transactions/demo-1", headers=headers) as r:
-            assert r.status == 200
-            assert (await r.json())["room_id"] == room_id
+        http = Http(session, again)
+        for role in ("buyer", "seller"):
+            user = again["users"][role]
+            assert user["access_token"] != stack["users"][role]["access_token"]
+            assert await http.whoami(user["access_token"]) == user["user_id"]
+        status, kept = await http.api("GET", f"/transactions/{order}")
+        assert status == 200 and kept["room_id"] == room_id, kept
     second_stop = make_run.terminate()
     pytestconfig.stash.setdefault(MAKE_RUN_READY, []).extend(
         [("first run", first_ready, first_stop), ("second run", second_ready, second_stop)]
