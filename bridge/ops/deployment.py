@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from appservice.registration import build_registration
 from bridge.config import Config
+from bridge.config.identity import OidcConfig
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "config.example.yaml"
 SYNAPSE_SECRET_KEYS = ("registration_shared_secret", "macaroon_secret_key", "form_secret")
@@ -98,6 +101,30 @@ def lockdown_module(settings: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def oidc_provider(oidc: OidcConfig) -> dict[str, Any]:
+    """Synapse's ``oidc_providers`` entry for the marketplace ("Sign in with <idp_name>"). The
+    bridge links each managed account to ``(oidc-<idp_id>, <marketplace user id>)`` when it
+    creates it, and Synapse looks the subject up there first; a subject with no link is
+    refused: Synapse may neither create an account for it (``enable_registration``) nor take
+    over one whose name matches (``allow_existing_users``)."""
+    if oidc.idp_id == "oidc":  # Synapse's legacy name: recorded as "oidc", not "oidc-oidc"
+        raise ValueError('identity.oidc.idp_id: "oidc" is reserved by Synapse; choose another')
+    if not re.fullmatch(r"[A-Za-z0-9_.:/-]+", claim := oidc.subject_claim):
+        raise ValueError(f"identity.oidc.subject_claim: {claim!r} is not a claim name")
+    subject = f"{{{{ user.{claim} }}}}" if claim.isidentifier() else f'{{{{ user["{claim}"] }}}}'
+    return {
+        "idp_id": oidc.idp_id,
+        "idp_name": oidc.idp_name,
+        "issuer": str(oidc.issuer),
+        "client_id": oidc.client_id,
+        "client_secret": oidc.client_secret.get_secret_value(),
+        "scopes": list(oidc.scopes),
+        "user_mapping_provider": {"config": {"subject_template": subject}},
+        "allow_existing_users": False,
+        "enable_registration": False,
+    }
+
+
 def homeserver_config(
     *,
     server_name: str,
@@ -111,10 +138,16 @@ def homeserver_config(
     fast_password_hashing: bool = False,
     relaxed_rate_limits: bool = False,
     module: dict[str, Any] | None = None,
+    oidc: OidcConfig | None = None,
+    sso_client_whitelist: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Synapse's homeserver.yaml for a marketplace: registration closed, our appservice loaded.
 
     With ``module`` (see `lockdown_module`): the module loaded and the hardened settings.
+    With ``oidc`` (the bridge's ``identity.oidc``): the marketplace as sign-in provider
+    (`oidc_provider`), and ``public_baseurl`` required (people come back to
+    ``<public_baseurl>_synapse/client/oidc/callback``); clients whose URL starts with one in
+    ``sso_client_whitelist`` get their login token without Synapse's "Continue" page.
     """
     config: dict[str, Any] = {
         "server_name": server_name,
@@ -150,6 +183,12 @@ def homeserver_config(
         config["modules"] = [module]
     if relaxed_rate_limits:
         config.update(RELAXED_RATE_LIMITS)
+    if oidc is not None:
+        if not public_baseurl:
+            raise ValueError("signing in with OpenID Connect needs public_baseurl")
+        config["oidc_providers"] = [oidc_provider(oidc)]
+        config["sso"] = {"client_whitelist": list(sso_client_whitelist)}
+        config["sso"]["update_profile_information"] = False  # profiles are the bridge's
     return config
 
 
@@ -235,8 +274,34 @@ REQUIRED_ENV = (
 )
 
 
+# "Sign in with <marketplace>" (optional; docs/operations.md, Identity): OIDC_<KEY> for each
+# key of the bridge's identity.oidc; OIDC_SCOPES space- or comma-separated. All or none.
+OIDC_KEYS = ("idp_id", "idp_name", "issuer", "client_id", "client_secret")
+
+
 class DeploymentError(Exception):
     pass
+
+
+def oidc_from_env(env: Mapping[str, str]) -> OidcConfig | None:
+    names = {key: f"OIDC_{key.upper()}" for key in (*OIDC_KEYS, "scopes", "subject_claim")}
+    values = {key: env[name].strip() for key, name in names.items() if env.get(name, "").strip()}
+    if not values:
+        return None
+    missing = [names[key] for key in OIDC_KEYS if key not in values]
+    if missing:
+        raise DeploymentError("sign-in with OpenID Connect needs " + ", ".join(missing))
+    if "scopes" in values:
+        values["scopes"] = values["scopes"].replace(",", " ").split()
+    try:
+        oidc = OidcConfig(**values)
+        oidc_provider(oidc)
+    except ValidationError as e:
+        problems = [f"OIDC_{str(i['loc'][0]).upper()}: {i['msg']}" for i in e.errors()]
+        raise DeploymentError("; ".join(problems)) from None
+    except ValueError as e:
+        raise DeploymentError(str(e)) from None
+    return oidc
 
 
 def write_deployment(out: Path, env: Mapping[str, str], synapse_uid: int | None) -> list[Path]:
@@ -248,6 +313,12 @@ def write_deployment(out: Path, env: Mapping[str, str], synapse_uid: int | None)
     missing = [name for name in REQUIRED_ENV if not env.get(name)]
     if missing:
         raise DeploymentError("missing environment variables: " + ", ".join(missing))
+    oidc = oidc_from_env(env)
+    public_baseurl = env.get("PUBLIC_BASEURL") or None
+    if oidc is not None and public_baseurl is None:
+        raise DeploymentError("sign-in with OpenID Connect needs PUBLIC_BASEURL")
+    # Element Web: deep links in the API's answers, and SSO without the "Continue" page.
+    web_client_url = env.get("WEB_CLIENT_URL", "").strip() or None
     c = COMPOSE
     server_name = env["SERVER_NAME"]
     bridge = bridge_settings(
@@ -264,6 +335,12 @@ def write_deployment(out: Path, env: Mapping[str, str], synapse_uid: int | None)
         gateway_host="0.0.0.0",  # noqa: S104 (inside its container; the one published port)
         gateway_port=c["gateway_port"],
     )
+    if web_client_url:
+        bridge["identity"]["web_client_url"] = web_client_url
+    if oidc is not None:
+        # The bridge links accounts to oidc-<idp_id>. bridge.yaml holds no secrets: the
+        # client secret (Synapse's) is BRIDGE_IDENTITY__OIDC__CLIENT_SECRET there.
+        bridge["identity"]["oidc"] = oidc.model_dump(mode="json", exclude={"client_secret"})
     registration = build_registration(
         appservice_id=bridge["appservice"]["id"],
         url=c["bridge_url"],
@@ -293,8 +370,10 @@ def write_deployment(out: Path, env: Mapping[str, str], synapse_uid: int | None)
         },
         registration_files=[f"{c['config_dir']}/{registration_path.name}"],
         synapse_secrets={key: env[f"SYNAPSE_{key.upper()}"] for key in SYNAPSE_SECRET_KEYS},
-        public_baseurl=env.get("PUBLIC_BASEURL") or None,
+        public_baseurl=public_baseurl,
         module=lockdown_module(bridge),
+        oidc=oidc,
+        sso_client_whitelist=[web_client_url] if web_client_url else [],
     )
     header = "# Generated by python -m bridge generate-deployment; edit the inputs, not this.\n"
     written = [out / "homeserver.yaml", registration_path, out / "bridge.yaml"]

@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import re
 import stat
+import warnings
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
 from bridge.config import build_config
-from bridge.ops.deployment import COMPOSE, REQUIRED_ENV, DeploymentError, write_deployment
+from bridge.config.identity import OidcConfig
+from bridge.ops.deployment import (
+    COMPOSE,
+    REQUIRED_ENV,
+    SYNAPSE_SECRET_KEYS,
+    DeploymentError,
+    homeserver_config,
+    oidc_provider,
+    write_deployment,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {
@@ -220,3 +231,170 @@ def test_env_example_lists_every_variable_compose_needs(compose: dict) -> None:
     text = (ROOT / "docker-compose.yml").read_text()
     used = set(re.findall(r"\$\{([A-Z_]+)", text))
     assert used == documented
+
+
+# --- "Sign in with <marketplace>": the marketplace as Synapse's OpenID Connect provider -------
+
+OIDC_ENV = {
+    "OIDC_IDP_ID": "market",
+    "OIDC_IDP_NAME": "Example Market",
+    "OIDC_ISSUER": "https://market.example/",
+    "OIDC_CLIENT_ID": "synapse",
+    "OIDC_CLIENT_SECRET": "oc-" + "o" * 40,
+    "OIDC_SCOPES": "openid, profile email",
+    "WEB_CLIENT_URL": "https://chat.market.example/",
+}
+
+
+def sign_in(**changes: object) -> OidcConfig:
+    settings = {
+        "idp_id": "market",
+        "idp_name": "Example Market",
+        "issuer": "https://market.example/",
+        "client_id": "synapse",
+        "client_secret": "oc-" + "o" * 40,
+    }
+    return OidcConfig(**{**settings, **changes})
+
+
+def synapse_config(oidc: OidcConfig | None, **changes: Any) -> dict[str, Any]:
+    arguments: dict[str, Any] = {
+        "server_name": "market.example",
+        "port": 8008,
+        "bind_addresses": ["127.0.0.1"],
+        "data_dir": "/data",
+        "database": {"name": "sqlite3", "args": {"database": "/data/homeserver.db"}},
+        "registration_files": ["/config/registration.yaml"],
+        "synapse_secrets": dict.fromkeys(SYNAPSE_SECRET_KEYS, "s" * 40),
+        "public_baseurl": "https://matrix.market.example/",
+        "oidc": oidc,
+        "sso_client_whitelist": ["https://chat.market.example/"],
+    }
+    return homeserver_config(**{**arguments, **changes})
+
+
+def synapse_oidc() -> tuple[Any, Any, Any]:
+    """Synapse's parser of oidc_providers, its default mapping provider and authlib's UserInfo,
+    imported without their warnings about their own dependencies (authlib.jose, Twisted)."""
+    with warnings.catch_warnings():
+        import authlib.deprecate  # noqa: F401 (its "always" filter first, so ours wins)
+
+        warnings.simplefilter("ignore")
+        from authlib.oidc.core import UserInfo
+        from synapse.config.oidc import _parse_oidc_provider_configs
+        from synapse.handlers.oidc import JinjaOidcMappingProvider
+    return _parse_oidc_provider_configs, JinjaOidcMappingProvider, UserInfo
+
+
+def subject_seen_by_synapse(provider: dict[str, Any], claims: dict[str, Any]) -> str:
+    """The remote user id Synapse's own parser and mapping provider take from ``claims``."""
+    parse, mapping_provider, user_info = synapse_oidc()
+    (parsed,) = parse({"oidc_providers": [provider]})
+    assert parsed.user_mapping_provider_class is mapping_provider
+    mapper = mapping_provider(parsed.user_mapping_provider_config, None)
+    return mapper.get_remote_user_id(user_info(claims))
+
+
+def test_the_marketplace_is_synapses_sign_in_provider() -> None:
+    config = synapse_config(sign_in())
+    (provider,) = config["oidc_providers"]
+    assert provider == {
+        "idp_id": "market",
+        "idp_name": "Example Market",
+        "issuer": "https://market.example/",
+        "client_id": "synapse",
+        "client_secret": "oc-" + "o" * 40,
+        "scopes": ["openid", "profile"],
+        "user_mapping_provider": {"config": {"subject_template": "{{ user.sub }}"}},
+        # Only accounts the bridge linked sign in: none made, none taken over by name.
+        "allow_existing_users": False,
+        "enable_registration": False,
+    }
+    assert config["public_baseurl"] == "https://matrix.market.example/"
+    assert config["sso"] == {
+        "client_whitelist": ["https://chat.market.example/"],
+        "update_profile_information": False,
+    }
+    assert config["enable_registration"] is False
+    # Synapse reads it as the provider the bridge links accounts to, the subject being the
+    # marketplace user id, with its checks of the provider on.
+    parse, _, _ = synapse_oidc()
+    (parsed,) = parse({"oidc_providers": [provider]})
+    assert parsed.idp_id == "oidc-market"
+    assert (parsed.enable_registration, parsed.allow_existing_users) == (False, False)
+    assert parsed.skip_verification is False
+    assert subject_seen_by_synapse(provider, {"sub": "buyer-1", "name": "Ann"}) == "buyer-1"
+
+
+@pytest.mark.parametrize("claim", ["market_user_id", "urn:market:user-id"])
+def test_the_subject_can_come_from_another_claim(claim: str) -> None:
+    (provider,) = synapse_config(sign_in(subject_claim=claim))["oidc_providers"]
+    claims = {"sub": "opaque-7f3a", claim: "seller-9"}
+    assert subject_seen_by_synapse(provider, claims) == "seller-9"
+
+
+def test_sign_in_settings_synapse_would_misread_are_refused() -> None:
+    with pytest.raises(ValueError, match="public_baseurl"):
+        synapse_config(sign_in(), public_baseurl=None)
+    # Synapse would record logins as "oidc", while the bridge links accounts to "oidc-oidc".
+    with pytest.raises(ValueError, match="reserved"):
+        synapse_config(sign_in(idp_id="oidc"))
+    with pytest.raises(ValueError, match="not a claim name"):
+        synapse_config(sign_in(subject_claim='sub" }}{{ 7*7'))
+    # Without it, nothing about single sign-on.
+    plain = synapse_config(None)
+    assert "oidc_providers" not in plain and "sso" not in plain
+
+
+def test_compose_signs_in_with_the_marketplace_when_the_environment_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_deployment(tmp_path, ENV | OIDC_ENV, synapse_uid=None)
+    homeserver = yaml.safe_load((tmp_path / "homeserver.yaml").read_text())
+    (provider,) = homeserver["oidc_providers"]
+    assert provider["issuer"] == OIDC_ENV["OIDC_ISSUER"]
+    assert provider["client_secret"] == OIDC_ENV["OIDC_CLIENT_SECRET"]
+    assert provider["scopes"] == ["openid", "profile", "email"]
+    assert provider["enable_registration"] is False
+    assert homeserver["public_baseurl"] == ENV["PUBLIC_BASEURL"]
+    assert homeserver["sso"]["client_whitelist"] == [OIDC_ENV["WEB_CLIENT_URL"]]
+    # The bridge knows the provider (it links accounts to oidc-<idp_id>) but not its secret,
+    # which it reads from its environment like every other.
+    bridge_text = (tmp_path / "bridge.yaml").read_text()
+    assert OIDC_ENV["OIDC_CLIENT_SECRET"] not in bridge_text
+    bridge = yaml.safe_load(bridge_text)
+    assert bridge["identity"]["web_client_url"] == OIDC_ENV["WEB_CLIENT_URL"]
+    assert "client_secret" not in bridge["identity"]["oidc"]
+    for name, value in {
+        "BRIDGE_APPSERVICE__AS_TOKEN": ENV["BRIDGE_APPSERVICE__AS_TOKEN"],
+        "BRIDGE_APPSERVICE__HS_TOKEN": ENV["BRIDGE_APPSERVICE__HS_TOKEN"],
+        "BRIDGE_API__TOKEN": "api-" + "t" * 40,
+        "BRIDGE_WEBHOOKS__SECRETS": '["whsec_' + "A" * 44 + '"]',
+        "BRIDGE_IDENTITY__OIDC__CLIENT_SECRET": OIDC_ENV["OIDC_CLIENT_SECRET"],
+    }.items():
+        monkeypatch.setenv(name, value)
+    oidc = build_config(bridge).identity.oidc
+    assert oidc is not None
+    assert (oidc.idp_id, str(oidc.issuer)) == ("market", OIDC_ENV["OIDC_ISSUER"])
+    assert oidc_provider(oidc) == provider
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"OIDC_ISSUER": "https://market.example/"}, "needs OIDC_IDP_ID, OIDC_IDP_NAME"),
+        (OIDC_ENV | {"OIDC_ISSUER": "market.example"}, "OIDC_ISSUER"),
+        (OIDC_ENV | {"OIDC_CLIENT_SECRET": "short"}, "OIDC_CLIENT_SECRET"),
+        (OIDC_ENV | {"OIDC_IDP_ID": "oidc"}, "reserved"),
+        (OIDC_ENV | {"PUBLIC_BASEURL": ""}, "needs PUBLIC_BASEURL"),
+    ],
+)
+def test_bad_sign_in_settings_are_named(tmp_path: Path, env: dict, message: str) -> None:
+    with pytest.raises(DeploymentError, match=message):
+        write_deployment(tmp_path, ENV | env, synapse_uid=None)
+    assert not list(tmp_path.iterdir())
+
+
+def test_without_sign_in_settings_compose_has_none(generated) -> None:
+    assert "oidc_providers" not in generated["homeserver.yaml"]
+    assert generated["bridge.yaml"]["identity"]["oidc"] is None
