@@ -116,10 +116,13 @@ class MarketApi:
 
     async def create_transaction(self, request: web.Request) -> web.Response:
         body = await parse_body(request, CreateTransactionRequest, self._max_body_bytes)
-        buyer, seller = (
-            await self._party("buyer", body.buyer),
-            await self._party("seller", body.seller),
-        )
+        existing = await self._transactions.find(TransactionId(body.transaction_id))
+        if existing is None:
+            buyer = await self._party("buyer", body.buyer)
+            seller = await self._party("seller", body.seller)
+        else:  # a repeat: its parties compared as sent (a difference is the 409 of its create)
+            buyer = _as_sent(body.buyer, existing.buyer)
+            seller = _as_sent(body.seller, existing.seller)
         new = NewTransaction(TransactionId(body.transaction_id), body.title, buyer, seller)
         record, created = await self._transactions.create(new)
         return self._transaction(record, status=201 if created else 200)
@@ -300,6 +303,12 @@ def _transaction_id(request: web.Request) -> TransactionId:
 
 def _dispute_id(request: web.Request) -> DisputeId:
     return DisputeId(path_id(request, "dispute_id"))
+
+
+def _as_sent(party: PartyIn, recorded: Party) -> Party:
+    same_user = party.user_id == recorded.user_id
+    matrix_id = party.matrix_id or (recorded.matrix_id if same_user else "")
+    return Party(MarketUserId(party.user_id), UserId(matrix_id))
 
 
 def _user_id(request: web.Request) -> MarketUserId:

@@ -61,6 +61,9 @@ class Transactions:
     def access(self, record: TransactionRecord) -> Access:
         return self._planner.access(record)
 
+    async def find(self, transaction_id: TransactionId) -> TransactionRecord | None:
+        return await self._records.get(transaction_id)
+
     async def get(self, transaction_id: TransactionId) -> TransactionRecord:
         record = await self._records.get(transaction_id)
         if record is None:

@@ -132,7 +132,10 @@ async def test_legacy_paths_are_not_served(api: Api, method: str, path: str) -> 
 
 
 API_OPERATIONS = [
-    (route.method, route.path.format(transaction_id="t-1", dispute_id="d-1", user_id="u-1"))
+    (
+        route.method,
+        route.path.format(transaction_id="t-1", dispute_id="d-1", user_id="u-1", device_id="DEV1"),
+    )
     for route in ROUTES
     if not route.public
 ] + [("DELETE", "/transactions/t-1"), ("GET", "/nowhere")]
