@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import AnyHttpUrl, Field, model_validator
+from pydantic import AnyHttpUrl, Field, field_validator, model_validator
 
 from .types import Localpart, Secret, Section
 
@@ -21,16 +21,26 @@ class OidcConfig(Section):
     )
     issuer: AnyHttpUrl = Field(description="The provider's issuer URL (discovery is read there).")
     client_id: str = Field(min_length=1, max_length=255, description="Synapse's client id there.")
-    client_secret: Secret = Field(description="Synapse's client secret there.")
+    client_secret: Secret | None = Field(
+        default=None,
+        description="Synapse's client secret there: needed where the homeserver's config is"
+        " generated from this file (make run); the bridge itself never uses it.",
+    )
     scopes: list[str] = Field(
         default=["openid", "profile"], min_length=1, description="Scopes Synapse asks for."
     )
     subject_claim: str = Field(
         default="sub",
-        min_length=1,
-        max_length=64,
+        pattern=r"^[A-Za-z0-9_.:/-]{1,64}$",
         description="The claim holding the marketplace user id (the accounts are linked by it).",
     )
+
+    @field_validator("idp_id")
+    @classmethod
+    def _not_legacy(cls, value: str) -> str:
+        if value == "oidc":  # Synapse records that one as "oidc", not "oidc-oidc"
+            raise ValueError('"oidc" is reserved by Synapse; choose another id')
+        return value
 
 
 class IdentityConfig(Section):

@@ -6,7 +6,7 @@ make run                                  (started beside the bridge, in its pro
 
 from __future__ import annotations
 
-from aiohttp import ClientSession, ClientTimeout, web
+from aiohttp import ClientSession, ClientTimeout, DummyCookieJar, web
 
 from bridge.config import Config
 from bridge.runtime.clock import Clock
@@ -42,8 +42,11 @@ def upload_rules(config: Config) -> UploadRules:
 
 async def start_gateway(config: Config, clock: Clock) -> tuple[web.AppRunner, ClientSession]:
     """Listen on ``gateway.host:port``; the runner and the session to close when stopping."""
-    session = ClientSession(timeout=UPSTREAM_TIMEOUT, auto_decompress=False)
-    upstream = Upstream(session, str(config.homeserver.url))
+    # No cookie jar: a cookie Synapse sets for one client must never ride on another's request.
+    session = ClientSession(
+        timeout=UPSTREAM_TIMEOUT, auto_decompress=False, cookie_jar=DummyCookieJar()
+    )
+    upstream = Upstream(session, str(config.homeserver.url), config.gateway.client_url)
     exempt = frozenset({config.bot_mxid, *(UserId(admin) for admin in config.rooms.admins)})
     rules = ChannelRules(
         alias_prefix=config.appservice.alias_prefix,

@@ -37,17 +37,28 @@ class Unreachable(Exception):
 class Upstream:
     """The homeserver behind the gateway."""
 
-    def __init__(self, session: ClientSession, url: str) -> None:
+    def __init__(self, session: ClientSession, url: str, public_url: str) -> None:
         self._session = session
         self.url = url.rstrip("/")
+        # Synapse builds redirects (single sign-on) from the host and scheme it is told, and
+        # sends a request whose host is not its public_baseurl's there: tell it the address
+        # clients use, from the config (never a client's own Host or X-Forwarded-* headers).
+        public = URL(public_url)
+        self._public_host = public.raw_authority
+        self._public_scheme = public.scheme
         self._log = logging.getLogger("bridge.gateway")
 
     async def forward(self, request: web.Request, body: bytes | None) -> web.StreamResponse:
         """The request passed on (``body`` when a guard read it already), and its answer
         streamed back."""
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        headers = {
+            k: v
+            for k, v in request.headers.items()
+            if k.lower() not in HOP_BY_HOP and not k.lower().startswith("x-forwarded-")
+        }
+        headers["Host"] = headers["X-Forwarded-Host"] = self._public_host
         headers["X-Forwarded-For"] = request.remote or ""
-        headers["X-Forwarded-Proto"] = request.scheme
+        headers["X-Forwarded-Proto"] = self._public_scheme
         data = body if body is not None else _stream(request) if request.can_read_body else None
         if body is None and request.content_length is not None:
             # Streamed on with its length (Synapse wants one for uploads), not chunked.

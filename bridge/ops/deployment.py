@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import os
-import re
 import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -107,10 +106,9 @@ def oidc_provider(oidc: OidcConfig) -> dict[str, Any]:
     creates it, and Synapse looks the subject up there first; a subject with no link is
     refused: Synapse may neither create an account for it (``enable_registration``) nor take
     over one whose name matches (``allow_existing_users``)."""
-    if oidc.idp_id == "oidc":  # Synapse's legacy name: recorded as "oidc", not "oidc-oidc"
-        raise ValueError('identity.oidc.idp_id: "oidc" is reserved by Synapse; choose another')
-    if not re.fullmatch(r"[A-Za-z0-9_.:/-]+", claim := oidc.subject_claim):
-        raise ValueError(f"identity.oidc.subject_claim: {claim!r} is not a claim name")
+    if oidc.client_secret is None:
+        raise ValueError("identity.oidc.client_secret: the homeserver needs it")
+    claim = oidc.subject_claim  # its grammar is checked with the config
     subject = f"{{{{ user.{claim} }}}}" if claim.isidentifier() else f'{{{{ user["{claim}"] }}}}'
     return {
         "idp_id": oidc.idp_id,
@@ -335,11 +333,12 @@ def write_deployment(out: Path, env: Mapping[str, str], synapse_uid: int | None)
         gateway_host="0.0.0.0",  # noqa: S104 (inside its container; the one published port)
         gateway_port=c["gateway_port"],
     )
+    if public_baseurl:  # clients reach the gateway there: sessions hand it out
+        bridge["gateway"]["public_url"] = public_baseurl
     if web_client_url:
         bridge["identity"]["web_client_url"] = web_client_url
     if oidc is not None:
-        # The bridge links accounts to oidc-<idp_id>. bridge.yaml holds no secrets: the
-        # client secret (Synapse's) is BRIDGE_IDENTITY__OIDC__CLIENT_SECRET there.
+        # The bridge links accounts to oidc-<idp_id>; the client secret is Synapse's alone.
         bridge["identity"]["oidc"] = oidc.model_dump(mode="json", exclude={"client_secret"})
     registration = build_registration(
         appservice_id=bridge["appservice"]["id"],

@@ -25,6 +25,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from aiohttp import web
 
 from bridge.app import run_bridge
 from bridge.config import Config, build_config
+from bridge.config.identity import OidcConfig
 from bridge.gateway.server import start_gateway
 from bridge.ops.demo import (
     ADMIN_LOCALPART,
@@ -75,6 +77,9 @@ class LocalSynapse:
         registration_files: list[Path],
         relaxed_rate_limits: bool = False,
         module: dict[str, Any] | None = None,
+        oidc: OidcConfig | None = None,
+        public_baseurl: str | None = None,
+        sso_client_whitelist: Sequence[str] = (),
     ) -> None:
         self.data_dir = data_dir.resolve()
         self.server_name = server_name
@@ -82,6 +87,9 @@ class LocalSynapse:
         self.registration_files = [p.resolve() for p in registration_files]
         self.relaxed_rate_limits = relaxed_rate_limits
         self.module = module  # the marketplace module and the hardened settings, if given
+        self.oidc = oidc  # "Sign in with the marketplace", if configured
+        self.public_baseurl = public_baseurl
+        self.sso_client_whitelist = list(sso_client_whitelist)
         self.config_path = self.data_dir / "homeserver.yaml"
         self.log_path = self.data_dir / "homeserver.log"
         self._process: subprocess.Popen | None = None
@@ -108,6 +116,9 @@ class LocalSynapse:
             synapse_secrets={key: old.get(key) or new_secret() for key in SYNAPSE_SECRET_KEYS},
             fast_password_hashing=True,
             relaxed_rate_limits=self.relaxed_rate_limits,
+            public_baseurl=self.public_baseurl,
+            oidc=self.oidc,
+            sso_client_whitelist=self.sso_client_whitelist,
             module=self.module,
         )
         write_file(self.config_path, config, 0o600)
@@ -217,6 +228,10 @@ def run_dev_stack(data_dir: Path, homeserver_port: int, bridge_port: int, sink_p
         port=config.homeserver.url.port or 80,
         registration_files=[registration],
         module=lockdown_module(config.model_dump(mode="json")),
+        # Clients (and single sign-on's redirects) reach Synapse through the gateway.
+        oidc=config.identity.oidc,
+        public_baseurl=config.gateway.client_url + "/",
+        sso_client_whitelist=[str(web)] if (web := config.identity.web_client_url) else [],
     )
 
     background: list[asyncio.Task] = []

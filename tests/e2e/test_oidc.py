@@ -411,13 +411,6 @@ async def test_a_subject_with_no_managed_account_is_refused(
     assert result.login_token is None and result.status == 400, result
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,  # "too many redirects"; anything else is a real failure
-    reason="bridge/gateway/upstream.py sends Synapse its own address as Host instead of the"
-    " client's; Synapse builds the request's URL from Host, finds it outside public_baseurl"
-    " and redirects to public_baseurl again, forever",
-)
 async def test_sign_in_goes_through_the_client_gateway(
     sign_in_server: SignInServer, tmp_path: Path
 ) -> None:

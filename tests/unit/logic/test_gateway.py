@@ -106,7 +106,7 @@ async def homeserver() -> AsyncIterator[tuple[Homeserver, TestServer]]:
 async def gateway(homeserver: tuple[Homeserver, TestServer]) -> AsyncIterator[TestClient]:
     _, server = homeserver
     async with ClientSession() as session:
-        upstream = Upstream(session, str(server.make_url("")))
+        upstream = Upstream(session, str(server.make_url("")), "http://127.0.0.1:8008")
         app = web.Application()
         ClientGateway(
             upstream, guards(upstream), Requesters(upstream, FakeClock()), {ADMIN}
