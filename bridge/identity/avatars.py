@@ -53,6 +53,15 @@ def is_https_url(url: str) -> bool:
     return parts.scheme == "https" and bool(parts.hostname) and not parts.username
 
 
+def _private_literal(url: str) -> bool:
+    """An address written into the URL: the connector resolves no name for it, so it is
+    checked here."""
+    try:
+        return not ipaddress.ip_address(urlsplit(url).hostname or "").is_global
+    except ValueError:
+        return False  # a name: the resolver checks what it resolves to
+
+
 class AvatarFetcher:
     def __init__(
         self,
@@ -82,6 +91,8 @@ class AvatarFetcher:
             raise AvatarRefused("must be an https URL", field)
         async with self._session() as session:
             for _ in range(MAX_REDIRECTS + 1):
+                if not self._private_hosts and _private_literal(url):
+                    raise AvatarRefused("could not be fetched (not a public address)", field)
                 try:
                     async with session.get(url, allow_redirects=False) as response:
                         if response.status in (301, 302, 303, 307, 308):

@@ -3,90 +3,21 @@ by themselves, on the hardened homeserver (the module mints them) behind the cli
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
-import ssl
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import ClientSession, web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from aiohttp import ClientSession
 from nio import AsyncClient, RoomGetStateEventResponse, RoomSendResponse
 
 from policy.transcript import verify_transcript
 from tests.e2e.stack import Stack, timeline, with_webhooks
 from tests.e2e.test_lockdown import png
 from tests.harness import Homeserver, WebhookReceiver, eventually, fresh_database
-
-
-class AvatarServer:
-    """An https server on loopback with its own certificate authority, serving images."""
-
-    def __init__(self, root: Path) -> None:
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-        now = datetime.datetime.now(datetime.UTC)
-        certificate = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(
-                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                critical=False,
-            )
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256())
-        )
-        self.ca_file = root / "avatar-ca.pem"
-        self.ca_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-        key_file = root / "avatar-key.pem"
-        key_file.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self._context.load_cert_chain(self.ca_file, key_file)
-        self.files: dict[str, tuple[bytes, str]] = {}
-        self.fetched: list[str] = []
-        self._runner: web.AppRunner | None = None
-        self.port = 0
-
-    async def start(self) -> None:
-        async def serve(request: web.Request) -> web.Response:
-            self.fetched.append(request.path)
-            body, content_type = self.files.get(request.match_info["name"], (b"", ""))
-            if not body:
-                return web.Response(status=404)
-            return web.Response(body=body, content_type=content_type)
-
-        app = web.Application()
-        app.router.add_get("/{name}", serve)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self._context)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-
-    def url(self, name: str) -> str:
-        return f"https://127.0.0.1:{self.port}/{name}"
-
-    async def stop(self) -> None:
-        if self._runner:
-            await self._runner.cleanup()
+from tests.https_server import AvatarServer
 
 
 @pytest.fixture
