@@ -86,7 +86,8 @@ async def _direct(bot, m: Market) -> None:
         room_version="12",
         power_levels=plan.power_levels,
         initial_state=plan.initial_state(),
-        invitees=plan.invitees,
     )
+    for party in plan.invitees:  # as the bridge does: an invitee who blocks fails only itself
+        await bot.invite(room_id, party)
     notice = transaction_notice(Milestone.CREATED, "Vintage bike", None)
     await bot.send_message(room_id, "m.room.message", notice.content(), uuid.uuid4().hex)

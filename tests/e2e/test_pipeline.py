@@ -19,7 +19,8 @@ async def send_text(client: AsyncClient, room_id: str, body: str) -> str:
 
 
 async def joined_room(bridge: Bridge, user: AsyncClient) -> str:
-    room_id = await bridge.bot.create_room(room_version="12", invitees=(user.user_id,))
+    room_id = await bridge.bot.create_room(room_version="12")
+    await bridge.bot.invite(room_id, user.user_id)
     response = await user.join(room_id)
     assert isinstance(response, JoinResponse), response
     return room_id

@@ -164,7 +164,6 @@ async def test_a_room_made_before_a_crash_is_adopted_not_doubled(stack: Stack) -
             room_version="12",
             power_levels={"events_default": 0},
             initial_state=[],
-            invitees=(),
         )
         status, answer = await stack.api.call("POST", "/transactions", body)
         assert (status, answer["room_id"]) == (201, orphan)
