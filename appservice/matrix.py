@@ -306,6 +306,10 @@ class MatrixBot:
             body["external_id"] = {"auth_provider": external_id[0], "external_id": external_id[1]}
         await self._request(Method.POST, ACCOUNT_PATH, body)
 
+    async def set_locked(self, user_id: UserId, locked: bool) -> None:
+        """Lock a managed account (the homeserver refuses its tokens and logins) or unlock it."""
+        await self._request(Method.POST, ACCOUNT_PATH, {"user_id": user_id, "locked": locked})
+
     async def create_session(
         self, user_id: UserId, valid_until_ms: int, display_name: str
     ) -> tuple[str, str]:

@@ -16,6 +16,9 @@ bytes: an id whose escaped form does not fit is refused (`TooLong`).
 
 from __future__ import annotations
 
+import unicodedata
+from collections.abc import Callable
+
 from .ids import escape_id, unescape_id
 
 MAX_USER_ID_BYTES = 255
@@ -42,3 +45,14 @@ def market_user_id(prefix: str, domain: str, user_id: str) -> str | None:
 
 def is_managed(prefix: str, domain: str, user_id: str) -> bool:
     return market_user_id(prefix, domain, user_id) is not None
+
+
+DEFAULT_NAME = "Marketplace user"
+
+
+def shown_name(name: str, mask: Callable[[str], str]) -> str:
+    """A display name as the other party sees it: contact details masked, and no digits at
+    all (a name holding half a phone number would complete it beside the first message of
+    the chat: "Ann 07911" then "123456"); what is left, or a neutral name."""
+    kept = "".join(" " if unicodedata.category(ch).startswith("N") else ch for ch in mask(name))
+    return " ".join(kept.split()) or DEFAULT_NAME

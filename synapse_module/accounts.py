@@ -2,9 +2,10 @@
 and sessions that end by themselves.
 
     POST   /_synapse/client/marketplace/account   {"user_id", "displayname"?, "avatar_url"?,
-           "external_id"?: {"auth_provider", "external_id"}}: the profile set (as an admin
-           would: parties may not change theirs) and carried into every room; the account
-           linked to the marketplace's OpenID Connect subject
+           "external_id"?: {"auth_provider", "external_id"}, "locked"?}: the profile set (as
+           an admin would: parties may not change theirs) and carried into every room; the
+           account linked to the marketplace's OpenID Connect subject; the account locked or
+           unlocked (suspension: Synapse then refuses its every token and login)
     POST   /_synapse/client/marketplace/sessions  {"user_id", "valid_until_ms", "display_name"}
            -> {"device_id", "access_token"}: a new device whose token Synapse itself refuses
            after ``valid_until_ms``, whoever is up
@@ -102,6 +103,8 @@ class AccountResource(_BotOnly):
             if not (isinstance(provider, str) and isinstance(subject, str)):
                 raise SynapseError(400, "external_id: two strings", Codes.INVALID_PARAM)
             await self._link(provider, subject, user_id)
+        if isinstance(locked := body.get("locked"), bool):
+            await self._api._store.set_user_locked_status(user_id, locked)
         return 200, {}
 
     async def _link(self, provider: str, subject: str, user_id: str) -> None:

@@ -248,6 +248,7 @@ class UserOut(BaseModel):
     avatar_mxc: str | None = Field(description="Its copy in the homeserver's media repository.")
     email: str | None
     suspended: bool
+    erased: bool = Field(description="Erased for good: the profile is gone, the ids stay.")
     created_at: datetime
     updated_at: datetime | None
 
@@ -299,6 +300,9 @@ class UserExportOut(BaseModel):
     messages: list[dict] = Field(
         description="Every room event the user sent, as the bridge stored it (tombstones once"
         " erased)."
+    )
+    masked_originals: list[dict] = Field(
+        description="What the user wrote before the homeserver masked its contact details."
     )
     sessions: list[SessionInfoOut] = Field(description="Every session handed out, revoked too.")
     audit: list[dict] = Field(description="Audit entries about the user or by them.")

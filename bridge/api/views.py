@@ -122,6 +122,7 @@ def user_out(user: UserRecord) -> UserOut:
         avatar_mxc=user.avatar_mxc,
         email=user.profile.email,
         suspended=user.suspended_at is not None,
+        erased=user.erased_at is not None,
         created_at=timestamp(user.created_at),
         updated_at=timestamp(user.updated_at),
     )
@@ -160,6 +161,7 @@ def export_out(
         user=user_out(export["user"]),
         rooms=[chat_out(chat, user_id, access(chat.transaction)) for chat in export["rooms"]],
         messages=export["messages"],
+        masked_originals=export["masked_originals"],
         sessions=[
             SessionInfoOut(
                 device_id=s.device_id,

@@ -302,6 +302,23 @@ class Config(BaseSettings):
         # The YAML file arrives as init arguments; the environment wins over it.
         return (env_settings, init_settings)
 
+    @model_validator(mode="after")
+    def _managed_namespace_is_the_marketplace_users(self) -> Config:
+        """The bot and the admins must not fall in the managed accounts' namespace: the
+        bridge would take them for marketplace users (and could mint their sessions)."""
+        prefix, domain = f"@{self.identity.user_prefix}", f":{self.homeserver.domain}"
+        inside = [
+            user
+            for user in (self.bot_mxid, *self.rooms.admins)
+            if user.startswith(prefix) and user.endswith(domain)
+        ]
+        if inside:
+            raise ValueError(
+                f"identity.user_prefix: {', '.join(inside)} would be a managed account;"
+                " choose a prefix the bot and the admins do not start with"
+            )
+        return self
+
     @property
     def bot_mxid(self) -> str:
         return f"@{self.appservice.bot_localpart}:{self.homeserver.domain}"

@@ -55,6 +55,7 @@ class Identity:
             identity.avatar_private_hosts,
             identity.avatar_ca_file,
             functools.partial(contains_contact_info, allowed_hosts=hosts, terms=terms),
+            frozenset(config.lockdown.upload_types),  # the module stores no other type
         )
         accounts = Accounts(
             UserRecords(db),

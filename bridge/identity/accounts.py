@@ -26,17 +26,18 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 
 from appservice.identifiers import server_of
-from appservice.matrix import MatrixBot
+from appservice.matrix import MatrixBot, MatrixError
 from bridge.market.errors import Conflict, InvalidRequest, NotFound
 from bridge.market.models import Party
 from bridge.runtime.clock import Clock
 from bridge.runtime.locks import KeyedLocks
-from policy.accounts import TooLong, is_managed, managed_user_id
+from policy.accounts import TooLong, is_managed, managed_user_id, shown_name
 from policy.ids import MarketUserId, UserId
 
-from .avatars import AvatarFetcher
+from .avatars import AvatarFetcher, AvatarRefused
 from .errors import UnknownUser, UserErased, UserSuspended
 from .records import Profile, UserRecord, UserRecords
 
@@ -65,6 +66,11 @@ class Accounts:
         self._sign_in_provider = sign_in_provider  # "oidc-<idp_id>", or None
         self._locks = KeyedLocks()
 
+    def lock(self, user_id: MarketUserId) -> AbstractAsyncContextManager[None]:
+        """Held by every change to one user (upsert, sessions, suspension, erasure), so none
+        runs on a state another has just changed (within this process)."""
+        return self._locks.hold(user_id)
+
     def is_managed(self, user_id: UserId) -> bool:
         return is_managed(self._prefix, self._domain, user_id)
 
@@ -84,6 +90,13 @@ class Accounts:
         """A transaction's party: the stored user, or the one this request upserts (with a
         profile, or a Matrix ID never seen)."""
         record = await self._records.get(user_id)
+        if profile is not None and record is not None:  # fields left out keep their value
+            kept = record.profile
+            profile = Profile(
+                profile.display_name or kept.display_name,
+                profile.avatar_url or kept.avatar_url,
+                profile.email or kept.email,
+            )
         if profile is not None or (record is None and matrix_id is not None):
             record, _ = await self.upsert(user_id, profile or Profile(), matrix_id, f"{role}.")
         elif record is None:
@@ -111,7 +124,7 @@ class Accounts:
         field_prefix: str = "",
     ) -> tuple[UserRecord, bool]:
         """The user as stored now, and whether this call created it."""
-        async with self._locks.hold(user_id):
+        async with self.lock(user_id):
             existing = await self._records.get(user_id)
             if existing is not None and existing.erased_at is not None:
                 raise UserErased(f"user {user_id} was erased", [f"{field_prefix}user_id"])
@@ -122,8 +135,16 @@ class Accounts:
                 avatar_mxc = await self._avatar(existing, profile, field_prefix)
                 await self._bot.register_managed(matrix_id)
                 link = (self._sign_in_provider, user_id) if self._sign_in_provider else None
-                display_name = self._mask(profile.display_name or user_id)
-                await self._bot.set_account(matrix_id, display_name, avatar_mxc or "", link)
+                display_name = shown_name(profile.display_name or user_id, self._mask)
+                try:
+                    await self._bot.set_account(matrix_id, display_name, avatar_mxc or "", link)
+                except MatrixError as e:
+                    if e.status != 409:
+                        raise
+                    raise Conflict(  # the sign-in subject is another account's already
+                        f"{field_prefix}user_id: {user_id} signs in as another account",
+                        [f"{field_prefix}user_id"],
+                    ) from e
             if unchanged and existing is not None:
                 return existing, False
             now = self._clock.now_ms()
@@ -193,6 +214,10 @@ class Accounts:
             return None
         if existing and existing.profile.avatar_url == url and existing.avatar_mxc:
             return existing.avatar_mxc
-        content, media_type = await self._avatars.fetch(url, f"{field_prefix}avatar_url")
+        field = f"{field_prefix}avatar_url"
+        content, media_type = await self._avatars.fetch(url, field)
         name = "avatar-" + hashlib.sha256(content).hexdigest()[:16]
-        return await self._bot.upload(content, media_type, name)
+        try:
+            return await self._bot.upload(content, media_type, name)
+        except MatrixError as e:  # the homeserver's own checks (its module, its size limit)
+            raise AvatarRefused(f"the homeserver refused it ({e.errcode})", field) from e

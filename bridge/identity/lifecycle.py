@@ -1,20 +1,25 @@
 """Suspension, erasure and export of a marketplace user.
 
     suspend(user)    the record marked (audited, `user.suspended` queued, in one database
-                     transaction); every session ended on the homeserver; every room of the
-                     user repaired, which removes them (a suspended party is out of every
-                     room's plan): they can neither post nor read what follows
+                     transaction); a managed account's every session ended and the account
+                     locked on the homeserver (no token nor login works, single sign-on
+                     included); every room of the user repaired, which removes them (a
+                     suspended party is out of every room's plan): they can neither post nor
+                     read what follows
     unsuspend(user)  the same, the other way: the rooms repaired take them back
-    erase(user)      refused while a dispute involving them is open (a legal hold); else their
-                     messages redacted in rooms not archived, a managed account deactivated
+    erase(user)      refused while a dispute involving them is open (a legal hold); else what
+                     they sent (messages, reactions) redacted in rooms not archived, a
+                     managed account deactivated
                      with erasure on the homeserver (profile removed, rooms left), what they
                      wrote replaced by tombstones in the bridge's tables (bridge.identity.
                      erasure: transcripts still verify), the record's profile dropped and the
                      user marked erased (audited, `user.erased` queued), their rooms repaired
     export(user)     everything the bridge holds about the user, as one document
 
-Each step is idempotent and the record is marked last, so a call that failed half-way
-(the homeserver down: 503) is completed by its retry; an erased user stays erased.
+Each step is idempotent, and the record is marked once the homeserver's steps are done (the
+rooms' repair follows, and is redone by a retry), so a call that failed half-way (the
+homeserver down: 503) is completed by its retry; an erased user stays erased. Every call on
+one user holds that user's lock (`Accounts.lock`).
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from policy.states import DisputeState, TransactionState
 from policy.transcript import iso_time
 
 from .accounts import Accounts
-from .erasure import erase_in_room, messages_of
+from .erasure import erase_in_room, sent_by
 from .errors import UserErased
 from .records import UserRecord, set_erased, set_suspended
 from .sessions import Sessions
@@ -72,23 +77,40 @@ class UserLifecycle:
         self._retry_for_ms = retry_for_ms
 
     async def suspend(self, user_id: MarketUserId, reason: str | None) -> UserRecord:
+        async with self._accounts.lock(user_id):
+            return await self._suspend(user_id, reason)
+
+    async def unsuspend(self, user_id: MarketUserId, reason: str | None) -> UserRecord:
+        async with self._accounts.lock(user_id):
+            return await self._unsuspend(user_id, reason)
+
+    async def erase(self, user_id: MarketUserId, reason: str | None) -> UserRecord:
+        async with self._accounts.lock(user_id):
+            return await self._erase(user_id, reason)
+
+    async def _suspend(self, user_id: MarketUserId, reason: str | None) -> UserRecord:
         user = await self._living(user_id)
         if user.suspended_at is None:
             await self._mark(user, "user.suspended", reason, suspend=True)
+        if user.managed:
+            await self._bot.set_locked(user.matrix_id, True)
         await self._sessions.revoke_all(user)
         await self._repair_rooms(user_id)
         return await self._accounts.get(user_id)
 
-    async def unsuspend(self, user_id: MarketUserId, reason: str | None) -> UserRecord:
+    async def _unsuspend(self, user_id: MarketUserId, reason: str | None) -> UserRecord:
         user = await self._living(user_id)
         if user.suspended_at is not None:
             await self._mark(user, "user.unsuspended", reason, suspend=False)
+        if user.managed:
+            await self._bot.set_locked(user.matrix_id, False)
         await self._repair_rooms(user_id)
         return await self._accounts.get(user_id)
 
-    async def erase(self, user_id: MarketUserId, reason: str | None) -> UserRecord:
+    async def _erase(self, user_id: MarketUserId, reason: str | None) -> UserRecord:
         user = await self._accounts.get(user_id)
-        if user.erased_at is not None:
+        if user.erased_at is not None:  # done but perhaps the rooms' repair: redone
+            await self._repair_rooms(user_id)
             return user
         chats = await self._chats(user_id)
         held = sorted(
@@ -107,7 +129,7 @@ class UserLifecycle:
             if room_id is None or _archived(chat):
                 continue
             async with self._db.acquire() as conn:
-                events = await messages_of(conn, room_id, user.matrix_id)
+                events = await sent_by(conn, room_id, user.matrix_id)
             for event_id in events:
                 await self._bot.redact(
                     room_id, event_id, ERASED_REASON, txn_id("erase", f"{room_id}/{event_id}")
@@ -140,12 +162,18 @@ class UserLifecycle:
                 user.matrix_id,
             )
             audit = [{**dict(row), "at": iso_time(row["at"])} for row in rows]
+            rows = await conn.fetch(
+                "SELECT event_id, room_id, content FROM masked_originals WHERE sender = $1",
+                user.matrix_id,
+            )
+            originals = [{**dict(row), "content": json.loads(row["content"])} for row in rows]
         return {
             "format": EXPORT_FORMAT,
             "generated_at": iso_time(self._clock.now_ms()),
             "user": user,
             "rooms": chats,
             "messages": messages,
+            "masked_originals": originals,
             "sessions": await self._sessions.all_of(user_id),
             "audit": audit,
         }

@@ -80,7 +80,8 @@ class UserRecords:
             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
             " ON CONFLICT (user_id) DO UPDATE SET display_name = excluded.display_name,"
             " avatar_url = excluded.avatar_url, avatar_mxc = excluded.avatar_mxc,"
-            " email = excluded.email, updated_at = excluded.updated_at",
+            " email = excluded.email, updated_at = excluded.updated_at"
+            " WHERE marketplace_users.erased_at IS NULL",  # erased stays erased
             record.user_id,
             record.matrix_id,
             record.managed,

@@ -65,6 +65,10 @@ class Sessions:
         return user
 
     async def create(self, user_id: MarketUserId, seconds: int | None) -> NewSession:
+        async with self._accounts.lock(user_id):
+            return await self._create(user_id, seconds)
+
+    async def _create(self, user_id: MarketUserId, seconds: int | None) -> NewSession:
         user = await self._managed(user_id)
         if user.suspended_at is not None:
             raise UserSuspended(f"user {user_id} is suspended")
@@ -83,7 +87,10 @@ class Sessions:
         return NewSession(record, user, token)
 
     async def live(self, user_id: MarketUserId) -> list[SessionRecord]:
-        user = await self._managed(user_id)
+        return await self._live(await self._managed(user_id))
+
+    async def _live(self, user: UserRecord) -> list[SessionRecord]:
+        user_id = user.user_id
         now = self._clock.now_ms()
         sessions = await self._records.live(user_id, now)
         if not sessions:
@@ -94,11 +101,12 @@ class Sessions:
         return [s for s in sessions if s.device_id in devices]
 
     async def revoke(self, user_id: MarketUserId, device_id: str) -> None:
-        if device_id not in {s.device_id for s in await self.live(user_id)}:
-            raise NotFound(f"user {user_id} has no live session {device_id}")
-        user = await self._accounts.get(user_id)
-        await self._bot.end_sessions(user.matrix_id, device_id)
-        await self._records.revoke(user_id, [device_id], self._clock.now_ms())
+        async with self._accounts.lock(user_id):
+            user = await self._managed(user_id)
+            if device_id not in {s.device_id for s in await self._live(user)}:
+                raise NotFound(f"user {user_id} has no live session {device_id}")
+            await self._bot.end_sessions(user.matrix_id, device_id)
+            await self._records.revoke(user_id, [device_id], self._clock.now_ms())
 
     async def all_of(self, user_id: MarketUserId) -> list[SessionRecord]:
         """Every session ever handed out to the user (for their export)."""

@@ -226,7 +226,15 @@ class RoomKeeper:
         allowed = spec.allowed
         for user_id in strays(memberships, allowed):
             reason = "not a party or an admin of this room"
-            await self._bot.kick(room_id, user_id, reason)
+            try:
+                await self._bot.kick(room_id, user_id, reason)
+            except MatrixError as e:
+                # Gone meanwhile (a deactivated account leaves its rooms in the background).
+                if e.status != 403 or user_id in strays(
+                    await self._bot.memberships(room_id), allowed
+                ):
+                    raise
+                continue
             await self._audit.write(
                 AuditEntry(
                     actor=self._bot.user_id,

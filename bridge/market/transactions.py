@@ -76,7 +76,8 @@ class Transactions:
             if await self._records.get(new.transaction_id) is None:
                 await self._parties.check(new.buyer, new.seller)
             record, created = await self._records.insert(new, self._room_version)
-            await self.ensure_room(record)
+            # A retry of a create that failed half-way also admits whoever it had not yet.
+            await self.ensure_room(record, check_members=not created)
             # Read after the invitations: one the invitee blocks shows in the answer.
             return await self.get(new.transaction_id), created
 

@@ -185,8 +185,12 @@ def homeserver_config(
         if not public_baseurl:
             raise ValueError("signing in with OpenID Connect needs public_baseurl")
         config["oidc_providers"] = [oidc_provider(oidc)]
-        config["sso"] = {"client_whitelist": list(sso_client_whitelist)}
-        config["sso"]["update_profile_information"] = False  # profiles are the bridge's
+        # Synapse matches by prefix: "https://chat.example" would also admit
+        # "https://chat.example.evil.com/", so each entry ends with its path's "/".
+        config["sso"] = {
+            "client_whitelist": [u if u.endswith("/") else u + "/" for u in sso_client_whitelist],
+            "update_profile_information": False,  # profiles are the bridge's
+        }
     return config
 
 
@@ -333,8 +337,8 @@ def write_deployment(out: Path, env: Mapping[str, str], synapse_uid: int | None)
         gateway_host="0.0.0.0",  # noqa: S104 (inside its container; the one published port)
         gateway_port=c["gateway_port"],
     )
-    if public_baseurl:  # clients reach the gateway there: sessions hand it out
-        bridge["gateway"]["public_url"] = public_baseurl
+    # Where clients reach the gateway (sessions hand it out): behind the proxy, or published.
+    bridge["gateway"]["public_url"] = public_baseurl or f"http://127.0.0.1:{c['gateway_port']}"
     if web_client_url:
         bridge["identity"]["web_client_url"] = web_client_url
     if oidc is not None:

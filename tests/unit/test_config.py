@@ -10,6 +10,7 @@ import yaml
 
 from bridge.config import Config, ConfigError, build_config, config_reference, load_config
 from policy.contact import DEFAULT_TERMS
+from tests.harness import make_config
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config.example.yaml"
@@ -160,3 +161,10 @@ def test_the_renamed_before_delivery_key_keeps_working_with_a_warning(
     with pytest.warns(FutureWarning, match="reject_before_delivery is deprecated"):
         config = build_config(data)
     assert config.lockdown.before_delivery == new
+
+
+def test_the_bot_and_admins_cannot_fall_in_the_managed_namespace() -> None:
+    with pytest.raises(ConfigError, match="identity.user_prefix"):
+        make_config(database_url="sqlite:x.db", identity={"user_prefix": "marketb"})
+    with pytest.raises(ConfigError, match="@market_mod:localhost"):
+        make_config(database_url="sqlite:x.db", rooms={"admins": ["@market_mod:localhost"]})

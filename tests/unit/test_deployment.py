@@ -334,6 +334,11 @@ def test_the_subject_can_come_from_another_claim(claim: str) -> None:
     assert subject_seen_by_synapse(provider, claims) == "seller-9"
 
 
+def test_a_whitelisted_client_without_its_slash_admits_no_look_alike_host() -> None:
+    config = synapse_config(sign_in(), sso_client_whitelist=["https://chat.market.example"])
+    assert config["sso"]["client_whitelist"] == ["https://chat.market.example/"]
+
+
 def test_sign_in_settings_synapse_would_misread_are_refused() -> None:
     with pytest.raises(ValueError, match="public_baseurl"):
         synapse_config(sign_in(), public_baseurl=None)

@@ -82,6 +82,7 @@ class FakeMatrix:
         self.pings = 0
         self.profiles: dict[str, dict[str, Any]] = {}  # managed account -> what the module set
         self.devices: dict[str, dict[str, tuple[str, int]]] = {}  # user -> device -> token, end
+        self.locked: set[str] = set()  # managed accounts the homeserver refuses
 
     # --- for tests ------------------------------------------------------------------------
 
@@ -278,6 +279,10 @@ class FakeMatrix:
             "avatar_url": avatar_url,
             "external_id": external_id,
         }
+
+    async def set_locked(self, user_id: UserId, locked: bool) -> None:
+        await self._enter("set_locked", user_id, locked)
+        self.locked = (self.locked | {user_id}) if locked else (self.locked - {user_id})
 
     async def create_session(
         self, user_id: UserId, valid_until_ms: int, display_name: str

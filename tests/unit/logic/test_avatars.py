@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.identity.avatars import AvatarFetcher, AvatarRefused
+from bridge.identity.avatars import AvatarFetcher, AvatarRefused, is_public
 from tests.e2e.test_lockdown import png
 from tests.https_server import AvatarServer
 
@@ -78,3 +78,23 @@ async def test_too_large_or_not_an_image_is_refused(server: AvatarServer) -> Non
         await fetcher(server).fetch(server.url("page.png"))
     with pytest.raises(AvatarRefused, match="HTTP 404"):
         await fetcher(server).fetch(server.url("missing.png"))
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("93.184.216.34", True),
+        ("2606:2800:220:1::1", True),
+        ("127.0.0.1", False),
+        ("169.254.169.254", False),
+        ("10.0.0.1", False),
+        ("::1", False),
+        ("::ffff:127.0.0.1", False),
+        ("64:ff9b::a9fe:a9fe", False),  # NAT64 to 169.254.169.254
+        ("2002:a9fe:a9fe::", False),  # 6to4
+        ("::a9fe:a9fe", False),  # IPv4-compatible
+        ("fd00::1", False),
+    ],
+)
+def test_addresses_that_carry_a_private_one_are_not_public(address: str, public: bool) -> None:
+    assert is_public(address) is public

@@ -93,6 +93,16 @@ async def test_bindings_never_move(identity: Identity, matrix: FakeMatrix) -> No
         await identity.sessions.create(MarketUserId("carol"), None)
 
 
+async def test_display_names_shown_carry_no_digits_and_a_party_profile_keeps_its_rest(
+    identity: Identity, matrix: FakeMatrix
+) -> None:
+    await identity.accounts.upsert(ANN, Profile("Ann 07911", None, "ann@example.org"), None)
+    assert matrix.profiles[ANN_MXID]["displayname"] == "Ann"  # half a number, dropped
+    await identity.accounts.party("buyer", ANN, Profile("Ann B."), None)
+    user = await identity.accounts.get(ANN)
+    assert user.profile == Profile("Ann B.", None, "ann@example.org")
+
+
 async def test_managed_parties_are_joined_without_an_invitation_to_accept(
     identity: Identity, market: Market, matrix: FakeMatrix
 ) -> None:
@@ -124,7 +134,7 @@ async def test_suspension_removes_the_user_everywhere_and_ends_their_sessions(
     await identity.sessions.create(ANN, None)
     user = await identity.lifecycle.suspend(ANN, "fraud report")
     assert user.suspended_at is not None
-    assert matrix.devices[ANN_MXID] == {}
+    assert matrix.devices[ANN_MXID] == {} and ANN_MXID in matrix.locked
     assert matrix.rooms[record.room_id].members[UserId(ANN_MXID)] == "leave"
     with pytest.raises(UserSuspended):
         await identity.sessions.create(ANN, None)
@@ -137,6 +147,7 @@ async def test_suspension_removes_the_user_everywhere_and_ends_their_sessions(
     await identity.lifecycle.suspend(ANN, None)  # again: nothing new
     assert len(await rows.outbox("user.suspended")) == 1
     await identity.lifecycle.unsuspend(ANN, None)
+    assert ANN_MXID not in matrix.locked
     assert matrix.rooms[record.room_id].members[UserId(ANN_MXID)] == "join"
     assert len(await rows.outbox("user.unsuspended")) == 1
 
