@@ -19,12 +19,20 @@ from urllib.parse import quote, unquote
 from aiohttp import web
 
 from bridge.runtime.clock import Clock
-from policy.channels import is_managed_alias, keys_seen_by, may_post, to_device_allowed
+from policy.channels import (
+    AccountChange,
+    account_change_refusal,
+    account_data_refusal,
+    is_managed_alias,
+    keys_seen_by,
+    may_post,
+    to_device_allowed,
+)
 from policy.ids import RoomId, UserId
 from policy.uploads import judge_upload
 
 from .requesters import access_token
-from .upstream import Upstream
+from .upstream import FORM_BODY, Upstream
 
 Guard = Callable[[web.Request, UserId], Awaitable[web.StreamResponse]]
 CLIENT_V3 = "/_matrix/client/v3"
@@ -54,6 +62,8 @@ class ChannelRules:
     visible: frozenset[UserId]  # whose keys everyone may read: the bot and the admins
     parties_may_create_rooms: bool
     uploads: UploadRules
+    user_prefix: str  # managed accounts: @<user_prefix>...:<domain> (`policy.accounts`)
+    domain: str
 
 
 class Guards:
@@ -74,6 +84,27 @@ class Guards:
         # (`v3`, `r0`, `api/v1`, `unstable/...`), whatever follows the endpoint's name.
         client = r"^/_matrix/client/(?:.*/)?"
         writes = frozenset({"PUT", "POST", "DELETE", "PATCH"})
+        # What a managed account may not change of its own (`policy.channels.AccountChange`).
+        self._account_changes: list[tuple[frozenset[str], re.Pattern[str], AccountChange]] = [
+            (writes, re.compile(client + r"account/password(?:/|$)"), AccountChange.PASSWORD),
+            (writes, re.compile(client + r"account/3pid(?:/|$)"), AccountChange.THIRD_PARTY_IDS),
+            (writes, re.compile(client + r"account/deactivate(?:/|$)"), AccountChange.DEACTIVATE),
+            (writes, re.compile(client + r"delete_devices(?:/|$)"), AccountChange.DELETE_DEVICES),
+            (
+                frozenset({"DELETE"}),
+                re.compile(client + r"devices/"),
+                AccountChange.DELETE_DEVICES,
+            ),
+            # MSC3882: v1/login/get_token, and unstable/org.matrix.msc3882/login/token
+            (
+                writes,
+                re.compile(client + r"login/(?:get_)?token(?:/|$)"),
+                AccountChange.LOGIN_TOKEN,
+            ),
+        ]
+        # Global account data (a type Synapse reads to refuse invitations); the last
+        # `user/{user}/account_data/{type}` of the path, as Synapse's route would read it.
+        self._account_data = re.compile(client + r"user/[^/]*/account_data/([^/]*)")
         self._table: list[tuple[frozenset[str], re.Pattern[str], Guard]] = [
             (writes, re.compile(client + r"sendToDevice(?:/|$)"), self.to_device),
             (writes, re.compile(client + r"profile(?:/|$)"), self.profile),
@@ -95,6 +126,17 @@ class Guards:
         for methods, pattern, guard in self._table:
             if request.method in methods and pattern.match(path):
                 return guard
+        if self._account_change(request) is not None:
+            return self.own_account
+        if request.method in ("PUT", "POST", "PATCH") and self._account_data.match(path):
+            return self.account_data
+        return None
+
+    def _account_change(self, request: web.Request) -> AccountChange | None:
+        path = request.rel_url.raw_path
+        for methods, pattern, change in self._account_changes:
+            if request.method in methods and pattern.match(path):
+                return change
         return None
 
     async def to_device(self, request: web.Request, requester: UserId) -> web.StreamResponse:
@@ -120,7 +162,7 @@ class Guards:
         """/keys/query and /keys/claim: only one's own keys, the bot's and the admins'."""
         token = access_token(request) or ""
         status, body = await self._upstream.call(
-            request.method, request.raw_path, token, await request.read()
+            request.method, request.rel_url.raw_path_qs, token, await request.read()
         )
         if status != 200 or not isinstance(body, dict):
             return web.json_response(body, status=status)
@@ -151,6 +193,29 @@ class Guards:
             return matrix_error(404, "M_NOT_FOUND", "Room alias not found")
         return await self._upstream.forward(request, None)
 
+    async def own_account(self, request: web.Request, requester: UserId) -> web.StreamResponse:
+        """A password, an e-mail or phone number, login tokens, deleted devices, deactivation:
+        a managed account's are the marketplace's; an account the user brought is theirs."""
+        change = self._account_change(request)
+        assert change is not None  # matched by it
+        refusal = account_change_refusal(
+            change, requester, self._rules.user_prefix, self._rules.domain
+        )
+        if refusal is not None:
+            return forbidden(refusal)
+        return await self._upstream.forward(request, None)
+
+    async def account_data(self, request: web.Request, requester: UserId) -> web.StreamResponse:
+        """Account data: a managed account may not refuse invitations."""
+        found = self._account_data.match(request.rel_url.raw_path)
+        assert found is not None  # matched by it
+        refusal = account_data_refusal(
+            unquote(found[1]), requester, self._rules.user_prefix, self._rules.domain
+        )
+        if refusal is not None:
+            return forbidden(refusal)
+        return await self._upstream.forward(request, None)
+
     async def upload(self, request: web.Request, requester: UserId) -> web.StreamResponse:
         rules = self._uploads
         # The file's name and its declared type come back to whoever downloads it.
@@ -160,13 +225,17 @@ class Guards:
         too_large = matrix_error(413, "M_TOO_LARGE", "The file is too large")
         if (request.content_length or 0) > rules.max_bytes:
             return too_large
-        chunks, size = [], 0
-        async for chunk in request.content.iter_chunked(64 * 1024):
-            size += len(chunk)
-            if size > rules.max_bytes:
-                return too_large
-            chunks.append(chunk)
-        content = b"".join(chunks)
+        content = request.get(FORM_BODY)  # read already (a form's fields could hold a token)
+        if content is None:
+            chunks, size = [], 0
+            async for chunk in request.content.iter_chunked(64 * 1024):
+                size += len(chunk)
+                if size > rules.max_bytes:
+                    return too_large
+                chunks.append(chunk)
+            content = b"".join(chunks)
+        elif len(content) > rules.max_bytes:
+            return too_large
         # In a thread: judging a text upload's words takes up to some 0.2 s a MiB.
         refusal = await asyncio.to_thread(
             judge_upload, content, rules.allowed_types, rules.breaks_rules

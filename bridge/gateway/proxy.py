@@ -1,7 +1,9 @@
 """The gateway's HTTP side: every request forwarded to the homeserver as it came (streamed both
 ways, long polls included), unless a guard takes it (`guards.py`).
 
-    request -> a guard for it? no -> forward
+    request -> its access token readable two ways (`requesters.access_token`)? -> 401 (415
+               for a multipart form), never forwarded
+            -> a guard for it? no -> forward
             -> the requester (token -> user, cached) is the bot or an admin -> forward
             -> the guard: refuse, or forward (with the body it read), or rewrite the answer
             -> the homeserver cannot say who asks, or a guard's read fails -> 502, never
@@ -17,7 +19,7 @@ from aiohttp import web
 from policy.ids import UserId
 
 from .guards import Guards
-from .requesters import Requesters
+from .requesters import Refused, Requesters, access_token, read_form_body
 from .upstream import Unreachable, Upstream
 
 log = logging.getLogger("bridge.gateway")
@@ -40,6 +42,11 @@ class ClientGateway:
         app.router.add_route("*", "/{tail:.*}", self.handle)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        try:  # before anything else: the token checked is the token Synapse reads
+            await read_form_body(request)
+            access_token(request)
+        except Refused as refused:
+            return refused.answer()
         guard = self._guards.match(request)
         if guard is None:
             return await self._upstream.forward(request, None)
@@ -48,6 +55,8 @@ class ClientGateway:
             if requester is None or requester in self._exempt:
                 return await self._upstream.forward(request, None)
             return await guard(request, requester)
+        except Refused as refused:  # read above already: never raised here
+            return refused.answer()
         except Unreachable as e:  # fail closed: a guarded request never passes unchecked
             log.warning(
                 "%s %s: refused, the homeserver did not answer: %s",

@@ -53,6 +53,8 @@ async def start_gateway(config: Config, clock: Clock) -> tuple[web.AppRunner, Cl
         visible=exempt,
         parties_may_create_rooms=config.lockdown.parties_may_create_rooms,
         uploads=upload_rules(config),
+        user_prefix=config.identity.user_prefix,
+        domain=config.homeserver.domain,
     )
     guards = Guards(upstream, config.appservice.as_token.get_secret_value(), rules, clock)
     app = web.Application(client_max_size=config.appservice.max_transaction_bytes)

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import ClientError, ClientSession, web
+from multidict import CIMultiDict
 from yarl import URL
 
 # Headers that belong to one connection, not to the request or answer passed along.
@@ -28,6 +29,8 @@ HOP_BY_HOP = frozenset(
     }
 )
 CHUNK = 64 * 1024
+# A POST form body the gateway read whole (`requesters.read_form_body`): forwarded as read.
+FORM_BODY = web.RequestKey("gateway_form_body", bytes)
 
 
 class Unreachable(Exception):
@@ -50,20 +53,24 @@ class Upstream:
 
     async def forward(self, request: web.Request, body: bytes | None) -> web.StreamResponse:
         """The request passed on (``body`` when a guard read it already), and its answer
-        streamed back."""
-        headers = {
-            k: v
+        streamed back. Its headers go as they came, every one of a repeated name in its order
+        (never one of them chosen here), and its path and query as the guards matched them."""
+        headers = CIMultiDict(
+            (k, v)
             for k, v in request.headers.items()
             if k.lower() not in HOP_BY_HOP and not k.lower().startswith("x-forwarded-")
-        }
+        )
         headers["Host"] = headers["X-Forwarded-Host"] = self._public_host
         headers["X-Forwarded-For"] = request.remote or ""
         headers["X-Forwarded-Proto"] = self._public_scheme
+        if body is None:
+            body = request.get(FORM_BODY)
         data = body if body is not None else _stream(request) if request.can_read_body else None
-        if body is None and request.content_length is not None:
+        decoded = "Content-Encoding" in request.headers  # aiohttp decoded it: another length
+        if body is None and request.content_length is not None and not decoded:
             # Streamed on with its length (Synapse wants one for uploads), not chunked.
             headers["Content-Length"] = str(request.content_length)
-        url = URL(self.url + request.raw_path, encoded=True)
+        url = URL(self.url + request.rel_url.raw_path_qs, encoded=True)
         answer: web.StreamResponse | None = None
         try:
             async with self._session.request(

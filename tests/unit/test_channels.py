@@ -6,6 +6,9 @@ from __future__ import annotations
 import pytest
 
 from policy.channels import (
+    AccountChange,
+    account_change_refusal,
+    account_data_refusal,
     is_managed_alias,
     keys_seen_by,
     may_post,
@@ -103,6 +106,40 @@ def test_a_partys_own_membership_keeps_only_what_clients_need() -> None:
 )
 def test_which_aliases_are_the_bridges(alias: str, managed: bool) -> None:
     assert is_managed_alias(alias, "market_") is managed
+
+
+MANAGED = UserId("@market_ann:hs")  # the marketplace's user "ann", with no Matrix ID of her own
+BROUGHT = [
+    UserId("@ann:hs"),  # her own account
+    UserId("@marketing:hs"),  # a lookalike of the prefix
+    UserId("@market_ann:other.example"),  # another server's
+    UserId("@market_:hs"),  # the prefix alone names no marketplace user
+]
+
+
+@pytest.mark.parametrize("change", list(AccountChange))
+def test_a_managed_account_changes_none_of_its_ways_in(change: AccountChange) -> None:
+    refusal = account_change_refusal(change, MANAGED, "market_", "hs")
+    assert refusal is not None and "managed by the marketplace" in refusal
+    for user in BROUGHT:  # an account its user brought is theirs
+        assert account_change_refusal(change, user, "market_", "hs") is None
+
+
+@pytest.mark.parametrize(
+    ("data_type", "refused"),
+    [
+        ("m.invite_permission_config", True),
+        ("org.matrix.msc4155.invite_permission_config", True),
+        ("M.INVITE_PERMISSION_CONFIG", False),  # another type: Synapse reads this one only
+        ("m.direct", False),
+        ("m.ignored_user_list", False),
+    ],
+)
+def test_a_managed_account_cannot_refuse_invitations(data_type: str, refused: bool) -> None:
+    refusal = account_data_refusal(data_type, MANAGED, "market_", "hs")
+    assert (refusal is not None) is refused
+    for user in BROUGHT:  # the bridge reports such a party as invite_blocked
+        assert account_data_refusal(data_type, user, "market_", "hs") is None
 
 
 CONTACT = Violation(Rule.CONTACT_DETAILS, "contact details")
