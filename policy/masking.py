@@ -13,7 +13,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .contact import find_contact_details_across, mask_contact_details
+from .contact import (
+    Finding,
+    contains_contact_info,
+    find_contact_details,
+    find_contact_details_across,
+    replace_findings,
+)
 from .fields import as_text, is_declared_number, is_identifier, name_is_text
 from .messages import MAX_DEPTH, html_text, rendered_texts
 from .rules import (
@@ -39,60 +45,81 @@ def mask_content(
     """The content with its contact details masked, or None when it holds none. ``earlier``:
     the bodies of the sender's messages just before, oldest first; what the body adds to
     them (the end of a number split across messages) is masked too."""
-    if contact_violation(rendered_texts(content), rules, earlier) is None:
+    # Each text is read once: a message with one text (most) is read once in all.
+    seen: dict[str, list[Finding]] = {}
+    if not _violates(rendered_texts(content), rules, earlier, seen):
         return None  # most messages: one reading, as the rules' own
-    masked = _mask(content, rules, 0)
+    masked = _mask(content, rules, 0, seen)
     if earlier:  # what the body (or an edit's new body) adds to the earlier messages
         for shown in (masked, masked.get("m.new_content")):
             if isinstance(shown, dict) and isinstance(shown.get("body"), str):
                 shown["body"] = _mask_across(shown["body"], earlier, rules)
     texts = rendered_texts(masked)
-    if (len(texts) > 1 or earlier) and contact_violation(texts, rules, earlier) is not None:
+    if (len(texts) > 1 or earlier) and _violates(texts, rules, earlier, seen):
         # A detail only the message's texts hold together (a number split between caption
         # and file name): no text can be kept.
         masked = _blank(masked, 0)
     return masked if masked != content else None
 
 
+def _violates(
+    texts: list[str], rules: ContentRules, earlier: Sequence[str], seen: dict[str, list[Finding]]
+) -> bool:
+    """Whether the texts break the contact rule, read as `contact_violation` reads them
+    (without earlier messages: the texts joined)."""
+    if earlier:
+        return contact_violation(texts, rules, earlier) is not None
+    if len(texts) == 1:  # the one text to mask: its findings are kept
+        return bool(_findings(texts[0], rules, seen))
+    return _holds("\n".join(texts), rules, seen)
+
+
+def _findings(text: str, rules: ContentRules, seen: dict[str, list[Finding]]) -> list[Finding]:
+    if text not in seen:
+        seen[text] = find_contact_details(text, rules.allowed_link_hosts, rules.off_platform_terms)
+    return seen[text]
+
+
+def _holds(text: str, rules: ContentRules, seen: dict[str, list[Finding]]) -> bool:
+    """Whether `text` holds a contact detail: the first detector to find one is enough (an
+    HTML body or a key that holds one is dropped whole)."""
+    if text in seen:
+        return bool(seen[text])
+    return contains_contact_info(text, rules.allowed_link_hosts, rules.off_platform_terms)
+
+
 def _mask_across(body: str, earlier: Sequence[str], rules: ContentRules) -> str:
     findings = find_contact_details_across(
         [*earlier, body], rules.allowed_link_hosts, rules.off_platform_terms
     )
-    for finding in sorted(findings, key=lambda f: f.start, reverse=True):
-        body = body[: finding.start] + MARKER + body[finding.end :]
-    return body
+    return replace_findings(body, findings, MARKER)
 
 
-def _mask(value: Any, rules: ContentRules, depth: int) -> Any:
+def _mask(value: Any, rules: ContentRules, depth: int, seen: dict[str, list[Finding]]) -> Any:
     """``value`` with its contact details masked, read as `policy.messages` reads it."""
     if depth > MAX_DEPTH:
         return value
     if isinstance(value, list):
-        return [_mask(item, rules, depth + 1) for item in value]
+        return [_mask(item, rules, depth + 1, seen) for item in value]
     if not isinstance(value, Mapping):
         text = as_text(value)
-        hidden = _mask_text(text, rules) if text else text
-        return value if hidden == text else hidden
+        findings = _findings(text, rules, seen) if text else []
+        return replace_findings(text, findings, MARKER) if findings else value
     masked: dict[str, Any] = {}
     for key, item in value.items():
-        if name_is_text(key) and _mask_text(str(key), rules) != str(key):
+        if name_is_text(key) and _holds(str(key), rules, seen):
             continue  # a key the sender made up, naming a contact detail: dropped, value too
         if is_identifier(key, item) or is_declared_number(key, item):
             masked[key] = item
         elif key == "formatted_body" and isinstance(item, str):
-            text = html_text(item)
-            if _mask_text(text, rules) == text:
+            if not _holds(html_text(item), rules, seen):
                 masked[key] = item
             # else: dropped, with its "format" below; the masked body is what clients show
         else:
-            masked[key] = _mask(item, rules, depth + 1)
+            masked[key] = _mask(item, rules, depth + 1, seen)
     if "format" in masked and "formatted_body" not in masked:
         del masked["format"]
     return masked
-
-
-def _mask_text(text: str, rules: ContentRules) -> str:
-    return mask_contact_details(text, rules.allowed_link_hosts, rules.off_platform_terms, MARKER)
 
 
 def _blank(value: Any, depth: int) -> Any:

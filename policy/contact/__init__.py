@@ -229,7 +229,7 @@ def contains_contact_info(
     text: str, allowed_hosts: Collection[str] = (), terms: Collection[str] = ()
 ) -> bool:
     """Whether `text` has anything ``find_contact_details`` would find."""
-    return bool(find_contact_details(text, allowed_hosts, terms))
+    return bool(find(text, allowed_hosts, terms, stop_early=True))
 
 
 def mask_contact_details(
@@ -239,8 +239,14 @@ def mask_contact_details(
     marker: str = "[contact details hidden]",
 ) -> str:
     """`text` with every contact detail replaced by `marker`, the rest unchanged."""
+    return replace_findings(text, find_contact_details(text, allowed_hosts, terms), marker)
+
+
+def replace_findings(text: str, findings: Sequence[Finding], marker: str) -> str:
+    """`text` with each of `findings` (of `text`, in order, none overlapping, as found)
+    replaced by `marker`."""
     pieces, done = [], 0
-    for finding in find_contact_details(text, allowed_hosts, terms):
+    for finding in findings:
         pieces += [text[done : finding.start], marker]
         done = finding.end
     pieces.append(text[done:])
@@ -259,4 +265,5 @@ __all__ = [
     "find_contact_details",
     "find_contact_details_across",
     "mask_contact_details",
+    "replace_findings",
 ]

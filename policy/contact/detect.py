@@ -29,11 +29,14 @@ def find(
     allowed_hosts: Collection[str] = (),
     terms: Collection[str] = (),
     breaks: Sequence[int] = (),
+    stop_early: bool = False,
 ) -> list[Finding]:
     """Every contact detail or off-platform cue in `text`, in order of appearance.
 
     ``breaks`` are indexes of `text` (ASCII characters) that no phone number reaches across:
-    where one message ends and the next begins, when messages are read together.
+    where one message ends and the next begins, when messages are read together. With
+    ``stop_early``, the detectors stop after the first one that finds anything: enough to
+    tell whether there is anything (a claim is never taken back), not what.
     """
     if isinstance(allowed_hosts, str):
         allowed_hosts = (allowed_hosts,)  # one host, not its letters
@@ -45,14 +48,22 @@ def find(
     # Emails and links are read with characters spaced out one by one joined up.
     spaced = squeeze(folded.text)
     view, back = spaced if spaced else (folded.text, None)
-    view_origin = list(map(folded.origin.__getitem__, back)) if back else folded.origin
-    _claim(claims, _mapped(urls(view, allowed), back))  # first: "https://a.com@b.io" is no email
-    _claim(claims, _mapped(emails(view, allowed), back))
-    _claim(claims, _mapped(hosts(text, view, view_origin, allowed), back))
-    _claim(claims, wallets(folded.cased, folded.text))
-    _claim(claims, ibans(folded.text))
-    _claim(claims, phones(_broken(masked(folded.text, claims), folded.origin, breaks)))
-    _claim(claims, terms_found(folded.text, terms))
+    origin = view_origin = folded.origin
+    if back is not None:  # where each joined-up character came from (a range: none moved)
+        view_origin = back if isinstance(origin, range) else [origin[i] for i in back]
+    detectors = (  # from the most to the least specific
+        lambda: _mapped(urls(view, allowed), back),  # first: "https://a.com@b.io" is no email
+        lambda: _mapped(emails(view, allowed), back),
+        lambda: _mapped(hosts(text, view, view_origin, allowed), back),
+        lambda: wallets(folded.cased, folded.text),
+        lambda: ibans(folded.text),
+        lambda: phones(_broken(masked(folded.text, claims), folded.origin, breaks)),
+        lambda: terms_found(folded.text, terms),
+    )
+    for detector in detectors:
+        _claim(claims, detector())
+        if stop_early and any(kind is not None for _, _, kind in claims):
+            break
     findings = []
     for start, end, kind in claims:
         if kind is not None:

@@ -134,12 +134,16 @@ def squeeze(folded: str) -> tuple[str, list[int]] | None:
         if not _ADDRESS_NEAR.search(folded, max(0, start - _NEAR), end + _NEAR):
             continue
         # Single characters between spaces: each piece's place is the length of those
-        # before it plus one space each (all in C, for runs as long as the message).
+        # before it plus one space each (all in C, for runs as long as the message); with
+        # one space each, every other character.
         parts = folded[start:end].split(" ")
         pieces += [folded[done:start], "".join(parts)]
         index.extend(range(done, start))
-        places = map(add, accumulate(map(len, parts), initial=start), count())
-        index.extend(compress(places, parts))
+        if 2 * len(parts) - 1 == end - start:
+            index.extend(range(start, end, 2))
+        else:
+            places = map(add, accumulate(map(len, parts), initial=start), count())
+            index.extend(compress(places, parts))
         done = end
     if not pieces:
         return None

@@ -75,13 +75,26 @@ _UNIT = _unit()
 # douze"). Claimed text (a link, an email) and any other word end it.
 _SEPARATOR_WORDS = "(?:dot|point|punkt|punto|dash|tiret|slash|space|espace)"
 _NUMBER_WORDS = trie([*SINGLES, *TEENS, *TENS])
-_GAP = (
-    rf"(?:[^\w{BREAK}]|_|(?<=[0-9])(?!{_NUMBER_WORDS}++[0-9]){_LETTER}{{1,8}}(?=[0-9])"
-    rf"|(?<![^\W_])(?:(?!o){_LETTER}|{_SEPARATOR_WORDS})(?![^\W_]))*+"
+_PUNCTUATION = rf"[^\w{BREAK}]"
+_GLUED = rf"(?<=[0-9])(?!{_NUMBER_WORDS}++[0-9]){_LETTER}{{1,8}}(?=[0-9])"
+_WORD_GAP = rf"_|{_GLUED}|(?<![^\W_])(?:(?!o){_LETTER}|{_SEPARATOR_WORDS})(?![^\W_])"
+_GAP = rf"(?:{_PUNCTUATION}|{_WORD_GAP})*+"
+# One more piece of a run, after its gap: each branch takes exactly what _GAP then _UNIT
+# would, without trying every alternative of _GAP at every piece. The gap's punctuation
+# comes first (it takes it whatever follows); after it the piece is tried at once, plain
+# digits first; right after a digit, a letter glued before digits (no letter but o is a
+# number word); else more of the gap (at least one piece of it after punctuation, as the
+# piece there was just tried), then the piece.
+_DIGITS = r"[0-9]++(?![oil])"
+_STEP = (
+    rf"{_PUNCTUATION}*+(?:(?<={_PUNCTUATION})(?:{_DIGITS}|{_UNIT})"
+    rf"|(?<=[0-9])[a-np-z](?=[0-9]){_DIGITS}"
+    rf"|(?:{_WORD_GAP}){_GAP}{_UNIT}"
+    rf"|(?<!{_PUNCTUATION}){_UNIT})"
 )
 # Two pieces or more, or one of six characters or more: anything shorter holds too few
 # digits to be judged, and is better not made a match at all.
-_RUN = re.compile(rf"{_UNIT}(?:(?:{_GAP}{_UNIT})++|(?<=[a-z0-9]{{6}}))")
+_RUN = re.compile(rf"{_UNIT}(?:(?:{_STEP})++|(?<=[a-z0-9]{{6}}))")
 _UNIT_RE = re.compile(_UNIT)
 _HAS_LETTER = re.compile(_LETTER)
 _DIGITS_TO_GAP = str.maketrans(dict.fromkeys("0123456789", GAP))

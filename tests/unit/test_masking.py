@@ -169,3 +169,30 @@ def test_an_edit_ending_a_number_begun_earlier_is_masked() -> None:
     masked = mask_content(content, rules(), earlier)
     assert masked is not None and clean(masked, earlier)
     assert "123456" not in masked["m.new_content"]["body"]
+
+
+def test_each_text_is_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Masking reuses what the check found: a body alone is read once in all (a 64 KiB
+    message is costly enough: bench/judge.py); with an HTML body, each text once."""
+    import policy.contact as contact
+
+    reads: list[str] = []
+
+    def find(text: str, *args: Any, **kwargs: Any) -> Any:
+        reads.append(text)
+        return real_find(text, *args, **kwargs)
+
+    real_find = contact.find
+    monkeypatch.setattr(contact, "find", find)
+    masked = mask_content({"msgtype": "m.text", "body": f"call me on {PHONE}"}, rules())
+    assert masked == {"msgtype": "m.text", "body": f"call me on {MARKER}"}
+    assert reads == [f"call me on {PHONE}"]
+    reads.clear()
+    content = {
+        "msgtype": "m.text",
+        "body": f"call {PHONE}",
+        "format": "org.matrix.custom.html",
+        "formatted_body": f"<b>text {PHONE}</b>",
+    }
+    assert mask_content(content, rules()) == {"msgtype": "m.text", "body": f"call {MARKER}"}
+    assert reads == [f"call {PHONE}\ntext {PHONE}", f"call {PHONE}", f"text {PHONE}"]
