@@ -91,8 +91,9 @@ async def test_messages_edits_deletions_reads_and_state_become_signed_notificati
         assert list(by_event) == [text.event_id, image.event_id, document.event_id]
 
         first = by_event[text.event_id]["data"]
-        buyer_ref = txn["buyer"] | {"role": "buyer"}
-        seller_ref = txn["seller"] | {"role": "seller"}
+        buyer_ref = {"user_id": txn["buyer"]["user_id"], "matrix_id": txn["buyer"]["matrix_id"]}
+        seller_ref = {"user_id": txn["seller"]["user_id"], "matrix_id": txn["seller"]["matrix_id"]}
+        buyer_ref, seller_ref = buyer_ref | {"role": "buyer"}, seller_ref | {"role": "seller"}
         assert first["sender"] == buyer_ref
         assert first["recipients"] == [seller_ref]
         assert (first["room_kind"], first["transaction_id"]) == (

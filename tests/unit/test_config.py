@@ -164,7 +164,7 @@ def test_the_renamed_before_delivery_key_keeps_working_with_a_warning(
 
 
 def test_the_bot_and_admins_cannot_fall_in_the_managed_namespace() -> None:
-    with pytest.raises(ConfigError, match="identity.user_prefix"):
+    with pytest.raises(ConfigError, match=r"identity\.user_prefix"):
         make_config(database_url="sqlite:x.db", identity={"user_prefix": "marketb"})
-    with pytest.raises(ConfigError, match="@market_mod:localhost"):
+    with pytest.raises(ConfigError, match="@market_mod:localhost would be"):
         make_config(database_url="sqlite:x.db", rooms={"admins": ["@market_mod:localhost"]})
