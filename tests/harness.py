@@ -6,11 +6,9 @@ import asyncio
 import base64
 import json
 import os
-import random
 import re
 import secrets
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -32,7 +30,7 @@ from yarl import URL
 from bridge.app import Bridge
 from bridge.config import Config, build_config
 from bridge.ops.deployment import EXAMPLE_CONFIG, lockdown_module, write_registration
-from bridge.ops.devstack import LocalSynapse
+from bridge.ops.devstack import LocalSynapse, free_loopback_port
 
 T = TypeVar("T")
 
@@ -74,19 +72,7 @@ async def eventually(
 
 
 def free_port() -> int:
-    """A free loopback port below Linux's ephemeral range (32768 and up): a port the kernel
-    hands out from that range can become an outgoing connection's source port before the
-    server meant to listen on it starts, which then fails to bind."""
-    rng = random.SystemRandom()
-    for _ in range(200):
-        port = rng.randrange(20000, 32768)
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free loopback port between 20000 and 32767")
+    return free_loopback_port()
 
 
 def random_secret() -> str:

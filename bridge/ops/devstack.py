@@ -25,7 +25,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -102,8 +102,11 @@ class LocalSynapse:
     def write_config(self) -> None:
         """Write homeserver.yaml; secrets already there are kept across runs."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        write_file(self.config_path, self.homeserver_yaml(), 0o600)
+
+    def homeserver_yaml(self) -> dict[str, Any]:
         old = yaml.safe_load(self.config_path.read_text()) if self.config_path.exists() else {}
-        config = homeserver_config(
+        return homeserver_config(
             server_name=self.server_name,
             port=self.port,
             bind_addresses=["127.0.0.1"],
@@ -121,7 +124,6 @@ class LocalSynapse:
             sso_client_whitelist=self.sso_client_whitelist,
             module=self.module,
         )
-        write_file(self.config_path, config, 0o600)
 
     @property
     def shared_secret(self) -> str:
@@ -213,7 +215,8 @@ def run_dev_stack(data_dir: Path, homeserver_port: int, bridge_port: int, sink_p
     listens on another loopback port, chosen afresh at each start and advertised nowhere."""
     data_dir = data_dir.resolve()
     (data_dir / "stack.json").unlink(missing_ok=True)  # written again once all is up
-    synapse_port = internal_port({homeserver_port, bridge_port, sink_port})
+    # Synapse's own port: only the bridge and the gateway call it.
+    synapse_port = free_loopback_port({homeserver_port, bridge_port, sink_port})
     config = dev_config(
         data_dir, synapse_port, bridge_port, sink_port, gateway_port=homeserver_port
     )
@@ -333,10 +336,11 @@ async def start_webhook_sink(port: int, secrets: list[str]) -> web.AppRunner:
     return runner
 
 
-def internal_port(taken: set[int]) -> int:
-    """A free loopback port for Synapse, which only the bridge and the gateway call, none of
-    ``taken`` (the stack's other ports, not bound yet); below Linux's ephemeral range (32768
-    and up), where an outgoing connection could take it before Synapse binds it."""
+def free_loopback_port(taken: Collection[int] = ()) -> int:
+    """A free loopback port, none of ``taken`` (ports meant for others, not bound yet), below
+    Linux's ephemeral range (32768 and up): a port the kernel hands out from that range can
+    become an outgoing connection's source port before the server meant to listen on it
+    starts, which then fails to bind."""
     rng = random.SystemRandom()
     for _ in range(200):
         port = rng.randrange(20000, 32768)

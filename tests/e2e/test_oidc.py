@@ -24,11 +24,7 @@ from aiohttp import ClientSession, CookieJar
 
 from bridge.config import Config
 from bridge.ops.deployment import (
-    SYNAPSE_SECRET_KEYS,
-    homeserver_config,
     lockdown_module,
-    new_secret,
-    write_file,
     write_registration,
 )
 from bridge.ops.devstack import LocalSynapse
@@ -60,36 +56,15 @@ class SignInSynapse(LocalSynapse):
     nowhere else.
     """
 
-    def __init__(
-        self, *args: Any, oidc: Any, public_baseurl: str | None = None, **kwargs: Any
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        self.oidc = oidc
+    def __init__(self, *args: Any, public_baseurl: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, sso_client_whitelist=[ELEMENT], **kwargs)
         self.public_baseurl = public_baseurl or self.url + "/"
 
-    def write_config(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        config = homeserver_config(
-            server_name=self.server_name,
-            port=self.port,
-            bind_addresses=["127.0.0.1"],
-            data_dir=str(self.data_dir),
-            database={
-                "name": "sqlite3",
-                "args": {"database": str(self.data_dir / "homeserver.db")},
-            },
-            registration_files=[str(p) for p in self.registration_files],
-            synapse_secrets={key: new_secret() for key in SYNAPSE_SECRET_KEYS},
-            public_baseurl=self.public_baseurl,
-            fast_password_hashing=True,
-            relaxed_rate_limits=self.relaxed_rate_limits,
-            module=self.module,
-            oidc=self.oidc,
-            sso_client_whitelist=[ELEMENT],
-        )
+    def homeserver_yaml(self) -> dict[str, Any]:
+        config = super().homeserver_yaml()
         (provider,) = config["oidc_providers"]
         provider["skip_verification"] = True  # plain http on loopback: tests only
-        write_file(self.config_path, config, 0o600)
+        return config
 
 
 def oidc_settings(provider: OidcProvider) -> dict[str, Any]:
