@@ -468,6 +468,7 @@ class MarketClient:
         elapsed = time.perf_counter() - started
         if self.timings is not None and 200 <= r.status < 300:
             template = re.sub(r"^/(transactions|users|disputes)/[^/]+", r"/\1/{id}", path)
+            template = re.sub(r"^(/users/\{id\}/sessions)/[^/]+", r"\1/{device_id}", template)
             operation = f"{method} {template}"
             self.timings.setdefault(operation, []).append(elapsed)
         return r.status, (json.loads(text) if text else None)
