@@ -133,18 +133,7 @@ class Accounts:
             unchanged = existing is not None and existing.profile == profile
             if managed and not unchanged:
                 avatar_mxc = await self._avatar(existing, profile, field_prefix)
-                await self._bot.register_managed(matrix_id)
-                link = (self._sign_in_provider, user_id) if self._sign_in_provider else None
-                display_name = shown_name(profile.display_name or user_id, self._mask)
-                try:
-                    await self._bot.set_account(matrix_id, display_name, avatar_mxc or "", link)
-                except MatrixError as e:
-                    if e.status != 409:
-                        raise
-                    raise Conflict(  # the sign-in subject is another account's already
-                        f"{field_prefix}user_id: {user_id} signs in as another account",
-                        [f"{field_prefix}user_id"],
-                    ) from e
+                await self._account(user_id, matrix_id, profile, avatar_mxc, field_prefix)
             if unchanged and existing is not None:
                 return existing, False
             now = self._clock.now_ms()
@@ -161,6 +150,28 @@ class Accounts:
             )
             await self._records.store(record)
             return record, existing is None
+
+    async def _account(
+        self,
+        user_id: MarketUserId,
+        matrix_id: UserId,
+        profile: Profile,
+        avatar_mxc: str | None,
+        field_prefix: str,
+    ) -> None:
+        """The managed account registered, its profile set, its sign-in linked."""
+        await self._bot.register_managed(matrix_id)
+        link = (self._sign_in_provider, user_id) if self._sign_in_provider else None
+        display_name = shown_name(profile.display_name or user_id, self._mask)
+        try:
+            await self._bot.set_account(matrix_id, display_name, avatar_mxc or "", link)
+        except MatrixError as e:
+            if e.status != 409:
+                raise
+            raise Conflict(  # the sign-in subject is another account's already
+                f"{field_prefix}user_id: {user_id} signs in as another account",
+                [f"{field_prefix}user_id"],
+            ) from e
 
     async def _binding(
         self,
