@@ -87,7 +87,7 @@ async def _direct(bot, m: Market) -> None:
         power_levels=plan.power_levels,
         initial_state=plan.initial_state(),
     )
-    for party in plan.invitees:  # as the bridge does: an invitee who blocks fails only itself
-        await bot.invite(room_id, party)
+    # As the bridge does: each invitation on its own (an invitee who blocks fails only itself).
+    await asyncio.gather(*(bot.invite(room_id, party) for party in plan.invitees))
     notice = transaction_notice(Milestone.CREATED, "Vintage bike", None)
     await bot.send_message(room_id, "m.room.message", notice.content(), uuid.uuid4().hex)

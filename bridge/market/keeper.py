@@ -23,6 +23,7 @@ completed by the next. Homeserver failures propagate as `HomeserverUnavailable`/
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import replace
@@ -98,9 +99,8 @@ class RoomKeeper:
             spec = replace(latest, room_id=room_id)
         if check_members:
             await self._ensure_members(spec, room_id)
-        elif fresh:
-            for user_id in spec.plan.invitees:
-                await self._admit(spec, room_id, user_id)
+        elif fresh:  # at once: each invitation is its own request, and none waits on another
+            await asyncio.gather(*(self._admit(spec, room_id, u) for u in spec.plan.invitees))
         await self.post_once(room_id, *spec.notices)
         return spec
 
