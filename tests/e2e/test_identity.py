@@ -115,6 +115,16 @@ async def test_a_marketplace_with_no_matrix_id_anywhere(
                 return "Is it still there?" in bodies
 
             await eventually(seller_reads_it)
+            sent = await seller_client.room_send(
+                room_id, "m.room.message", {"msgtype": "m.text", "body": "Yes, come tomorrow"}
+            )
+            assert isinstance(sent, RoomSendResponse), sent
+
+            async def buyer_reads_it() -> bool:
+                bodies = [e["content"].get("body") for e in await timeline(buyer_client, room_id)]
+                return "Yes, come tomorrow" in bodies
+
+            await eventually(buyer_reads_it)
             # The other party sees the profile the marketplace set.
             member = await buyer_client.room_get_state_event(
                 room_id, "m.room.member", made["matrix_id"]
