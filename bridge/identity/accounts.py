@@ -9,9 +9,10 @@ Matrix ID of their own.
       existing             its binding stays; a different matrix_id is a conflict
       managed              the avatar fetched when its URL changed (bridge.identity.avatars)
                            and stored in the media repository; the profile set on the
-                           homeserver, which carries it into every room the user is in; the
-                           account linked to the marketplace's sign-in (OpenID Connect), if
-                           configured; then the record stored
+                           homeserver, which carries it into every room the user is in, and
+                           the account linked to the marketplace's sign-in (OpenID Connect),
+                           if configured, on every call (a repeat repairs them); then the
+                           record stored
     party(role, user_id, profile?, matrix_id?)
                            the party of a new transaction: the user as stored, or upserted first
                            when the request carries a profile or a Matrix ID
@@ -131,7 +132,7 @@ class Accounts:
             matrix_id, managed = await self._binding(user_id, existing, matrix_id, field_prefix)
             avatar_mxc = existing.avatar_mxc if existing else None
             unchanged = existing is not None and existing.profile == profile
-            if managed and not unchanged:
+            if managed:  # every time: a repeat also repairs the profile and links the sign-in
                 avatar_mxc = await self._avatar(existing, profile, field_prefix)
                 await self._account(user_id, matrix_id, profile, avatar_mxc, field_prefix)
             if unchanged and existing is not None:

@@ -61,9 +61,10 @@ async def test_a_user_without_matrix_id_gets_a_managed_account_with_its_profile(
     # The display name reaches the other party: its contact details are masked there.
     assert matrix.profiles[ANN_MXID]["displayname"] == "Ann, call [contact details hidden]"
     assert user.profile.display_name == "Ann, call 07911 123456"
+    matrix.profiles[ANN_MXID]["displayname"] = "changed behind our back"
     again, created = await identity.accounts.upsert(ANN, Profile("Ann, call 07911 123456"), None)
-    assert not created and again == user
-    assert len(matrix.called("set_account")) == 1  # unchanged: nothing sent again
+    assert not created and again == user  # unchanged: the record stays as it was
+    assert matrix.profiles[ANN_MXID]["displayname"] == "Ann, call [contact details hidden]"
 
 
 async def test_a_failed_upsert_stores_nothing_and_its_retry_completes_it(
