@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from bridge.delivery.outbox import Outbox
 from bridge.identity import Identity
-from bridge.identity.records import Profile
+from bridge.identity.records import Profile, UserRecord
 from bridge.market.chat_list import ChatList
 from bridge.market.disputes import Disputes
 from bridge.market.models import (
@@ -211,22 +212,22 @@ class MarketApi:
         return json_response(sessions_out(user_id, await self._identity.sessions.live(user_id)))
 
     async def suspend_user(self, request: web.Request) -> web.Response:
-        user_id = _user_id(request)
-        body = await parse_body(request, ReasonRequest, self._max_body_bytes, empty_ok=True)
-        return json_response(
-            user_out(await self._identity.lifecycle.suspend(user_id, body.reason))
-        )
+        return await self._change_user(request, self._identity.lifecycle.suspend)
 
     async def unsuspend_user(self, request: web.Request) -> web.Response:
-        user_id = _user_id(request)
-        body = await parse_body(request, ReasonRequest, self._max_body_bytes, empty_ok=True)
-        user = await self._identity.lifecycle.unsuspend(user_id, body.reason)
-        return json_response(user_out(user))
+        return await self._change_user(request, self._identity.lifecycle.unsuspend)
 
     async def erase_user(self, request: web.Request) -> web.Response:
+        return await self._change_user(request, self._identity.lifecycle.erase)
+
+    async def _change_user(
+        self,
+        request: web.Request,
+        change: Callable[[MarketUserId, str | None], Awaitable[UserRecord]],
+    ) -> web.Response:
         user_id = _user_id(request)
         body = await parse_body(request, ReasonRequest, self._max_body_bytes, empty_ok=True)
-        return json_response(user_out(await self._identity.lifecycle.erase(user_id, body.reason)))
+        return json_response(user_out(await change(user_id, body.reason)))
 
     async def export_user(self, request: web.Request) -> web.Response:
         user_id = _user_id(request)

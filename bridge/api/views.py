@@ -138,17 +138,18 @@ def session_out(new: NewSession, homeserver_url: str) -> SessionOut:
     )
 
 
+def session_info_out(session: SessionRecord) -> SessionInfoOut:
+    return SessionInfoOut(
+        device_id=session.device_id,
+        created_at=timestamp(session.created_at),
+        expires_at=timestamp(session.expires_at),
+    )
+
+
 def sessions_out(user_id: str, sessions: list[SessionRecord]) -> SessionsOut:
     return SessionsOut(
         user_id=user_id,
-        sessions=[
-            SessionInfoOut(
-                device_id=s.device_id,
-                created_at=timestamp(s.created_at),
-                expires_at=timestamp(s.expires_at),
-            )
-            for s in sessions
-        ],
+        sessions=[session_info_out(session) for session in sessions],
     )
 
 
@@ -162,13 +163,6 @@ def export_out(
         rooms=[chat_out(chat, user_id, access(chat.transaction)) for chat in export["rooms"]],
         messages=export["messages"],
         masked_originals=export["masked_originals"],
-        sessions=[
-            SessionInfoOut(
-                device_id=s.device_id,
-                created_at=timestamp(s.created_at),
-                expires_at=timestamp(s.expires_at),
-            )
-            for s in export["sessions"]
-        ],
+        sessions=[session_info_out(session) for session in export["sessions"]],
         audit=export["audit"],
     )

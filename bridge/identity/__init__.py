@@ -64,7 +64,7 @@ class Identity:
             clock,
             identity.user_prefix,
             config.homeserver.domain,
-            config.party_servers,
+            market.parties,
             lambda text: mask_contact_details(text, hosts, terms, MARKER),
             f"oidc-{identity.oidc.idp_id}" if identity.oidc else None,
         )

@@ -29,10 +29,10 @@ import hashlib
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
-from appservice.identifiers import server_of
 from appservice.matrix import MatrixBot, MatrixError
 from bridge.market.errors import Conflict, InvalidRequest, NotFound
 from bridge.market.models import Party
+from bridge.market.parties import PartyCheck
 from bridge.runtime.clock import Clock
 from bridge.runtime.locks import KeyedLocks
 from policy.accounts import TooLong, is_managed, managed_user_id, shown_name
@@ -52,7 +52,7 @@ class Accounts:
         clock: Clock,
         prefix: str,
         domain: str,
-        party_servers: frozenset[str],
+        parties: PartyCheck,
         mask: Callable[[str], str],
         sign_in_provider: str | None,
     ) -> None:
@@ -62,7 +62,7 @@ class Accounts:
         self._clock = clock
         self._prefix = prefix
         self._domain = domain
-        self._party_servers = party_servers
+        self._parties = parties
         self._mask = mask
         self._sign_in_provider = sign_in_provider  # "oidc-<idp_id>", or None
         self._locks = KeyedLocks()
@@ -203,18 +203,13 @@ class Accounts:
                 " leave matrix_id out for a managed account",
                 [field],
             )
-        if server_of(matrix_id) not in self._party_servers:
-            raise InvalidRequest(f"{field}: {matrix_id} is not on an allowed server", [field])
-        if matrix_id == self._bot.user_id:
-            raise InvalidRequest(f"{field}: the bot cannot be a party", [field])
         bound = await self._records.with_matrix_id(matrix_id)
         if bound is not None:
             raise Conflict(
                 f"{field}: {matrix_id} is bound to marketplace user {bound.user_id}",
                 [f"{field_prefix}user_id", field],
             )
-        if not await self._bot.user_exists(matrix_id):
-            raise InvalidRequest(f"{field}: {matrix_id} does not exist on the homeserver", [field])
+        await self._parties.check_one(field, matrix_id)
         return matrix_id, False
 
     async def _avatar(

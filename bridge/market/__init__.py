@@ -63,6 +63,7 @@ class Market:
     rooms: ManagedRooms
     mutes: Mutes
     audit: AuditLog
+    parties: PartyCheck
 
     @classmethod
     def build(
@@ -113,11 +114,12 @@ class Market:
             RoomId(rooms.management_room) if rooms.management_room else None,
             rooms.version,
         )
+        parties = PartyCheck(bot, config.party_servers)
         transactions = Transactions(
             transaction_records,
             planner,
             keeper,
-            PartyCheck(bot, config.party_servers),
+            parties,
             locks,
             clock,
             outbox,
@@ -160,4 +162,5 @@ class Market:
             rooms=managed_rooms,
             mutes=mutes,
             audit=audit,
+            parties=parties,
         )

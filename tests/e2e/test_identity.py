@@ -53,6 +53,17 @@ async def client_of(session: dict[str, Any]) -> AsyncClient:
     return client
 
 
+async def says(sender: AsyncClient, reader: AsyncClient, room_id: str, text: str) -> None:
+    """``sender`` posts ``text``, and ``reader`` sees it."""
+    sent = await sender.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": text})
+    assert isinstance(sent, RoomSendResponse), sent
+
+    async def read() -> bool:
+        return text in [e["content"].get("body") for e in await timeline(reader, room_id)]
+
+    await eventually(read)
+
+
 async def whoami(stack: Stack, session: dict[str, Any]) -> tuple[int, dict]:
     url = f"{session['homeserver_url']}/_matrix/client/v3/account/whoami"
     headers = {"Authorization": f"Bearer {session['access_token']}"}
@@ -105,26 +116,8 @@ async def test_a_marketplace_with_no_matrix_id_anywhere(
             for client in clients:
                 joined = await client.joined_rooms()
                 assert room_id in joined.rooms, joined
-            sent = await buyer_client.room_send(
-                room_id, "m.room.message", {"msgtype": "m.text", "body": "Is it still there?"}
-            )
-            assert isinstance(sent, RoomSendResponse), sent
-
-            async def seller_reads_it() -> bool:
-                bodies = [e["content"].get("body") for e in await timeline(seller_client, room_id)]
-                return "Is it still there?" in bodies
-
-            await eventually(seller_reads_it)
-            sent = await seller_client.room_send(
-                room_id, "m.room.message", {"msgtype": "m.text", "body": "Yes, come tomorrow"}
-            )
-            assert isinstance(sent, RoomSendResponse), sent
-
-            async def buyer_reads_it() -> bool:
-                bodies = [e["content"].get("body") for e in await timeline(buyer_client, room_id)]
-                return "Yes, come tomorrow" in bodies
-
-            await eventually(buyer_reads_it)
+            await says(buyer_client, seller_client, room_id, "Is it still there?")
+            await says(seller_client, buyer_client, room_id, "Yes, come tomorrow")
             # The other party sees the profile the marketplace set.
             member = await buyer_client.room_get_state_event(
                 room_id, "m.room.member", made["matrix_id"]
