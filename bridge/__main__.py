@@ -82,7 +82,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "with three demo users; secrets, users and rooms are kept in the data folder between "
         "runs, and stack.json there says how to reach everything. Defaults come from the "
         "environment: DEV_DATA_DIR (.dev), DEV_HOMESERVER_PORT (8008), DEV_BRIDGE_PORT (29330), "
-        "DEV_WEBHOOK_PORT (29331, the receiver that prints the webhooks).",
+        "DEV_WEBHOOK_PORT (29331, the receiver that prints the webhooks), DEV_DEMO_PORT (29332,"
+        " the demo page embedding the web chat).",
     )
     dev.add_argument("--data-dir", type=Path, default=Path(os.environ.get("DEV_DATA_DIR", ".dev")))
     dev.add_argument(
@@ -94,6 +95,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     dev.add_argument(
         "--webhook-port", type=int, default=int(os.environ.get("DEV_WEBHOOK_PORT", 29331))
     )
+    dev.add_argument("--demo-port", type=int, default=int(os.environ.get("DEV_DEMO_PORT", 29332)))
 
     deployment = commands.add_parser(
         "generate-deployment",
@@ -155,7 +157,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"Wrote {path}")
         else:
             return run_dev_stack(
-                args.data_dir, args.homeserver_port, args.bridge_port, args.webhook_port
+                args.data_dir,
+                args.homeserver_port,
+                args.bridge_port,
+                args.webhook_port,
+                args.demo_port,
             )
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)

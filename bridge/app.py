@@ -12,7 +12,7 @@ Parts, in the order they are built: runtime (clock, metrics, wake-ups, locks) ->
 Matrix calls -> market (records, room keeper, use cases) -> identity (accounts, sessions) ->
 policy bot (enforcer, actions,
 commands, transcripts) -> delivery (outbox worker) -> homeserver (inbox, intake, inbox worker,
-recovery) -> api and ops (routes).
+recovery) -> api, web chat and ops (routes).
 """
 
 from __future__ import annotations
@@ -58,6 +58,8 @@ from bridge.runtime.clock import Clock, SystemClock
 from bridge.runtime.metrics import Metrics
 from bridge.runtime.workers import Wakeups
 from bridge.storage.database import create_database, start_database
+from bridge.webchat.assets import Bundle
+from bridge.webchat.server import WebChat
 from policy.ids import RoomId
 from policy.rules import content_rules_from
 
@@ -218,6 +220,13 @@ class Bridge:
             self.wakeups.outbox,
             config.webhooks.retry_for_seconds * 1000,
             self.clock,
+        ).add_to(app)
+        WebChat(
+            config,
+            Bundle.load(),
+            market.chat_list,
+            market.transactions.access,
+            self._session,
         ).add_to(app)
         HealthRoutes(
             {"database": self._check_database, "homeserver": self._check_homeserver},

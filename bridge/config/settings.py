@@ -29,6 +29,7 @@ from .types import (
     UploadType,
     WebhookSecret,
 )
+from .webchat import WebchatConfig
 
 ENV_PREFIX = "BRIDGE_"
 
@@ -287,6 +288,7 @@ class Config(BaseSettings):
     server: ServerConfig
     gateway: GatewayConfig
     identity: IdentityConfig = IdentityConfig()
+    webchat: WebchatConfig = WebchatConfig()
     database: DatabaseConfig
     logging: LoggingConfig
 

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 
 from mautrix.util.async_db import Database
 
-from policy.ids import MarketUserId
+from policy.ids import MarketUserId, UserId
 
 from .models import DisputeRecord, TransactionRecord
 from .records.disputes import disputes_of
 from .records.messages import ChatSummary, chat_summary
 from .records.transactions import TransactionRecords
-from .records.users import matrix_id_of
+from .records.users import market_user_of, matrix_id_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +37,13 @@ class ChatList:
     def __init__(self, db: Database, transactions: TransactionRecords) -> None:
         self._db = db
         self._transactions = transactions
+
+    async def of_matrix_id(self, matrix_id: UserId) -> tuple[MarketUserId, list[Chat]] | None:
+        """The chats of the marketplace user bound to this Matrix ID; None if there is none."""
+        user_id = await market_user_of(self._db, matrix_id)
+        if user_id is None:
+            return None
+        return user_id, await self.of(user_id) or []
 
     async def of(self, user_id: MarketUserId) -> list[Chat] | None:
         """The user's chats; None when the marketplace never named this user."""

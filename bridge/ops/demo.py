@@ -196,6 +196,9 @@ def welcome(stack: dict[str, Any], ready_seconds: float, stack_path: Path) -> st
     return f"""
 The local stack is up (Synapse answered {ready_seconds:.1f}s after launch).
 
+  The web chat, embedded for the demo buyer and seller side by side (open it in a browser):
+    {stack.get("chat_demo_url", "(not running)")}   order {stack.get("demo_transaction_id", "")}
+
   Homeserver (the client gateway): {stack["homeserver_url"]}  (server name {stack["server_name"]})
   Demo users, made through the bridge's API:
 {chr(10).join(logins)}

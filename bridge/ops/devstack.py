@@ -36,6 +36,7 @@ from bridge.app import run_bridge
 from bridge.config import Config, build_config
 from bridge.config.identity import OidcConfig
 from bridge.gateway.server import start_gateway
+from bridge.ops.chat_demo import ChatDemo, start_chat_demo
 from bridge.ops.demo import (
     ADMIN_LOCALPART,
     DemoError,
@@ -210,15 +211,23 @@ class LocalSynapse:
 SERVER_NAME = "localhost"
 
 
-def run_dev_stack(data_dir: Path, homeserver_port: int, bridge_port: int, sink_port: int) -> int:
+def run_dev_stack(
+    data_dir: Path, homeserver_port: int, bridge_port: int, sink_port: int, demo_port: int
+) -> int:
     """``homeserver_port`` is the address clients use: the client gateway's. Synapse itself
     listens on another loopback port, chosen afresh at each start and advertised nowhere."""
     data_dir = data_dir.resolve()
     (data_dir / "stack.json").unlink(missing_ok=True)  # written again once all is up
     # Synapse's own port: only the bridge and the gateway call it.
-    synapse_port = free_loopback_port({homeserver_port, bridge_port, sink_port})
+    synapse_port = free_loopback_port({homeserver_port, bridge_port, sink_port, demo_port})
+    demo_url = f"http://127.0.0.1:{demo_port}"
     config = dev_config(
-        data_dir, synapse_port, bridge_port, sink_port, gateway_port=homeserver_port
+        data_dir,
+        synapse_port,
+        bridge_port,
+        sink_port,
+        gateway_port=homeserver_port,
+        chat_origins=[demo_url],
     )
     logging.basicConfig(
         level=config.logging.level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -237,6 +246,8 @@ def run_dev_stack(data_dir: Path, homeserver_port: int, bridge_port: int, sink_p
         sso_client_whitelist=[str(web)] if (web := config.identity.web_client_url) else [],
     )
 
+    api_url = f"{str(config.appservice.url).rstrip('/')}/api/v1"
+    chat_demo = ChatDemo(api_url, config.api.token.get_secret_value(), str(config.appservice.url))
     background: list[asyncio.Task] = []
     failed: list[Exception] = []
 
@@ -253,6 +264,11 @@ def run_dev_stack(data_dir: Path, homeserver_port: int, bridge_port: int, sink_p
             stack["users"] = await make_demo_users(
                 stack["api_url"], stack["api_token"], SERVER_NAME, accounts
             )
+            await chat_demo.make_transaction()
+            stack |= {
+                "chat_demo_url": demo_url + "/",
+                "demo_transaction_id": chat_demo.transaction_id,
+            }
         except Exception as e:
             log = logging.getLogger("bridge.dev")
             if isinstance(e, DemoError):
@@ -271,12 +287,14 @@ def run_dev_stack(data_dir: Path, homeserver_port: int, bridge_port: int, sink_p
             sink_port, [secret.get_secret_value() for secret in config.webhooks.secrets]
         )
         gateway, gateway_session = await start_gateway(config, SystemClock())
+        demo = await start_chat_demo(chat_demo, demo_port)
         try:
             await run_bridge(config, before_connect=start_synapse)
         finally:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            await demo.cleanup()
             await gateway.cleanup()
             await gateway_session.close()
             await sink.cleanup()
@@ -295,6 +313,7 @@ def stack_contents(config: Config, synapse: LocalSynapse) -> dict[str, Any]:
         "server_name": synapse.server_name,
         "registration_shared_secret": synapse.shared_secret,
         "api_url": f"{str(config.appservice.url).rstrip('/')}/api/v1",
+        "chat_url": f"{str(config.appservice.url).rstrip('/')}/chat/",
         "api_token": config.api.token.get_secret_value(),
         "users": {},
     }
@@ -361,6 +380,7 @@ def dev_config(
     bridge_port: int,
     sink_port: int = 29331,
     gateway_port: int = 8008,
+    chat_origins: Sequence[str] = (),
 ) -> Config:
     """The stack's bridge config; its secrets are generated on the first run and kept."""
     path = data_dir / "config.yaml"
@@ -377,6 +397,7 @@ def dev_config(
         gateway_host="127.0.0.1",
         gateway_port=gateway_port,
     )
+    data["webchat"]["allowed_origins"] = list(chat_origins)
     for section, key in BRIDGE_SECRET_KEYS:
         fresh = [new_webhook_secret()] if key == "secrets" else new_secret()
         data[section][key] = old.get(section, {}).get(key) or fresh

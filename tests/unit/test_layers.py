@@ -51,6 +51,7 @@ ORDER = [
     "policybot",
     "homeserver",
     "api",
+    "webchat",
 ]
 ENTRY_MODULES = {"bridge/app.py", "bridge/__main__.py"}  # may import every package
 MAX_LINES = 400
