@@ -10,6 +10,7 @@ from aiohttp import ClientSession
 from tests.conftest import UserFactory
 from tests.e2e.stack import Stack
 from tests.harness import Homeserver, WebhookReceiver
+from tests.make_run import make_run, project  # noqa: F401 (fixtures of `make run`'s tests)
 
 
 @pytest.fixture

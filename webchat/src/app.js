@@ -20,6 +20,9 @@ import { RoomView } from "./room-view.js";
 
 const RENEW_BEFORE_MS = 60_000; // ask for the next session a minute before this one expires
 const RETRY_MS = [1000, 2000, 5000, 10000, 30000];
+// Sessions in a row the homeserver refused before one worked: then the host is asked no more
+// (a page handing out bad sessions would otherwise be asked again and again).
+const MAX_REFUSED_SESSIONS = 2;
 // State that changes what the bridge says of a room (its access, a dispute's state).
 const WATCHED_STATE = new Set(["m.room.power_levels", "m.room.topic", "m.room.name"]);
 
@@ -34,6 +37,7 @@ export class App {
     this.body = h("div", { class: "mc-body" });
     replaceChildren(root, this.status, this.body);
     this.timers = new Set();
+    this.refusedSessions = 0;
   }
 
   start() {
@@ -74,6 +78,7 @@ export class App {
     if (this.session?.access_token === session.access_token) return;
     this.session = session;
     this.expired = false;
+    this.synced = false;
     for (const timer of this.timers) clearTimeout(timer);
     this.timers.clear();
     if (session.expires_at) {
@@ -140,6 +145,8 @@ export class App {
   onSync(state) {
     if (this.expired) return;
     if (state === SyncState.Prepared || state === SyncState.Syncing) {
+      this.refusedSessions = 0;
+      this.synced = true;
       this.setStatus(null);
       if (this.needsRender) {
         this.needsRender = false;
@@ -157,10 +164,16 @@ export class App {
   sessionEnded() {
     if (this.expired) return;
     this.expired = true;
+    const worked = this.synced;
     this.stopClient();
     this.session = null;
-    this.setStatus("sessionExpired", "warning");
     this.current?.setOnline?.(false);
+    this.refusedSessions = worked ? 0 : this.refusedSessions + 1;
+    if (this.refusedSessions >= MAX_REFUSED_SESSIONS) {
+      this.setStatus(null);
+      return this.showMessage(this.t("sessionRefused"), "error");
+    }
+    this.setStatus("sessionExpired", "warning");
     if (!this.current) this.showMessage(this.t("sessionExpired"), "warning");
     this.host.post("need-session");
   }

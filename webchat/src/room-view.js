@@ -72,6 +72,13 @@ export class RoomView {
     this.onVisible = () => this.sendReceipt();
     document.addEventListener("visibilitychange", this.onVisible);
     window.addEventListener("focus", this.onVisible);
+    // A reader at the newest message stays there when the frame is resized (a phone turned,
+    // the keyboard opened).
+    this.stuck = true;
+    this.resizes = new ResizeObserver(() => {
+      if (this.stuck) this.timeline.scrollTop = this.timeline.scrollHeight;
+    });
+    this.resizes.observe(this.timeline);
 
     this.setInfo(app.info);
     this.update();
@@ -86,6 +93,7 @@ export class RoomView {
     for (const [name, handler] of this.listeners) this.client.removeListener(name, handler);
     document.removeEventListener("visibilitychange", this.onVisible);
     window.removeEventListener("focus", this.onVisible);
+    this.resizes.disconnect();
     this.composer.stopTyping();
   }
 
@@ -226,6 +234,7 @@ export class RoomView {
     this.older.textContent = this.strings.t(atStart ? "beginning" : "loadOlder");
     this.older.disabled = atStart;
     this.timeline.scrollTop = stick ? this.timeline.scrollHeight : this.timeline.scrollHeight - fromBottom;
+    this.stuck = stick;
     this.rendered = true;
     this.showTyping();
     this.sendReceipt();
@@ -236,6 +245,7 @@ export class RoomView {
   }
 
   scrolled() {
+    this.stuck = this.atBottom();
     if (this.timeline.scrollTop < NEAR_TOP_PX) this.loadOlder();
     if (this.atBottom()) this.sendReceipt();
   }

@@ -1,0 +1,151 @@
+"""The web chat as buyers and sellers use it, in Chromium, against `make run`'s stack."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any
+
+from PIL import Image
+from playwright.sync_api import Browser, BrowserContext, FrameLocator, expect
+
+from tests.browser.conftest import WAIT_MS, ChatStack, screenshot
+from tests.browser.host import Host
+from tests.browser.matrix import MatrixUser
+
+DESKTOP = {"width": 1280, "height": 1000}
+PHONE = {"width": 390, "height": 844}
+
+
+def new_context(
+    browser: Browser, contexts: list[BrowserContext], **options: Any
+) -> BrowserContext:
+    context = browser.new_context(**{"viewport": DESKTOP, **options})
+    context.set_default_timeout(WAIT_MS)
+    contexts.append(context)
+    return context
+
+
+def party(
+    chat_stack: ChatStack,
+    browser: Browser,
+    contexts: list[BrowserContext],
+    role: str,
+    mint: Callable[[], dict[str, Any]] | None = None,
+    **view: str,
+) -> Host:
+    """One person's marketplace page with the chat, in a browser context of their own."""
+    return Host(new_context(browser, contexts), chat_stack.demo_url, role, mint, **view)
+
+
+def composer(chat: FrameLocator):
+    return chat.get_by_role("textbox", name="Message")
+
+
+def room_of(chat_stack: ChatStack, transaction_id: str) -> str:
+    return chat_stack.api.call("GET", f"/transactions/{transaction_id}")["room_id"]
+
+
+def seller_matrix(chat_stack: ChatStack) -> MatrixUser:
+    return MatrixUser(
+        chat_stack.stack["homeserver_url"], chat_stack.api.session("seller-1")["access_token"]
+    )
+
+
+def admin_matrix(chat_stack: ChatStack) -> MatrixUser:
+    admin = chat_stack.stack["users"]["admin"]
+    localpart = admin["user_id"][1:].split(":")[0]
+    return MatrixUser.login(chat_stack.stack["homeserver_url"], localpart, admin["password"])
+
+
+def png(width: int = 64, height: int = 48) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 40, 40)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_the_demo_page_walks_a_deal_from_locked_to_open_both_ways(
+    chat_stack: ChatStack, browser: Browser, contexts: list[BrowserContext]
+) -> None:
+    page = new_context(browser, contexts).new_page()
+    page.goto(chat_stack.demo_url)
+    buyer = page.frame_locator('iframe[title="Buyer\'s chat"]')
+    seller = page.frame_locator('iframe[title="Seller\'s chat"]')
+    for side in (buyer, seller):
+        expect(composer(side)).to_be_disabled()
+        expect(
+            side.get_by_text("The chat opens when the marketplace confirms payment.")
+        ).to_be_visible()
+        expect(side.locator(".mc-state")).to_have_text("Waiting for payment")
+    expect(buyer.get_by_text("with Bob (seller)")).to_be_visible()
+    screenshot(page, "demo-locked")
+    buyer_frame = page.locator('iframe[title="Buyer\'s chat"]').element_handle().content_frame()
+    buyer_frame.evaluate("window.sameDocument = true")
+
+    page.get_by_role("button", name="Confirm payment").click()
+
+    for side in (buyer, seller):  # live: no reload
+        expect(composer(side)).to_be_enabled()
+        expect(side.locator(".mc-state")).to_have_text("Open")
+    assert buyer_frame.evaluate("window.sameDocument") is True
+    composer(buyer).fill("Hello Bob, is the bike still in good shape?")
+    expect(seller.get_by_text("Alice (buyer) is typing…")).to_be_visible()
+    composer(buyer).press("Enter")
+    expect(seller.get_by_text("Hello Bob, is the bike still in good shape?")).to_be_visible()
+    expect(seller.get_by_text("Alice (buyer) is typing…")).to_be_hidden()
+    expect(buyer.get_by_text("Seen")).to_be_visible()  # the seller's frame read it
+    composer(seller).fill("It is, freshly serviced.")
+    seller.get_by_role("button", name="Send").click()
+    expect(buyer.get_by_text("It is, freshly serviced.")).to_be_visible()
+    expect(seller.get_by_text("Seen")).to_be_visible()
+    screenshot(page, "demo-desktop")
+    # The same conversation on a phone: the buyer's page alone, 390 px wide.
+    phone = new_context(browser, contexts, viewport=PHONE, is_mobile=True, has_touch=True)
+    demo = chat_stack.stack["demo_transaction_id"]
+    on_phone = Host(phone, chat_stack.demo_url, "buyer", view="transaction", transaction_id=demo)
+    expect(on_phone.chat.get_by_text("It is, freshly serviced.")).to_be_visible()
+    expect(composer(on_phone.chat)).to_be_enabled()
+    screenshot(on_phone.page, "demo-phone")
+
+
+def test_an_image_is_shown_and_files_the_rules_refuse_never_leave_the_browser(
+    chat_stack: ChatStack, browser: Browser, contexts: list[BrowserContext]
+) -> None:
+    deal = chat_stack.api.deal()
+    buyer = party(chat_stack, browser, contexts, "buyer", view="transaction", transaction_id=deal)
+    seller = party(
+        chat_stack, browser, contexts, "seller", view="transaction", transaction_id=deal
+    )
+    expect(composer(buyer.chat)).to_be_enabled()
+    attach = buyer.chat.locator("input[type=file]")
+    expect(buyer.chat.get_by_role("button", name="Attach a file")).to_be_enabled()
+
+    attach.set_input_files({"name": "bike.png", "mimeType": "image/png", "buffer": png()})
+    image = seller.chat.get_by_role("img", name="Image: bike.png")
+    expect(image).to_be_visible()
+    expect(image).to_have_js_property("naturalWidth", 64)  # the bytes arrived and decoded
+
+    attach.set_input_files(
+        {"name": "setup.exe", "mimeType": "application/x-msdownload", "buffer": b"MZ" + bytes(64)}
+    )
+    expect(buyer.chat.get_by_role("alert")).to_have_text(
+        "Files of this type (application/x-msdownload) are not allowed here."
+    )
+    attach.set_input_files(
+        {
+            "name": "huge.pdf",
+            "mimeType": "application/pdf",
+            "buffer": b"%PDF-1.4\n" + bytes(11 << 20),
+        }
+    )
+    expect(buyer.chat.get_by_role("alert")).to_have_text(
+        "huge.pdf is too large: files up to 10 MB are allowed."
+    )
+    # Allowed by its declared type, refused by the homeserver's judge: the bytes are no PDF.
+    attach.set_input_files(
+        {"name": "invoice.pdf", "mimeType": "application/pdf", "buffer": b"MZ" + bytes(512)}
+    )
+    expect(buyer.chat.get_by_role("alert")).to_contain_text("invoice.pdf was refused: ")
+    # Nothing of the refused files reached the seller.
+    for name in ("setup.exe", "huge.pdf", "invoice.pdf"):
+        expect(seller.chat.get_by_text(name)).to_have_count(0)
