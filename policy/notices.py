@@ -1,4 +1,5 @@
-"""The bot's notices in transaction rooms: plain text and HTML, every value escaped."""
+"""The bot's notices in transaction and dispute rooms: plain text and HTML, every value
+escaped."""
 
 from __future__ import annotations
 
@@ -39,14 +40,35 @@ OUTCOME_WORDS = {
 }
 
 
+# Why a room has no end-to-end encryption (Element warns of it in every room): said in each
+# room's first notice. No value in it, so the same text serves plain and HTML bodies.
+NOT_ENCRYPTED = (
+    "This chat is not end-to-end encrypted, on purpose: the marketplace's moderators can read "
+    "it to protect both parties, so that a dispute can be settled with the whole conversation "
+    "at hand."
+)
+DISPUTE_NOT_ENCRYPTED = (
+    "This chat and the transaction's are not end-to-end encrypted, on purpose: the moderators "
+    "can read them to protect buyer and seller alike, so that this dispute can be settled with "
+    "the whole conversation at hand."
+)
+
+
 def transaction_notice(milestone: Milestone, title: str, outcome: Outcome | None) -> Notice:
     if milestone is Milestone.CREATED:
-        text = "This is the chat for “{}”. It opens once the marketplace confirms payment."
+        text = (
+            "This is the chat for “{}”. It opens once the marketplace confirms payment. "
+            + NOT_ENCRYPTED
+        )
     elif milestone is Milestone.PAID:
         text = "Payment for “{}” is confirmed: the chat is open."
     else:
         assert outcome is not None, "a closed transaction has an outcome"
-        text = "“{}” is " + OUTCOME_WORDS[outcome] + ". This chat is now a read-only archive."
+        text = (
+            "“{}” is "
+            + OUTCOME_WORDS[outcome]
+            + ": the deal is closed, and this chat is now a read-only archive."
+        )
     return Notice(body=text.format(title), html=text.format(f"<b>{escape(title)}</b>"))
 
 
@@ -55,7 +77,7 @@ def dispute_opened_notice(
 ) -> Notice:
     text = (
         "A dispute about “{title}” (transaction {txn}) was opened by the {by}. Reason: {reason}. "
-        "The marketplace's admins are here and can read the transaction's chat."
+        "The marketplace's moderators are here. " + DISPUTE_NOT_ENCRYPTED
     )
     plain = text.format(title=title, txn=transaction_id, by=opened_by, reason=reason)
     html = text.format(

@@ -45,18 +45,44 @@ EVENTS_DEFAULT = {
     Access.ARCHIVED: BOT_LEVEL,
 }
 
+# What each room says of its deal, in words: its name is the title and this status; its topic
+# says what the status means for who may post. Element shows the name in the room list and the
+# header, and the topic under it.
+TRANSACTION_STATUS = {
+    Access.LOCKED: "awaiting payment",
+    Access.OPEN: "open",
+    Access.FROZEN: "frozen (dispute open)",
+    Access.ARCHIVED: "closed",
+}
 TRANSACTION_TOPICS = {
-    Access.LOCKED: "Read-only until the marketplace confirms payment.",
-    Access.OPEN: "Payment confirmed: buyer and seller can talk here.",
-    Access.FROZEN: "Frozen while a dispute is open: only admins can post.",
-    Access.ARCHIVED: "Closed: this chat is a read-only archive.",
+    Access.LOCKED: "Awaiting payment: the chat opens once the marketplace confirms payment.",
+    Access.OPEN: "Open: payment confirmed, buyer and seller can talk here.",
+    Access.FROZEN: "Frozen while a dispute is open: only the marketplace's moderators can post.",
+    Access.ARCHIVED: "Closed: the deal is over; this chat stays as a read-only archive.",
+}
+# An admin's lock or unlock (`by_admins`) gives a room another access than its deal's state:
+# said as such, so that a paid room an admin locked does not read "awaiting payment".
+OVERRIDE_STATUS = {
+    Access.LOCKED: "locked by moderators",
+    Access.OPEN: "open",
+}
+OVERRIDE_TOPICS = {
+    Access.LOCKED: "Locked by the marketplace's moderators: only they can post for now.",
+    Access.OPEN: "Opened by the marketplace's moderators: buyer and seller can talk here.",
+}
+DISPUTE_STATUS = {
+    Access.LOCKED: "on hold",
+    Access.OPEN: "open",
+    Access.FROZEN: "moderators only",
+    Access.ARCHIVED: "resolved",
 }
 DISPUTE_TOPICS = {
-    Access.LOCKED: "Dispute: read-only for now.",
-    Access.OPEN: "Dispute: buyer, seller and the marketplace's admins.",
-    Access.FROZEN: "Dispute: only admins can post.",
+    Access.LOCKED: "Dispute on hold: read-only for now.",
+    Access.OPEN: "Dispute open: buyer, seller and the marketplace's moderators talk here.",
+    Access.FROZEN: "Dispute: only the marketplace's moderators can post.",
     Access.ARCHIVED: "Dispute resolved: this chat is a read-only archive.",
 }
+NAME_SEPARATOR = " · "  # "Vintage bike · open"
 
 
 class RoomKind(StrEnum):
@@ -115,7 +141,11 @@ def plan_room(
     room_version: str,
     title: str,
     muted: tuple[UserId, ...] = (),
+    *,
+    by_admins: bool = False,
 ) -> RoomPlan:
+    """The room's plan; ``by_admins``: its access is an admin's lock or unlock, not what its
+    deal's state gives (a transaction room only)."""
     users: dict[UserId, int] = {user: MUTED_LEVEL for user in muted}
     users.update({admin: ADMIN_LEVEL for admin in participants.admins})  # admins never muted
     if not creators_have_unlimited_power(room_version):
@@ -138,7 +168,13 @@ def plan_room(
         "notifications": {"room": ADMIN_LEVEL},
     }
     if kind is RoomKind.TRANSACTION:
-        name, topic, invitees = title, TRANSACTION_TOPICS[access], participants.parties
+        status, topics = (
+            (OVERRIDE_STATUS, OVERRIDE_TOPICS)
+            if by_admins and access in OVERRIDE_STATUS
+            else (TRANSACTION_STATUS, TRANSACTION_TOPICS)
+        )
+        name = f"{title}{NAME_SEPARATOR}{status[access]}"
+        topic, invitees = topics[access], participants.parties
     elif kind is RoomKind.MANAGEMENT:
         name, topic, invitees = (
             title,
@@ -146,7 +182,8 @@ def plan_room(
             (participants.admins),
         )
     else:
-        name, topic = f"Dispute: {title}", DISPUTE_TOPICS[access]
+        name = f"Dispute: {title}{NAME_SEPARATOR}{DISPUTE_STATUS[access]}"
+        topic = DISPUTE_TOPICS[access]
         invitees = participants.parties + participants.admins
     return RoomPlan(name=name, topic=topic, power_levels=power_levels, invitees=invitees)
 

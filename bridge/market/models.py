@@ -87,6 +87,11 @@ class TransactionRecord:
             self.state, self.open_dispute is not None, freeze_on_dispute, self.access_override
         )
 
+    def overridden(self, freeze_on_dispute: bool) -> bool:
+        """Whether an admin's lock or unlock gives its room another access than its state."""
+        own = transaction_access(self.state, self.open_dispute is not None, freeze_on_dispute)
+        return self.access(freeze_on_dispute) is not own
+
 
 @dataclass(frozen=True, slots=True)
 class DisputeRecord:

@@ -110,6 +110,7 @@ class RoomPlanner:
             record.room_version,
             title,
             await self._muted(record.room_id),
+            by_admins=record.overridden(self._freeze_on_dispute),
         )
         if record.open_dispute is not None:
             # Admins join the transaction room to read its history as evidence.

@@ -12,6 +12,7 @@ from tests.e2e.stack import (
     assert_refused,
     join,
     send,
+    state,
     timeline,
     with_admin,
     with_webhooks,
@@ -67,6 +68,20 @@ async def test_a_dispute_brings_the_admins_in_and_freezes_the_transaction_room(
         assert isinstance(said, RoomSendResponse)
         joined = await outsider.join(dispute_room)
         assert isinstance(joined, JoinError) and joined.status_code == "M_FORBIDDEN"
+
+        # What the parties' clients show: each room's name says its state; the dispute room's
+        # first notice says why it is not end-to-end encrypted.
+        title = "Vintage <bike> & helmet"
+        name = await state(stack.buyer, room_id, "m.room.name")
+        assert name["name"] == f"{title} · frozen (dispute open)"
+        name = await state(stack.buyer, dispute_room, "m.room.name")
+        assert name["name"] == f"Dispute: {title} · open"
+        opening = next(
+            e["content"]["body"]
+            for e in reversed(await timeline(stack.buyer, dispute_room))
+            if e["type"] == "m.room.message" and e["content"].get("msgtype") == "m.notice"
+        )
+        assert opening.startswith("A dispute about") and "not end-to-end encrypted" in opening
 
         status, answer = await stack.api.call("GET", f"/transactions/{body['transaction_id']}")
         assert answer["access"] == "frozen"
@@ -132,6 +147,9 @@ async def test_a_dispute_brings_the_admins_in_and_freezes_the_transaction_room(
         # The dispute room is an archive now; the transaction room is open again.
         await assert_refused(stack.buyer, dispute_room)
         assert isinstance(await send(stack.buyer, room_id, "thanks"), RoomSendResponse)
+        name = await state(stack.buyer, dispute_room, "m.room.name")
+        assert name["name"] == f"Dispute: {title} · resolved"
+        assert (await state(stack.buyer, room_id, "m.room.name"))["name"] == f"{title} · open"
 
         async def dispute_events() -> list[str]:
             types = [b["type"] for b in hooks.delivered() if b["type"].startswith("dispute.")]

@@ -23,14 +23,25 @@ from tests.e2e.stack import Stack, assert_refused, join, send, state, timeline
 from tests.harness import Homeserver, TcpProxy, eventually
 
 
+async def name_and_topic(stack: Stack, room_id: str) -> tuple[str, str]:
+    """What the buyer's client shows: the room's name and topic."""
+    name = await state(stack.buyer, room_id, "m.room.name")
+    return name["name"], (await state(stack.buyer, room_id, "m.room.topic"))["topic"]
+
+
 async def test_locked_until_payment_open_after_archived_on_close(stack: Stack) -> None:
     async with stack.running():
         room_id = await stack.create()
         for party in (stack.buyer, stack.seller):
             await join(party, room_id)
             await assert_refused(party, room_id)
+        name, topic = await name_and_topic(stack, room_id)
+        assert name == "Vintage <bike> & helmet · awaiting payment"
+        assert topic.startswith("Awaiting payment:")
 
         await stack.transition(room_id, "/payment")
+        name, topic = await name_and_topic(stack, room_id)  # a payment renames the room
+        assert name == "Vintage <bike> & helmet · open" and topic.startswith("Open:")
         hello = await send(stack.buyer, room_id, "hello, is it still available?")
         reply = await send(stack.seller, room_id, "yes, shipping tomorrow")
         assert isinstance(hello, RoomSendResponse) and isinstance(reply, RoomSendResponse)
@@ -42,6 +53,8 @@ async def test_locked_until_payment_open_after_archived_on_close(stack: Stack) -
         for party in (stack.buyer, stack.seller):
             await assert_refused(party, room_id)
         assert (await state(stack.buyer, room_id, "m.room.power_levels"))["events_default"] == 100
+        name, topic = await name_and_topic(stack, room_id)
+        assert name == "Vintage <bike> & helmet · closed" and topic.startswith("Closed:")
 
         notices = [
             e["content"]
@@ -56,6 +69,8 @@ async def test_locked_until_payment_open_after_archived_on_close(stack: Stack) -
         ):
             assert words in notice["body"]
         assert "Vintage &lt;bike&gt; &amp; helmet" in notices[0]["formatted_body"]
+        # Element warns that the room is not end-to-end encrypted: the first notice says why.
+        assert "not end-to-end encrypted, on purpose" in notices[0]["body"]
 
 
 async def test_outsiders_stay_out_and_parties_cannot_change_the_room(
@@ -169,7 +184,8 @@ async def test_a_room_made_before_a_crash_is_adopted_not_doubled(stack: Stack) -
         assert (status, answer["room_id"]) == (201, orphan)
         levels = await bot.get_state(orphan, "m.room.power_levels")
         assert levels["events_default"] == 50
-        assert (await bot.get_state(orphan, "m.room.name"))["name"] == body["title"]
+        name = (await bot.get_state(orphan, "m.room.name"))["name"]
+        assert name == f"{body['title']} · awaiting payment"
         memberships = await bot.memberships(orphan)
         assert memberships[stack.buyer.user_id] == memberships[stack.seller.user_id] == "invite"
 

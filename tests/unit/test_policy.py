@@ -130,22 +130,39 @@ def test_every_plan_is_invite_only_without_guests(access) -> None:
 
 
 @pytest.mark.parametrize(
-    ("access", "topic"),
+    ("access", "name", "topic"),
     [
-        (Access.LOCKED, "Read-only until the marketplace confirms payment."),
-        (Access.OPEN, "Payment confirmed: buyer and seller can talk here."),
-        (Access.ARCHIVED, "Closed: this chat is a read-only archive."),
+        (
+            Access.LOCKED,
+            "A <b>bike</b> · awaiting payment",
+            "Awaiting payment: the chat opens once the marketplace confirms payment.",
+        ),
+        (
+            Access.OPEN,
+            "A <b>bike</b> · open",
+            "Open: payment confirmed, buyer and seller can talk here.",
+        ),
+        (
+            Access.FROZEN,
+            "A <b>bike</b> · frozen (dispute open)",
+            "Frozen while a dispute is open: only the marketplace's moderators can post.",
+        ),
+        (
+            Access.ARCHIVED,
+            "A <b>bike</b> · closed",
+            "Closed: the deal is over; this chat stays as a read-only archive.",
+        ),
     ],
 )
-def test_transaction_room_name_topic_and_invitees(access, topic) -> None:
+def test_transaction_room_name_topic_and_invitees(access, name, topic) -> None:
     plan = plan_room(RoomKind.TRANSACTION, access, PEOPLE, "12", "A <b>bike</b>")
-    assert (plan.name, plan.topic) == ("A <b>bike</b>", topic)
+    assert (plan.name, plan.topic) == (name, topic)  # a name is plain text: nothing escaped
     assert plan.invitees == (BUYER, SELLER)  # admins are not invited to transaction rooms
 
 
 def test_dispute_rooms_invite_admins() -> None:
     plan = plan_room(RoomKind.DISPUTE, Access.OPEN, PEOPLE, "12", "A bike")
-    assert plan.name == "Dispute: A bike"
+    assert plan.name == "Dispute: A bike · open"
     assert plan.invitees == (BUYER, SELLER, ADMIN)
 
 
@@ -202,7 +219,11 @@ def test_notices_escape_the_title() -> None:
     [
         (Milestone.CREATED, None, "opens once the marketplace confirms payment"),
         (Milestone.PAID, None, "the chat is open"),
-        (Milestone.CLOSED, Outcome.REFUNDED, "is refunded. This chat is now a read-only archive"),
+        (
+            Milestone.CLOSED,
+            Outcome.REFUNDED,
+            "is refunded: the deal is closed, and this chat is now a read-only archive",
+        ),
     ],
 )
 def test_notice_texts(milestone, outcome, words) -> None:

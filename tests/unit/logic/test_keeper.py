@@ -49,7 +49,7 @@ async def test_an_alias_taken_by_an_earlier_attempt_adopts_its_room(
     record, _ = await market.transactions.create(new_transaction())
     assert record.room_id == earlier
     # Adopted, not made: its state and members are checked against the plan.
-    assert matrix.state_of(earlier, "m.room.name") == {"name": "Vintage bike"}
+    assert matrix.state_of(earlier, "m.room.name") == {"name": "Vintage bike · awaiting payment"}
     assert matrix.rooms[earlier].members[BUYER] == "invite"
     assert await rows.audit("room.created") == []
 

@@ -174,7 +174,7 @@ async def test_party_written_titles_and_reasons_are_masked_where_the_bot_writes_
     record, _ = await market.transactions.create(new_transaction(title=title))
     assert record.title == title  # the marketplace's record keeps what it sent
     room = matrix.rooms[record.room_id]
-    assert room.state[("m.room.name", "")]["name"] == f"Bike, call {MARKER}"
+    assert room.state[("m.room.name", "")]["name"] == f"Bike, call {MARKER} · awaiting payment"
     await market.transactions.record_payment(record.transaction_id)
     dispute, _ = await market.disputes.open(
         NewDispute(DisputeId("d-1"), record.transaction_id, "mail me: bob@example.com", "buyer")

@@ -15,7 +15,7 @@ from bridge.market.models import NewDispute, Resolution
 from bridge.market.moderation import REMOVED
 from bridge.runtime.workers import Wakeup
 from policy.ids import DisputeId, TransactionId, UserId
-from policy.rooms import EVENTS_DEFAULT, TRANSACTION_TOPICS
+from policy.rooms import EVENTS_DEFAULT, OVERRIDE_TOPICS, TRANSACTION_TOPICS
 from policy.states import Access, Outcome
 from tests.harness import make_config
 
@@ -62,7 +62,10 @@ async def test_lock_makes_a_paid_room_read_only_for_the_parties(
     assert record.access_override is Access.LOCKED
     assert market.transactions.access(record) is Access.LOCKED
     assert events_default(matrix, paid.room_id) == EVENTS_DEFAULT[Access.LOCKED]
-    assert topic(matrix, paid.room_id) == TRANSACTION_TOPICS[Access.LOCKED]
+    # Said as the admins' lock, not as waiting for a payment already made.
+    assert topic(matrix, paid.room_id) == OVERRIDE_TOPICS[Access.LOCKED]
+    name = matrix.state_of(paid.room_id, "m.room.name")["name"]
+    assert name == "Vintage bike · locked by moderators"
     entry = (await rows.audit("room.state_changed"))[-1]
     assert (entry["actor"], entry["reason"], entry["detail"]) == (
         ADMIN,
@@ -79,6 +82,7 @@ async def test_unlock_lets_the_parties_talk_before_payment(
     record = await market.moderation.set_override(ORDER, Access.OPEN, ADMIN)
     assert market.transactions.access(record) is Access.OPEN
     assert events_default(matrix, created.room_id) == EVENTS_DEFAULT[Access.OPEN]
+    assert topic(matrix, created.room_id) == OVERRIDE_TOPICS[Access.OPEN]  # not "paid"
     (entry,) = await rows.audit("room.state_changed")
     assert (entry["reason"], entry["detail"]) == ("unlock", "room locked -> open")
 

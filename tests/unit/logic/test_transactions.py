@@ -9,7 +9,7 @@ import pytest
 from appservice.matrix import HomeserverUnavailable
 from bridge.market import Market
 from bridge.market.errors import Conflict, InvalidRequest, InvalidState, NotFound
-from bridge.market.models import NewDispute, NewTransaction, Party
+from bridge.market.models import NewDispute, NewTransaction, Party, Resolution
 from bridge.market.transitions import settle
 from bridge.runtime.workers import Wakeups
 from policy.ids import DisputeId, MarketUserId, TransactionId, UserId
@@ -267,9 +267,36 @@ async def test_close_archives_the_room_with_the_outcome_notice(
     assert (data(closing)["access"], data(closing)["previous_access"]) == ("archived", "open")
     assert data(closing)["cause"] == "completed"
     last = matrix.messages_in(record.room_id)[-1]["body"]
-    assert last == "“Vintage bike” is completed. This chat is now a read-only archive."
+    assert last == (
+        "“Vintage bike” is completed: the deal is closed, "
+        "and this chat is now a read-only archive."
+    )
     entry = (await rows.audit("room.state_changed"))[-1]
     assert entry["detail"] == "paid -> closed; room open -> archived"
+
+
+async def test_the_rooms_name_says_the_deals_state_at_each_step(
+    market: Market, matrix: FakeMatrix
+) -> None:
+    def name(room_id) -> str:
+        return matrix.state_of(room_id, "m.room.name")["name"]
+
+    created, _ = await market.transactions.create(new_transaction())
+    room = created.room_id
+    assert name(room) == "Vintage bike · awaiting payment"
+    await market.transactions.record_payment(ORDER)
+    assert name(room) == "Vintage bike · open"
+    await open_dispute(market)
+    dispute = await market.disputes.get(DisputeId("d-1"))
+    assert name(room) == "Vintage bike · frozen (dispute open)"
+    assert name(dispute.room_id) == "Dispute: Vintage bike · open"
+    await market.disputes.resolve(
+        DisputeId("d-1"), Resolution("no_action", "", "marketplace", "api")
+    )
+    assert name(room) == "Vintage bike · open"
+    assert name(dispute.room_id) == "Dispute: Vintage bike · resolved"
+    await market.transactions.close(ORDER, Outcome.COMPLETED)
+    assert name(room) == "Vintage bike · closed"
 
 
 async def test_close_before_payment_goes_from_locked_to_archived(
