@@ -76,9 +76,11 @@ def dispute_opened_notice(
     title: str, transaction_id: TransactionId, reason: str, opened_by: str
 ) -> Notice:
     text = (
-        "A dispute about “{title}” (transaction {txn}) was opened by the {by}. Reason: {reason}. "
+        "A dispute about “{title}” (transaction {txn}) was opened by the {by}. Reason: {reason} "
         "The marketplace's moderators are here. " + DISPUTE_NOT_ENCRYPTED
     )
+    if not reason.endswith((".", "!", "?", "…")):
+        reason += "."  # a sentence of its own before the next
     plain = text.format(title=title, txn=transaction_id, by=opened_by, reason=reason)
     html = text.format(
         title=f"<b>{escape(title)}</b>",

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from aiohttp import web
 
 from bridge.app import run_bridge
 from bridge.config import Config, build_config
@@ -56,6 +55,7 @@ from bridge.ops.deployment import (
     write_file,
     write_registration,
 )
+from bridge.ops.webhook_sink import start_webhook_sink
 from bridge.runtime.clock import SystemClock
 
 READY_TIMEOUT = 60.0
@@ -317,42 +317,6 @@ def stack_contents(config: Config, synapse: LocalSynapse) -> dict[str, Any]:
         "api_token": config.api.token.get_secret_value(),
         "users": {},
     }
-
-
-async def start_webhook_sink(port: int, secrets: list[str]) -> web.AppRunner:
-    """The dev stack's marketplace: verifies each webhook's signature, prints it on one line."""
-    from standardwebhooks import Webhook
-
-    verifiers = [Webhook(secret) for secret in secrets]
-
-    async def receive(request: web.Request) -> web.Response:
-        body = await request.read()
-        headers = dict(request.headers)
-        verified = False
-        for verifier in verifiers:
-            try:
-                verifier.verify(body, headers)
-                verified = True
-            except Exception:  # noqa: S112 (the next secret may match)
-                continue
-        if not verified:
-            print("webhook REFUSED: bad signature", flush=True)
-            return web.Response(status=401)
-        event = json.loads(body)
-        data = event["data"]
-        detail = data.get("preview") or data.get("access") or data.get("event_id") or ""
-        print(
-            f"webhook {event['type']:<18} {event['id']} {data.get('room_id', '')} {detail!r}",
-            flush=True,
-        )
-        return web.Response(status=204)
-
-    app = web.Application()
-    app.router.add_post("/webhooks", receive)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner
 
 
 def free_loopback_port(taken: Collection[int] = ()) -> int:

@@ -4,11 +4,14 @@ client gateway), as any Matrix client makes them: what the other side of a brows
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 import uuid
 from typing import Any
 from urllib.parse import quote
+
+RATE_LIMITED_TRIES = 50
 
 
 class MatrixUser:
@@ -61,8 +64,14 @@ def http_json(
         method=method,
         headers=headers,
     )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-            return json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as e:
-        raise AssertionError(f"{method} {url} -> {e.code} {e.read()!r}") from None
+    for _ in range(RATE_LIMITED_TRIES):
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+                return json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as e:
+            answer = e.read()
+            if e.code != 429:
+                raise AssertionError(f"{method} {url} -> {e.code} {answer!r}") from None
+            # Synapse's rate limit on a regular account: wait as long as it says.
+            time.sleep(json.loads(answer).get("retry_after_ms", 1000) / 1000)
+    raise AssertionError(f"{method} {url}: still rate-limited after {RATE_LIMITED_TRIES} tries")

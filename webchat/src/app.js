@@ -5,7 +5,6 @@ import {
   ClientEvent,
   createClient,
   HttpApiEvent,
-  NotificationCountType,
   RoomEvent,
   RoomStateEvent,
   SyncState,
@@ -17,6 +16,7 @@ import { h, replaceChildren } from "./dom.js";
 import { ChatListView } from "./list-view.js";
 import { Media } from "./media.js";
 import { RoomView } from "./room-view.js";
+import { unreadCount } from "./unread.js";
 
 const RENEW_BEFORE_MS = 60_000; // ask for the next session a minute before this one expires
 const RETRY_MS = [1000, 2000, 5000, 10000, 30000];
@@ -128,7 +128,7 @@ export class App {
       this.current?.update?.();
     });
     client.on(RoomEvent.MyMembership, () => this.current?.update?.());
-    for (const name of [RoomEvent.Timeline, RoomEvent.Receipt, RoomEvent.UnreadNotifications]) {
+    for (const name of [RoomEvent.Timeline, RoomEvent.Receipt, RoomEvent.Redaction]) {
       client.on(name, () => this.countUnread());
     }
     client.startClient({ initialSyncLimit: 30, pollTimeout: 30000 });
@@ -214,7 +214,7 @@ export class App {
     let total = 0;
     for (const chat of this.info.chats) {
       const room = chat.room_id && this.client.getRoom(chat.room_id);
-      if (room) total += room.getUnreadNotificationCount(NotificationCountType.Total);
+      if (room) total += unreadCount(room, this.info.matrix_id, this.info.bot);
     }
     this.host.unread(total);
     this.current?.update?.();

@@ -1,9 +1,8 @@
 // The user's chats: title, state, last message and an unread badge, kept live from sync.
-import { NotificationCountType } from "matrix-js-sdk";
-
 import { h, replaceChildren } from "./dom.js";
 import { stateLabel } from "./room-view.js";
 import { isEdit } from "./timeline.js";
+import { unreadCount } from "./unread.js";
 
 export function lastMessage(room, strings) {
   const events = room.getLiveTimeline().getEvents();
@@ -53,7 +52,8 @@ export class ChatListView {
     const rows = info.chats.map((chat) => {
       const room = client.getRoom(chat.room_id);
       const last = room ? lastMessage(room, this.strings) : null;
-      return { chat, room, last, unread: room ? room.getUnreadNotificationCount(NotificationCountType.Total) : 0 };
+      const unread = room ? unreadCount(room, info.matrix_id, info.bot) : 0;
+      return { chat, room, last, unread };
     });
     // Newest activity first; the bridge's order (newest created) breaks ties.
     rows.sort((a, b) => (b.last?.ts ?? 0) - (a.last?.ts ?? 0));

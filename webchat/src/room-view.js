@@ -11,12 +11,19 @@ const NEAR_TOP_PX = 80;
 const NEAR_BOTTOM_PX = 60;
 let views = 0;
 
+// A paid transaction whose room is locked was locked by the moderators (an admin command).
+const lockedByModerators = (chat) => chat.access === "locked" && chat.kind === "transaction" && chat.state !== "awaiting_payment";
+
 export function stateLabel(chat) {
   if (chat.kind === "dispute") return chat.state === "resolved" ? "disputeResolved" : "disputeOpen";
+  if (lockedByModerators(chat)) return "stateLockedByModerators";
   return { locked: "stateLocked", open: "stateOpen", frozen: "stateFrozen", archived: "stateArchived" }[chat.access];
 }
 
-const CLOSED_REASON = { locked: "reasonLocked", frozen: "reasonFrozen", archived: "reasonArchived" };
+function closedReason(chat) {
+  if (lockedByModerators(chat)) return "reasonLockedByModerators";
+  return { locked: "reasonLocked", frozen: "reasonFrozen", archived: "reasonArchived" }[chat.access] || "reasonNoPower";
+}
 
 export class RoomView {
   constructor(app, chat, onBack) {
@@ -170,7 +177,7 @@ export class RoomView {
     let reason = "";
     if (this.app.expired) reason = this.strings.t("sessionExpired");
     else if (!this.online) reason = this.strings.t("reconnecting");
-    else if (!mayPost) reason = this.strings.t(CLOSED_REASON[this.chat.access] || "reasonNoPower");
+    else if (!mayPost) reason = this.strings.t(closedReason(this.chat));
     this.composer.setEnabled(enabled, reason);
   }
 
@@ -230,7 +237,10 @@ export class RoomView {
       children.splice(lastMine.index, 0, h("li", { class: "mc-seen" }, this.strings.t("seen")));
     }
     replaceChildren(this.items, ...children);
-    const atStart = room.getLiveTimeline().getPaginationToken(Direction.Backward) === null;
+    // The start: nothing more to ask for, or the room's creation is loaded.
+    const atStart =
+      room.getLiveTimeline().getPaginationToken(Direction.Backward) === null ||
+      events.some((event) => event.getType() === "m.room.create");
     this.older.textContent = this.strings.t(atStart ? "beginning" : "loadOlder");
     this.older.disabled = atStart;
     this.timeline.scrollTop = stick ? this.timeline.scrollHeight : this.timeline.scrollHeight - fromBottom;
