@@ -41,6 +41,14 @@ export class App {
   }
 
   start() {
+    // The browser knows first when the network goes: a sync request in flight may hang until
+    // its own timeout. Back online, the client retries at once instead of after its backoff.
+    window.addEventListener("offline", () => {
+      if (!this.client || this.expired) return;
+      this.setStatus("reconnecting", "warning");
+      this.current?.setOnline?.(false);
+    });
+    window.addEventListener("online", () => this.backOnline());
     if (!this.host.framed) {
       this.showMessage(this.t("notFramed"));
       return;
@@ -134,6 +142,20 @@ export class App {
     client.startClient({ initialSyncLimit: 30, pollTimeout: 30000 });
   }
 
+  async backOnline() {
+    const client = this.client;
+    if (!client) return;
+    client.retryImmediately();
+    // A long poll that outlived the outage answers only with the next event: ask the
+    // homeserver something quick to know the way is open again.
+    try {
+      await client.whoami();
+      if (client === this.client) this.onSync(client.getSyncState());
+    } catch {
+      // still unreachable: the sync loop's own retries report when it is back
+    }
+  }
+
   stopClient() {
     if (!this.client) return;
     this.client.removeAllListeners();
@@ -144,6 +166,7 @@ export class App {
 
   onSync(state) {
     if (this.expired) return;
+    if (!navigator.onLine) return; // a sync answered before the browser noticed: still offline
     if (state === SyncState.Prepared || state === SyncState.Syncing) {
       this.refusedSessions = 0;
       this.synced = true;
