@@ -2,8 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+WEBCHAT_TOOLS := webchat/node_modules/.package-lock.json
 
-.PHONY: run test lint docs install clean bench chaos
+.PHONY: run test lint docs install clean bench chaos webchat
 
 # One venv; each stamp records which extras are installed and is redone when pyproject changes.
 $(BIN)/python:
@@ -26,9 +27,23 @@ install: $(VENV)/.test-installed
 run: $(VENV)/.run-installed
 	exec $(BIN)/python -m bridge dev
 
-## Lint, then the whole suite (real Synapse, PostgreSQL at BRIDGE_TEST_DATABASE_URL, SQLite).
-test: $(VENV)/.test-installed lint
+## Lint, then the whole suite (real Synapse, PostgreSQL at BRIDGE_TEST_DATABASE_URL, SQLite,
+## the web chat in Debian's Chromium, its bundle rebuilt and compared with the one shipped).
+test: $(VENV)/.test-installed lint /usr/bin/chromium $(WEBCHAT_TOOLS)
 	$(BIN)/python -m pytest
+
+# The browser the web chat's tests drive: Debian's Chromium (apt-get, as root or with sudo).
+/usr/bin/chromium:
+	scripts/install-chromium.sh
+
+# The web chat's build tools (matrix-js-sdk, DOMPurify, esbuild) from its lockfile; needs Node.
+$(WEBCHAT_TOOLS): webchat/package-lock.json
+	cd webchat && npm ci --no-audit --no-fund
+	touch $@
+
+## Rebuild the web chat into bridge/webchat/static/ from webchat/ (commit the result).
+webchat: $(WEBCHAT_TOOLS)
+	cd webchat && npm run build
 
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check .
@@ -49,4 +64,4 @@ docs: $(VENV)/.run-installed
 	$(BIN)/python -m bridge config-reference > docs/configuration.md
 
 clean:
-	rm -rf $(VENV) .dev .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .dev .pytest_cache .ruff_cache .hypothesis webchat/node_modules test-artifacts
