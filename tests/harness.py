@@ -132,6 +132,7 @@ def make_config(
         "server": {"host": "127.0.0.1", "port": bridge_port},
         "gateway": example["gateway"],
         "identity": example["identity"],
+        "webchat": example["webchat"],
         "database": {"url": database_url, "max_connections": 5},
         "logging": {"level": "DEBUG"},
     }

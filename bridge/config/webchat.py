@@ -26,6 +26,9 @@ def _origin(value: str) -> str:
 
 
 Origin = Annotated[str, AfterValidator(_origin)]
+CssVariable = Annotated[str, Field(pattern=r"^--mc-[a-z0-9-]{1,40}$")]
+# A colour, a length, a font list: nothing that could end the declaration or open a comment.
+CssValue = Annotated[str, Field(pattern=r"^[A-Za-z0-9#%.,()' \"-]{1,200}$")]
 
 
 class WebchatConfig(Section):
@@ -35,6 +38,11 @@ class WebchatConfig(Section):
         default=[],
         description="Origins of the marketplace's pages that may frame the chat and hand it"
         " sessions (https://market.example.org); none: only pages of the bridge's own origin.",
+    )
+    theme: dict[CssVariable, CssValue] = Field(
+        default={},
+        description="CSS variables of the chat's look (docs/webchat.md lists them), e.g."
+        " {--mc-accent: '#0b6bcb'}; served as /chat/theme.css after the defaults.",
     )
     default_language: str = Field(
         default="en",

@@ -2,6 +2,7 @@
 
     GET /chat/              the page, its config inlined; framed only by webchat.allowed_origins
     GET /chat/<file>        the bundle's files (only names the build wrote)
+    GET /chat/theme.css     webchat.theme: the marketplace's values of the chat's CSS variables
     GET /chat/api/v1/chats  Bearer <a Matrix access token>: who the homeserver says it is, and
                             that user's transaction and dispute rooms (room ids, titles, states,
                             roles, the dispute's reason); the chat reads everything else from
@@ -60,6 +61,7 @@ class WebChat:
             f"{str(config.homeserver.url).rstrip('/')}/_matrix/client/v3/account/whoami"
         )
         self._bot = config.bot_mxid
+        self._theme = dict(config.webchat.theme)
         self._admins = list(config.rooms.admins)
         homeserver = config.gateway.client_url
         self._page_config = {
@@ -99,6 +101,7 @@ class WebChat:
         )
         chat.router.add_get("/", self.page)
         chat.router.add_get("/api/v1/chats", self.chats)
+        chat.router.add_get("/theme.css", self.theme)
         chat.router.add_get("/{name}", self.asset)
         app.router.add_get(PREFIX, self.to_page)
         app.add_subapp(PREFIX, chat)
@@ -112,6 +115,15 @@ class WebChat:
             content_type="text/html",
             charset="utf-8",
             headers=self._page_headers,
+        )
+
+    async def theme(self, _: web.Request) -> web.Response:
+        """webchat.theme's variables, after the bundle's defaults (the config checked them)."""
+        declarations = "".join(f"  {name}: {value};\n" for name, value in self._theme.items())
+        return web.Response(
+            text=f":root {{\n{declarations}}}\n",
+            content_type="text/css",
+            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
         )
 
     async def asset(self, request: web.Request) -> web.StreamResponse:

@@ -168,3 +168,36 @@ def test_the_bot_and_admins_cannot_fall_in_the_managed_namespace() -> None:
         make_config(database_url="sqlite:x.db", identity={"user_prefix": "marketb"})
     with pytest.raises(ConfigError, match="@market_mod:localhost would be"):
         make_config(database_url="sqlite:x.db", rooms={"admins": ["@market_mod:localhost"]})
+
+
+def test_webchat_origins_are_bare_origins() -> None:
+    config = make_config(
+        database_url="sqlite:x.db",
+        webchat={"allowed_origins": ["https://Market.Example.org", "http://127.0.0.1:8080/"]},
+    )
+    assert config.webchat.allowed_origins == [
+        "https://market.example.org",
+        "http://127.0.0.1:8080",
+    ]
+    for bad in (
+        "https://market.example.org/chat",
+        "market.example.org",
+        "ftp://x.org",
+        "https://",
+    ):
+        with pytest.raises(ConfigError, match=r"webchat\.allowed_origins"):
+            make_config(database_url="sqlite:x.db", webchat={"allowed_origins": [bad]})
+
+
+def test_webchat_theme_values_cannot_leave_their_declaration() -> None:
+    theme = {"--mc-accent": "#0b6bcb", "--mc-font": '"Inter", system-ui, sans-serif'}
+    config = make_config(database_url="sqlite:x.db", webchat={"theme": theme})
+    assert config.webchat.theme == theme
+    for name, value in (
+        ("--mc-accent", "red; } body { display: none"),
+        ("--mc-accent", "red /* comment"),
+        ("--mc-accent", "url(javascript:x)</style>"),
+        ("color", "red"),
+    ):
+        with pytest.raises(ConfigError, match=r"webchat\.theme"):
+            make_config(database_url="sqlite:x.db", webchat={"theme": {name: value}})
