@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import delivery, ingest, judge, latency, payment, provisioning, scale
+from . import delivery, ingest, judge, latency, payment, provisioning, scale, webchat
 from .env import bench_env
 from .plan import FULL, SMOKE
 from .report import Result, table, write_json
@@ -28,6 +28,7 @@ BENCHMARKS = {
     "delivery": delivery.run,
     "scale": scale.run,
     "judge": judge.run,
+    "webchat": webchat.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 

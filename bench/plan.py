@@ -28,11 +28,16 @@ class Scale:
     lookups: int = 2000
     # 7. judging one message: times each costly input is judged
     judge_repeats: int = 5
+    # 8. the web chat: messages of history, fresh page loads measured
+    webchat_history: int = 200
+    webchat_runs: int = 5
 
 
 FULL = Scale()
 SMOKE = Scale(
     judge_repeats=1,
+    webchat_history=20,
+    webchat_runs=1,
     messages=20,
     message_rooms=2,
     provisioned_rooms=4,
