@@ -88,8 +88,9 @@ class ChatStack:
         return self.stack["chat_url"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chat_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatStack]:
+    """`make run` in a copy of the project, for this package's tests."""
     project = tmp_path_factory.mktemp("webchat") / "project"
     shutil.copytree(ROOT, project, ignore=SKIP)
     run = MakeRun(project)
@@ -101,13 +102,15 @@ def chat_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatStack]:
         run.terminate()
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: sync Playwright keeps an event loop running in this thread
+# while it is open, and the asyncio tests of the packages after this one need it closed.
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
     yield browser

@@ -23,6 +23,7 @@ const RETRY_MS = [1000, 2000, 5000, 10000, 30000];
 // Sessions in a row the homeserver refused before one worked: then the host is asked no more
 // (a page handing out bad sessions would otherwise be asked again and again).
 const MAX_REFUSED_SESSIONS = 2;
+const ENDED = new Set(["M_UNKNOWN_TOKEN", "M_USER_LOCKED", "M_USER_DEACTIVATED"]);
 // State that changes what the bridge says of a room (its access, a dispute's state).
 const WATCHED_STATE = new Set(["m.room.power_levels", "m.room.topic", "m.room.name"]);
 
@@ -127,7 +128,12 @@ export class App {
     this.media = new Media(client);
     this.needsRender = true; // the view on screen (if any) belongs to the previous client
     client.on(HttpApiEvent.SessionLoggedOut, () => client === this.client && this.sessionEnded());
-    client.on(ClientEvent.Sync, (state) => client === this.client && this.onSync(state));
+    client.on(ClientEvent.Sync, (state, _previous, data) => {
+      if (client !== this.client) return;
+      // A locked or deactivated account (a suspended or erased user) ends the session too.
+      if (state === SyncState.Error && ENDED.has(data?.error?.errcode)) return this.sessionEnded();
+      this.onSync(state);
+    });
     client.on(RoomStateEvent.Events, (event) => {
       if (WATCHED_STATE.has(event.getType()) && this.isOurRoom(event.getRoomId())) this.refreshChats();
     });

@@ -94,7 +94,9 @@ export class EventRenderer {
   }
 
   text(content) {
-    const body = typeof content.body === "string" ? content.body : "";
+    let body = typeof content.body === "string" ? content.body : "";
+    // A reply's body starts with its fallback quote ("> <@who> what"): the spec says to drop it.
+    if (content["m.relates_to"]?.["m.in_reply_to"]) body = body.replace(/^(> .*\n)+\n?/, "");
     if (content.format === "org.matrix.custom.html" && typeof content.formatted_body === "string") {
       return h("div", { class: "mc-text mc-html" }, sanitizedFragment(content.formatted_body));
     }
