@@ -3,8 +3,8 @@ chat for the demo buyer and the demo seller side by side (docs/webchat.md).
 
 It plays the marketplace's backend as a real one would: it holds the API token, mints each
 party's session (POST /api/v1/users/<id>/sessions) when the chat asks for one, and reports the
-order's payment, dispute and completion through the API. The buyer's side embeds the chat with
-embed.js, the seller's with a bare iframe and postMessage, so both ways are shown working.
+order's payment, dispute and completion through the API. The order's chats are bare iframes
+with the postMessage contract; the chat lists are mounted with embed.js: both ways work.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from playwright.sync_api import Browser, BrowserContext, expect
 
 from tests.browser.conftest import ChatStack, screenshot
@@ -9,10 +11,17 @@ from tests.browser.host import Host
 from tests.browser.people import PHONE, composer, new_context, party, png
 
 
+def origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def test_the_demo_page_walks_a_deal_from_locked_to_open_both_ways(
     chat_stack: ChatStack, browser: Browser, contexts: list[BrowserContext]
 ) -> None:
     page = new_context(browser, contexts).new_page()
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
     page.goto(chat_stack.demo_url)
     buyer = page.frame_locator('iframe[title="Buyer\'s chat"]')
     seller = page.frame_locator('iframe[title="Seller\'s chat"]')
@@ -23,6 +32,11 @@ def test_the_demo_page_walks_a_deal_from_locked_to_open_both_ways(
         ).to_be_visible()
         expect(side.locator(".mc-state")).to_have_text("Waiting for payment")
     expect(buyer.get_by_text("with Bob (seller)")).to_be_visible()
+    # The chat lists, mounted by embed.js, show the order too.
+    buyer_list = page.frame_locator('iframe[title="Buyer\'s chats"]')
+    expect(
+        buyer_list.get_by_role("button", name="Open the chat about Vintage bike (demo)")
+    ).to_be_visible()
     screenshot(page, "demo-locked")
     buyer_frame = page.locator('iframe[title="Buyer\'s chat"]').element_handle().content_frame()
     buyer_frame.evaluate("window.sameDocument = true")
@@ -40,10 +54,18 @@ def test_the_demo_page_walks_a_deal_from_locked_to_open_both_ways(
     expect(seller.get_by_text("Alice (buyer) is typing…")).to_be_hidden()
     expect(buyer.get_by_text("Seen")).to_be_visible()  # the seller's frame read it
     composer(seller).fill("It is, freshly serviced.")
+    expect(buyer.get_by_text("Bob (seller) is typing…")).to_be_visible()
     seller.get_by_role("button", name="Send").click()
     expect(buyer.get_by_text("It is, freshly serviced.")).to_be_visible()
     expect(seller.get_by_text("Seen")).to_be_visible()
     screenshot(page, "demo-desktop")
+    # No request to any host but the page's own, the bridge and the homeserver (no CDN, no fonts).
+    hosts = {
+        chat_stack.host_origin,
+        origin(chat_stack.chat_url),
+        chat_stack.stack["homeserver_url"],
+    }
+    assert {origin(url) for url in requested if not url.startswith(("data:", "blob:"))} <= hosts
     # The same conversation on a phone: the buyer's page alone, 390 px wide.
     phone = new_context(browser, contexts, viewport=PHONE, is_mobile=True, has_touch=True)
     demo = chat_stack.stack["demo_transaction_id"]

@@ -12,6 +12,8 @@ from pathlib import Path
 from aiohttp import ClientSession
 from nio import AsyncClient, RoomSendResponse
 
+from policy.rooms import TRANSACTION_TOPICS
+from policy.states import Access
 from policy.transcript import verify_transcript
 from tests.conftest import UserFactory
 from tests.e2e.stack import (
@@ -123,7 +125,7 @@ async def test_drift_is_repaired_live_and_on_start(stack: Stack) -> None:
         async def put_back() -> bool:
             levels = await state(stack.seller, room_id, "m.room.power_levels")
             topic = await state(stack.seller, room_id, "m.room.topic")
-            return levels["users"] == {} and topic["topic"].startswith("Payment confirmed")
+            return levels["users"] == {} and topic["topic"] == TRANSACTION_TOPICS[Access.OPEN]
 
         await eventually(put_back)
         entry = await audited(stack, "state.repaired", None, transaction_id=transaction_id)
