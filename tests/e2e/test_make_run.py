@@ -160,6 +160,9 @@ async def test_make_run_gives_a_working_stack_and_stops_cleanly(
         "registration_shared_secret",
         "api_url",
         "api_token",
+        "chat_url",
+        "chat_demo_url",
+        "demo_transaction_id",
         "users",
     }
     async with ClientSession() as session:
