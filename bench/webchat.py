@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from playwright.async_api import async_playwright
 
 from bridge.webchat.assets import STATIC
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.browser.matrix import http_json
 from tests.harness import free_port
 
 from .env import Env
@@ -53,16 +53,6 @@ def bundle_kb() -> tuple[float, float]:
     raw = sum((STATIC / name).stat().st_size for name in loaded)
     packed = sum(len(gzip.compress((STATIC / name).read_bytes(), 6)) for name in loaded)
     return packed / 1024, raw / 1024
-
-
-def _http(url: str, method: str = "GET", body: Any = None, token: str | None = None) -> dict:
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310
-    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-        return json.loads(response.read() or b"{}")
 
 
 class DevStack:
@@ -122,7 +112,7 @@ class DevStack:
                 f"{uuid.uuid4().hex}?user_id={quote(sender)}"
             )
             text = f"History {number}: is it still available? I can pick it up on Friday."
-            _http(synapse + path, "PUT", {"msgtype": "m.text", "body": text}, as_token)
+            http_json(synapse + path, as_token, "PUT", {"msgtype": "m.text", "body": text})
 
 
 async def _first_render_ms(demo_url: str, deal: str, newest: str, runs: int) -> list[float]:
@@ -159,14 +149,10 @@ async def run(env: Env, scale: Scale) -> Result:
             for history in (0, scale.webchat_history):
                 deal = f"bench-{uuid.uuid4().hex[:8]}"
                 parties = {"buyer": {"user_id": "buyer-1"}, "seller": {"user_id": "seller-1"}}
-                _http(
-                    f"{api}/transactions",
-                    "POST",
-                    {"transaction_id": deal, "title": "Bench", **parties},
-                    token,
-                )
-                _http(f"{api}/transactions/{deal}/payment", "POST", None, token)
-                room = _http(f"{api}/transactions/{deal}", token=token)["room_id"]
+                body = {"transaction_id": deal, "title": "Bench", **parties}
+                http_json(f"{api}/transactions", token, "POST", body)
+                http_json(f"{api}/transactions/{deal}/payment", token, "POST", None)
+                room = http_json(f"{api}/transactions/{deal}", token, "GET", None)["room_id"]
                 stack.post_history(details, room, history)
                 newest = (
                     f"History {history - 1}: is it still available? I can pick it up on Friday."

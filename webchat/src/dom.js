@@ -25,3 +25,17 @@ export function replaceChildren(element, ...children) {
   element.replaceChildren();
   return append(element, children);
 }
+
+// `fn`, once at the next frame however often this is called before it: many sync events,
+// one render.
+export function oncePerFrame(fn) {
+  let pending = false;
+  return () => {
+    if (pending) return;
+    pending = true;
+    requestAnimationFrame(() => {
+      pending = false;
+      fn();
+    });
+  };
+}

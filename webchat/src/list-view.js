@@ -1,5 +1,5 @@
 // The user's chats: title, state, last message and an unread badge, kept live from sync.
-import { h, replaceChildren } from "./dom.js";
+import { h, oncePerFrame, replaceChildren } from "./dom.js";
 import { stateLabel } from "./room-view.js";
 import { isEdit } from "./timeline.js";
 import { unreadCount } from "./unread.js";
@@ -25,6 +25,7 @@ export class ChatListView {
     this.app = app;
     this.open = open;
     this.strings = app.strings;
+    this.update = oncePerFrame(() => this.render());
     this.list = h("ul", { class: "mc-chats" });
     const heading = h("h1", { class: "mc-title", id: "mc-chats-title" }, this.strings.t("chatsTitle"));
     this.element = h("section", { class: "mc-list", "aria-labelledby": heading.id }, h("header", { class: "mc-header" }, heading), this.list);
@@ -36,14 +37,6 @@ export class ChatListView {
   }
 
   close() {}
-
-  update() {
-    if (this.pending) return;
-    this.pending = requestAnimationFrame(() => {
-      this.pending = null;
-      this.render();
-    });
-  }
 
   render() {
     const { client, info } = this.app;

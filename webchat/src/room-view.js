@@ -3,7 +3,7 @@
 import { Direction, EventStatus, RoomEvent, RoomMemberEvent, RoomStateEvent } from "matrix-js-sdk";
 
 import { Composer } from "./composer.js";
-import { h, replaceChildren } from "./dom.js";
+import { h, oncePerFrame, replaceChildren } from "./dom.js";
 import { EventRenderer, replacements, shown } from "./timeline.js";
 
 const PAGE = 30;
@@ -43,6 +43,7 @@ export class RoomView {
     this.renderer = new EventRenderer(this);
     this.receiptSentFor = null;
     this.listeners = [];
+    this.schedule = oncePerFrame(() => this.renderTimeline());
 
     const t = (key, values) => this.strings.t(key, values);
     this.title = h("h1", { class: "mc-title", id: `mc-title-${this.uid}` });
@@ -186,14 +187,6 @@ export class RoomView {
     const typing = (room?.getMembers() || []).filter((m) => m.typing && m.userId !== this.me);
     this.typing.textContent =
       typing.length === 0 ? "" : typing.length === 1 ? this.strings.t("typingOne", { name: typing[0].name }) : this.strings.t("typingMany");
-  }
-
-  schedule() {
-    if (this.pending) return;
-    this.pending = requestAnimationFrame(() => {
-      this.pending = null;
-      this.renderTimeline();
-    });
   }
 
   atBottom() {
