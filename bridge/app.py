@@ -10,9 +10,9 @@
 
 Parts, in the order they are built: runtime (clock, metrics, wake-ups, locks) -> the bot's
 Matrix calls -> market (records, room keeper, use cases) -> identity (accounts, sessions) ->
-policy bot (enforcer, actions,
-commands, transcripts) -> delivery (outbox worker) -> homeserver (inbox, intake, inbox worker,
-recovery) -> api, web chat and ops (routes).
+policy bot (enforcer, actions, commands, transcripts) -> delivery (outbox worker) -> deals
+(follow-ups, responsiveness) -> homeserver (inbox, intake, inbox worker, recovery) -> api,
+web chat and ops (routes).
 """
 
 from __future__ import annotations
@@ -34,6 +34,10 @@ from appservice.matrix import MatrixBot
 from appservice.routes import HomeserverRoutes
 from bridge.api.handlers import MarketApi
 from bridge.config import Config
+from bridge.deals import delays_from
+from bridge.deals.responsiveness import Responsiveness
+from bridge.deals.tracker import DealTracker
+from bridge.deals.worker import FollowUpWorker
 from bridge.delivery.outbox import Outbox, OutboxRow
 from bridge.delivery.outbox_worker import OutboxWorker
 from bridge.delivery.sender import WebhookSender
@@ -72,6 +76,7 @@ class Workers:
     outbox: OutboxWorker
     actions: ActionWorker
     recovery: Recovery
+    follow_ups: FollowUpWorker
 
 
 class Bridge:
@@ -121,6 +126,8 @@ class Bridge:
     def _build_workers(self) -> Workers:
         config, market, clock, metrics = self.config, self.market, self.clock, self.metrics
         admins = market.planner.admins
+        webhooks, delays = config.webhooks, delays_from(config)
+        freeze = config.disputes.freeze_transaction_room
         performer = ActionPerformer(
             self.bot, market.reconciler, market.management, market.mutes, self.originals, clock
         )
@@ -141,10 +148,9 @@ class Bridge:
             content_rules_from(config.policy.model_dump()),
             config.bot_mxid,
             admins,
-            config.disputes.freeze_transaction_room,
+            freeze,
             config.policy.mute_seconds,
         )
-        webhooks = config.webhooks
         sender = WebhookSender(
             self._session,
             str(webhooks.url),
@@ -164,6 +170,7 @@ class Bridge:
                 clock,
                 metrics,
                 self.wakeups,
+                DealTracker(delays, freeze, metrics),
                 market.planner.links,
             ),
             outbox=OutboxWorker(
@@ -194,6 +201,20 @@ class Bridge:
                 metrics,
                 self.wakeups.inbox,
             ),
+            follow_ups=FollowUpWorker(
+                self.db,
+                delays,
+                market.disputes,
+                config.bot_mxid,
+                admins,
+                freeze,
+                market.planner.links,
+                webhooks.retry_for_seconds * 1000,
+                clock,
+                metrics,
+                self.wakeups,
+                self.connected,
+            ),
         )
 
     def _build_web_app(self) -> web.Application:
@@ -216,6 +237,7 @@ class Bridge:
             self.transcripts,
             market.audit,
             self.identity,
+            Responsiveness(self.db),
             self.outbox,
             self.wakeups.outbox,
             config.webhooks.retry_for_seconds * 1000,
@@ -250,6 +272,7 @@ class Bridge:
             asyncio.create_task(workers.outbox.run(), name="outbox"),
             asyncio.create_task(workers.actions.run(), name="actions"),
             asyncio.create_task(workers.recovery.run(), name="recovery"),
+            asyncio.create_task(workers.follow_ups.run(), name="follow-ups"),
         ]
         self.log.info("Listening on %s:%d as %s", server.host, server.port, self.config.bot_mxid)
 

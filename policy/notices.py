@@ -139,3 +139,26 @@ def _duration(seconds: int) -> str:
     if seconds % 60 == 0:
         return f"{seconds // 60} min"
     return f"{seconds} s"
+
+
+def nudge_notice(seller: UserId, waited_s: int) -> Notice:
+    """The bot's one polite reminder to a seller who has not answered the buyer."""
+    text = (
+        "{seller}: the buyer has been waiting {waited} for your answer. A short reply, even "
+        "to say when you can answer in full, keeps the deal moving."
+    )
+    link = f"https://matrix.to/#/{seller}"
+    waited = _duration(_rounded(waited_s))
+    return Notice(
+        body=text.format(seller=seller, waited=waited),
+        html=text.format(seller=f'<a href="{escape(link)}">{escape(seller)}</a>', waited=waited),
+    )
+
+
+def _rounded(seconds: int) -> int:
+    """To the hour past a few hours, to the minute past a few minutes: said, not measured."""
+    if seconds >= 3 * 3600:
+        return round(seconds / 3600) * 3600
+    if seconds >= 3 * 60:
+        return round(seconds / 60) * 60
+    return seconds

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from bridge.deals.responsiveness import Responsiveness
 from bridge.delivery.outbox import Outbox
 from bridge.identity import Identity
 from bridge.identity.records import Profile, UserRecord
@@ -37,6 +38,7 @@ from policy.ids import DisputeId, MarketUserId, TransactionId, UserId
 from policy.rooms import RoomKind
 
 from . import middleware
+from . import responsiveness as answers
 from .errors import ApiError
 from .models import (
     AuditPageOut,
@@ -85,6 +87,7 @@ class MarketApi:
         transcripts: Transcripts,
         audit: AuditLog,
         identity: Identity,
+        responsiveness: Responsiveness,
         outbox: Outbox,
         outbox_wakeup: Wakeup,
         retry_for_ms: int,
@@ -98,6 +101,7 @@ class MarketApi:
         self._transcripts = transcripts
         self._audit = audit
         self._identity = identity
+        self._responsiveness = responsiveness
         self._outbox = outbox
         self._outbox_wakeup = outbox_wakeup
         self._retry_for_ms = retry_for_ms
@@ -246,6 +250,21 @@ class MarketApi:
             for chat in chats
         ]
         return json_response(ChatListOut(user_id=user_id, rooms=rooms))
+
+    async def user_responsiveness(self, request: web.Request) -> web.Response:
+        user_id, now = _user_id(request), self._clock.now_ms()
+        since = answers.window(request.query, now)
+        figures = await self._responsiveness.of_user(user_id, since, now)
+        if figures is None:
+            raise ApiError(404, "MARKET_NOT_FOUND", f"no marketplace user {user_id}")
+        return json_response(answers.user_out(figures, since, now))
+
+    async def responsiveness(self, request: web.Request) -> web.Response:
+        now = self._clock.now_ms()
+        since = answers.window(request.query, now)
+        after, limit, fmt = answers.page_params(request.query)
+        sellers, next_after = await self._responsiveness.sellers(since, now, after, limit)
+        return answers.sellers_response(request, sellers, next_after, since, now, fmt)
 
     async def transaction_transcript(self, request: web.Request) -> web.Response:
         document = await self._transcripts.of_transaction(

@@ -80,16 +80,20 @@ def int_param(query: Mapping[str, str], name: str, default: int, low: int, high:
 
 
 def time_param(query: Mapping[str, str], name: str) -> int | None:
-    """An ISO 8601 time with its offset (or Z), as ms since the epoch."""
+    """An ISO 8601 time with its offset (or Z), or a date (its start in UTC), as ms since
+    the epoch."""
     if name not in query:
         return None
     try:
         when = datetime.fromisoformat(query[name])
     except ValueError:
         when = None
+    if when is not None and len(query[name]) == 10:  # a date: 2026-11-25
+        when = when.replace(tzinfo=UTC)
     if when is None or when.tzinfo is None:
         raise ApiError.invalid_param(
-            f"{name}: must be an ISO 8601 time with an offset, like 2026-11-25T10:00:00Z",
+            f"{name}: must be an ISO 8601 time with an offset, like 2026-11-25T10:00:00Z,"
+            " or a date, like 2026-11-25",
             fields=[name],
         )
     # Exact arithmetic: a float timestamp times 1000 can land a millisecond short.

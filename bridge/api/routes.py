@@ -35,12 +35,35 @@ from .models import (
     UserIn,
     UserOut,
 )
+from .responsiveness import ResponsivenessPageOut, UserResponsivenessOut
 
 LIMIT = {
     "name": "limit",
     "in": "query",
     "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
 }
+SINCE = {
+    "name": "since",
+    "in": "query",
+    "description": "Start of the window: an ISO 8601 time or a date (UTC); default 30 days ago",
+    "schema": {"type": "string"},
+}
+RESPONSIVENESS_QUERY = (
+    SINCE,
+    {
+        "name": "format",
+        "in": "query",
+        "description": "json (default) or csv (text/csv, one row per seller, without matrix_id)",
+        "schema": {"type": "string", "enum": ["json", "csv"]},
+    },
+    {
+        "name": "after",
+        "in": "query",
+        "description": "`next` of the previous page (also in the Link header)",
+        "schema": {"type": "string", "pattern": ID_PATTERN},
+    },
+    LIMIT,
+)
 AUDIT_QUERY = (
     {"name": "room_id", "in": "query", "schema": {"type": "string", "maxLength": 255}},
     {"name": "transaction_id", "in": "query", "schema": {"type": "string", "pattern": ID_PATTERN}},
@@ -227,6 +250,25 @@ ROUTES: tuple[Route, ...] = (
         "A marketplace user's chat list with unread counts",
         {"200": "The user's rooms, newest first"},
         ChatListOut,
+    ),
+    Route(
+        "GET",
+        "/users/{user_id}/responsiveness",
+        "user_responsiveness",
+        "How quickly a user answers, as seller and as buyer: first-response times and the"
+        " reply rate within 24 h",
+        {"200": "The figures over the window"},
+        UserResponsivenessOut,
+        query=(SINCE,),
+    ),
+    Route(
+        "GET",
+        "/responsiveness",
+        "responsiveness",
+        "Every seller's responsiveness, by user id, a page at a time; JSON or CSV",
+        {"200": "One page"},
+        ResponsivenessPageOut,
+        query=RESPONSIVENESS_QUERY,
     ),
     Route(
         "GET",

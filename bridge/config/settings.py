@@ -15,6 +15,7 @@ import yaml
 from pydantic import AnyHttpUrl, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from .deals import DealsConfig, RemindersConfig
 from .identity import IdentityConfig
 from .types import (
     DatabaseUrl,
@@ -289,6 +290,8 @@ class Config(BaseSettings):
     gateway: GatewayConfig
     identity: IdentityConfig = IdentityConfig()
     webchat: WebchatConfig = WebchatConfig()
+    reminders: RemindersConfig = RemindersConfig()
+    deals: DealsConfig = DealsConfig()
     database: DatabaseConfig
     logging: LoggingConfig
 

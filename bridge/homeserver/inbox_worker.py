@@ -7,7 +7,8 @@
            -> policy.notifications says what to notify; the policy bot's enforcer what it
               must do (bridge.policybot.enforcer)
            -> outbox rows, the chat list's message record, the enforcer's rows (audit, a
-              mute, planned actions), and the event marked done
+              mute, planned actions), the follow-ups it starts or ends (bridge.deals), and
+              the event marked done
       -> wake the outbox and action workers; admin commands run last (at most once)
 
 An event the policy code cannot handle is parked as dead (with the error) so it never stalls
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 
 from mautrix.util.async_db import Connection, Database
 
+from bridge.deals.tracker import DealTracker
 from bridge.delivery.outbox import add_notifications
 from bridge.market.management import ManagementRoom
 from bridge.market.models import room_context
@@ -67,6 +69,8 @@ class Decision:
     record: MessageRecord | None = None  # for the chat list
     kind: RoomKind | None = None  # None: a room we do not manage
     enforcement: Enforcement = NOTHING
+    room: Room | None = None  # a transaction's or a dispute's room
+    unread: int | None = None  # a read: what the reader has left unread
 
 
 class InboxWorker:
@@ -82,6 +86,7 @@ class InboxWorker:
         clock: Clock,
         metrics: Metrics,
         wakeups: Wakeups,
+        tracker: DealTracker,
         links: RoomLinks | None = None,
     ) -> None:
         self._db = db
@@ -95,6 +100,7 @@ class InboxWorker:
         self._clock = clock
         self._metrics = metrics
         self._wakeups = wakeups
+        self._tracker = tracker
         self._log = logging.getLogger("bridge.homeserver.inbox")
 
     async def run(self) -> None:
@@ -143,6 +149,7 @@ class InboxWorker:
             )
             if decision.record is not None:
                 await record_message(conn, room_id, decision.record)
+            await self._track(conn, stored, decision, now)
             await self._enforcer.record(conn, room_id, enforcement, now)
             await mark_done(conn, stored.seq)
         if queued:
@@ -160,6 +167,18 @@ class InboxWorker:
                 self._log.exception("Handling a message of %s failed", room_id)
         return more
 
+    async def _track(
+        self, conn: Connection, stored: StoredEvent, decision: Decision, now: int
+    ) -> None:
+        """Reminders and exchanges: a kept new message starts them, a read may end them."""
+        room = decision.room
+        if room is None:
+            return
+        if decision.unread is not None:
+            await self._tracker.read(conn, room, stored.sender, decision.unread, now)
+        elif decision.record is not None and decision.record.edits is None:
+            await self._tracker.message(conn, room, json.loads(stored.event_json), now)
+
     async def _decide(self, conn: Connection, stored: StoredEvent, now: int) -> Decision:
         """What the event means: notifications, chat list record, the policy bot's actions."""
         event = json.loads(stored.event_json)
@@ -173,13 +192,14 @@ class InboxWorker:
             return Decision(kind=room.kind, enforcement=enforcement)
         transaction, dispute = owner
         context = room_context(transaction, self._bot, self._admins, dispute, self._links)
+        room = Room(context.kind, transaction, dispute, context)
         if stored.event_type == RECEIPT_EVENT_TYPE:
             unread = await unread_count(conn, room_id, stored.sender, stored.origin_server_ts)
             notification = read_notification(
                 context, stored.sender, event["event_id"], stored.origin_server_ts, unread
             )
-            return Decision([notification] if notification else [], None, context.kind)
-        room = Room(context.kind, transaction, dispute, context)
+            notifications = [notification] if notification else []
+            return Decision(notifications, None, context.kind, NOTHING, room, unread)
         enforcement = await self._enforcer.judge(conn, event, room, now)
         related = related_event_id(event)
         related_sender = await sender_of(conn, room_id, related) if related else None
@@ -195,4 +215,4 @@ class InboxWorker:
         if enforcement.withhold:  # removed as a violation: it never counts as a message
             notifications = [n for n in notifications if n.type not in WITHHELD]
             message = None
-        return Decision(notifications, message, context.kind, enforcement)
+        return Decision(notifications, message, context.kind, enforcement, room)

@@ -29,6 +29,7 @@ class ActionKind(StrEnum):
     REPAIR = "repair"  # params: event_id (the state change that prompted it)
     ALERT = "alert"  # params: user_id, text, rule
     KEEP_ORIGINAL = "keep_original"  # params: event_id, user_id, mask_id
+    NUDGE = "nudge"  # params: user_id (the seller), waited_s
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from bridge.market.reconcile import Reconciler
 from bridge.market.records.audit import AuditEntry
 from bridge.market.records.mutes import Mutes
 from bridge.runtime.clock import Clock
-from policy.notices import warning_notice
+from policy.notices import nudge_notice, warning_notice
 
 from .actions import ActionKind, PlannedAction
 from .originals import MaskedOriginals
@@ -109,6 +109,11 @@ class ActionPerformer:
                 )
             case ActionKind.KEEP_ORIGINAL:
                 return await self._keep_original(action)
+            case ActionKind.NUDGE:
+                notice = nudge_notice(p["user_id"], p["waited_s"])
+                content = {**notice.content(), "m.mentions": {"user_ids": [p["user_id"]]}}
+                await self._bot.send_message(room_id, "m.room.message", content, sent_as)
+                return None  # audited as deal.nudge when it was decided
             case _:
                 assert_never(action.kind)
 

@@ -68,3 +68,30 @@ class Metrics:
             ["kind", "outcome"],
             registry=registry,
         )
+        self.first_response = Histogram(
+            "bridge_first_response_seconds",
+            "From a party's message that starts an exchange to the other party's first reply,"
+            " by the role of who replied (buyer or seller)",
+            ["role"],
+            buckets=(
+                60,
+                300,
+                900,
+                1800,
+                3600,
+                3 * 3600,
+                6 * 3600,
+                12 * 3600,
+                86400,
+                2 * 86400,
+                7 * 86400,
+            ),
+            registry=registry,
+        )
+        self.follow_ups = Counter(
+            "bridge_follow_ups",
+            "Reminders, nudges and escalations that came due, by kind and outcome (fired, or"
+            " skipped because the message was read or answered, or the room moved on)",
+            ["kind", "outcome"],
+            registry=registry,
+        )

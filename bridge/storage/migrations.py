@@ -21,6 +21,7 @@ def bridge_upgrade_table() -> UpgradeTable:
     table.register(description="Originals of messages masked before delivery")(_v8_masked)
     table.register(description="Managed accounts, profiles and sessions")(_v9_identity)
     table.register(description="Invitations the invitee blocks")(_v10_blocked_invites)
+    table.register(description="Exchanges and follow-ups: reminders, nudges")(_v11_follow_ups)
     return table
 
 
@@ -294,3 +295,57 @@ async def _v10_blocked_invites(conn: Connection, scheme: Scheme) -> None:
             PRIMARY KEY (room_id, user_id)
         )
     """)
+
+
+async def _v11_follow_ups(conn: Connection, scheme: Scheme) -> None:
+    # An exchange: a party's message that waits for the other party's first reply (transaction
+    # rooms only); responsiveness is read from these, and the seller's nudges hang on them.
+    await conn.execute(f"""
+        CREATE TABLE exchanges (
+            seq            {_sequence(scheme)},
+            room_id        TEXT   NOT NULL,
+            transaction_id TEXT   NOT NULL,
+            responder      TEXT   NOT NULL,
+            role           TEXT   NOT NULL CHECK (role IN ('buyer', 'seller')),
+            event_id       TEXT   NOT NULL,
+            started_at     BIGINT NOT NULL,
+            answered_at    BIGINT,
+            UNIQUE (room_id, event_id)
+        )
+    """)
+    await conn.execute("CREATE INDEX exchanges_by_responder ON exchanges (responder, started_at)")
+    await conn.execute(
+        "CREATE INDEX exchanges_open ON exchanges (room_id, responder) WHERE answered_at IS NULL"
+    )
+    # Reminders, nudges and escalations with their due time: at most one open per kind, room
+    # and person; fired under a lease (like planned actions) so one process fires each.
+    # pending: due at due_at; waiting: a reminder that fired, its burst still unread (no new
+    # one until a read or a reply ends it); done; cancelled: ended before it fired.
+    await conn.execute(f"""
+        CREATE TABLE follow_ups (
+            seq         {_sequence(scheme)},
+            kind        TEXT    NOT NULL
+                        CHECK (kind IN ('unread_reminder', 'nudge', 'escalation')),
+            room_id     TEXT    NOT NULL,
+            user_id     TEXT    NOT NULL,
+            event_id    TEXT    NOT NULL,
+            started_at  BIGINT  NOT NULL,
+            due_at      BIGINT  NOT NULL,
+            status      TEXT    NOT NULL DEFAULT 'pending'
+                        CHECK (status IN ('pending', 'waiting', 'done', 'cancelled')),
+            fired       INTEGER NOT NULL DEFAULT 0,
+            attempts    INTEGER NOT NULL DEFAULT 0,
+            lease_until BIGINT  NOT NULL DEFAULT 0,
+            last_error  TEXT,
+            created_at  BIGINT  NOT NULL,
+            done_at     BIGINT,
+            UNIQUE (kind, room_id, user_id, event_id)
+        )
+    """)
+    await conn.execute(
+        "CREATE INDEX follow_ups_due ON follow_ups (due_at) WHERE status = 'pending'"
+    )
+    await conn.execute(
+        "CREATE INDEX follow_ups_open ON follow_ups (room_id, user_id, kind)"
+        " WHERE status IN ('pending', 'waiting')"
+    )

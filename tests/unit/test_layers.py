@@ -49,6 +49,7 @@ ORDER = [
     "market",
     "identity",
     "policybot",
+    "deals",
     "homeserver",
     "api",
     "webchat",

@@ -320,6 +320,8 @@ def test_time_param_reads_iso_8601_with_an_offset_as_ms(raw: str, expected: date
         # Times whose float timestamp times 1000 lands just short of the millisecond.
         ("2004-01-10T23:37:42.837Z", 1_073_777_862_837),
         ("2039-08-16T08:49:33.173Z", 2_197_097_373_173),
+        # A date alone is its first millisecond in UTC.
+        ("2026-11-25", 1_795_564_800_000),
     ],
 )
 def test_time_param_is_exact_to_the_millisecond(raw: str, expected: int) -> None:
@@ -327,7 +329,8 @@ def test_time_param_is_exact_to_the_millisecond(raw: str, expected: int) -> None
 
 
 @pytest.mark.parametrize(
-    "raw", ["2026-11-25T10:00:00", "2026-11-25", "yesterday", "", "2026-13-01T00:00:00Z"]
+    "raw",
+    ["2026-11-25T10:00:00", "20261125", "2026-11-2", "yesterday", "", "2026-13-01T00:00:00Z"],
 )
 def test_time_param_refuses_times_without_an_offset_or_not_times(raw: str) -> None:
     with pytest.raises(ApiError) as raised:
@@ -436,7 +439,7 @@ def test_the_only_public_route_is_the_openapi_document() -> None:
 
 
 async def test_the_api_serves_its_document_without_a_token_and_nothing_else() -> None:
-    api = MarketApi(TOKEN, LIMIT, *[None] * 8, 0, None)  # type: ignore[arg-type]
+    api = MarketApi(TOKEN, LIMIT, *[None] * 9, 0, None)  # type: ignore[arg-type]
     app = web.Application()
     api.add_to(app)
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:

@@ -13,6 +13,8 @@ from mautrix.util.async_db import Connection, Database
 from appservice.matrix import txn_id
 from appservice.transactions import Receipt, Transaction, parse_room_event
 from bridge.config import Config
+from bridge.deals import delays_from
+from bridge.deals.tracker import DealTracker
 from bridge.homeserver.inbox import InboxStore
 from bridge.homeserver.inbox_worker import InboxWorker
 from bridge.market import Market
@@ -62,6 +64,7 @@ def build_worker(
         clock,
         metrics,
         wakeups,
+        DealTracker(delays_from(config), config.disputes.freeze_transaction_room, metrics),
     )
 
 

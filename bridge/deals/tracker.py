@@ -1,0 +1,65 @@
+"""What each stored message or read changes in the follow-ups: called by the inbox worker in the
+event's own database transaction, so a follow-up exists exactly when its message is done."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mautrix.util.async_db import Connection
+
+from bridge.market.models import room_access
+from bridge.policybot.enforcer import Room
+from bridge.runtime.metrics import Metrics
+from policy.follow_ups import (
+    PARTY_ROLES,
+    Delays,
+    FollowUpKind,
+    counts_as_message,
+    reminders_for,
+    seller_follow_ups,
+)
+from policy.ids import UserId
+from policy.rooms import RoomKind
+
+from . import records
+
+SELLER_STEPS = (FollowUpKind.NUDGE, FollowUpKind.ESCALATION)
+
+
+class DealTracker:
+    def __init__(self, delays: Delays, freeze_on_dispute: bool, metrics: Metrics) -> None:
+        self._delays = delays
+        self._freeze = freeze_on_dispute
+        self._metrics = metrics
+
+    async def message(self, conn: Connection, room: Room, event: dict[str, Any], now: int) -> None:
+        """A message the room keeps (not removed by the policy bot)."""
+        context, transaction = room.context, room.transaction
+        assert context is not None and transaction is not None, "a transaction's or dispute's"
+        access = room_access(transaction, room.dispute, self._freeze)
+        sender = context.participant(event.get("sender", ""))
+        if sender is None or not counts_as_message(event, context.bot):
+            return
+        room_id, event_id, ts = context.room_id, event["event_id"], event["origin_server_ts"]
+        # A reply ends the sender's own burst of unread messages.
+        await records.cancel(conn, room_id, sender.matrix_id, [FollowUpKind.UNREAD_REMINDER], now)
+        plans = reminders_for(context, access, sender.matrix_id, ts, self._delays)
+        if context.kind is RoomKind.TRANSACTION and sender.role in PARTY_ROLES:
+            for started_at in await records.answer_exchanges(conn, room_id, sender.matrix_id, ts):
+                self._metrics.first_response.labels(sender.role).observe((ts - started_at) / 1000)
+            await records.cancel(conn, room_id, sender.matrix_id, SELLER_STEPS, now)
+            (other,) = (
+                p for p in context.participants if p.role in PARTY_ROLES and p is not sender
+            )
+            if await records.start_exchange(
+                conn, room_id, context.transaction_id, other.matrix_id, other.role, event_id, ts
+            ):
+                plans += seller_follow_ups(other, access, ts, self._delays)
+        await records.schedule(conn, room_id, event_id, ts, plans, now)
+
+    async def read(self, conn: Connection, room: Room, reader: str, unread: int, now: int) -> None:
+        """A read that leaves nothing unread ends the reader's burst."""
+        context = room.context
+        if unread == 0 and context is not None and context.participant(reader) is not None:
+            reminder = [FollowUpKind.UNREAD_REMINDER]
+            await records.cancel(conn, context.room_id, UserId(reader), reminder, now)
