@@ -21,6 +21,8 @@ from mautrix.errors import MatrixConnectionError, MatrixRequestError
 
 from policy.ids import EventId, RoomId, UserId
 
+from .transactions import Receipt, parse_receipts
+
 CLIENT_V3 = "/_matrix/client/v3"
 # Served by the marketplace's Synapse module (synapse_module/), where it is loaded.
 USER_EXISTS_PATH = "/_synapse/client/marketplace/user_exists"
@@ -219,6 +221,20 @@ class MatrixBot:
             Method.GET, _path("rooms", room_id, "messages"), query_params=query
         )
         return response.get("chunk", []), response.get("end")
+
+    async def read_receipts(self, room_id: RoomId) -> list[Receipt]:
+        """The room's public main-timeline read receipts, as the homeserver has them now (the
+        ones it pushes are dropped while the bridge is unreachable)."""
+        response = await self._request(
+            Method.GET, _path("rooms", room_id, "initialSync"), query_params={"limit": "1"}
+        )
+        edus = response.get("receipts")
+        return [
+            receipt
+            for edu in (edus if isinstance(edus, list) else [])
+            if isinstance(edu, dict)
+            for receipt in parse_receipts({**edu, "room_id": room_id})
+        ]
 
     async def memberships(self, room_id: RoomId) -> dict[UserId, str]:
         """Every user with a membership event in the room, and that membership."""

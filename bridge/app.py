@@ -32,6 +32,7 @@ from prometheus_client import CollectorRegistry
 
 from appservice.matrix import MatrixBot
 from appservice.routes import HomeserverRoutes
+from appservice.transactions import Transaction
 from bridge.api.handlers import MarketApi
 from bridge.config import Config
 from bridge.deals import delays_from
@@ -214,6 +215,7 @@ class Bridge:
                 metrics,
                 self.wakeups,
                 self.connected,
+                self._refresh_reads,
             ),
         )
 
@@ -322,6 +324,13 @@ class Bridge:
             f"Webhook {row.id} ({row.type}) for {row.stream} was given up ({error}). "
             "See GET /api/v1/webhooks/failed; POST /api/v1/webhooks/replay sends it again.",
         )
+
+    async def _refresh_reads(self, room_id: RoomId) -> None:
+        """Store the room's read receipts as the homeserver has them (a moved read position
+        is notified, in order, like one it pushed)."""
+        receipts = await self.bot.read_receipts(room_id)
+        await self.inbox.store_transaction(Transaction(f"reads:{room_id}", [], receipts))
+        self.wakeups.inbox.set()
 
     async def _rooms_to_catch_up(self) -> list[RoomId]:
         management = self.market.management.room_id

@@ -31,6 +31,7 @@ from bridge.app import Bridge
 from bridge.config import Config, build_config
 from bridge.ops.deployment import EXAMPLE_CONFIG, lockdown_module, write_registration
 from bridge.ops.devstack import LocalSynapse, free_loopback_port
+from bridge.runtime.clock import Clock, SystemClock
 
 T = TypeVar("T")
 
@@ -386,10 +387,24 @@ class GatewayProcess:
                 self.process.wait()
 
 
+class OffsetClock(SystemClock):
+    """The system's clock, moved forward by hand: a bridge's timers come due at once while
+    the homeserver keeps real time (sleeping stays real)."""
+
+    def __init__(self) -> None:
+        self.offset_ms = 0
+
+    def now_ms(self) -> int:
+        return super().now_ms() + self.offset_ms
+
+    def advance(self, seconds: float) -> None:
+        self.offset_ms += round(seconds * 1000)
+
+
 @asynccontextmanager
-async def running_bridge(config: Config) -> AsyncIterator[Bridge]:
+async def running_bridge(config: Config, clock: Clock | None = None) -> AsyncIterator[Bridge]:
     """A bridge listening on the session's port and connected to the homeserver."""
-    bridge = await Bridge.open(config)
+    bridge = await Bridge.open(config, clock)
     try:
         await bridge.serve()
         bridge.connect()

@@ -7,7 +7,9 @@
     rescheduled -> an escalation with auto_dispute then opens its dispute, retried until done
 
 Nothing waits in memory: a process that was down finds what came due meanwhile, and what was
-read or answered meanwhile is skipped (its read or reply is in the database by then).
+read or answered meanwhile is skipped: its reply is in the database by then, and before a
+reminder the room's read receipts are asked of the homeserver (Synapse drops the receipts it
+cannot push while the bridge is away).
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Awaitable, Callable
 
 from mautrix.util.async_db import Connection, Database
 
-from appservice.matrix import HomeserverUnavailable
+from appservice.matrix import HomeserverUnavailable, MatrixError
 from bridge.delivery.outbox import add_notifications
 from bridge.market.disputes import Disputes
 from bridge.market.errors import MarketError
@@ -37,7 +40,7 @@ from policy.follow_ups import (
     seller_still_waited_for,
     unread_reminder,
 )
-from policy.ids import DisputeId, UserId
+from policy.ids import DisputeId, RoomId, UserId
 from policy.links import RoomLinks
 from policy.notifications import Notification, RoomContext
 from policy.states import Access
@@ -74,8 +77,10 @@ class FollowUpWorker:
         metrics: Metrics,
         wakeups: Wakeups,
         connected: asyncio.Event,
+        refresh_reads: Callable[[RoomId], Awaitable[None]],
     ) -> None:
         self._db = db
+        self._refresh_reads = refresh_reads
         self._follow_ups = FollowUps(db)
         self._delays = delays
         self._disputes = disputes
@@ -112,6 +117,13 @@ class FollowUpWorker:
         lease = now + LEASE_MS
         if not await self._follow_ups.claim(item.seq, now, lease):
             return  # another process has it
+        if item.kind is FollowUpKind.UNREAD_REMINDER:
+            try:  # reads the homeserver dropped while the bridge was away, stored now
+                await self._refresh_reads(item.room_id)
+            except (HomeserverUnavailable, MatrixError) as e:
+                self._log.info(
+                    "Reads of %s not refreshed (%s); going by those stored", item.room_id, e
+                )
         try:
             async with self._db.acquire() as conn, conn.transaction():
                 outcome, queued, dispute = await self._decide(conn, item, lease, now)

@@ -22,7 +22,7 @@ from pydantic import AnyHttpUrl
 from appservice.matrix import MatrixBot
 from bridge.app import Bridge
 from bridge.config import Config
-from tests.harness import MarketClient, running_bridge
+from tests.harness import MarketClient, OffsetClock, running_bridge
 
 
 @dataclass
@@ -35,6 +35,7 @@ class Stack:
     seller: AsyncClient
     timings: dict
     bridge: Bridge | None = None
+    clock: OffsetClock = field(default_factory=OffsetClock)  # moved by tests of timers
     created: list[dict] = field(default_factory=list)
     # A marketplace user id is bound to its Matrix ID for good: one per party per stack.
     buyer_uid: str = field(default_factory=lambda: f"u-{uuid.uuid4().hex[:6]}")
@@ -49,7 +50,7 @@ class Stack:
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[Bridge]:
-        async with running_bridge(self.config) as bridge:
+        async with running_bridge(self.config, self.clock) as bridge:
             self.bridge = bridge
             yield bridge
 
@@ -118,6 +119,16 @@ def with_admin(config: Config, admin: str) -> Config:
 def with_policy(config: Config, **changes: object) -> Config:
     """The config with policy settings changed (flood limits, mute length, ...)."""
     return config.model_copy(update={"policy": config.policy.model_copy(update=changes)})
+
+
+def with_deals(config: Config, reminders: dict, deals: dict) -> Config:
+    """The config with reminder and deal settings changed (seconds, or None for off)."""
+    return config.model_copy(
+        update={
+            "reminders": config.reminders.model_copy(update=reminders),
+            "deals": config.deals.model_copy(update=deals),
+        }
+    )
 
 
 def appservice_bot(config: Config, session: ClientSession) -> MatrixBot:

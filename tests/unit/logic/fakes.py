@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from appservice.matrix import HomeserverUnavailable, MatrixError
+from appservice.transactions import Receipt
 from policy.ids import EventId, RoomId, UserId
 
 START_MS = 1_800_000_000_000  # 2027-01-15, a fixed wall-clock start for every test
@@ -75,6 +76,7 @@ class FakeMatrix:
         self.users: set[str] = {self.user_id}
         self.uploads: dict[str, bytes] = {}
         self.originals: dict[str, dict[str, Any]] = {}  # mask id -> what the module kept
+        self.receipts: dict[RoomId, list[Receipt]] = {}  # what read_receipts answers
         self.calls: list[Call] = []
         self.down = False  # every call raises HomeserverUnavailable
         self._failures: dict[str, deque[Exception]] = {}
@@ -241,6 +243,11 @@ class FakeMatrix:
         start = max(end - limit, 0)
         chunk = list(reversed(timeline[start:end]))  # newest first, as with dir=b
         return chunk, (str(start) if start > 0 else None)
+
+    async def read_receipts(self, room_id: RoomId) -> list[Receipt]:
+        await self._enter("read_receipts", room_id)
+        self._room(room_id)
+        return list(self.receipts.get(room_id, []))
 
     async def memberships(self, room_id: RoomId) -> dict[UserId, str]:
         await self._enter("memberships", room_id)
