@@ -166,7 +166,8 @@ class FollowUpWorker:
             # Its webhook went out; the process opening its dispute stopped: open it now.
             return "resumed", False, _no_response_dispute(item, context)
         answered = await records.is_answered(conn, item.room_id, item.event_id)
-        if dispute is not None or not seller_still_waited_for(transaction.state, access, answered):
+        disputed = dispute is not None or transaction.open_dispute is not None
+        if disputed or not seller_still_waited_for(transaction.state, access, answered):
             await self._end(conn, item, lease, "cancelled", now)
             return "skipped", False, None
         if item.kind is FollowUpKind.NUDGE:
