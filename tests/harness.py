@@ -151,6 +151,8 @@ def make_config(
         "gateway": example["gateway"],
         "identity": example["identity"],
         "webchat": example["webchat"],
+        "reminders": example["reminders"],
+        "deals": example["deals"],
         "database": {"url": database_url, "max_connections": 5},
         "logging": {"level": "DEBUG"},
     }

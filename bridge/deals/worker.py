@@ -52,6 +52,7 @@ POLL_SECONDS = 1.0
 LEASE_MS = 60_000
 BATCH = 100
 BACKOFF = Backoff(initial=2, maximum=300)
+MAX_ATTEMPTS = 12
 # After connecting, the homeserver re-sends what it queued while the bridge was away (reads
 # among it): wait that long before the first round, so a read message is not reminded of.
 CATCH_UP_SECONDS = 3.0
@@ -128,6 +129,10 @@ class FollowUpWorker:
             async with self._db.acquire() as conn, conn.transaction():
                 outcome, queued, dispute = await self._decide(conn, item, lease, now)
         except Superseded:
+            return
+        except Exception as e:  # a bug, or the database: rolled back, tried again later
+            self._log.exception("Follow-up %s of %s failed", item.kind.value, item.room_id)
+            await self._retry_or_give_up(item, lease, f"{type(e).__name__}: {e}")
             return
         self._metrics.follow_ups.labels(item.kind.value, outcome).inc()
         if queued:
@@ -228,8 +233,7 @@ class FollowUpWorker:
         try:
             await self._disputes.open(new)
         except HomeserverUnavailable as e:  # its record is stored; the room comes on retry
-            retry_at = self._clock.now_ms() + int(BACKOFF.delay(item.attempts + 1) * 1000)
-            await self._follow_ups.retry_at(item.seq, retry_at, str(e))
+            await self._retry_or_give_up(item, lease, str(e))
             return
         except MarketError as e:  # closed or disputed meanwhile: nothing more to do
             self._log.info("No automatic dispute for %s: %s", new.transaction_id, e)
@@ -241,6 +245,20 @@ class FollowUpWorker:
                 await self._end(conn, item, lease, "done", self._clock.now_ms(), error=error)
         except Superseded:
             pass  # another process took it over, and opens the same dispute
+
+    async def _retry_or_give_up(self, item: FollowUp, lease: int, error: str) -> None:
+        attempts = item.attempts + 1
+        now = self._clock.now_ms()
+        if attempts < MAX_ATTEMPTS:
+            await self._follow_ups.retry_at(
+                item.seq, now + int(BACKOFF.delay(attempts) * 1000), error
+            )
+            return
+        try:  # parked with its error rather than tried forever
+            async with self._db.acquire() as conn, conn.transaction():
+                await self._end(conn, item, lease, "cancelled", now, error=error)
+        except Superseded:
+            pass
 
     async def _queue(
         self, conn: Connection, context: RoomContext, notification: Notification, now: int

@@ -28,7 +28,14 @@ async def start_webhook_sink(port: int, secrets: list[str]) -> web.AppRunner:
             return web.Response(status=401)
         event = json.loads(body)
         data = event["data"]
-        detail = data.get("preview") or data.get("access") or data.get("event_id") or ""
+        latest = data.get("latest") or {}  # an unread reminder's latest message
+        detail = (
+            data.get("preview")
+            or latest.get("preview")
+            or data.get("access")
+            or data.get("event_id")
+            or ""
+        )
         print(
             f"webhook {event['type']:<18} {event['id']} {data.get('room_id', '')} {detail!r}",
             flush=True,

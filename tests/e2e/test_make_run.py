@@ -152,6 +152,8 @@ async def marketplace_flow(http: Http) -> tuple[str, str]:
 async def test_make_run_gives_a_working_stack_and_stops_cleanly(
     make_run: MakeRun, pytestconfig: pytest.Config
 ) -> None:
+    # Short delays, as README.md shows, so a reminder and a nudge come within the test.
+    make_run.env |= {"BRIDGE_REMINDERS__UNREAD_AFTER": "2s", "BRIDGE_DEALS__NUDGE_AFTER": "3s"}
     first_ready = make_run.start()
     stack = make_run.stack()
     assert set(stack) == {
@@ -200,6 +202,17 @@ async def test_make_run_gives_a_working_stack_and_stops_cleanly(
 
         await eventually(printed_webhooks)
         assert "REFUSED" not in make_run.log(tail=100_000)
+
+        # The seller never read nor answered the buyer's message (the flow's reading is no
+        # receipt): reminded of it, then nudged.
+        async def followed_up() -> bool:
+            lines = make_run.log(tail=100_000).splitlines()
+            return all(
+                any(line.startswith(f"webhook {kind}") and room_id in line for line in lines)
+                for kind in ("message.unread_reminder", "deal.nudge")
+            )
+
+        await eventually(followed_up)
 
     first_stop = make_run.terminate()
 

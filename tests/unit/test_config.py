@@ -201,3 +201,66 @@ def test_webchat_theme_values_cannot_leave_their_declaration() -> None:
     ):
         with pytest.raises(ConfigError, match=r"webchat\.theme"):
             make_config(database_url="sqlite:x.db", webchat={"theme": {name: value}})
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        (30, 30.0),
+        ("90s", 90.0),
+        ("10m", 600.0),
+        ("12h", 43200.0),
+        ("2d", 172800.0),
+        ("1.5h", 5400.0),
+        ("off", None),
+        (None, None),
+        (False, None),
+    ],
+)
+def test_reminder_delays_read_seconds_units_and_off(value: object, seconds: float | None) -> None:
+    config = make_config(database_url="sqlite:x.db", reminders={"unread_after": value})
+    assert config.reminders.unread_after == seconds
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "problem"),
+    [
+        ("reminders", "unread_after", 0, "must be between 1 second and 30 days"),
+        ("reminders", "repeat_after", "31d", "must be between 1 second and 30 days"),
+        ("deals", "nudge_after", "-5m", "is not a duration"),
+        ("deals", "escalate_after", "soon", "is not a duration"),
+        ("deals", "nudge_after", True, "must be a duration"),
+    ],
+)
+def test_delays_out_of_range_fail_naming_the_key(
+    section: str, key: str, value: object, problem: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        make_config(database_url="sqlite:x.db", **{section: {key: value}})
+    env = f"BRIDGE_{section.upper()}__{key.upper()}"
+    assert f"{section}.{key}: " in str(raised.value) and env in str(raised.value)
+    assert problem in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("deals", "problem"),
+    [
+        ({"nudge_after": "12h", "escalate_after": "6h"}, "escalate_after must be later than"),
+        ({"nudge_after": "12h", "escalate_after": "12h"}, "escalate_after must be later than"),
+        ({"auto_dispute": True}, "auto_dispute needs escalate_after"),
+    ],
+)
+def test_escalation_settings_that_contradict_each_other_fail(deals: dict, problem: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        make_config(database_url="sqlite:x.db", deals=deals)
+    assert problem in str(raised.value)
+
+
+def test_delays_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BRIDGE_REMINDERS__UNREAD_AFTER", "20s")
+    monkeypatch.setenv("BRIDGE_DEALS__NUDGE_AFTER", "1m")
+    monkeypatch.setenv("BRIDGE_DEALS__ESCALATE_AFTER", "2m")
+    monkeypatch.setenv("BRIDGE_DEALS__AUTO_DISPUTE", "true")
+    config = make_config(database_url="sqlite:x.db")
+    assert (config.reminders.unread_after, config.deals.nudge_after) == (20.0, 60.0)
+    assert (config.deals.escalate_after, config.deals.auto_dispute) == (120.0, True)
