@@ -6,8 +6,8 @@ definitions are those marketplaces publish for hosts and sellers (Airbnb's respo
 time, Etsy's "first messages answered within 24 hours"):
 
 - **reply rate within 24 h**: exchanges answered within 24 hours / exchanges started in the
-  window; an exchange started less than 24 hours ago and not answered yet is *pending*, left out
-  (it may still be answered in time);
+  window; an exchange started at most 24 hours ago and not answered yet is *pending*, left
+  out (it may still be answered in time);
 - **first-response time**: from the start of an exchange to the reply, over the answered ones:
   the median (what a buyer can expect) and the mean.
 """
@@ -41,7 +41,7 @@ class Responsiveness:
 def responsiveness(exchanges: list[Exchange], now: int) -> Responsiveness:
     delays = [e.answered_at - e.started_at for e in exchanges if e.answered_at is not None]
     in_time = sum(1 for delay in delays if delay <= DAY_MS)
-    pending = sum(1 for e in exchanges if e.answered_at is None and now - e.started_at < DAY_MS)
+    pending = sum(1 for e in exchanges if e.answered_at is None and now - e.started_at <= DAY_MS)
     counted = len(exchanges) - pending
     return Responsiveness(
         exchanges=len(exchanges),

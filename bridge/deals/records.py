@@ -263,3 +263,15 @@ async def fire_again(
         held_until,
     )
     return rows_affected(result) > 0
+
+
+async def postpone(conn: Connection, item: FollowUp, lease: int, due_at: int) -> bool:
+    """Keep the follow-up pending until ``due_at``, released (no firing counted)."""
+    result = await conn.execute(
+        "UPDATE follow_ups SET due_at = $3, lease_until = 0"
+        " WHERE seq = $1 AND status = 'pending' AND lease_until = $2",
+        item.seq,
+        lease,
+        due_at,
+    )
+    return rows_affected(result) > 0

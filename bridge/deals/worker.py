@@ -160,6 +160,13 @@ class FollowUpWorker:
             if reader is None or waiting is None or access is Access.ARCHIVED:
                 await self._end(conn, item, lease, "done" if item.fired else "cancelled", now)
                 return "skipped", False, None
+            unread_since = waiting.first_at + (self._delays.unread_ms or 0)
+            if not item.fired and unread_since > now:
+                # The burst's first messages were read or deleted meanwhile: its time moves
+                # to that of the oldest message still unread.
+                if not await records.postpone(conn, item, lease, unread_since):
+                    raise Superseded
+                return "postponed", False, None
             notice = unread_reminder(context, reader, waiting, item.event_id, item.fired, now)
             repeat = self._delays.repeat_ms
             if repeat is None:  # the burst stays open, without another reminder
@@ -232,12 +239,17 @@ class FollowUpWorker:
     async def _open_dispute(self, item: FollowUp, lease: int, new: NewDispute) -> None:
         try:
             await self._disputes.open(new)
-        except HomeserverUnavailable as e:  # its record is stored; the room comes on retry
+        except (HomeserverUnavailable, MatrixError) as e:
+            # Its record is stored; its room comes on a retry (a refusal is parked in the end).
             await self._retry_or_give_up(item, lease, str(e))
             return
         except MarketError as e:  # closed or disputed meanwhile: nothing more to do
             self._log.info("No automatic dispute for %s: %s", new.transaction_id, e)
             error: str | None = str(e)
+        except Exception as e:  # a bug: tried again with backoff, parked in the end
+            self._log.exception("Opening the automatic dispute %s failed", new.dispute_id)
+            await self._retry_or_give_up(item, lease, f"{type(e).__name__}: {e}")
+            return
         else:
             error = None
         try:
