@@ -75,7 +75,9 @@ def reminders_for(
     ]
 
 
-def seller_follow_ups(responder: Participant, access: Access, ts: int, delays: Delays):
+def seller_follow_ups(
+    responder: Participant, access: Access, ts: int, delays: Delays
+) -> list[Schedule]:
     """The nudge and escalation of a buyer's message that starts waiting for the seller."""
     if responder.role != "seller" or access is not Access.OPEN:
         return []

@@ -33,6 +33,9 @@ def _operation(route: Route) -> dict[str, Any]:
     responses = {
         code: {"description": text, **_json(route.response)} for code, text in route.ok.items()
     }
+    if route.csv:  # the same rows as text/csv, on ?format=csv
+        for response in responses.values():
+            response["content"]["text/csv"] = {"schema": {"type": "string"}}
     responses.update(
         {code: {"description": text, **_json(ErrorOut)} for code, text in ERRORS.items()}
     )

@@ -102,6 +102,7 @@ class Route:
     body_required: bool = True
     query: tuple[dict[str, Any], ...] = field(default=())
     public: bool = False
+    csv: bool = False  # also answers text/csv (?format=csv)
 
     @property
     def path_params(self) -> list[str]:
@@ -269,6 +270,7 @@ ROUTES: tuple[Route, ...] = (
         {"200": "One page"},
         ResponsivenessPageOut,
         query=RESPONSIVENESS_QUERY,
+        csv=True,
     ),
     Route(
         "GET",
