@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,8 +12,9 @@ from aiohttp import ClientSession
 from nio import RoomSendResponse
 
 from bridge.app import Bridge
+from bridge.config import Config
 from tests.conftest import UserFactory
-from tests.e2e.stack import Stack, join, send, with_webhooks
+from tests.e2e.stack import Stack, join, send, timeline, with_deals, with_webhooks
 from tests.harness import (
     BridgeProcess,
     Homeserver,
@@ -83,6 +84,12 @@ class TwoBridges:
 
 
 @pytest.fixture
+def two_bridges_config() -> Callable[[Config], Config]:
+    """What the two bridges' config changes (a test may override it)."""
+    return lambda config: config
+
+
+@pytest.fixture
 async def two_bridges(
     homeserver: Homeserver,
     postgres_url: str,
@@ -90,10 +97,11 @@ async def two_bridges(
     hooks: WebhookReceiver,
     tmp_path: Path,
     api_timings: dict,
+    two_bridges_config: Callable[[Config], Config],
 ) -> AsyncIterator[TwoBridges]:
     async with ClientSession() as session:
         stack = Stack(
-            with_webhooks(homeserver.bridge_config(postgres_url), hooks.url),
+            two_bridges_config(with_webhooks(homeserver.bridge_config(postgres_url), hooks.url)),
             session,
             await make_user("buyer"),
             await make_user("seller"),
@@ -171,3 +179,55 @@ async def test_two_bridges_answer_concurrent_transitions_alike(
 
     (changed,) = await eventually(notified)
     assert changed["data"]["cause"] == "payment"
+
+
+class TestFollowUpsAcrossTwoProcesses:
+    """Reminders and nudges come due in both bridge processes at once, in real time (the
+    second process's clock cannot be moved): each fires once."""
+
+    @pytest.fixture
+    def two_bridges_config(self) -> Callable[[Config], Config]:
+        return lambda config: with_deals(config, {"unread_after": 1}, {"nudge_after": 2})
+
+    async def test_each_reminder_and_nudge_fires_once(
+        self, two_bridges: TwoBridges, hooks: WebhookReceiver
+    ) -> None:
+        stack = two_bridges.stack
+        rooms = [await stack.create() for _ in range(4)]
+        for room_id in rooms:
+            await join(stack.buyer, room_id)
+            await join(stack.seller, room_id)
+            await stack.transition(room_id, "/payment")
+            await send(stack.buyer, room_id, "Is it still available?")
+
+        def notified(type_: str) -> set[str]:
+            return {b["data"]["room_id"] for b in hooks.delivered(type_)}
+
+        async def followed_up() -> bool:
+            return all(
+                set(rooms) <= notified(type_)
+                for type_ in ("message.unread_reminder", "deal.nudge")
+            )
+
+        await eventually(followed_up, within=60)
+        rows = await two_bridges.first.db.fetch(
+            "SELECT room_id, kind, status, fired, attempts FROM follow_ups"
+        )
+        assert sorted((r["room_id"], r["kind"]) for r in rows) == sorted(
+            (room_id, kind) for room_id in rooms for kind in ("nudge", "unread_reminder")
+        )
+        # One claim each: the other process never took one (nor fired it).
+        assert {(r["status"], r["fired"], r["attempts"]) for r in rows} <= {
+            ("waiting", 1, 1),
+            ("done", 1, 1),
+        }
+        for room_id in rooms:
+
+            async def nudged(room_id: str = room_id) -> list[dict]:
+                return [
+                    e
+                    for e in await timeline(stack.seller, room_id)
+                    if "waiting" in e["content"].get("body", "")
+                ]
+
+            assert len(await eventually(nudged)) == 1
