@@ -249,29 +249,25 @@ async def finish(
     return rows_affected(result) > 0
 
 
-async def fire_again(
-    conn: Connection, item: FollowUp, lease: int, due_at: int, held_until: int = 0
+async def reschedule(
+    conn: Connection,
+    item: FollowUp,
+    lease: int,
+    due_at: int,
+    *,
+    fired: bool,
+    held_until: int = 0,
 ) -> bool:
-    """Count a firing and keep the follow-up pending until ``due_at``: a repeat (released),
-    or an escalation whose dispute this process opens next (``held_until``: still held)."""
+    """Keep the follow-up pending until ``due_at`` (``fired``: counting a firing), released,
+    or still held until ``held_until`` (an escalation whose dispute this process opens next);
+    if this process still holds it."""
     result = await conn.execute(
-        "UPDATE follow_ups SET fired = fired + 1, due_at = $3, lease_until = $4"
+        "UPDATE follow_ups SET fired = fired + $5, due_at = $3, lease_until = $4"
         " WHERE seq = $1 AND status = 'pending' AND lease_until = $2",
         item.seq,
         lease,
         due_at,
         held_until,
-    )
-    return rows_affected(result) > 0
-
-
-async def postpone(conn: Connection, item: FollowUp, lease: int, due_at: int) -> bool:
-    """Keep the follow-up pending until ``due_at``, released (no firing counted)."""
-    result = await conn.execute(
-        "UPDATE follow_ups SET due_at = $3, lease_until = 0"
-        " WHERE seq = $1 AND status = 'pending' AND lease_until = $2",
-        item.seq,
-        lease,
-        due_at,
+        int(fired),
     )
     return rows_affected(result) > 0

@@ -164,14 +164,14 @@ class FollowUpWorker:
             if not item.fired and unread_since > now:
                 # The burst's first messages were read or deleted meanwhile: its time moves
                 # to that of the oldest message still unread.
-                if not await records.postpone(conn, item, lease, unread_since):
+                if not await records.reschedule(conn, item, lease, unread_since, fired=False):
                     raise Superseded
                 return "postponed", False, None
             notice = unread_reminder(context, reader, waiting, item.event_id, item.fired, now)
             repeat = self._delays.repeat_ms
             if repeat is None:  # the burst stays open, without another reminder
                 await self._end(conn, item, lease, "waiting", now, fired=True)
-            elif not await records.fire_again(conn, item, lease, now + repeat):
+            elif not await records.reschedule(conn, item, lease, now + repeat, fired=True):
                 raise Superseded
             return "fired", await self._queue(conn, context, notice, now), None
         if item.kind is FollowUpKind.ESCALATION and item.fired:
@@ -232,7 +232,7 @@ class FollowUpWorker:
             return "fired", queued, None
         # Still held: this process opens the dispute next; after a crash, the lease runs out
         # and another round opens it (the dispute's id makes that once).
-        if not await records.fire_again(conn, item, lease, now, held_until=lease):
+        if not await records.reschedule(conn, item, lease, now, fired=True, held_until=lease):
             raise Superseded
         return "fired", queued, new
 
