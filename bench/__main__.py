@@ -15,7 +15,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import delivery, ingest, judge, latency, payment, provisioning, scale, webchat
+from . import (
+    delivery,
+    follow_ups,
+    ingest,
+    judge,
+    latency,
+    payment,
+    provisioning,
+    scale,
+    webchat,
+)
 from .env import bench_env
 from .plan import FULL, SMOKE
 from .report import Result, table, write_json
@@ -29,6 +39,7 @@ BENCHMARKS = {
     "scale": scale.run,
     "judge": judge.run,
     "webchat": webchat.run,
+    "follow_ups": follow_ups.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 

@@ -31,6 +31,11 @@ class Scale:
     # 8. the web chat: messages of history, fresh page loads measured
     webchat_history: int = 200
     webchat_runs: int = 5
+    # 9. follow-ups: open rooms (one pending follow-up each), due-query calls, messages whose
+    # follow-ups are scheduled and cancelled
+    follow_up_rooms: int = 100_000
+    follow_up_queries: int = 500
+    follow_up_messages: int = 2000
 
 
 FULL = Scale()
@@ -49,4 +54,7 @@ SMOKE = Scale(
     seeded_transactions=500,
     active_rooms=100,
     lookups=50,
+    follow_up_rooms=1000,
+    follow_up_queries=20,
+    follow_up_messages=50,
 )

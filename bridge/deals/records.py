@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from mautrix.util.async_db import Connection, Database
+from mautrix.util.async_db import Connection, Database, Scheme
 
 from bridge.storage.database import rows_affected
 from policy.follow_ups import FollowUpKind, Schedule, Waiting
@@ -144,17 +144,18 @@ async def cancel(
     conn: Connection, room_id: RoomId, user_id: UserId, kinds: Iterable[FollowUpKind], now: int
 ) -> None:
     """End what is open: before it fired, cancelled; a reminder that fired, done."""
-    for kind in kinds:
-        await conn.execute(
-            "UPDATE follow_ups SET done_at = $4,"
-            " status = CASE WHEN fired = 0 THEN 'cancelled' ELSE 'done' END"
-            " WHERE room_id = $1 AND user_id = $2 AND kind = $3"
-            " AND status IN ('pending', 'waiting')",
-            room_id,
-            user_id,
-            kind.value,
-            now,
-        )
+    kinds = [kind.value for kind in kinds]
+    listed = ", ".join(f"${n}" for n in range(4, 4 + len(kinds)))
+    await conn.execute(
+        "UPDATE follow_ups SET done_at = $3,"  # noqa: S608 (placeholders only)
+        " status = CASE WHEN fired = 0 THEN 'cancelled' ELSE 'done' END"
+        f" WHERE room_id = $1 AND user_id = $2 AND kind IN ({listed})"
+        " AND status IN ('pending', 'waiting')",
+        room_id,
+        user_id,
+        now,
+        *kinds,
+    )
 
 
 async def waiting(conn: Connection, room_id: RoomId, reader: UserId) -> Waiting | None:
@@ -193,10 +194,14 @@ class FollowUps:
     async def due(self, now: int, limit: int) -> list[FollowUp]:
         """Pending follow-ups whose time has come, that nobody holds, in rooms whose stored
         events are all processed (a read or a reply may be among them), oldest first."""
+        # SQLite, without statistics (the bridge never ANALYZEs), would read every event of
+        # each candidate room by room order; the partial index reads only the pending ones
+        # (bench/follow_ups.py: 3.8 ms against 0.8 ms at 100,000 rooms).
+        pending = " INDEXED BY inbox_events_pending" if self._db.scheme == Scheme.SQLITE else ""
         rows = await self._db.fetch(
             f"SELECT {_FOLLOW_UP} FROM follow_ups f"  # noqa: S608
             " WHERE status = 'pending' AND due_at <= $1 AND lease_until < $1"
-            " AND NOT EXISTS (SELECT 1 FROM inbox_events i"
+            f" AND NOT EXISTS (SELECT 1 FROM inbox_events i{pending}"
             " WHERE i.room_id = f.room_id AND i.status = 'pending')"
             " ORDER BY due_at, seq LIMIT $2",
             now,

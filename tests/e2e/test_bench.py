@@ -23,6 +23,7 @@ BENCHMARKS = {
     "scale",
     "judge",
     "webchat",
+    "follow_ups",
 }
 
 
