@@ -343,6 +343,11 @@ def free_loopback_port(taken: Collection[int] = ()) -> int:
     raise SynapseError("no free loopback port for Synapse between 20000 and 32767")
 
 
+# Sections of the stack's config.yaml that are the operator's to tune (the rest is rewritten
+# from the example and the stack's ports on every start).
+OPERATOR_SECTIONS = ("reminders", "deals")
+
+
 def dev_config(
     data_dir: Path,
     homeserver_port: int,
@@ -351,7 +356,8 @@ def dev_config(
     gateway_port: int = 8008,
     chat_origins: Sequence[str] = (),
 ) -> Config:
-    """The stack's bridge config; its secrets are generated on the first run and kept."""
+    """The stack's bridge config; its secrets are generated on the first run and kept, and so
+    are the operator's reminders and deals settings."""
     path = data_dir / "config.yaml"
     old = yaml.safe_load(path.read_text()) if path.exists() else {}
     data = bridge_settings(
@@ -367,6 +373,9 @@ def dev_config(
         gateway_port=gateway_port,
     )
     data["webchat"]["allowed_origins"] = list(chat_origins)
+    for section in OPERATOR_SECTIONS:  # an operator's edits of these survive a restart
+        if isinstance(old.get(section), dict):
+            data[section] |= old[section]
     for section, key in BRIDGE_SECRET_KEYS:
         fresh = [new_webhook_secret()] if key == "secrets" else new_secret()
         data[section][key] = old.get(section, {}).get(key) or fresh

@@ -110,6 +110,25 @@ def test_the_dev_stack_generates_secrets_once(tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / "config.yaml").stat().st_mode) == 0o600
 
 
+def test_the_dev_stack_keeps_the_operators_reminder_and_deal_settings(tmp_path: Path) -> None:
+    import yaml
+
+    from bridge.ops.devstack import dev_config
+
+    dev_config(tmp_path, 8008, 29330)
+    path = tmp_path / "config.yaml"
+    edited = yaml.safe_load(path.read_text())
+    edited["reminders"]["unread_after"] = "5s"
+    edited["deals"] |= {"nudge_after": "10s", "escalate_after": "20s", "auto_dispute": True}
+    edited["server"]["port"] = 1  # the stack's own: rewritten
+    path.write_text(yaml.safe_dump(edited))
+    again = dev_config(tmp_path, 8008, 29330)
+    assert again.reminders.unread_after == 5
+    assert (again.deals.nudge_after, again.deals.escalate_after) == (10, 20)
+    assert again.deals.auto_dispute is True
+    assert again.server.port == 29330
+
+
 def transcript_file(tmp_path: Path, **changes: object) -> tuple[Path, dict]:
     from policy.transcript import build_transcript
 
