@@ -156,6 +156,9 @@ async def test_an_unanswered_buyer_gets_a_nudge_then_an_escalation_then_a_disput
         (due,) = await until_delivered(hooks, "deal.escalation_due", room_id, 1)
         assert due["data"]["auto_dispute"] is True
         dispute_id = due["data"]["dispute_id"]
+        # The escalation names the dispute it opens; dispute.opened follows once it is open.
+        (opened,) = await until_delivered(hooks, "dispute.opened", room_id, 1)
+        assert opened["data"]["dispute_id"] == dispute_id
         status, dispute = await stack.api.call("GET", f"/disputes/{dispute_id}")
         assert status == 200, dispute
         assert (dispute["reason"], dispute["opened_by"], dispute["state"]) == (
@@ -163,8 +166,6 @@ async def test_an_unanswered_buyer_gets_a_nudge_then_an_escalation_then_a_disput
             "marketplace",
             "open",
         )
-        (opened,) = await until_delivered(hooks, "dispute.opened", room_id, 1)
-        assert opened["data"]["dispute_id"] == dispute_id
         # Each step once.
         stack.clock.advance(24 * HOUR)
         await bridge.workers.follow_ups.drain()
