@@ -157,7 +157,8 @@ class FollowUpWorker:
         if item.kind is FollowUpKind.UNREAD_REMINDER:
             reader = context.participant(item.user_id)
             waiting = await records.waiting(conn, item.room_id, item.user_id)
-            if reader is None or waiting is None or access is Access.ARCHIVED:
+            admitted = item.user_id in transaction.admitted  # not suspended nor erased
+            if reader is None or not admitted or waiting is None or access is Access.ARCHIVED:
                 await self._end(conn, item, lease, "done" if item.fired else "cancelled", now)
                 return "skipped", False, None
             unread_since = waiting.first_at + (self._delays.unread_ms or 0)

@@ -446,6 +446,23 @@ async def test_a_message_in_a_closed_room_starts_nothing(
     assert await data_of(rows, "deal.nudge") == []
 
 
+async def test_a_suspended_party_is_not_reminded(
+    deals, db: Database, clock: FakeClock, rows: Rows
+) -> None:
+    deal = deals(Delays(unread_ms=10 * MINUTE_MS))
+    await deal.say(BUYER, "Is the bike still available?")
+    await db.execute(
+        "UPDATE marketplace_users SET suspended_at = $1 WHERE matrix_id = $2",
+        clock.now_ms(),
+        SELLER,
+    )
+    clock.advance(11 * MINUTE)
+    await deal.worker().drain()
+    assert await reminders(rows) == []
+    (follow_up,) = await deal.follow_ups()
+    assert follow_up["status"] == "cancelled"
+
+
 # --- nudge, escalation, automatic dispute -------------------------------------------------
 
 
