@@ -41,13 +41,14 @@ class DealTracker:
         if sender is None or not counts_as_message(event, context.bot):
             return
         room_id, event_id, ts = context.room_id, event["event_id"], event["origin_server_ts"]
-        # A reply ends the sender's own burst of unread messages.
-        await records.cancel(conn, room_id, sender.matrix_id, [FollowUpKind.UNREAD_REMINDER], now)
+        exchange = context.kind is RoomKind.TRANSACTION and sender.role in PARTY_ROLES
+        # A reply ends the sender's own burst of unread messages, and what waited for it.
+        ended = [FollowUpKind.UNREAD_REMINDER, *(SELLER_STEPS if exchange else ())]
+        await records.cancel(conn, room_id, sender.matrix_id, ended, now)
         plans = reminders_for(context, access, sender.matrix_id, ts, self._delays)
-        if context.kind is RoomKind.TRANSACTION and sender.role in PARTY_ROLES:
+        if exchange:
             for started_at in await records.answer_exchanges(conn, room_id, sender.matrix_id, ts):
                 self._metrics.first_response.labels(sender.role).observe((ts - started_at) / 1000)
-            await records.cancel(conn, room_id, sender.matrix_id, SELLER_STEPS, now)
             (other,) = (
                 p for p in context.participants if p.role in PARTY_ROLES and p is not sender
             )
