@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from bridge.deals.responsiveness import UserFigures
+from bridge.deals.responsiveness import SellerFigures, UserFigures
 from policy.follow_ups import iso
 from policy.responsiveness import WINDOW_MS
 from policy.responsiveness import Responsiveness as Figures
@@ -107,7 +107,7 @@ def user_out(user: UserFigures, since: int, now: int) -> UserResponsivenessOut:
 
 def sellers_response(
     request: web.Request,
-    sellers: list[UserFigures],
+    sellers: list[SellerFigures],
     next_after: str | None,
     since: int,
     now: int,
@@ -115,7 +115,7 @@ def sellers_response(
 ) -> web.Response:
     rows = [
         SellerResponsivenessOut(
-            user_id=s.user_id, matrix_id=s.matrix_id, **figures_out(s.as_seller).model_dump()
+            user_id=s.user_id, matrix_id=s.matrix_id, **figures_out(s.figures).model_dump()
         )
         for s in sellers
     ]

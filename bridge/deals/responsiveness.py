@@ -23,6 +23,13 @@ class UserFigures:
     as_buyer: Figures
 
 
+@dataclass(frozen=True, slots=True)
+class SellerFigures:
+    user_id: MarketUserId
+    matrix_id: UserId
+    figures: Figures
+
+
 class Responsiveness:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -37,11 +44,16 @@ class Responsiveness:
 
     async def sellers(
         self, since: int, now: int, after: str, limit: int
-    ) -> tuple[list[UserFigures], str | None]:
-        """Sellers by user id after ``after``; the next page's ``after`` (None: the last)."""
+    ) -> tuple[list[SellerFigures], str | None]:
+        """Sellers (their figures as sellers) by user id after ``after``; the next page's
+        ``after`` (None: the last)."""
         sellers = await self._exchanges.sellers(after, limit + 1)
         page = [
-            await self._figures(MarketUserId(user_id), matrix_id, since, now)
+            SellerFigures(
+                MarketUserId(user_id),
+                matrix_id,
+                responsiveness(await self._exchanges.of(matrix_id, "seller", since), now),
+            )
             for user_id, matrix_id in sellers[:limit]
         ]
         return page, (page[-1].user_id if len(sellers) > limit else None)

@@ -70,6 +70,7 @@ class Decision:
     kind: RoomKind | None = None  # None: a room we do not manage
     enforcement: Enforcement = NOTHING
     room: Room | None = None  # a transaction's or a dispute's room
+    event: dict | None = None  # the event as parsed for deciding
     unread: int | None = None  # a read: what the reader has left unread
 
 
@@ -177,7 +178,8 @@ class InboxWorker:
         if decision.unread is not None:
             await self._tracker.read(conn, room, stored.sender, decision.unread, now)
         elif decision.record is not None and decision.record.edits is None:
-            await self._tracker.message(conn, room, json.loads(stored.event_json), now)
+            assert decision.event is not None, "decided from the parsed event"
+            await self._tracker.message(conn, room, decision.event, now)
 
     async def _decide(self, conn: Connection, stored: StoredEvent, now: int) -> Decision:
         """What the event means: notifications, chat list record, the policy bot's actions."""
@@ -199,7 +201,7 @@ class InboxWorker:
                 context, stored.sender, event["event_id"], stored.origin_server_ts, unread
             )
             notifications = [notification] if notification else []
-            return Decision(notifications, None, context.kind, NOTHING, room, unread)
+            return Decision(notifications, None, context.kind, NOTHING, room, unread=unread)
         enforcement = await self._enforcer.judge(conn, event, room, now)
         related = related_event_id(event)
         related_sender = await sender_of(conn, room_id, related) if related else None
@@ -215,4 +217,4 @@ class InboxWorker:
         if enforcement.withhold:  # removed as a violation: it never counts as a message
             notifications = [n for n in notifications if n.type not in WITHHELD]
             message = None
-        return Decision(notifications, message, context.kind, enforcement, room)
+        return Decision(notifications, message, context.kind, enforcement, room, event=event)
