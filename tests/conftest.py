@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,6 +21,7 @@ from tests.harness import (
     fresh_database,
     random_secret,
     start_homeserver,
+    unique_id,
 )
 
 BACKENDS = ["sqlite", "postgres"]
@@ -120,7 +120,7 @@ async def user_factory(homeserver: Homeserver) -> AsyncIterator[UserFactory]:
 async def make_user(homeserver: Homeserver) -> AsyncIterator[UserFactory]:
     """A fresh user on the session's Synapse, named after its role."""
     async with user_factory(homeserver) as make:
-        yield lambda role: make(f"{role}-{uuid.uuid4().hex[:8]}")
+        yield lambda role: make(unique_id(role))
 
 
 @pytest.fixture

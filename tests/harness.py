@@ -10,6 +10,7 @@ import re
 import secrets
 import signal
 import sqlite3
+import string
 import subprocess
 import sys
 import time
@@ -75,6 +76,18 @@ async def eventually(
 # The tests' phone number is +44 7911 123456. Any of its text in a webhook is a leak; ids,
 # timestamps and numbers are left out of the search, as "7911" turns up in them by chance.
 IDENTIFIER_PREFIXES = ("$", "!", "@", "#", "mxc://")
+
+
+def random_word(length: int = 10) -> str:
+    """Random lowercase letters: unique enough, and never read as a contact detail (a run of
+    hex digits such as "83333218" in a message, a title or a name would be taken for a phone
+    number, one id in 40)."""
+    return "".join(secrets.choice(string.ascii_lowercase) for _ in range(length))
+
+
+def unique_id(prefix: str) -> str:
+    """An id, user name or title for one test: ``prefix-`` and a random word."""
+    return f"{prefix}-{random_word()}"
 
 
 def leaks_phone(value: Any) -> bool:

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -18,6 +17,7 @@ from tests.harness import (
     make_config,
     random_secret,
     running_bridge,
+    unique_id,
 )
 
 
@@ -58,10 +58,10 @@ class Market:
 
     def new_transaction(self, **changes: object) -> dict:
         body = {
-            "transaction_id": f"txn-{uuid.uuid4().hex[:10]}",
+            "transaction_id": unique_id("txn"),
             "title": "Vintage bike",
-            "buyer": {"user_id": f"b-{uuid.uuid4().hex[:8]}", "matrix_id": self.buyer.user_id},
-            "seller": {"user_id": f"s-{uuid.uuid4().hex[:8]}", "matrix_id": self.seller.user_id},
+            "buyer": {"user_id": unique_id("b"), "matrix_id": self.buyer.user_id},
+            "seller": {"user_id": unique_id("s"), "matrix_id": self.seller.user_id},
         }
         return {**body, **changes}
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
 
 from tests.browser.matrix import http_json
+from tests.harness import unique_id
 from tests.make_run import ROOT, SKIP, MakeRun
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -52,7 +52,7 @@ class Api:
 
     def deal(self, paid: bool = True, title: str = "Road bike") -> str:
         """A new transaction between the demo buyer and seller; its id."""
-        transaction_id = f"t-{uuid.uuid4().hex[:10]}"
+        transaction_id = unique_id("t")
         self.call(
             "POST",
             "/transactions",

@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-import uuid
 from typing import Any
 
 from playwright.sync_api import Browser, BrowserContext, expect
 
 from tests.browser.conftest import ChatStack
 from tests.browser.people import composer, new_context, party, room_of, seller_matrix
+from tests.harness import unique_id
 
 
 def test_a_revoked_session_is_replaced_through_the_host_and_nothing_is_missed(
@@ -68,7 +68,7 @@ def test_a_room_that_is_not_the_users_or_does_not_exist_says_so(
     api = chat_stack.api
     for user in ("buyer-9", "seller-9"):
         api.call("PUT", f"/users/{user}", {"display_name": user})
-    others = f"t-{uuid.uuid4().hex[:10]}"
+    others = unique_id("t")
     api.call(
         "POST",
         "/transactions",

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
-
 from playwright.sync_api import Browser, BrowserContext, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.browser.conftest import ChatStack, screenshot
 from tests.browser.people import admin_matrix, composer, party, room_of, seller_matrix
+from tests.harness import random_word, unique_id
 
 
 def test_the_dispute_view_shows_its_reason_and_state_and_marks_the_admins(
@@ -45,7 +44,7 @@ def test_the_dispute_view_shows_its_reason_and_state_and_marks_the_admins(
 def test_the_chat_list_badges_unread_messages_live_and_clears_them_once_read(
     chat_stack: ChatStack, browser: Browser, contexts: list[BrowserContext]
 ) -> None:
-    title = f"Lamp {uuid.uuid4().hex[:6]}"
+    title = f"Lamp {random_word()}"
     deal = chat_stack.api.deal(title=title)
     room_id = room_of(chat_stack, deal)
     buyer = party(chat_stack, browser, contexts, "buyer", view="list")
@@ -75,7 +74,7 @@ def test_the_chat_list_badges_unread_messages_live_and_clears_them_once_read(
 def open_dispute(chat_stack: ChatStack, reason: str, title: str) -> dict:
     deal = chat_stack.api.deal(title=title)
     body = {
-        "dispute_id": f"d-{uuid.uuid4().hex[:10]}",
+        "dispute_id": unique_id("d"),
         "transaction_id": deal,
         "reason": reason,
         "opened_by": "buyer",

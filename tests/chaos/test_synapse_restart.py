@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from tests.harness import (
     WebhookReceiver,
     inbox_arrivals,
     stored_late,
+    unique_id,
 )
 
 pytestmark = pytest.mark.chaos
@@ -45,8 +45,8 @@ async def test_synapse_restarts_mid_stream_lose_nothing(
         stack = Stack(
             config,
             session,
-            await make(f"buyer-{uuid.uuid4().hex[:6]}"),
-            await make(f"seller-{uuid.uuid4().hex[:6]}"),
+            await make(unique_id("buyer")),
+            await make(unique_id("seller")),
             {},
         )
         await process.start()

@@ -8,7 +8,6 @@ import asyncio
 import itertools
 import random
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from tests.harness import (
     eventually,
     free_port,
     running_bridge,
+    unique_id,
 )
 
 pytestmark = pytest.mark.chaos
@@ -111,7 +111,7 @@ async def test_racing_payment_close_and_dispute_end_in_an_allowed_state(
                     await stack.transition(room_id, "/payment")
                     start = TransactionState.PAID
                 outcome = rng.choice(list(Outcome))
-                dispute_id = f"dispute-{uuid.uuid4().hex[:10]}"
+                dispute_id = unique_id("dispute")
                 calls = {
                     "payment": ("POST", f"/transactions/{txn_id}/payment", None),
                     "close": ("POST", f"/transactions/{txn_id}/close", {"outcome": outcome}),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from pydantic import AnyHttpUrl
 from appservice.matrix import MatrixBot
 from bridge.app import Bridge
 from bridge.config import Config
-from tests.harness import MarketClient, OffsetClock, running_bridge
+from tests.harness import MarketClient, OffsetClock, running_bridge, unique_id
 
 
 @dataclass
@@ -38,8 +37,8 @@ class Stack:
     clock: OffsetClock = field(default_factory=OffsetClock)  # moved by tests of timers
     created: list[dict] = field(default_factory=list)
     # A marketplace user id is bound to its Matrix ID for good: one per party per stack.
-    buyer_uid: str = field(default_factory=lambda: f"u-{uuid.uuid4().hex[:6]}")
-    seller_uid: str = field(default_factory=lambda: f"u-{uuid.uuid4().hex[:6]}")
+    buyer_uid: str = field(default_factory=lambda: unique_id("u"))
+    seller_uid: str = field(default_factory=lambda: unique_id("u"))
 
     @property
     def api(self) -> MarketClient:
@@ -56,7 +55,7 @@ class Stack:
 
     def transaction(self) -> dict:
         return {
-            "transaction_id": f"order-{uuid.uuid4().hex[:10]}",
+            "transaction_id": unique_id("order"),
             "title": "Vintage <bike> & helmet",
             "buyer": {"user_id": self.buyer_uid, "matrix_id": self.buyer.user_id},
             "seller": {"user_id": self.seller_uid, "matrix_id": self.seller.user_id},

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 from nio import JoinError, RoomSendResponse
 
 from tests.conftest import UserFactory
@@ -17,12 +15,12 @@ from tests.e2e.stack import (
     with_admin,
     with_webhooks,
 )
-from tests.harness import WebhookReceiver, eventually
+from tests.harness import WebhookReceiver, eventually, unique_id
 
 
 def dispute_body(stack: Stack, **changes: object) -> dict:
     return {
-        "dispute_id": f"dispute-{uuid.uuid4().hex[:8]}",
+        "dispute_id": unique_id("dispute"),
         "transaction_id": stack.created[-1]["transaction_id"],
         "reason": "The bike arrived with a bent wheel.",
         "opened_by": "buyer",

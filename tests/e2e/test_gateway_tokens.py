@@ -4,7 +4,6 @@ Synapse reads, and a managed account's session keeps to what the marketplace gav
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from tests.e2e.stack import Stack
-from tests.harness import Homeserver, eventually, fresh_database, random_secret
+from tests.harness import Homeserver, eventually, fresh_database, random_secret, unique_id
 
 PHONE = "call me on 07911 123456"
 
@@ -43,7 +42,7 @@ async def stack(
 
 async def brought(homeserver: Homeserver, role: str) -> dict[str, Any]:
     """An account of the user's own (registered, not minted by the marketplace)."""
-    name = f"{role}-{uuid.uuid4().hex[:8]}"
+    name = unique_id(role)
     return await asyncio.to_thread(homeserver.synapse.register_user, name, random_secret())
 
 
@@ -109,7 +108,7 @@ async def test_a_second_token_sends_nothing_to_another_party(
     status, body = await request(session, "PUT", url, bearer(real), to_seller)
     assert (status, body.get("errcode")) == (403, "M_FORBIDDEN"), body
 
-    marker = f"marker-{uuid.uuid4().hex[:8]}"
+    marker = unique_id("marker")
     to_self = {"messages": {seller["user_id"]: {"*": {"body": marker}}}}
     url = f"{base}/_matrix/client/v3/sendToDevice/m.custom/marker"
     status, body = await request(session, "PUT", url, bearer(seller["access_token"]), to_self)
@@ -121,7 +120,7 @@ async def test_a_second_token_sends_nothing_to_another_party(
 async def test_a_managed_session_cannot_take_its_account_over(
     stack: Stack, hardened_homeserver: Homeserver
 ) -> None:
-    user = f"buyer-{uuid.uuid4().hex[:8]}"
+    user = unique_id("buyer")
     async with stack.running():
         status, made = await stack.api.call("PUT", f"/users/{user}", {"display_name": "Ann"})
         assert status == 201 and made["managed"], made

@@ -4,7 +4,6 @@ by themselves, on the hardened homeserver (the module mints them) behind the cli
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from nio import AsyncClient, RoomGetStateEventResponse, RoomSendResponse
 from policy.transcript import verify_transcript
 from tests.e2e.stack import Stack, timeline, with_webhooks
 from tests.e2e.test_lockdown import png
-from tests.harness import Homeserver, WebhookReceiver, eventually, fresh_database
+from tests.harness import Homeserver, WebhookReceiver, eventually, fresh_database, unique_id
 from tests.https_server import AvatarServer
 
 
@@ -44,7 +43,7 @@ async def stack(
 
 
 def uid(role: str) -> str:
-    return f"{role}-{uuid.uuid4().hex[:8]}"
+    return unique_id(role)
 
 
 async def client_of(session: dict[str, Any]) -> AsyncClient:
@@ -295,7 +294,7 @@ async def test_an_account_that_blocks_invitations_does_not_fail_the_create(
     stack: Stack, hardened_homeserver: Homeserver, hooks: WebhookReceiver
 ) -> None:
     stack.config = with_webhooks(stack.config, hooks.url)
-    carol = hardened_homeserver.synapse.register_user(f"carol-{uuid.uuid4().hex[:8]}", "pw-carol")
+    carol = hardened_homeserver.synapse.register_user(unique_id("carol"), "pw-carol")
     url = (
         f"{hardened_homeserver.client_url}/_matrix/client/v3/user/{carol['user_id']}"
         "/account_data/m.invite_permission_config"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import struct
-import uuid
 import zipfile
 import zlib
 from collections.abc import AsyncIterator
@@ -28,6 +27,7 @@ from tests.harness import (
     fresh_database,
     leaks_phone,
     random_secret,
+    unique_id,
 )
 
 
@@ -40,7 +40,7 @@ def admin_account(hardened_homeserver: Homeserver) -> dict[str, Any]:
 @pytest.fixture
 async def users(hardened_homeserver: Homeserver) -> AsyncIterator[UserFactory]:
     async with user_factory(hardened_homeserver) as make:
-        yield lambda role: make(f"{role}-{uuid.uuid4().hex[:8]}")
+        yield lambda role: make(unique_id(role))
 
 
 @pytest.fixture

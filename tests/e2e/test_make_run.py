@@ -7,14 +7,13 @@ are run as they are written (bash and curl), then the same flow again with raw H
 from __future__ import annotations
 
 import re
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import ClientSession
 
-from tests.harness import MAKE_RUN_READY, eventually
+from tests.harness import MAKE_RUN_READY, eventually, unique_id
 from tests.make_run import MakeRun
 
 
@@ -106,7 +105,7 @@ async def check_demo_users(http: Http, stack: dict[str, Any]) -> None:
 async def marketplace_flow(http: Http) -> tuple[str, str]:
     """The walk-through with raw HTTP and fresh ids: users, a transaction, payment, sessions,
     a message; returns the transaction's id and room."""
-    buyer, seller, order = (f"{kind}-{uuid.uuid4().hex[:8]}" for kind in ("b", "s", "order"))
+    buyer, seller, order = (unique_id(kind) for kind in ("b", "s", "order"))
     for user_id, name in ((buyer, "Dana"), (seller, "Sam")):
         status, made = await http.api("PUT", f"/users/{user_id}", {"display_name": name})
         assert status == 201 and made["managed"], made

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 from nio import AsyncClient, RoomSendResponse
 
 from appservice.matrix import MatrixBot
@@ -18,7 +16,7 @@ from tests.e2e.stack import (
     with_admin,
     with_webhooks,
 )
-from tests.harness import WebhookReceiver, eventually
+from tests.harness import WebhookReceiver, eventually, unique_id
 
 
 async def command(client: AsyncClient, room_id: str, text: str, bot: str) -> str:
@@ -45,7 +43,7 @@ def bridge_bot(stack: Stack) -> MatrixBot:
 
 async def open_dispute(stack: Stack, room_id: str) -> dict:
     body = {
-        "dispute_id": f"dispute-{uuid.uuid4().hex[:8]}",
+        "dispute_id": unique_id("dispute"),
         "transaction_id": stack.created[-1]["transaction_id"],
         "reason": "Never arrived.",
         "opened_by": "buyer",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import html
 import re
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from tests.harness import (
     make_config,
     random_secret,
     running_bridge,
+    unique_id,
 )
 from tests.oidc_provider import OidcProvider
 
@@ -219,7 +219,7 @@ async def client_call(
 
 
 def uid(role: str) -> str:
-    return f"{role}-{uuid.uuid4().hex[:8]}"
+    return unique_id(role)
 
 
 async def test_a_managed_user_signs_in_with_the_marketplace(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 from aiohttp import ClientSession
@@ -28,7 +27,7 @@ from tests.e2e.stack import (
     with_webhooks,
 )
 from tests.e2e.test_moderation import command, management_room
-from tests.harness import WebhookReceiver, eventually, leaks_phone
+from tests.harness import WebhookReceiver, eventually, leaks_phone, unique_id
 
 
 async def open_room(stack: Stack) -> tuple[str, str]:
@@ -269,7 +268,7 @@ async def test_admins_are_exempt_and_parties_are_not_in_dispute_rooms(
         moderation = await management_room(bridge, admin)
         transaction_id, _ = await open_room(stack)
         body = {
-            "dispute_id": f"dispute-{uuid.uuid4().hex[:8]}",
+            "dispute_id": unique_id("dispute"),
             "transaction_id": transaction_id,
             "reason": "Never arrived.",
             "opened_by": "buyer",

@@ -6,8 +6,7 @@ from __future__ import annotations
 from tests.conftest import UserFactory
 from tests.e2e.stack import Stack, join, send, with_admin
 from tests.e2e.test_moderation import command, management_room, open_dispute
-from tests.harness import eventually
-from tests.security.test_rooms import letters
+from tests.harness import eventually, unique_id
 
 REFUSAL = "Only the marketplace's admins can give commands"
 
@@ -27,7 +26,7 @@ async def test_commands_from_the_wrong_place_or_person_change_nothing(
         bot = bridge.config.bot_mxid
         moderation = await management_room(bridge, admin)
         # An id without digits: a party's command naming it must not pass for a phone number.
-        body = {**stack.transaction(), "transaction_id": f"order-{letters()}"}
+        body = {**stack.transaction(), "transaction_id": unique_id("order")}
         status, created = await stack.api.call("POST", "/transactions", body)
         assert status == 201, created
         stack.created.append(created)

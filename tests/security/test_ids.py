@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from urllib.parse import quote
 
 from yarl import URL
 
 from tests.api.conftest import Market
+from tests.harness import random_word, unique_id
 
 TABLES = ["transactions", "disputes", "marketplace_users", "outbox", "audit", "messages"]
 
@@ -122,7 +122,7 @@ async def test_hostile_ids_are_refused_and_change_nothing(market: Market) -> Non
 
 
 async def test_a_look_alike_id_is_not_the_original(market: Market) -> None:
-    seed = await market.created(transaction_id=f"order-{uuid.uuid4().hex[:8]}")
+    seed = await market.created(transaction_id=unique_id("order"))
     look_alike = seed["transaction_id"].replace("o", "\u043e", 1)
     for method, suffix in [("GET", ""), ("POST", "/payment")]:
         status, answer = await market.client.call(
@@ -135,7 +135,7 @@ async def test_a_look_alike_id_is_not_the_original(market: Market) -> None:
 
 
 async def test_case_and_escape_variants_are_different_transactions(market: Market) -> None:
-    tag = uuid.uuid4().hex[:8]
+    tag = random_word()
     ids = [f"Order-{tag}", f"order-{tag}", f"ORDER-{tag}", f"_order-{tag}", f"order-{tag}:a"]
     parties = market.new_transaction()  # the same two parties (a user id keeps its Matrix ID)
     bodies = [{**parties, "transaction_id": i, "title": f"item {i}"} for i in ids]

@@ -4,14 +4,13 @@ notice's HTML, and kept as written in the plain body."""
 from __future__ import annotations
 
 import html
-import uuid
 
 from nio import RoomSendResponse
 
 from tests.conftest import UserFactory
 from tests.e2e.stack import Stack, join, send, timeline, with_admin
 from tests.e2e.test_moderation import management_room
-from tests.harness import eventually
+from tests.harness import eventually, unique_id
 
 TITLE = "<script>alert(1)</script> & <b>"
 REASON = '<img src=x onerror="alert(2)"><script>steal()</script> & <b>broken</b>'
@@ -61,7 +60,7 @@ async def test_html_in_titles_reasons_and_names_is_escaped(
         # A broken rule: the warning names the sender (whose display name is HTML).
         phone = await send(stack.buyer, room_id, "call me on +44 7911 123456")
         assert isinstance(phone, RoomSendResponse)
-        dispute_id = f"dispute-{uuid.uuid4().hex[:8]}"
+        dispute_id = unique_id("dispute")
         status, dispute = await stack.api.call(
             "POST",
             "/disputes",

@@ -13,12 +13,7 @@ from nio import RoomPutStateResponse, RoomSendResponse
 from bridge.ops.devstack import SynapseError
 from tests.conftest import UserFactory
 from tests.e2e.stack import Stack, join, send, state, timeline, with_webhooks
-from tests.harness import Homeserver, WebhookReceiver, eventually
-
-
-def letters() -> str:
-    """A random word without digits (a run of digits would be taken for a phone number)."""
-    return "".join(chr(ord("g") + int(c, 16)) for c in uuid.uuid4().hex)
+from tests.harness import Homeserver, WebhookReceiver, eventually, random_word
 
 
 async def open_room(stack: Stack) -> tuple[str, str]:
@@ -33,7 +28,7 @@ async def test_replies_and_edits_across_rooms_leak_nothing(
     stack: Stack, hooks: WebhookReceiver
 ) -> None:
     stack.config = with_webhooks(stack.config, hooks.url)
-    secret = f"vault code {letters()}"
+    secret = f"vault code {random_word(32)}"
     async with stack.running():
         txn_a, room_a = await open_room(stack)
         txn_b, room_b = await open_room(stack)
@@ -174,7 +169,7 @@ async def test_our_namespace_is_exclusive(
     headers = {"Authorization": f"Bearer {user.access_token}"}
     async with stack.running():
         room_id = await stack.create()
-        alias_localpart = f"market_transaction_{uuid.uuid4().hex[:8]}"
+        alias_localpart = f"market_transaction_{random_word(32)}"
         # Registering the bot's user id: refused to a client, and even through the
         # shared-secret admin API (the namespace is exclusive, and the bot holds it).
         async with stack.session.post(
