@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -12,7 +11,7 @@ from aiohttp import ClientSession
 from nio import AsyncClient, JoinResponse
 
 from tests.conftest import user_factory
-from tests.harness import BridgeProcess, MarketClient, WebhookReceiver
+from tests.harness import BridgeProcess, MarketClient, WebhookReceiver, unique_id
 
 from .env import Env
 
@@ -35,7 +34,7 @@ class Market:
 
     def transaction(self) -> dict:
         return {
-            "transaction_id": f"bench-{uuid.uuid4().hex[:12]}",
+            "transaction_id": unique_id("bench"),
             "title": "Vintage bike",
             "buyer": {"user_id": self.buyer_uid, "matrix_id": self.buyer.user_id},
             "seller": {"user_id": self.seller_uid, "matrix_id": self.seller.user_id},
@@ -77,8 +76,8 @@ async def market(env: Env) -> AsyncIterator[Market]:
         # The tests' user factory: it needs only `.synapse`, which the env has.
         async with user_factory(env) as make, ClientSession() as session:  # type: ignore[arg-type]
             buyer, seller = (
-                await make(f"buyer-{uuid.uuid4().hex[:8]}"),
-                await make(f"seller-{uuid.uuid4().hex[:8]}"),
+                await make(unique_id("buyer")),
+                await make(unique_id("seller")),
             )
             await process.start()
             base = f"http://127.0.0.1:{config.server.port}"
@@ -90,8 +89,8 @@ async def market(env: Env) -> AsyncIterator[Market]:
                 hooks,
                 buyer,
                 seller,
-                f"b-{uuid.uuid4().hex[:6]}",
-                f"s-{uuid.uuid4().hex[:6]}",
+                unique_id("b"),
+                unique_id("s"),
             )
     finally:
         if process.process is not None and process.process.poll() is None:

@@ -10,7 +10,7 @@ class Scale:
     # 1. message -> webhook
     messages: int = 1000
     message_rooms: int = 20
-    messages_per_second: float = 20.0
+    calibration_messages: int = 300  # sent as fast as Synapse takes them, to find its rate
     # 2. room provisioning (ours, then the same Synapse calls made directly)
     provisioned_rooms: int = 100
     provisioning_concurrency: int = 8
@@ -44,6 +44,7 @@ SMOKE = Scale(
     webchat_history=20,
     webchat_runs=1,
     messages=20,
+    calibration_messages=20,
     message_rooms=2,
     provisioned_rooms=4,
     provisioning_concurrency=2,
