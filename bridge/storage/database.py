@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from mautrix.util.async_db import Connection, Database, Scheme
 from yarl import URL
 
@@ -30,8 +31,10 @@ def rows_affected(status: Any) -> int:
     return status.rowcount
 
 
-# Advisory lock class for per-room work, so our keys never meet another application's.
+# Advisory lock classes, so our keys never meet another application's: per-room work, and
+# the schema's upgrade.
 _ROOM_LOCK_CLASS = 0x4D4B  # "MK"
+_SCHEMA_LOCK_CLASS = 0x4D4C
 
 
 async def try_lock_room(conn: Connection, room_id: RoomId) -> bool:
@@ -80,5 +83,18 @@ def create_database(config: DatabaseConfig) -> Database:
 
 
 async def start_database(db: Database) -> None:
-    """Connect and bring the schema up to date."""
-    await db.start()
+    """Connect and bring the schema up to date.
+
+    PostgreSQL: replicas started together upgrade one at a time (the first upgrades, the
+    others find it done), under a lock held on a connection of its own: two upgrades at once
+    both create the version table, and one fails on its type's unique name.
+    """
+    if db.scheme == Scheme.SQLITE:
+        await db.start()
+        return
+    lock = await asyncpg.connect(str(db.url))
+    try:
+        await lock.execute("SELECT pg_advisory_lock($1, 0)", _SCHEMA_LOCK_CLASS)
+        await db.start()
+    finally:
+        await lock.close()  # ends the session, and with it the lock

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -49,6 +50,19 @@ async def test_migrating_again_changes_nothing(database_url: str) -> None:
         await InboxStore(database, SystemClock()).store_transaction(txn("1", event(1)))
         assert await database.fetchval("SELECT COUNT(*) FROM inbox_events") == 1
         await database.stop()
+
+
+async def test_replicas_started_together_on_an_empty_database_all_start() -> None:
+    """Several bridge processes started at once (a scale-out deploy) upgrade one at a time."""
+    async with fresh_postgres_database() as url:
+        databases = [create_database(DatabaseConfig(url=url, max_connections=2)) for _ in "abc"]
+        try:
+            await asyncio.gather(*(start_database(database) for database in databases))
+            for database in databases:
+                assert await database.table_exists("inbox_events")
+        finally:
+            for database in databases:
+                await database.stop()
 
 
 async def test_sqlite_is_durable(tmp_path: Path) -> None:
