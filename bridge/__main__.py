@@ -7,12 +7,15 @@ import asyncio
 import json
 import logging
 import os
+import sqlite3
 import sys
 from pathlib import Path
 
+import asyncpg
 import yaml
 
-from bridge.app import StartError, run_bridge, run_gateway
+from appservice.matrix import HomeserverUnavailable, MatrixError
+from bridge.app import Bridge, StartError, run_bridge, run_gateway
 from bridge.config import Config, ConfigError, config_reference, load_config
 from bridge.ops.deployment import (
     EXAMPLE_CONFIG,
@@ -37,6 +40,7 @@ commands:
   generate-deployment      write the configs of the compose stack (docker-compose.yml)
   config-reference         print the configuration reference (docs/configuration.md)
   verify                   check a room transcript (evidence export) for tampering
+  reconcile                compare every managed room with its plan now, and repair it
 """
 
 
@@ -114,6 +118,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Print every config key with its environment variable, example value, "
         "limits and meaning, as Markdown (what docs/configuration.md holds).",
     )
+    reconcile = commands.add_parser(
+        "reconcile",
+        help="compare every room with its plan now",
+        description="Compare every managed room (transactions, disputes, the admins' room) "
+        "with its plan and put back what departs from it, as the full run on the "
+        "policy.full_reconcile_interval_seconds schedule does; the running bridge only "
+        "compares the rooms that changed. It may run beside the bridge processes, on the same "
+        "database; it waits for none, and stops (exit status 1) if one of them is running the "
+        "full comparison already.",
+    )
+    reconcile.add_argument("-c", "--config", required=True, type=Path, help="path to config.yaml")
     verify = commands.add_parser(
         "verify",
         help="check a room transcript for tampering",
@@ -145,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
             config = load_config(args.config)
             configure_logging(config)
             asyncio.run(run_gateway(config))
+        elif args.command == "reconcile":
+            config = load_config(args.config)
+            configure_logging(config)
+            return asyncio.run(reconcile_all(config))
         elif args.command == "generate-registration":
             write_registration(load_config(args.config), args.output)
             print(f"Wrote the registration to {args.output}")
@@ -169,6 +188,26 @@ def main(argv: list[str] | None = None) -> int:
     except (StartError, DeploymentError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    return 0
+
+
+async def reconcile_all(config: Config) -> int:
+    """``reconcile``: 0 once every room was compared, 1 when another process is at it."""
+    try:
+        bridge = await Bridge.open(config)
+    except (OSError, ConnectionError, asyncpg.PostgresError, sqlite3.Error) as e:
+        raise StartError(f"cannot open the bridge's database: {e}") from e
+    try:
+        await bridge.bot.ensure_registered()
+        compared = await bridge.market.reconciler.run("full")
+    except (HomeserverUnavailable, MatrixError) as e:
+        raise StartError(f"the homeserver did not answer: {e}") from e
+    finally:
+        await bridge.close()
+    if compared is None:
+        print("Another bridge process is comparing every room now", file=sys.stderr)
+        return 1
+    print(f"Compared {compared} rooms with their plans")
     return 0
 
 

@@ -285,6 +285,10 @@ class Bridge:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:  # another process may take over the reconcile at once, not when the lease ends
+            await self.market.reconciler.release()
+        except Exception:
+            self.log.exception("Could not release the reconcile's lease")
         if self._runner:
             await self._runner.cleanup()
         await self._session.close()
@@ -303,20 +307,13 @@ class Bridge:
         )
         self.log.info("Connected to the homeserver at %s", self.config.homeserver.url)
         self.connected.set()
-        # Rooms may have drifted while the bridge was down (live events are enforced as
-        # they come): every room now, the active ones on schedule.
-        interval = self.config.policy.repair_interval_seconds
-        active_only = False
-        while True:
-            try:
-                await self.market.management.ensure()
-                await self.market.reconciler.reconcile(active_only=active_only)
-            except Exception:
-                self.log.exception("Repairing the rooms failed; trying again on schedule")
-            if not interval:
-                return
-            await self.clock.sleep(interval)
-            active_only = True
+        # Rooms may have drifted while the bridge was down (live events are enforced as they
+        # come): those that changed since the last completed run now, in the background of a
+        # ready API; then as they change, the active ones on schedule, and every room daily.
+        policy = self.config.policy
+        await self.market.reconciler.keep(
+            policy.repair_interval_seconds, policy.full_reconcile_interval_seconds
+        )
 
     async def _announce_dead(self, row: OutboxRow, error: str) -> None:
         await self.market.management.announce(

@@ -183,7 +183,15 @@ class PolicyConfig(Section):
     repair_interval_seconds: int = Field(
         ge=0,
         le=7 * 86400,
-        description="How often open rooms are compared with their plans; 0: only on start.",
+        description="How often open rooms are compared with their plans; 0: never on a"
+        " schedule (rooms that changed are still compared, at start and as they change).",
+    )
+    full_reconcile_interval_seconds: int = Field(
+        default=86400,
+        ge=0,
+        le=30 * 86400,
+        description="How often every room is compared with its plan, by one bridge process"
+        " (a lease); 0: only by `python -m bridge reconcile`.",
     )
     rules: RulesConfig = Field(description="Each rule's actions and access states.")
 

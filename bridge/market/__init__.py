@@ -36,12 +36,13 @@ from .keeper import RoomKeeper
 from .management import ManagementRoom
 from .moderation import Moderation
 from .parties import PartyCheck
-from .reconcile import Reconciler
+from .reconcile import Reconciler, plan_fingerprint
 from .records.audit import AuditLog
 from .records.blocked_invites import BlockedInvites
 from .records.bot_actions import BotActions
 from .records.disputes import DisputeRecords
 from .records.mutes import Mutes
+from .records.reconcile_runs import ReconcileRuns
 from .records.rooms import ManagedRooms
 from .records.settings import Settings
 from .records.transactions import TransactionRecords
@@ -151,9 +152,10 @@ class Market:
                 transactions,
                 disputes,
                 management,
-                transaction_records,
-                dispute_records,
                 managed_rooms,
+                ReconcileRuns(db),
+                clock,
+                plan_fingerprint(config),
             ),
             chat_list=ChatList(db, transaction_records),
             planner=planner,

@@ -37,11 +37,13 @@ async def disputes_of(conn: Connection, transaction_id: TransactionId) -> list[D
     return [_dispute(row) for row in rows]
 
 
-async def _clear_override(conn: Connection, transaction_id: TransactionId) -> None:
+async def _clear_override(conn: Connection, transaction_id: TransactionId, now: int) -> None:
     """An admin's lock or unlock lasts until the marketplace's next change."""
     await conn.execute(
-        "UPDATE transactions SET access_override = NULL WHERE transaction_id = $1",
+        "UPDATE transactions SET access_override = NULL, changed_at = $2"
+        " WHERE transaction_id = $1",
         transaction_id,
+        now,
     )
 
 
@@ -57,10 +59,6 @@ class DisputeRecords:
     async def open(self) -> list[DisputeRecord]:
         rows = await self._db.fetch(_SELECT + " WHERE state = 'open' ORDER BY created_at")
         return [_dispute(row) for row in rows]
-
-    async def ids(self) -> list[DisputeId]:
-        rows = await self._db.fetch("SELECT dispute_id FROM disputes ORDER BY created_at")
-        return [row["dispute_id"] for row in rows]
 
     async def insert(
         self,
@@ -82,10 +80,11 @@ class DisputeRecords:
                 # payment in another bridge process either went first (and this refuses) or
                 # waits for this one to commit (and then sees the dispute; apply_transition).
                 status = await conn.execute(
-                    "UPDATE transactions SET access_override = NULL"
+                    "UPDATE transactions SET access_override = NULL, changed_at = $3"
                     " WHERE transaction_id = $1 AND state = $2",
                     transaction.transaction_id,
                     TransactionState.PAID.value,
+                    self._clock.now_ms(),
                 )
                 if rows_affected(status) == 0:
                     raise InvalidState(
@@ -100,13 +99,15 @@ class DisputeRecords:
                     raise InvalidState(f"dispute {other} is already open")
                 await conn.execute(
                     "INSERT INTO disputes (dispute_id, transaction_id, reason, opened_by, state,"
-                    " room_version, created_at) VALUES ($1, $2, $3, $4, 'open', $5, $6)",
+                    " room_version, created_at, changed_at)"
+                    " VALUES ($1, $2, $3, $4, 'open', $5, $6, $7)",
                     new.dispute_id,
                     transaction.transaction_id,
                     new.reason,
                     new.opened_by,
                     transaction.room_version,
                     notification.occurred_at,
+                    self._clock.now_ms(),
                 )
                 now = self._clock.now_ms()
                 await add_notifications(
@@ -125,9 +126,11 @@ class DisputeRecords:
 
     async def set_room(self, dispute_id: DisputeId, room_id: RoomId) -> None:
         await self._db.execute(
-            "UPDATE disputes SET room_id = $2 WHERE dispute_id = $1 AND room_id IS NULL",
+            "UPDATE disputes SET room_id = $2, changed_at = $3"
+            " WHERE dispute_id = $1 AND room_id IS NULL",
             dispute_id,
             room_id,
+            self._clock.now_ms(),
         )
         stored = await self._db.fetchval(
             "SELECT room_id FROM disputes WHERE dispute_id = $1", dispute_id
@@ -147,7 +150,7 @@ class DisputeRecords:
         async with self._db.acquire() as conn, conn.transaction():
             status = await conn.execute(
                 "UPDATE disputes SET state = 'resolved', decision = $2, note = $3,"
-                " resolved_by = $4, source = $5, resolved_at = $6"
+                " resolved_by = $4, source = $5, resolved_at = $6, changed_at = $7"
                 " WHERE dispute_id = $1 AND state = 'open'",
                 dispute.dispute_id,
                 resolution.decision,
@@ -155,12 +158,12 @@ class DisputeRecords:
                 resolution.resolved_by,
                 resolution.source,
                 notification.occurred_at,
+                now := self._clock.now_ms(),
             )
             if rows_affected(status) == 0:
                 return None
-            now = self._clock.now_ms()
             await add_notifications(conn, stream, [notification], retry_for_ms, now)
             await write_audit(conn, audit, notification.occurred_at)
-            await _clear_override(conn, dispute.transaction_id)
+            await _clear_override(conn, dispute.transaction_id, now)
             row = await conn.fetchrow(_SELECT + " WHERE dispute_id = $1", dispute.dispute_id)
         return _dispute(row)

@@ -94,10 +94,6 @@ class TransactionRecords:
         )
         return [_record(row) for row in rows]
 
-    async def ids(self) -> list[TransactionId]:
-        rows = await self._db.fetch("SELECT transaction_id FROM transactions ORDER BY created_at")
-        return [row["transaction_id"] for row in rows]
-
     async def insert(
         self, new: NewTransaction, room_version: str
     ) -> tuple[TransactionRecord, bool]:
@@ -115,7 +111,8 @@ class TransactionRecords:
                     await bind_user(conn, role, party, now)
                 inserted = await conn.fetchval(
                     "INSERT INTO transactions (transaction_id, title, buyer_id, seller_id, state,"
-                    " room_version, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                    " room_version, created_at, changed_at)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $7)"
                     " ON CONFLICT (transaction_id) DO NOTHING RETURNING transaction_id",
                     new.transaction_id,
                     new.title,
@@ -137,9 +134,11 @@ class TransactionRecords:
 
     async def set_room(self, transaction_id: TransactionId, room_id: RoomId) -> None:
         await self._db.execute(
-            "UPDATE transactions SET room_id = $2 WHERE transaction_id = $1 AND room_id IS NULL",
+            "UPDATE transactions SET room_id = $2, changed_at = $3"
+            " WHERE transaction_id = $1 AND room_id IS NULL",
             transaction_id,
             room_id,
+            self._clock.now_ms(),
         )
         stored = await self._db.fetchval(
             "SELECT room_id FROM transactions WHERE transaction_id = $1", transaction_id
@@ -148,9 +147,11 @@ class TransactionRecords:
 
     async def set_override(self, transaction_id: TransactionId, override: Access | None) -> None:
         await self._db.execute(
-            "UPDATE transactions SET access_override = $2 WHERE transaction_id = $1",
+            "UPDATE transactions SET access_override = $2, changed_at = $3"
+            " WHERE transaction_id = $1",
             transaction_id,
             override.value if override else None,
+            self._clock.now_ms(),
         )
 
     async def apply_transition(
@@ -169,12 +170,14 @@ class TransactionRecords:
             async with self._db.acquire() as conn, conn.transaction():
                 status = await conn.execute(
                     f"UPDATE transactions SET state = $2, outcome = $3, {stamp} = $4,"  # noqa: S608
-                    " access_override = NULL WHERE transaction_id = $1 AND state = $5",
+                    " access_override = NULL, changed_at = $6"
+                    " WHERE transaction_id = $1 AND state = $5",
                     record.transaction_id,
                     transition.state.value,
                     transition.outcome.value if transition.outcome else None,
                     notification.occurred_at,
                     record.state.value,
+                    self._clock.now_ms(),
                 )
                 if rows_affected(status) == 0:
                     return None
