@@ -21,7 +21,7 @@ import yaml
 from aiohttp import web
 
 from bridge.config import Config
-from bridge.ops.deployment import write_registration
+from bridge.ops.deployment import EXAMPLE_CONFIG, write_registration
 from bridge.ops.devstack import LocalSynapse
 from tests.harness import free_port, fresh_postgres_database, make_config, random_secret
 
@@ -92,14 +92,16 @@ class Env:
         return self.synapse.url
 
     def bridge_config(self, database_url: str, **sections: dict[str, Any]) -> Config:
-        """A bridge config for this Synapse; its webhooks go wherever ``sections`` say."""
+        """A bridge config for this Synapse; its webhooks go wherever ``sections`` say. The
+        pool is the example configuration's (the tests' is smaller)."""
+        pool = yaml.safe_load(EXAMPLE_CONFIG.read_text())["database"]["max_connections"]
         return make_config(
             database_url=database_url,
             homeserver_url=self.synapse.url,
             bridge_port=self.bridge_port,
             as_token=self.as_token,
             hs_token=self.hs_token,
-            **{"logging": {"level": "WARNING"}, **sections},
+            **{"logging": {"level": "WARNING"}, "database": {"max_connections": pool}, **sections},
         )
 
     async def postgres(self) -> str:

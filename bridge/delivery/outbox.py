@@ -69,14 +69,19 @@ class Outbox:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def due_heads(self, now: int, exclude: set[str], limit: int) -> list[OutboxRow]:
+    async def lease_heads(self, now: int, until: int, limit: int) -> list[OutboxRow]:
+        """Lease up to ``limit`` streams' heads that are due and unleased, in one statement;
+        a stream being delivered holds its head's lease, so it is never taken twice."""
         rows = await self._db.fetch(
-            f"SELECT {_ROW} FROM outbox WHERE status = 'pending' AND next_attempt_at <= $1"  # noqa: S608
-            f" AND lease_until < $1 AND {_IS_HEAD} ORDER BY seq LIMIT $2",
+            f"UPDATE outbox SET lease_until = $2 WHERE seq IN (SELECT seq FROM outbox"  # noqa: S608
+            f" WHERE status = 'pending' AND next_attempt_at <= $1 AND lease_until < $1"
+            f" AND {_IS_HEAD} ORDER BY seq LIMIT $3)"
+            f" AND status = 'pending' AND lease_until < $1 RETURNING {_ROW}",
             now,
-            limit + len(exclude),
+            until,
+            limit,
         )
-        return [OutboxRow(**dict(r)) for r in rows if r["stream"] not in exclude][:limit]
+        return sorted((OutboxRow(**dict(r)) for r in rows), key=lambda row: row.seq)
 
     async def lease(self, row: OutboxRow, now: int, until: int) -> bool:
         """Take the row for one attempt, if it is still its stream's due, unleased head."""
@@ -98,12 +103,47 @@ class Outbox:
         return OutboxRow(**dict(row)) if row else None
 
     async def delivered(self, row: OutboxRow, now: int) -> None:
-        await self._db.execute(
-            "UPDATE outbox SET status = 'delivered', delivered_at = $2, lease_until = 0,"
-            " attempts = attempts + 1, last_error = NULL WHERE seq = $1",
-            row.seq,
+        await self.settle([row], now, 0, 0)
+
+    async def settle(
+        self, delivered: list[OutboxRow], now: int, until: int, more: int
+    ) -> list[OutboxRow]:
+        """Mark a stream's delivered rows so and, in the same statement, lease the ``more``
+        pending rows that follow the last of them until ``until``: one round trip for a batch
+        of webhooks. Only whoever held the stream's head can have delivered these rows, so
+        no one else can hold or take the rows behind them."""
+        marked = ", ".join(f"${n}" for n in range(6, 6 + len(delivered)))
+        rows = await self._db.fetch(
+            "UPDATE outbox SET"  # noqa: S608
+            f" status = CASE WHEN seq IN ({marked}) THEN 'delivered' ELSE status END,"
+            f" delivered_at = CASE WHEN seq IN ({marked}) THEN CAST($1 AS BIGINT)"
+            "  ELSE delivered_at END,"
+            f" attempts = CASE WHEN seq IN ({marked}) THEN attempts + 1 ELSE attempts END,"
+            f" last_error = CASE WHEN seq IN ({marked}) THEN NULL ELSE last_error END,"
+            f" lease_until = CASE WHEN seq IN ({marked}) THEN 0 ELSE CAST($2 AS BIGINT) END"
+            f" WHERE seq IN ({marked}) OR seq IN (SELECT n.seq FROM outbox n"
+            "  WHERE n.stream = $3 AND n.status = 'pending' AND n.seq > $4"
+            f"  ORDER BY n.seq LIMIT $5) RETURNING {_ROW}",
             now,
+            until,
+            delivered[-1].stream,
+            delivered[-1].seq,
+            more,
+            *(row.seq for row in delivered),
         )
+        done = {row.seq for row in delivered}
+        return sorted(
+            (OutboxRow(**dict(r)) for r in rows if r["seq"] not in done), key=lambda r: r.seq
+        )
+
+    async def release(self, rows: list[OutboxRow]) -> None:
+        """Give up the leases of rows not attempted (behind one that failed)."""
+        if rows:
+            held = ", ".join(f"${n}" for n in range(1, 1 + len(rows)))
+            await self._db.execute(
+                f"UPDATE outbox SET lease_until = 0 WHERE seq IN ({held})",  # noqa: S608
+                *(row.seq for row in rows),
+            )
 
     async def failed(self, row: OutboxRow, error: str, next_attempt_at: int | None) -> None:
         """Schedule another attempt, or dead-letter the row when ``next_attempt_at`` is None."""

@@ -1,8 +1,10 @@
 """The outbox worker: delivers each stream's notifications as signed webhooks, in order.
 
-    woken when rows are added (and every second): due head rows (the lowest pending seq of
-    each stream, its retry time reached) -> one task per stream, at most MAX_STREAMS:
-        lease the head -> POST (sender) -> 2xx: delivered, lease the next head at once
+    woken when rows are added (and every second): lease the due head rows (the lowest
+    pending seq of each stream, its retry time reached; one statement) -> one task per
+    stream, at most MAX_STREAMS:
+        POST (sender) -> 2xx: the next leased row; after the batch, its rows marked
+        delivered and the next BATCH rows leased (one statement)
         -> anything else: retry with exponential backoff and jitter until the row's
            `retry_until`; then a dead letter (which unblocks the stream), and the admins told
 
@@ -25,6 +27,7 @@ from .outbox import Outbox, OutboxRow
 
 POLL_SECONDS = 1.0
 MAX_STREAMS = 16
+BATCH = 32  # rows a stream leases (and marks delivered) at once
 LEASE_MARGIN_MS = 30_000
 
 Send = Callable[[OutboxRow], Awaitable[str | None]]  # None: delivered; else the error
@@ -46,12 +49,14 @@ class OutboxWorker:
         self._outbox = outbox
         self._send = send
         self._backoff = backoff
+        self._attempt_ms = attempt_ms
         self._lease_ms = attempt_ms + LEASE_MARGIN_MS
         self._clock = clock
         self._metrics = metrics
         self._wakeup = wakeup
         self._on_dead = on_dead
         self._streams: dict[str, asyncio.Task] = {}
+        self._depth_read_at = 0
         self._log = logging.getLogger("bridge.delivery")
 
     async def run(self) -> None:
@@ -67,39 +72,70 @@ class OutboxWorker:
     async def drain(self) -> None:
         """Start a delivery task for every stream with a due head, as slots allow."""
         free = MAX_STREAMS - len(self._streams)
+        now = self._clock.now_ms()
         if free > 0:
-            now = self._clock.now_ms()
-            for row in await self._outbox.due_heads(now, set(self._streams), free):
-                task = asyncio.create_task(self.deliver_stream(row))
+            for row in await self._outbox.lease_heads(now, now + self._lease_ms, free):
+                task = asyncio.create_task(self._deliver_leased(row, now + self._lease_ms))
                 self._streams[row.stream] = task
-                task.add_done_callback(lambda _, stream=row.stream: self._stream_done(stream))
-        self._metrics.outbox_depth.set(await self._outbox.depth())
+                task.add_done_callback(lambda t, stream=row.stream: self._stream_done(stream, t))
+        if now >= self._depth_read_at + POLL_SECONDS * 1000:  # a count, not per webhook
+            self._depth_read_at = now
+            self._metrics.outbox_depth.set(await self._outbox.depth())
 
-    def _stream_done(self, stream: str) -> None:
-        self._streams.pop(stream, None)
+    def _stream_done(self, stream: str, task: asyncio.Task) -> None:
+        # A task that found nothing more may end after the stream's next task started.
+        if self._streams.get(stream) is task:
+            del self._streams[stream]
         self._wakeup.set()  # its next row may be due, or another stream may wait for a slot
 
-    async def deliver_stream(self, row: OutboxRow | None) -> None:
-        """Deliver a stream's rows in order while they are due; stop at a failure."""
-        stream = row.stream if row else ""
+    async def deliver_stream(self, row: OutboxRow) -> None:
+        """Deliver a stream's rows in order from ``row``, if it is the stream's due, unleased
+        head (else nothing: another process holds it, or it waits for its retry)."""
+        now = self._clock.now_ms()
+        if await self._outbox.lease(row, now, now + self._lease_ms):
+            await self._deliver_leased(row, now + self._lease_ms)
+
+    async def _deliver_leased(self, head: OutboxRow, lease_end: int) -> None:
+        """Deliver a stream's rows in order, a batch at a time, until none is left or one
+        fails. A batch's rows are marked delivered together, and the next batch leased, in
+        one statement (so after a crash a batch's delivered rows are sent again: at least
+        once, as any delivery can be)."""
+        batch = [head]
         try:
-            while row is not None:
-                now = self._clock.now_ms()
-                if not await self._outbox.lease(row, now, now + self._lease_ms):
-                    return  # not due, not the head any more, or another process holds it
-                if not await self.attempt(row):
+            while batch:
+                delivered, going_on = await self._attempt_batch(batch, lease_end)
+                if not delivered:
                     return
-                row = await self._outbox.next_head(row.stream)
+                now = self._clock.now_ms()
+                lease_end = now + self._lease_ms
+                more = BATCH if going_on else 0
+                batch = await self._outbox.settle(delivered, now, lease_end, more)
         except Exception:
             # The database failed us; an unrecorded attempt is repeated once its lease ends.
-            self._log.exception("Delivery to %s stopped; it resumes on a later pass", stream)
+            self._log.exception("Delivery to %s stopped; it resumes on a later pass", head.stream)
+
+    async def _attempt_batch(
+        self, batch: list[OutboxRow], lease_end: int
+    ) -> tuple[list[OutboxRow], bool]:
+        """Attempt leased rows in order: those delivered, and whether to go on (False after
+        a failure; the rows behind it are released). A batch whose lease could end during
+        the next attempt stops there, to be settled and leased afresh."""
+        delivered: list[OutboxRow] = []
+        for place, row in enumerate(batch):
+            if delivered and self._clock.now_ms() + self._attempt_ms >= lease_end:
+                break
+            if not await self.attempt(row):
+                await self._outbox.release(batch[place + 1 :])
+                return delivered, False
+            delivered.append(row)
+        return delivered, True
 
     async def attempt(self, row: OutboxRow) -> bool:
-        """One attempt at a leased row, recorded; whether it was delivered."""
+        """One attempt at a leased row; whether it was delivered. A failure is recorded
+        here; a delivery by the caller, with its batch."""
         error = await self._send(row)
         now = self._clock.now_ms()
         if error is None:
-            await self._outbox.delivered(row, now)
             self._metrics.webhooks_delivered.inc()
             self._metrics.webhook_latency.observe((now - row.created_at) / 1000)
             return True

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from aiohttp import ClientError, ClientSession, ClientTimeout
+from aiohttp import ClientError, ClientResponse, ClientSession, ClientTimeout
 
 from bridge.runtime.clock import Clock
 
 from .outbox import OutboxRow
 from .signing import Signer
+
+# An answer's body is read (and ignored) up to this size, so that its connection goes back
+# to the pool for the next webhook (aiohttp closes one whose body was left unread).
+MAX_BODY_READ = 64 * 1024
 
 
 class WebhookSender:
@@ -39,6 +43,17 @@ class WebhookSender:
                 allow_redirects=False,
                 timeout=self._timeout,
             ) as response:
+                await _read_to_end(response)
                 return None if 200 <= response.status < 300 else f"HTTP {response.status}"
         except (ClientError, TimeoutError, OSError) as e:
             return f"{type(e).__name__}: {e}"
+
+
+async def _read_to_end(response: ClientResponse) -> None:
+    """Consume the answer's body, at most MAX_BODY_READ bytes of it."""
+    left = MAX_BODY_READ
+    while left > 0 and not response.content.at_eof():
+        chunk = await response.content.read(left)
+        if not chunk:
+            return
+        left -= len(chunk)

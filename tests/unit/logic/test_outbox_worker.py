@@ -26,7 +26,7 @@ from mautrix.util.async_db import Database
 from standardwebhooks import Webhook
 
 from bridge.delivery.outbox import Outbox, OutboxRow, add_notifications
-from bridge.delivery.outbox_worker import LEASE_MARGIN_MS, MAX_STREAMS, OutboxWorker
+from bridge.delivery.outbox_worker import BATCH, LEASE_MARGIN_MS, MAX_STREAMS, OutboxWorker
 from bridge.delivery.sender import WebhookSender
 from bridge.delivery.signing import Signer
 from bridge.runtime.backoff import Backoff
@@ -491,21 +491,84 @@ async def test_deliver_stream_skips_a_row_that_is_not_its_streams_head(
     assert receiver.attempts == ["w1", "w2"]
 
 
-async def test_due_heads_gives_each_due_streams_head_except_busy_streams(
+async def test_lease_heads_takes_each_due_streams_head_once(
     outbox: Outbox, db: Database, clock: FakeClock
 ) -> None:
     await queue(db, clock, "!a", "a1", "a2")
     await queue(db, clock, "!b", "b1")
     await queue(db, clock, "!c", "c1")
+    await queue(db, clock, "!d", "d1")
     now = clock.now_ms()
-    assert [r.id for r in await outbox.due_heads(now, set(), 10)] == ["a1", "b1", "c1"]
-    assert [r.id for r in await outbox.due_heads(now, {"!a"}, 10)] == ["b1", "c1"]
-    assert [r.id for r in await outbox.due_heads(now, {"!a"}, 1)] == ["b1"]
-    b1 = await outbox.next_head("!b")
-    assert b1 is not None
-    await outbox.failed(b1, "HTTP 500", now + 1_000)
-    assert [r.id for r in await outbox.due_heads(now, set(), 10)] == ["a1", "c1"]
-    assert [r.id for r in await outbox.due_heads(now + 1_000, set(), 10)] == ["a1", "b1", "c1"]
+    d1 = await outbox.next_head("!d")
+    assert d1 is not None
+    await outbox.failed(d1, "HTTP 500", now + 1_000)
+    assert [r.id for r in await outbox.lease_heads(now, now + 500, 2)] == ["a1", "b1"]
+    assert [r.id for r in await outbox.lease_heads(now, now + 500, 10)] == ["c1"]  # held, not due
+    assert await outbox.lease_heads(now + 500, now + 2_000, 10) == []  # held to its last ms
+    leased = await outbox.lease_heads(now + 1_000, now + 2_000, 10)
+    assert [r.id for r in leased] == ["a1", "b1", "c1", "d1"]  # leases ended; d1 due
+
+
+async def test_settling_a_batch_leases_the_rows_behind_it_and_no_one_else_takes_them(
+    outbox: Outbox, db: Database, clock: FakeClock
+) -> None:
+    await queue(db, clock, "!a", "a1", "a2", "a3", "a4")
+    await queue(db, clock, "!b", "b1")
+    now = clock.now_ms()
+    (a1, b1) = await outbox.lease_heads(now, now + 500, 10)
+    a2, a3 = await outbox.settle([a1], now, now + 500, 2)
+    assert (a2.id, a3.id) == ("a2", "a3")
+    assert await outbox.lease_heads(now, now + 500, 10) == []  # a2, the head, is held
+    assert await outbox.settle([b1], now, now + 500, 2) == []  # nothing behind b1
+    await outbox.failed(a2, "HTTP 500", now + 1_000)
+    await outbox.release([a3])
+    assert await statuses(db) == {
+        "a1": "delivered",
+        "a2": "pending",
+        "a3": "pending",
+        "a4": "pending",
+        "b1": "delivered",
+    }
+    assert await outbox.lease_heads(now + 999, now + 2_000, 10) == []  # a2 waits; a3 too
+    (a2,) = await outbox.lease_heads(now + 1_000, now + 2_000, 10)
+    assert a2.id == "a2" and a2.attempts == 1
+    (a4,) = await outbox.settle([a2, a3], now + 1_000, now + 2_000, 5)
+    assert a4.id == "a4" and a4.attempts == 0
+
+
+async def test_a_long_stream_is_delivered_in_order_across_batches(
+    worker: OutboxWorker, receiver: Receiver, db: Database, clock: FakeClock
+) -> None:
+    ids = [f"w{n:03d}" for n in range(BATCH * 2 + 3)]
+    await queue(db, clock, "!a", *ids)
+    await deliver_all(worker)
+    assert receiver.attempts == ids
+    assert set((await statuses(db)).values()) == {"delivered"}
+
+
+async def test_a_batch_whose_lease_runs_short_is_settled_and_leased_afresh(
+    worker: OutboxWorker, receiver: Receiver, outbox: Outbox, db: Database, clock: FakeClock
+) -> None:
+    """Slow answers: the rows already sent are marked before the lease could end, so no
+    other process can take the stream's head while this one still delivers it."""
+    send = receiver.send
+
+    async def slow(row: OutboxRow) -> str | None:
+        clock.advance(LEASE_MARGIN_MS / 1000 / 4)  # four attempts eat the lease's margin
+        return await send(row)
+
+    worker._send = slow
+    await queue(db, clock, "!a", "a1", "a2", "a3", "a4", "a5", "a6")
+    leased_at = clock.now_ms()
+    (head,) = await outbox.lease_heads(leased_at, leased_at + ATTEMPT_MS + LEASE_MARGIN_MS, 1)
+    await worker._deliver_leased(head, leased_at + ATTEMPT_MS + LEASE_MARGIN_MS)
+    assert receiver.attempts == ["a1", "a2", "a3", "a4", "a5", "a6"]
+    rows = await db.fetch("SELECT id, delivered_at FROM outbox ORDER BY seq")
+    step, lease = LEASE_MARGIN_MS // 4, ATTEMPT_MS + LEASE_MARGIN_MS
+    # a1 alone (the head), then a2-a5 under the lease taken when a1 was marked, stopping
+    # where one more attempt could outlast it; a6 under the next lease.
+    assert [r["delivered_at"] - leased_at for r in rows] == [step] + [5 * step] * 4 + [6 * step]
+    assert 5 * step < step + lease
 
 
 async def test_run_starts_deliveries_and_cancelling_it_cancels_them(
@@ -655,6 +718,9 @@ async def test_metrics_count_deliveries_retries_and_the_depth(
     assert value("bridge_webhooks_delivered_total") == 2
     assert value("bridge_webhooks_retried_total") == 1
     assert value("bridge_webhooks_dead_lettered_total") == 0
+    assert value("bridge_outbox_depth") == 4  # counted on the first pass, not on every one
+    clock.advance(1)
+    await worker.drain()
     assert value("bridge_outbox_depth") == 2  # b1 and b2 wait
     assert await Outbox(db).depth() == 2
 
