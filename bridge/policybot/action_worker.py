@@ -1,7 +1,8 @@
 """The action worker: carries out the policy bot's planned actions once their plans commit.
 
     woken when actions are planned (and every second) -> due pending rows, oldest first
-      -> claim (a lease, so two bridge processes never both act) -> perform
+      -> claim (a lease, so two bridge processes never both act) -> perform, the lease
+         renewed while it runs (short: a killed process holds an action LEASE_MS at most)
       -> done, with its audit entry, in one transaction
          homeserver unavailable -> tried again with backoff; refused -> failed (audited)
 
@@ -20,13 +21,14 @@ from bridge.market.records.audit import AuditEntry
 from bridge.runtime.backoff import Backoff
 from bridge.runtime.clock import Clock
 from bridge.runtime.metrics import Metrics
-from bridge.runtime.workers import Wakeup, drain_when_woken
+from bridge.runtime.workers import Wakeup, drain_when_woken, keeping_lease
 from policy.ids import UserId
 
 from .actions import DueAction, PlannedAction, PlannedActions
 
 POLL_SECONDS = 1.0
-LEASE_MS = 60_000
+LEASE_MS = 3_000
+RENEW_SECONDS = 1.0
 BATCH = 50
 MAX_ATTEMPTS = 12
 BACKOFF = Backoff(initial=2, maximum=300)
@@ -43,8 +45,10 @@ class ActionWorker:
         clock: Clock,
         metrics: Metrics,
         wakeup: Wakeup,
+        renew_seconds: float = RENEW_SECONDS,
     ) -> None:
         self._actions = actions
+        self._renew_seconds = renew_seconds
         self._perform = perform
         self._bot = bot
         self._clock = clock
@@ -72,7 +76,13 @@ class ActionWorker:
             return  # another process has it
         action, attempts = due.action, due.attempts + 1
         try:
-            entry = await self._perform(action)
+            entry = await keeping_lease(
+                self._perform(action),
+                lambda: self._actions.renew(due.seq, self._clock.now_ms() + LEASE_MS),
+                self._renew_seconds,
+                self._log,
+                f"action {due.seq}",
+            )
         except HomeserverUnavailable as e:
             if attempts < MAX_ATTEMPTS:
                 retry_at = self._clock.now_ms() + int(BACKOFF.delay(attempts) * 1000)

@@ -99,6 +99,16 @@ class PlannedActions:
         )
         return rows_affected(claimed) > 0
 
+    async def renew(self, seq: int, until: int) -> None:
+        """Extend a claimed action's lease while it runs (never shortening it, nor taking an
+        action back once retry_at or finish released it)."""
+        await self._db.execute(
+            "UPDATE planned_actions SET lease_until = $2 WHERE seq = $1 AND status = 'pending'"
+            " AND lease_until > 0 AND lease_until < $2",
+            seq,
+            until,
+        )
+
     async def retry_at(self, seq: int, due_at: int, error: str) -> None:
         await self._db.execute(
             "UPDATE planned_actions SET due_at = $2, lease_until = 0, last_error = $3"

@@ -3,6 +3,10 @@
 add rows (inbox events, outbox rows, planned actions) -> commit -> wakeups.<worker>.set()
 worker: drain everything due -> wait for a wake-up, or at most the poll interval (rows
         other bridge processes add, and retries that come due, are found by polling)
+
+Work a worker takes under a lease (a row's `lease_until`, so one process does it) runs inside
+`keeping_lease`: the lease is short and renewed while the work lasts, so a process that dies
+mid-work holds it a few seconds, not for the longest the work could take.
 """
 
 from __future__ import annotations
@@ -12,6 +16,9 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class Wakeup:
@@ -59,3 +66,37 @@ async def drain_when_woken(
         except Exception:
             log.exception("Could not %s; trying again", what)
         await wakeup.wait(poll_seconds)
+
+
+async def keeping_lease(
+    work: Awaitable[T],
+    renew: Callable[[], Awaitable[object]],
+    every: float,
+    log: logging.Logger,
+    what: str,
+) -> T:
+    """``work``, with ``renew`` called every ``every`` seconds until it ends (and never after:
+    the caller records the outcome, releasing the lease, once this returns). A renewal that
+    fails is logged and the work goes on: the lease may lapse, and the work be done twice.
+    Timed by the event loop, not the injected clock: a test clock that moves when slept on
+    would renew in a tight loop."""
+    done = asyncio.Event()
+
+    async def renewing() -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(every):
+                    await done.wait()
+            if done.is_set():
+                return
+            try:
+                await renew()
+            except Exception as e:
+                log.warning("Could not renew the lease of %s: %s", what, e)
+
+    renewal = asyncio.create_task(renewing())
+    try:
+        return await work
+    finally:
+        done.set()
+        await renewal

@@ -18,6 +18,7 @@ from bridge.policybot.actions import ActionKind, PlannedAction, PlannedActions, 
 from bridge.runtime.metrics import Metrics
 from bridge.runtime.workers import Wakeups
 from policy.ids import RoomId
+from tests.harness import eventually
 
 from .conftest import BUYER, Rows, build_performer, new_transaction
 from .fakes import FakeClock, FakeMatrix
@@ -378,3 +379,43 @@ async def test_the_worker_carries_out_a_plan_through_the_real_performer(
     assert (removed["subject"], removed["reason"]) == (STRANGER, "not a party")
     assert removed["transaction_id"] == "order-1"
     assert json.loads((await rows.planned())[0]["params"])["user_id"] == STRANGER
+
+
+async def test_a_long_action_keeps_its_short_lease_while_it_runs(
+    db: Database,
+    config: Config,
+    clock: FakeClock,
+    metrics: Metrics,
+    wakeups: Wakeups,
+    rows: Rows,
+) -> None:
+    """The lease is a few seconds, renewed while the action runs: another process waits for
+    a slow action, and takes over soon after a killed one (its lease is not renewed)."""
+    gate = asyncio.Event()
+    slow = ScriptedPerform()
+
+    async def held(action: PlannedAction) -> AuditEntry | None:
+        await gate.wait()
+        return await slow(action)
+
+    holder = ActionWorker(
+        PlannedActions(db), held, config.bot_mxid, clock, metrics, wakeups.actions, 0.01
+    )
+    other = ScriptedPerform()
+    await plan(db, clock, kick())
+    running = asyncio.create_task(holder.drain())
+    for _ in range(3):  # well past the first lease
+        clock.advance(LEASE_MS / 1000)
+        until = clock.now_ms() + LEASE_MS
+
+        async def renewed(until: int = until) -> bool:
+            (row,) = await rows.planned()
+            return row["lease_until"] == until
+
+        await eventually(renewed, within=5)
+        await make_worker(db, other, config, clock, metrics, wakeups).drain()
+        assert other.performed == []  # still held
+    gate.set()
+    await running
+    (row,) = await rows.planned()
+    assert (row["status"], row["attempts"], slow.keys) == ("done", 1, ["kick:$e1"])
