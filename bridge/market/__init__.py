@@ -157,7 +157,7 @@ class Market:
                 clock,
                 plan_fingerprint(config),
             ),
-            chat_list=ChatList(db, transaction_records),
+            chat_list=ChatList(db),
             planner=planner,
             transaction_records=transaction_records,
             dispute_records=dispute_records,

@@ -10,10 +10,8 @@ from mautrix.util.async_db import Database
 from policy.ids import MarketUserId, UserId
 
 from .models import DisputeRecord, TransactionRecord
-from .records.disputes import disputes_of
-from .records.messages import ChatSummary, chat_summary
-from .records.transactions import TransactionRecords
-from .records.users import market_user_of, matrix_id_of
+from .records.chats import ChatRow, chats_of
+from .records.messages import ChatSummary
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,30 +32,22 @@ class Chat:
 
 
 class ChatList:
-    def __init__(self, db: Database, transactions: TransactionRecords) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
-        self._transactions = transactions
 
     async def of_matrix_id(self, matrix_id: UserId) -> tuple[MarketUserId, list[Chat]] | None:
         """The chats of the marketplace user bound to this Matrix ID; None if there is none."""
-        user_id = await market_user_of(self._db, matrix_id)
-        if user_id is None:
-            return None
-        return user_id, await self.of(user_id) or []
+        found = await chats_of(self._db, matrix_id=matrix_id)
+        return None if found is None else (found[0], _ordered(found[1]))
 
     async def of(self, user_id: MarketUserId) -> list[Chat] | None:
         """The user's chats; None when the marketplace never named this user."""
-        matrix_id = await matrix_id_of(self._db, user_id)
-        if matrix_id is None:
-            return None
-        chats = []
-        records = await self._transactions.of_party(user_id)
-        async with self._db.acquire() as conn:
-            for record in records:
-                summary = await chat_summary(conn, record.room_id, matrix_id)
-                chats.append(Chat(record, None, summary))
-                for dispute in await disputes_of(conn, record.transaction_id):
-                    summary = await chat_summary(conn, dispute.room_id, matrix_id)
-                    chats.append(Chat(record, dispute, summary))
-        chats.sort(key=lambda chat: (-chat.created_at, chat.key))
-        return chats
+        found = await chats_of(self._db, user_id=user_id)
+        return None if found is None else _ordered(found[1])
+
+
+def _ordered(rows: list[ChatRow]) -> list[Chat]:
+    """Newest first (a dispute by its own creation), then by id."""
+    chats = [Chat(row.transaction, row.dispute, row.summary) for row in rows]
+    chats.sort(key=lambda chat: (-chat.created_at, chat.key))
+    return chats

@@ -32,11 +32,6 @@ async def dispute_in_room(conn: Connection, room_id: RoomId) -> DisputeRecord | 
     return _dispute(row) if row else None
 
 
-async def disputes_of(conn: Connection, transaction_id: TransactionId) -> list[DisputeRecord]:
-    rows = await conn.fetch(_SELECT + " WHERE transaction_id = $1", transaction_id)
-    return [_dispute(row) for row in rows]
-
-
 async def _clear_override(conn: Connection, transaction_id: TransactionId, now: int) -> None:
     """An admin's lock or unlock lasts until the marketplace's next change."""
     await conn.execute(

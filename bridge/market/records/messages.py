@@ -56,21 +56,3 @@ async def unread_count(conn: Connection, room_id: RoomId, reader: UserId, read_t
         reader,
         read_ts,
     )
-
-
-async def chat_summary(conn: Connection, room_id: RoomId | None, reader: UserId) -> ChatSummary:
-    """The room's latest message and how many the reader has not read."""
-    if room_id is None:
-        return ChatSummary(None, None, None, 0)
-    last = await conn.fetchrow(
-        "SELECT preview, ts, sender FROM messages WHERE room_id = $1 AND NOT deleted"
-        " ORDER BY ts DESC LIMIT 1",
-        room_id,
-    )
-    read_ts = await conn.fetchval(
-        "SELECT ts FROM read_positions WHERE room_id = $1 AND user_id = $2", room_id, reader
-    )
-    unread = await unread_count(conn, room_id, reader, read_ts or 0)
-    if last is None:
-        return ChatSummary(None, None, None, unread)
-    return ChatSummary(last["preview"], last["ts"], last["sender"], unread)

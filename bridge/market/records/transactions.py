@@ -7,7 +7,7 @@ from mautrix.util.async_db import Connection, Database
 from bridge.delivery.outbox import add_notifications
 from bridge.runtime.clock import Clock
 from bridge.storage.database import rows_affected
-from policy.ids import MarketUserId, RoomId, TransactionId
+from policy.ids import RoomId, TransactionId
 from policy.notifications import Notification
 from policy.states import Access, Outcome, TransactionState, Transition
 
@@ -16,8 +16,10 @@ from ..models import NewTransaction, Party, TransactionRecord
 from .audit import AuditEntry, write_audit
 from .users import bind_user
 
-_SELECT = """
-    SELECT t.transaction_id, t.title, t.state, t.outcome, t.room_id, t.room_version,
+# A transaction with its parties, its open dispute and blocked invitations (``t``); the
+# chat list selects them too (records/chats.py).
+COLUMNS = """
+    t.transaction_id, t.title, t.state, t.outcome, t.room_id, t.room_version,
            t.created_at, t.paid_at, t.closed_at,
            t.buyer_id, b.matrix_id AS buyer_matrix_id,
            COALESCE(b.suspended_at, b.erased_at) AS buyer_suspended_at,
@@ -29,11 +31,13 @@ _SELECT = """
            EXISTS (SELECT 1 FROM blocked_invites x
                    WHERE x.room_id = t.room_id AND x.user_id = s.matrix_id) AS seller_blocked,
            t.access_override
-    FROM transactions t
+"""
+JOINS = """
     JOIN marketplace_users b ON b.user_id = t.buyer_id
     JOIN marketplace_users s ON s.user_id = t.seller_id
     LEFT JOIN disputes d ON d.transaction_id = t.transaction_id AND d.state = 'open'
 """
+_SELECT = f"SELECT {COLUMNS} FROM transactions t {JOINS}"  # noqa: S608 (constants)
 
 
 def _party(row, role: str) -> Party:
@@ -45,7 +49,7 @@ def _party(row, role: str) -> Party:
     )
 
 
-def _record(row) -> TransactionRecord:
+def transaction_of(row) -> TransactionRecord:
     return TransactionRecord(
         transaction_id=row["transaction_id"],
         title=row["title"],
@@ -67,12 +71,12 @@ async def fetch_transaction(
     conn: Connection, transaction_id: TransactionId
 ) -> TransactionRecord | None:
     row = await conn.fetchrow(_SELECT + " WHERE t.transaction_id = $1", transaction_id)
-    return _record(row) if row else None
+    return transaction_of(row) if row else None
 
 
 async def transaction_in_room(conn: Connection, room_id: RoomId) -> TransactionRecord | None:
     row = await conn.fetchrow(_SELECT + " WHERE t.room_id = $1", room_id)
-    return _record(row) if row else None
+    return transaction_of(row) if row else None
 
 
 class _DisputeOpenedMeanwhile(Exception):
@@ -86,13 +90,7 @@ class TransactionRecords:
 
     async def get(self, transaction_id: TransactionId) -> TransactionRecord | None:
         row = await self._db.fetchrow(_SELECT + " WHERE t.transaction_id = $1", transaction_id)
-        return _record(row) if row else None
-
-    async def of_party(self, user_id: MarketUserId) -> list[TransactionRecord]:
-        rows = await self._db.fetch(
-            _SELECT + " WHERE t.buyer_id = $1 OR t.seller_id = $1", user_id
-        )
-        return [_record(row) for row in rows]
+        return transaction_of(row) if row else None
 
     async def insert(
         self, new: NewTransaction, room_version: str

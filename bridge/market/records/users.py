@@ -35,9 +35,3 @@ async def bind_user(conn: Connection, role: str, party: Party, now: int) -> None
 
 async def matrix_id_of(db: Database, user_id: MarketUserId) -> UserId | None:
     return await db.fetchval("SELECT matrix_id FROM marketplace_users WHERE user_id = $1", user_id)
-
-
-async def market_user_of(db: Database, matrix_id: UserId) -> MarketUserId | None:
-    return await db.fetchval(
-        "SELECT user_id FROM marketplace_users WHERE matrix_id = $1", matrix_id
-    )

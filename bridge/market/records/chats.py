@@ -1,0 +1,117 @@
+"""A user's chats in one query: their transactions (as buyer or seller) and the disputes of
+those, each with its room's last message and the user's unread count.
+
+One round trip whatever the user's room count (it made about four per room, one after
+another). Every lookup is an index probe: the user by its key, transactions by
+buyer and seller (transactions_by_buyer, _by_seller), disputes by transaction, the latest
+message and the unread ones by (room_id, ts) (messages_by_time), the read position by its key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mautrix.util.async_db import Database
+
+from policy.ids import MarketUserId, UserId
+from policy.states import DisputeState
+
+from ..models import DisputeRecord, TransactionRecord
+from .messages import ChatSummary
+from .transactions import COLUMNS, transaction_of
+
+_DISPUTE_FIELDS = (
+    "dispute_id",
+    "transaction_id",
+    "reason",
+    "opened_by",
+    "state",
+    "decision",
+    "note",
+    "resolved_by",
+    "source",
+    "room_id",
+    "room_version",
+    "created_at",
+    "resolved_at",
+)
+
+# {key}: which of the user's ids the call names. A user without chats is one row of NULLs
+# (hence transactions.JOINS left-joined here), an unknown user none. `c.room_id` is the
+# chat's room: the dispute's, else the transaction's.
+_CHATS = """
+WITH me AS (SELECT user_id, matrix_id FROM marketplace_users WHERE {key} = $1),
+mine AS (
+    SELECT t.transaction_id FROM me JOIN transactions t ON t.buyer_id = me.user_id
+    UNION
+    SELECT t.transaction_id FROM me JOIN transactions t ON t.seller_id = me.user_id
+),
+chats AS (
+    SELECT t.transaction_id, NULL AS dispute_id, t.room_id
+    FROM mine JOIN transactions t ON t.transaction_id = mine.transaction_id
+    UNION ALL
+    SELECT x.transaction_id, x.dispute_id, x.room_id
+    FROM mine JOIN disputes x ON x.transaction_id = mine.transaction_id
+)
+SELECT me.user_id AS me_user_id, me.matrix_id AS me_matrix_id, c.dispute_id AS chat_dispute,
+       {columns}, {dispute_columns},
+       m.preview AS last_preview, m.ts AS last_ts, m.sender AS last_sender,
+       (SELECT COUNT(*) FROM messages u
+        WHERE u.room_id = c.room_id AND u.sender <> me.matrix_id AND NOT u.deleted
+          AND u.ts > COALESCE((SELECT r.ts FROM read_positions r
+                               WHERE r.room_id = c.room_id AND r.user_id = me.matrix_id), 0)
+       ) AS unread
+FROM me
+LEFT JOIN chats c ON 1 = 1
+LEFT JOIN transactions t ON t.transaction_id = c.transaction_id
+LEFT JOIN marketplace_users b ON b.user_id = t.buyer_id
+LEFT JOIN marketplace_users s ON s.user_id = t.seller_id
+LEFT JOIN disputes d ON d.transaction_id = t.transaction_id AND d.state = 'open'
+LEFT JOIN disputes x ON x.dispute_id = c.dispute_id
+LEFT JOIN messages m ON m.room_id = c.room_id AND m.event_id = (
+    SELECT l.event_id FROM messages l WHERE l.room_id = c.room_id AND NOT l.deleted
+    ORDER BY l.ts DESC LIMIT 1)
+"""
+
+
+def _query(key: str) -> str:
+    return _CHATS.format(
+        key=key,
+        columns=COLUMNS,
+        dispute_columns=", ".join(f"x.{name} AS x_{name}" for name in _DISPUTE_FIELDS),
+    )
+
+
+_BY_USER_ID, _BY_MATRIX_ID = _query("user_id"), _query("matrix_id")
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRow:
+    transaction: TransactionRecord
+    dispute: DisputeRecord | None
+    summary: ChatSummary
+
+
+async def chats_of(
+    db: Database, *, user_id: MarketUserId | None = None, matrix_id: UserId | None = None
+) -> tuple[MarketUserId, list[ChatRow]] | None:
+    """The user (named by either id) and their chats, unordered; None for an unknown user."""
+    rows = await db.fetch(
+        _BY_USER_ID if user_id is not None else _BY_MATRIX_ID,
+        user_id if user_id is not None else matrix_id,
+    )
+    if not rows:
+        return None
+    chats = []
+    for row in rows:
+        if row["transaction_id"] is None:  # the user has no chats
+            continue
+        dispute = None
+        if row["chat_dispute"] is not None:
+            fields = {name: row[f"x_{name}"] for name in _DISPUTE_FIELDS}
+            dispute = DisputeRecord(**{**fields, "state": DisputeState(fields["state"])})
+        summary = ChatSummary(
+            row["last_preview"], row["last_ts"], row["last_sender"], row["unread"]
+        )
+        chats.append(ChatRow(transaction_of(row), dispute, summary))
+    return rows[0]["me_user_id"], chats
