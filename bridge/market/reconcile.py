@@ -3,11 +3,11 @@
 Runs (each compared room costs homeserver reads, about 1.5 ms of Synapse's CPU):
 
     changed    the rooms that may have left their plans since the start of the last completed
-               run (`ReconcileRuns.changed_since`, less a margin) and those whose last
-               comparison failed: at start-up, then every TICK_SECONDS (a room this process
-               already compared after its latest change is skipped)
-    scheduled  the same, plus the active rooms (transactions not closed, open disputes):
-               every policy.repair_interval_seconds
+               run (`ReconcileRuns.changed_since`, less a margin): at start-up (with the
+               rooms whose last comparison failed, the homeserver unavailable), then every
+               TICK_SECONDS (a room this process compared after its latest change skipped)
+    scheduled  the same with the failed ones, plus the active rooms (transactions not
+               closed, open disputes): every policy.repair_interval_seconds
     full       every room (a room a failed call never made is made now): on the slow
                schedule (policy.full_reconcile_interval_seconds), by `python -m bridge
                reconcile`, and instead of a 'changed' run when there is no completed run to
@@ -137,7 +137,8 @@ class Reconciler:
             selected = {o for o, at in changed.items() if self._compared.get(o, -1) < at}
             if kind == "scheduled":
                 selected |= await self._runs.active_objects()
-            selected |= failures
+            if not quiet:  # not every tick: while the homeserver is down, each would fail
+                selected |= failures
             management = MANAGEMENT in selected
             owners = sorted(selected - {MANAGEMENT})
         jobs = ((owner, self._job(owner)) for owner in owners)
@@ -241,7 +242,10 @@ class Reconciler:
                     await job()
                 except (MarketError, HomeserverUnavailable, MatrixError) as e:
                     self._log.warning("Could not bring %s %s back to its plan: %s", *owner, e)
-                    await self._runs.failed(owner, self._clock.now_ms(), str(e) or repr(e))
+                    # Tried again by the next runs, unless the homeserver refused (a room the
+                    # bot was put out of, or that is gone): asking again would not change that.
+                    if isinstance(e, HomeserverUnavailable):
+                        await self._runs.failed(owner, self._clock.now_ms(), str(e) or repr(e))
                 else:
                     if owner in failures:
                         await self._runs.succeeded(owner)
