@@ -24,6 +24,7 @@ from . import (
     payment,
     provisioning,
     scale,
+    scale_out,
     webchat,
 )
 from .env import bench_env
@@ -40,6 +41,7 @@ BENCHMARKS = {
     "judge": judge.run,
     "webchat": webchat.run,
     "follow_ups": follow_ups.run,
+    "scale_out": scale_out.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 

@@ -22,8 +22,11 @@ class Scale:
     # 5. webhook delivery from a backlog
     deliveries: int = 5000
     delivery_rooms: int = 100
-    # 6. scale and memory
+    # 6. scale and memory: a restart over seeded_transactions rooms (restart_changes of them
+    # changed while it was stopped), lookups over lookup_transactions, memory over active_rooms
     seeded_transactions: int = 100_000
+    restart_changes: int = 100
+    lookup_transactions: int = 1_000_000
     active_rooms: int = 10_000
     lookups: int = 2000
     # 7. judging one message: times each costly input is judged
@@ -36,6 +39,9 @@ class Scale:
     follow_up_rooms: int = 100_000
     follow_up_queries: int = 500
     follow_up_messages: int = 2000
+    # 10. scale-out: messages per run (one replica, then two), rooms they go to at once
+    scale_out_messages: int = 2000
+    scale_out_rooms: int = 20
 
 
 FULL = Scale()
@@ -53,9 +59,13 @@ SMOKE = Scale(
     deliveries=200,
     delivery_rooms=10,
     seeded_transactions=500,
+    restart_changes=10,
+    lookup_transactions=1000,
     active_rooms=100,
     lookups=50,
     follow_up_rooms=1000,
     follow_up_queries=20,
     follow_up_messages=50,
+    scale_out_messages=40,
+    scale_out_rooms=4,
 )

@@ -24,6 +24,7 @@ BENCHMARKS = {
     "judge",
     "webchat",
     "follow_ups",
+    "scale_out",
 }
 
 
