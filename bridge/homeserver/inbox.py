@@ -18,6 +18,7 @@ from mautrix.util.async_db import Connection, Database, Scheme
 
 from appservice.transactions import MalformedEvent, Receipt, RoomEvent, Transaction
 from bridge.runtime.clock import Clock
+from bridge.storage.database import room_lock_sql
 from policy.ids import EventId, RoomId, UserId
 
 # Inbox items for moved read positions carry this type (no room event has it).
@@ -34,6 +35,21 @@ _INSERT_EVENT = """
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
     ON CONFLICT (event_id) DO NOTHING
 """
+
+# Synapse sends at most 100 events a transaction; 1,000 parameters, far below the limits.
+ROWS_PER_INSERT = 100
+
+
+def _insert_events(rows: list[tuple]) -> tuple:
+    """One INSERT of many rows, with its arguments: one round trip."""
+    width = len(rows[0])
+    values = ", ".join(
+        "(" + ", ".join(f"${n * width + i + 1}" for i in range(width)) + ")"
+        for n in range(len(rows))
+    )
+    sql = _INSERT_EVENT.replace("($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)", values)
+    return sql, *(value for row in rows for value in row)
+
 
 # Answers a row only when the position was created or moved forward.
 _UPSERT_READ_POSITION = """
@@ -77,9 +93,12 @@ class InboxStore:
         events = [_event_row(event, txn.txn_id, now) for event in txn.events]
         if not events and not txn.receipts:
             return
+        if not txn.receipts and len(events) <= ROWS_PER_INSERT:
+            await self._db.execute(*_insert_events(events))  # atomic alone: no BEGIN, COMMIT
+            return
         async with self._db.acquire() as conn, conn.transaction():
-            if events:
-                await conn.executemany(_INSERT_EVENT, events)
+            for start in range(0, len(events), ROWS_PER_INSERT):
+                await conn.execute(*_insert_events(events[start : start + ROWS_PER_INSERT]))
             for r in txn.receipts:
                 if await conn.fetchval(
                     _UPSERT_READ_POSITION, r.room_id, r.user_id, r.event_id, r.ts, now
@@ -191,13 +210,35 @@ async def pending_rooms(db: Database) -> list[PendingRoom]:
     return [PendingRoom(row["room_id"], row["oldest"]) for row in rows]
 
 
-async def next_pending(conn: Connection, room_id: RoomId) -> tuple[StoredEvent | None, bool]:
-    """The room's oldest pending event, and whether another waits behind it."""
+async def lock_next_pending(
+    conn: Connection, room_id: RoomId
+) -> tuple[StoredEvent | None, bool] | None:
+    """Hold the room for this database transaction (`room_lock_sql`) and read its oldest
+    pending event, and whether another waits behind it, in one round trip; None when
+    another process holds the room."""
+    if conn.scheme == Scheme.SQLITE:  # one connection: nothing to lock
+        return await _next_pending(conn, room_id)
+    rows = await conn.fetch(
+        f"SELECT held.ok, e.* FROM (SELECT {room_lock_sql('$1')} AS ok) held"  # noqa: S608
+        f" LEFT JOIN LATERAL ({_SELECT_EVENTS} WHERE room_id = $1 AND status = 'pending'"
+        " AND held.ok ORDER BY seq LIMIT 2) e ON true",
+        room_id,
+    )
+    if not rows[0]["ok"]:
+        return None
+    events = [StoredEvent(**{k: v for k, v in dict(r).items() if k != "ok"}) for r in rows]
+    if events[0].seq is None:
+        return None, False
+    return events[0], len(events) > 1
+
+
+async def _next_pending(conn: Connection, room_id: RoomId) -> tuple[StoredEvent | None, bool]:
     # Two rows: the second says whether to come back, without an empty round. SQLite, without
     # statistics, would walk the room's whole history by inbox_events_by_room: name the index.
-    pending = " INDEXED BY inbox_events_pending" if conn.scheme == Scheme.SQLITE else ""
     rows = await conn.fetch(
-        _SELECT_EVENTS.replace("FROM inbox_events", "FROM inbox_events" + pending)
+        _SELECT_EVENTS.replace(
+            "FROM inbox_events", "FROM inbox_events INDEXED BY inbox_events_pending"
+        )
         + " WHERE room_id = $1 AND status = 'pending' ORDER BY seq LIMIT 2",
         room_id,
     )

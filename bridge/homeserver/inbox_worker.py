@@ -35,7 +35,6 @@ from bridge.policybot.enforcer import NOTHING, Enforcement, Enforcer, Room
 from bridge.runtime.clock import Clock
 from bridge.runtime.metrics import Metrics
 from bridge.runtime.workers import Wakeups, drain_when_woken
-from bridge.storage.database import try_lock_room
 from policy.ids import RoomId, UserId
 from policy.links import RoomLinks
 from policy.notifications import (
@@ -50,9 +49,9 @@ from policy.rooms import RoomKind
 from .inbox import (
     RECEIPT_EVENT_TYPE,
     StoredEvent,
+    lock_next_pending,
     mark_dead,
     mark_done,
-    next_pending,
     pending_rooms,
     sender_of,
 )
@@ -128,9 +127,10 @@ class InboxWorker:
         """Process the room's oldest pending event; whether another one waits behind it
         (False too when there is none, or another process holds the room)."""
         async with self._db.acquire() as conn, conn.transaction():
-            if not await try_lock_room(conn, room_id):
-                return False
-            stored, more = await next_pending(conn, room_id)
+            pending = await lock_next_pending(conn, room_id)
+            if pending is None:
+                return False  # another process holds the room
+            stored, more = pending
             if stored is None:
                 return False
             now = self._clock.now_ms()

@@ -6,11 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from mautrix.util.async_db import Connection, Database, Scheme
+from mautrix.util.async_db import Database, Scheme
 from yarl import URL
 
 from bridge.config import DatabaseConfig
-from policy.ids import RoomId
 
 from .migrations import bridge_upgrade_table
 
@@ -37,17 +36,12 @@ _ROOM_LOCK_CLASS = 0x4D4B  # "MK"
 _SCHEMA_LOCK_CLASS = 0x4D4C
 
 
-async def try_lock_room(conn: Connection, room_id: RoomId) -> bool:
-    """Hold the room for the rest of this database transaction, if no other process does.
-
-    PostgreSQL: a transaction-scoped advisory lock. SQLite: always true, as its single
-    connection already serialises all work (and SQLite means one bridge process).
-    """
-    if conn.scheme == Scheme.SQLITE:
-        return True
-    return await conn.fetchval(
-        "SELECT pg_try_advisory_xact_lock($1, hashtext($2))", _ROOM_LOCK_CLASS, room_id
-    )
+def room_lock_sql(room_param: str) -> str:
+    """The SQL that holds a room for the rest of a PostgreSQL transaction, if no other
+    process does (a transaction-scoped advisory lock; true when taken). SQLite needs none:
+    its single connection already serialises all work, and SQLite means one process.
+    ``room_param``: the room id's placeholder, so the lock rides on the first read."""
+    return f"pg_try_advisory_xact_lock({_ROOM_LOCK_CLASS}, hashtext({room_param}))"
 
 
 async def _end_open_transaction(conn: Any) -> None:
