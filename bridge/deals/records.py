@@ -123,21 +123,27 @@ async def schedule(
     plans: Iterable[Schedule],
     now: int,
 ) -> None:
-    """Each plan, unless one of its kind is already open for the person in the room."""
-    for plan in plans:
-        await conn.execute(
-            "INSERT INTO follow_ups (kind, room_id, user_id, event_id, started_at, due_at,"
-            " created_at) SELECT $1, $2, $3, $4, $5, $6, $7 WHERE NOT EXISTS"
-            " (SELECT 1 FROM follow_ups WHERE room_id = $2 AND user_id = $3 AND kind = $1"
-            " AND status IN ('pending', 'waiting')) ON CONFLICT DO NOTHING",
-            plan.kind.value,
-            room_id,
-            plan.user_id,
-            event_id,
-            ts,
-            plan.due_at,
-            now,
-        )
+    """Each plan, unless one of its kind is already open for the person in the room: one
+    statement however many plans."""
+    plans = list(plans)
+    if not plans:
+        return
+    values = ", ".join(
+        f"(${5 + 3 * n}, ${6 + 3 * n}, CAST(${7 + 3 * n} AS BIGINT))" for n in range(len(plans))
+    )
+    await conn.execute(
+        "INSERT INTO follow_ups (kind, room_id, user_id, event_id, started_at, due_at,"  # noqa: S608
+        " created_at) SELECT v.column1, $1, v.column2, $2, CAST($3 AS BIGINT), v.column3,"
+        f" CAST($4 AS BIGINT) FROM (VALUES {values}) AS v WHERE NOT EXISTS"
+        " (SELECT 1 FROM follow_ups f WHERE f.room_id = $1 AND f.user_id = v.column2"
+        " AND f.kind = v.column1 AND f.status IN ('pending', 'waiting'))"
+        " ON CONFLICT DO NOTHING",
+        room_id,
+        event_id,
+        ts,
+        now,
+        *(value for plan in plans for value in (plan.kind.value, plan.user_id, plan.due_at)),
+    )
 
 
 async def cancel(
