@@ -156,6 +156,38 @@ class Outbox:
             error[:500],
         )
 
+    # Recovery (outbox_worker.py): leases kept alive while their stream's task runs, and the
+    # waiting rows made due once the receiver answers again.
+    async def renew(self, stream: str, until: int) -> None:
+        """Extend the leases held on a stream's rows to ``until`` (never shortening one, nor
+        taking back a row whose lease was released: 0)."""
+        await self._db.execute(
+            "UPDATE outbox SET lease_until = $2 WHERE stream = $1 AND status = 'pending'"
+            " AND lease_until > 0 AND lease_until < $2",
+            stream,
+            until,
+        )
+
+    async def retry_waiting(self, now: int) -> int:
+        """Make every row waiting for its retry due now; how many."""
+        return rows_affected(
+            await self._db.execute(
+                "UPDATE outbox SET next_attempt_at = $1"
+                " WHERE status = 'pending' AND next_attempt_at > $1",
+                now,
+            )
+        )
+
+    async def bring_forward(self, now: int) -> bool:
+        """Make the waiting head whose retry comes first due now; whether one waited."""
+        status = await self._db.execute(
+            "UPDATE outbox SET next_attempt_at = $1 WHERE seq = (SELECT seq FROM outbox"  # noqa: S608
+            f" WHERE status = 'pending' AND next_attempt_at > $1 AND {_IS_HEAD}"
+            " ORDER BY next_attempt_at LIMIT 1)",
+            now,
+        )
+        return rows_affected(status) == 1
+
     async def depth(self) -> int:
         return await self._db.fetchval("SELECT COUNT(*) FROM outbox WHERE status = 'pending'")
 

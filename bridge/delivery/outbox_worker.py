@@ -8,8 +8,12 @@
         -> anything else: retry with exponential backoff and jitter until the row's
            `retry_until`; then a dead letter (which unblocks the stream), and the admins told
 
-A failing receiver for one room never delays another. A lease outlives one attempt; a process
-that dies mid-attempt leaves a lease that expires.
+A failing receiver for one room never delays another. Leases are short (LEASE_MS) and renewed
+while the stream's task runs, so a process that dies mid-attempt holds its stream for LEASE_MS
+at most, whatever `webhooks.timeout_seconds`. While the receiver fails (5xx, timeouts,
+refused), the waiting row due first is tried every PROBE_SECONDS whatever its backoff; once a
+retried row is delivered, every waiting row is due at once: the backlog follows the
+receiver's return within seconds, not after a backoff grown to `webhooks.backoff_max_seconds`.
 """
 
 from __future__ import annotations
@@ -21,14 +25,19 @@ from collections.abc import Awaitable, Callable
 from bridge.runtime.backoff import Backoff
 from bridge.runtime.clock import Clock
 from bridge.runtime.metrics import Metrics
-from bridge.runtime.workers import Wakeup, drain_when_woken
+from bridge.runtime.workers import Wakeup, drain_when_woken, keeping_lease
 
 from .outbox import Outbox, OutboxRow
 
 POLL_SECONDS = 1.0
 MAX_STREAMS = 16
 BATCH = 32  # rows a stream leases (and marks delivered) at once
-LEASE_MARGIN_MS = 30_000
+# Outlasts RENEW_SECONDS and a late renewal; short, so a killed process's streams are free
+# again within seconds. Replicas' clocks must agree well within it, or a live lease can be
+# taken: a delivery repeated (same webhook id), never reordered.
+LEASE_MS = 3_000
+RENEW_SECONDS = 1.0
+PROBE_SECONDS = 2.0  # below the 5 s in which a backlog follows the receiver's return
 
 Send = Callable[[OutboxRow], Awaitable[str | None]]  # None: delivered; else the error
 DeadLetterHandler = Callable[[OutboxRow, str], Awaitable[None]]
@@ -45,12 +54,18 @@ class OutboxWorker:
         metrics: Metrics,
         wakeup: Wakeup,
         on_dead: DeadLetterHandler | None = None,
+        renew_seconds: float = RENEW_SECONDS,
     ) -> None:
         self._outbox = outbox
         self._send = send
         self._backoff = backoff
         self._attempt_ms = attempt_ms
-        self._lease_ms = attempt_ms + LEASE_MARGIN_MS
+        self._lease_ms = LEASE_MS
+        self._renew_seconds = renew_seconds
+        # Whether the receiver's last answer was a failure; true at start, as rows may wait
+        # from before (a probe finds out). _attempted_at: when a row was last sent or probed.
+        self._receiver_failing = True
+        self._attempted_at = 0
         self._clock = clock
         self._metrics = metrics
         self._wakeup = wakeup
@@ -73,6 +88,8 @@ class OutboxWorker:
         """Start a delivery task for every stream with a due head, as slots allow."""
         free = MAX_STREAMS - len(self._streams)
         now = self._clock.now_ms()
+        if self._receiver_failing and not self._streams:
+            await self._probe(now)
         if free > 0:
             for row in await self._outbox.lease_heads(now, now + self._lease_ms, free):
                 task = asyncio.create_task(self._deliver_leased(row, now + self._lease_ms))
@@ -95,34 +112,63 @@ class OutboxWorker:
         if await self._outbox.lease(row, now, now + self._lease_ms):
             await self._deliver_leased(row, now + self._lease_ms)
 
+    async def _probe(self, now: int) -> None:
+        """While the receiver fails and nothing is being sent, make the waiting row due
+        first due now, once every PROBE_SECONDS: its answer says whether the receiver is
+        back, without waiting out a backoff that may have grown to minutes."""
+        if now < self._attempted_at + PROBE_SECONDS * 1000:
+            return
+        self._attempted_at = now
+        if not await self._outbox.bring_forward(now):
+            self._receiver_failing = False  # nothing waits
+
     async def _deliver_leased(self, head: OutboxRow, lease_end: int) -> None:
         """Deliver a stream's rows in order, a batch at a time, until none is left or one
-        fails. A batch's rows are marked delivered together, and the next batch leased, in
-        one statement (so after a crash a batch's delivered rows are sent again: at least
-        once, as any delivery can be)."""
-        batch = [head]
+        fails, the stream's leases renewed meanwhile. A batch's rows are marked delivered
+        together, and the next batch leased, in one statement (so after a crash a batch's
+        delivered rows are sent again: at least once, as any delivery can be)."""
+        lease = [lease_end]  # where the last renewal took the batch's leases
+
+        async def renew() -> None:
+            until = self._clock.now_ms() + self._lease_ms
+            await self._outbox.renew(head.stream, until)
+            lease[0] = until
+
         try:
-            while batch:
-                delivered, going_on = await self._attempt_batch(batch, lease_end)
-                if not delivered:
-                    return
-                now = self._clock.now_ms()
-                lease_end = now + self._lease_ms
-                more = BATCH if going_on else 0
-                batch = await self._outbox.settle(delivered, now, lease_end, more)
+            await keeping_lease(
+                self._deliver_batches(head, lease),
+                renew,
+                self._renew_seconds,
+                self._log,
+                f"the webhooks of {head.stream}",
+            )
         except Exception:
             # The database failed us; an unrecorded attempt is repeated once its lease ends.
             self._log.exception("Delivery to %s stopped; it resumes on a later pass", head.stream)
+            # Look again when that lease has ended rather than at the next poll.
+            delay = max(0, lease[0] - self._clock.now_ms()) / 1000
+            asyncio.get_running_loop().call_later(delay, self._wakeup.set)
+
+    async def _deliver_batches(self, head: OutboxRow, lease: list[int]) -> None:
+        batch = [head]
+        while batch:
+            delivered, going_on = await self._attempt_batch(batch, lease)
+            if not delivered:
+                return
+            now = self._clock.now_ms()
+            lease[0] = now + self._lease_ms
+            more = BATCH if going_on else 0
+            batch = await self._outbox.settle(delivered, now, lease[0], more)
 
     async def _attempt_batch(
-        self, batch: list[OutboxRow], lease_end: int
+        self, batch: list[OutboxRow], lease: list[int]
     ) -> tuple[list[OutboxRow], bool]:
         """Attempt leased rows in order: those delivered, and whether to go on (False after
-        a failure; the rows behind it are released). A batch whose lease could end during
-        the next attempt stops there, to be settled and leased afresh."""
+        a failure; the rows behind it are released). A batch whose lease could lapse (its
+        renewals failing) stops there, to be settled and leased afresh."""
         delivered: list[OutboxRow] = []
         for place, row in enumerate(batch):
-            if delivered and self._clock.now_ms() + self._attempt_ms >= lease_end:
+            if delivered and self._clock.now_ms() + self._renew_seconds * 1000 >= lease[0]:
                 break
             if not await self.attempt(row):
                 await self._outbox.release(batch[place + 1 :])
@@ -133,12 +179,21 @@ class OutboxWorker:
     async def attempt(self, row: OutboxRow) -> bool:
         """One attempt at a leased row; whether it was delivered. A failure is recorded
         here; a delivery by the caller, with its batch."""
+        self._attempted_at = self._clock.now_ms()
         error = await self._send(row)
         now = self._clock.now_ms()
         if error is None:
             self._metrics.webhooks_delivered.inc()
             self._metrics.webhook_latency.observe((now - row.created_at) / 1000)
+            self._receiver_failing = False
+            # A row that failed before is through: what waits for its retry may go too.
+            # (Not on any success after a failure: a row the receiver refuses while it
+            # takes others would then be retried as often as others are delivered.)
+            if row.attempts and await self._outbox.retry_waiting(now):
+                self._wakeup.set()
             return True
+        if not error.startswith("HTTP 4"):  # a 4xx refuses this row, not every row
+            self._receiver_failing = True
         next_attempt = self.next_attempt(row, now)
         await self._outbox.failed(row, error, next_attempt)
         if next_attempt is None:

@@ -26,14 +26,20 @@ from mautrix.util.async_db import Database
 from standardwebhooks import Webhook
 
 from bridge.delivery.outbox import Outbox, OutboxRow, add_notifications
-from bridge.delivery.outbox_worker import BATCH, LEASE_MARGIN_MS, MAX_STREAMS, OutboxWorker
+from bridge.delivery.outbox_worker import (
+    BATCH,
+    LEASE_MS,
+    MAX_STREAMS,
+    PROBE_SECONDS,
+    OutboxWorker,
+)
 from bridge.delivery.sender import WebhookSender
 from bridge.delivery.signing import Signer
 from bridge.runtime.backoff import Backoff
 from bridge.runtime.metrics import Metrics
 from bridge.runtime.workers import Wakeup
 from policy.notifications import Notification
-from tests.harness import webhook_secret
+from tests.harness import eventually, webhook_secret
 
 from .fakes import FakeClock
 
@@ -414,9 +420,9 @@ async def test_a_send_that_raises_is_logged_and_retried_once_its_lease_ends(
     )
     row = await row_of(db, "a1")
     assert (row["status"], row["attempts"]) == ("pending", 0)  # the attempt went unrecorded
-    assert row["lease_until"] == clock.now_ms() + ATTEMPT_MS + LEASE_MARGIN_MS
+    assert row["lease_until"] == clock.now_ms() + LEASE_MS
     receiver.raising.clear()
-    clock.advance((ATTEMPT_MS + LEASE_MARGIN_MS) / 1000)
+    clock.advance(LEASE_MS / 1000)
     await deliver_all(worker)
     assert receiver.attempts == ["a1"]  # the lease still holds at its last millisecond
     clock.advance(0.001)
@@ -546,29 +552,98 @@ async def test_a_long_stream_is_delivered_in_order_across_batches(
     assert set((await statuses(db)).values()) == {"delivered"}
 
 
-async def test_a_batch_whose_lease_runs_short_is_settled_and_leased_afresh(
+async def test_a_batch_whose_lease_could_lapse_is_settled_and_leased_afresh(
     worker: OutboxWorker, receiver: Receiver, outbox: Outbox, db: Database, clock: FakeClock
 ) -> None:
-    """Slow answers: the rows already sent are marked before the lease could end, so no
-    other process can take the stream's head while this one still delivers it."""
+    """Slow answers and no renewal (it runs on the event loop's time, which this test does
+    not give it): the rows already sent are marked before the lease could end, so no other
+    process can take the stream's head while this one still delivers it."""
     send = receiver.send
+    step = LEASE_MS // 4
 
     async def slow(row: OutboxRow) -> str | None:
-        clock.advance(LEASE_MARGIN_MS / 1000 / 4)  # four attempts eat the lease's margin
+        clock.advance(step / 1000)  # four attempts eat the lease
         return await send(row)
 
     worker._send = slow
     await queue(db, clock, "!a", "a1", "a2", "a3", "a4", "a5", "a6")
     leased_at = clock.now_ms()
-    (head,) = await outbox.lease_heads(leased_at, leased_at + ATTEMPT_MS + LEASE_MARGIN_MS, 1)
-    await worker._deliver_leased(head, leased_at + ATTEMPT_MS + LEASE_MARGIN_MS)
+    (head,) = await outbox.lease_heads(leased_at, leased_at + LEASE_MS, 1)
+    await worker._deliver_leased(head, leased_at + LEASE_MS)
     assert receiver.attempts == ["a1", "a2", "a3", "a4", "a5", "a6"]
     rows = await db.fetch("SELECT id, delivered_at FROM outbox ORDER BY seq")
-    step, lease = LEASE_MARGIN_MS // 4, ATTEMPT_MS + LEASE_MARGIN_MS
-    # a1 alone (the head), then a2-a5 under the lease taken when a1 was marked, stopping
-    # where one more attempt could outlast it; a6 under the next lease.
-    assert [r["delivered_at"] - leased_at for r in rows] == [step] + [5 * step] * 4 + [6 * step]
-    assert 5 * step < step + lease
+    # a1 alone (the head), then a2-a4 under the lease taken when a1 was marked, stopping
+    # where the lease has less than a renewal's interval left; a5, a6 under the next lease.
+    assert [r["delivered_at"] - leased_at for r in rows] == [step] + [4 * step] * 3 + [
+        6 * step
+    ] * 2
+
+
+async def test_a_stream_keeps_its_short_lease_while_an_attempt_runs(
+    outbox: Outbox, receiver: Receiver, db: Database, clock: FakeClock, metrics: Metrics
+) -> None:
+    """Renewed while the stream's task runs: another process waits for a slow receiver
+    however long the attempt may take, and takes over LEASE_MS after a killed process."""
+    worker = OutboxWorker(
+        outbox, receiver.send, BACKOFF, ATTEMPT_MS, clock, metrics, Wakeup(), renew_seconds=0.01
+    )
+    receiver.gates["!a"] = asyncio.Event()
+    await queue(db, clock, "!a", "a1")
+    await worker.drain()
+    await asyncio.wait_for(receiver.started.wait(), 5)
+    for _ in range(3):  # past the first lease, and past ATTEMPT_MS
+        clock.advance(LEASE_MS / 1000)
+        until = clock.now_ms() + LEASE_MS
+
+        async def renewed(until: int = until) -> bool:
+            return (await row_of(db, "a1"))["lease_until"] == until
+
+        await eventually(renewed, within=5)
+        assert await outbox.lease_heads(clock.now_ms(), until, 10) == []  # still held
+    receiver.gates["!a"].set()
+    await asyncio.gather(*worker._streams.values())
+    assert receiver.delivered == ["a1"]
+    row = await row_of(db, "a1")
+    assert (row["status"], row["lease_until"]) == ("delivered", 0)  # no renewal after
+
+
+async def test_while_the_receiver_fails_the_first_waiting_row_is_probed_every_few_seconds(
+    worker: OutboxWorker, receiver: Receiver, db: Database, clock: FakeClock
+) -> None:
+    """A backoff grown to minutes does not hold the backlog once the receiver is back: a
+    probe finds it back within PROBE_SECONDS, and every waiting row is then due at once."""
+    receiver.failing["!a"] = receiver.failing["!b"] = "HTTP 503"
+    await queue(db, clock, "!a", "a1", "a2")
+    await queue(db, clock, "!b", "b1")
+    await deliver_all(worker)
+    assert sorted(receiver.attempts) == ["a1", "b1"]
+    await db.execute("UPDATE outbox SET next_attempt_at = $1", clock.now_ms() + 600_000)
+    clock.advance(PROBE_SECONDS - 0.001)
+    await deliver_all(worker)
+    assert len(receiver.attempts) == 2  # no probe yet
+    clock.advance(0.001)
+    await deliver_all(worker)
+    assert len(receiver.attempts) == 3  # one probe, still failing: no more
+    receiver.failing.clear()
+    clock.advance(PROBE_SECONDS)
+    await deliver_all(worker)
+    assert sorted(receiver.delivered) == ["a1", "a2", "b1"]
+    assert receiver.delivered.index("a1") < receiver.delivered.index("a2")
+
+
+async def test_a_row_the_receiver_refuses_with_a_4xx_is_not_probed(
+    worker: OutboxWorker, receiver: Receiver, db: Database, clock: FakeClock
+) -> None:
+    """A 4xx refuses one notification, not the receiver: it keeps its backoff."""
+    await queue(db, clock, "!a", "a0")
+    await deliver_all(worker)  # the receiver answers
+    receiver.failing["a1"] = "HTTP 422"
+    await queue(db, clock, "!a", "a1")
+    await deliver_all(worker)
+    await db.execute("UPDATE outbox SET next_attempt_at = $1", clock.now_ms() + 600_000)
+    clock.advance(PROBE_SECONDS * 3)
+    await deliver_all(worker)
+    assert receiver.attempts == ["a0", "a1"]
 
 
 async def test_run_starts_deliveries_and_cancelling_it_cancels_them(
