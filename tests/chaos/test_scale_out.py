@@ -138,8 +138,8 @@ async def scale_out(
             synapse.stop()
 
 
-# About 50 s: three Synapse processes and two bridges start (10 s), and the survivor waits
-# out the killed replica's leases (35 s); the deadlines below bound each wait.
+# About 30 s: three Synapse processes and two bridges start (10 s), and the survivor waits
+# out the killed replica's leases; the deadlines below bound each wait.
 @pytest.mark.timeout(420)
 async def test_two_replicas_behind_a_proxy_deliver_once_in_order_and_survive_a_kill(
     scale_out: ScaleOut,
@@ -213,8 +213,8 @@ async def test_two_replicas_behind_a_proxy_deliver_once_in_order_and_survive_a_k
     await contact_details(rooms)
     rooms.append(await open_room(stack, ledger))
     await burst(rooms, count // 2)
-    # A row the killed replica had leased waits for its lease to run out (35 s for a webhook,
-    # 60 s for a bot action), then the survivor takes it over.
+    # A row the killed replica had leased waits for its lease to run out (seconds for a webhook
+    # or a bot action, 60 s for a follow-up), then the survivor takes it over.
     await ledger.all_delivered(within=120)
     await ledger.check_rooms(stack.buyer)
     survivor = next(r for r in scale_out.replicas if r is not killed)
