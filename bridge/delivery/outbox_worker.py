@@ -75,6 +75,9 @@ class OutboxWorker:
         self._log = logging.getLogger("bridge.delivery")
 
     async def run(self) -> None:
+        # Leases a killed predecessor left end within LEASE_MS of this start: look then,
+        # not up to a poll later.
+        asyncio.get_running_loop().call_later(LEASE_MS / 1000 + 0.01, self._wakeup.set)
         try:
             await drain_when_woken(
                 self.drain, self._wakeup, self._log, "read the outbox", POLL_SECONDS
