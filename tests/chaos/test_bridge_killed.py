@@ -52,7 +52,7 @@ async def test_a_bridge_killed_at_random_moments_loses_nothing(
             ledger.cycles += 1
         await ledger.all_delivered(within=120)
         await ledger.check_rooms(stack.buyer)
-        ledger.report(pytestconfig, started)
+        ledger.report(pytestconfig, started, hold_target=True)
     finally:
         if process.process and process.process.poll() is None:
             process.kill()

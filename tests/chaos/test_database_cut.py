@@ -74,7 +74,7 @@ async def test_database_cuts_mid_stream_lose_nothing(
         ledger.late = {arrival.event_id for arrival in late} & ledger.sent_ids()
         await ledger.check_rooms(stack.buyer)
         assert process.process is not None and process.process.poll() is None, process.log()
-        ledger.report(pytestconfig, started)
+        ledger.report(pytestconfig, started, hold_target=True)
     finally:
         if process.process and process.process.poll() is None:
             process.kill()

@@ -79,6 +79,7 @@ async def test_synapse_restarts_mid_stream_lose_nothing(
             ledger.report(
                 pytestconfig,
                 started,
+                hold_target=True,
                 **{"Synapse down": f"{sum(down) / len(down):.1f}s on average"},
             )
         finally:
