@@ -75,6 +75,9 @@ class Ledger:
     sent: list[Sent] = field(default_factory=list)
     planned: dict[str, Access] = field(default_factory=dict)  # room id -> access
     restored: list[float] = field(default_factory=list)  # when each fault ended (time.time)
+    # When each fault began, where the scenario says: a backlog's time leaves out the later
+    # faults it overlaps (a cut that starts 0.2 s after the last one ended holds both).
+    began: list[float] = field(default_factory=list)
     # Messages a restarted Synapse dropped and the bridge read back from their room's timeline
     # after newer ones had arrived: notified late, so the order check leaves them out.
     late: set[str] = field(default_factory=set)
@@ -138,18 +141,28 @@ class Ledger:
 
     def recovery(self) -> tuple[list[float], list[float]]:
         """Per fault: seconds from its end to the first delivery after it, and to the delivery
-        of the last message sent before it ended (0 when nothing was waiting)."""
+        of the last message sent before it ended, less the later faults within that time (0
+        when nothing was waiting)."""
         first = self.first_deliveries()
         arrivals = sorted(a.received_at for a in self.hooks.attempts if 200 <= a.answered < 300)
         to_first: list[float] = []
         to_last: list[float] = []
-        for restored in self.restored:
+        for fault, restored in enumerate(self.restored):
             after = [t for t in arrivals if t >= restored]
             if after:
                 to_first.append(after[0] - restored)
             waiting = [first[s.event_id][0] for s in self.sent if s.at < restored]
-            to_last.append(max([0.0, *(t - restored for t in waiting)]))
+            to_last.append(max([0.0, *(self.fault_free(fault, t) for t in waiting)]))
         return to_first, to_last
+
+    def fault_free(self, fault: int, until: float) -> float:
+        """Seconds from the end of ``fault`` to ``until``, less the later faults within."""
+        restored = self.restored[fault]
+        later = []  # a scenario that does not say when its faults began: none left out
+        if len(self.began) == len(self.restored):
+            later = list(zip(self.began[fault + 1 :], self.restored[fault + 1 :], strict=True))
+        during = sum(max(0.0, min(end, until) - max(start, restored)) for start, end in later)
+        return until - restored - during
 
     async def check_rooms(self, client: AsyncClient, within: float = 30.0) -> None:
         """Each room's power levels give the access its recorded state plans."""
@@ -209,6 +222,7 @@ class Ledger:
         return (
             f"fault {fault} ended {clock}+{restored % 1:.3f}: {last.event_id} in {last.room_id}"
             f" (sent {last.at - restored:+.2f}s) delivered after {at - restored:.2f}s"
+            f" ({self.fault_free(fault, at):.2f}s outside later faults)"
         )
 
 

@@ -44,6 +44,7 @@ async def test_a_bridge_killed_at_random_moments_loses_nothing(
             )
             # ...cut by a SIGKILL at a random moment, then a restart.
             await asyncio.sleep(rng.uniform(0.05, 1.0))
+            ledger.began.append(time.time())
             process.kill()
             await asyncio.sleep(rng.uniform(0.0, 0.5))
             ledger.restored.append(time.time())

@@ -53,6 +53,7 @@ async def test_database_cuts_mid_stream_lose_nothing(
                 send_messages(stack.buyer, ledger, list(chat), settings.messages, rng),
             )
             await asyncio.sleep(rng.uniform(0.05, 0.5))
+            ledger.began.append(time.time())
             await proxy.stop()  # every connection cut, new ones refused
             await asyncio.sleep(rng.uniform(0.5, 2.0 if not settings.long else 10.0))
             await proxy.start()

@@ -45,6 +45,7 @@ async def test_a_failing_receiver_gets_everything_in_order_once_back(
                 hooks.behave = lambda body, n: "timeout"
             else:
                 await hooks.stop()
+            ledger.began.append(time.time())
             # Messages keep coming for the whole outage, spread over it.
             fault_started = time.monotonic()
             count = settings.messages * 2

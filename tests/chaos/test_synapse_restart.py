@@ -59,6 +59,7 @@ async def test_synapse_restarts_mid_stream_lose_nothing(
                 )
                 await asyncio.sleep(rng.uniform(0.05, 0.5))
                 stopping = time.monotonic()
+                ledger.began.append(time.time())
                 await asyncio.to_thread(synapse.stop)
                 await asyncio.sleep(rng.uniform(0.0, 1.0))
                 await asyncio.to_thread(synapse.start)
