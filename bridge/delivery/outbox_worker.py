@@ -72,6 +72,7 @@ class OutboxWorker:
         self._on_dead = on_dead
         self._streams: dict[str, asyncio.Task] = {}
         self._depth_read_at = 0
+        self._slots_full = False
         self._log = logging.getLogger("bridge.delivery")
 
     async def run(self) -> None:
@@ -94,7 +95,10 @@ class OutboxWorker:
         if self._receiver_failing and not self._streams:
             await self._probe(now)
         if free > 0:
-            for row in await self._outbox.lease_heads(now, now + self._lease_ms, free):
+            leased = await self._outbox.lease_heads(now, now + self._lease_ms, free)
+            # Every slot taken: other streams may wait, so a stream that ends must look again.
+            self._slots_full = len(leased) == free
+            for row in leased:
                 task = asyncio.create_task(self._deliver_leased(row, now + self._lease_ms))
                 self._streams[row.stream] = task
                 task.add_done_callback(lambda t, stream=row.stream: self._stream_done(stream, t))
@@ -106,7 +110,11 @@ class OutboxWorker:
         # A task that found nothing more may end after the stream's next task started.
         if self._streams.get(stream) is task:
             del self._streams[stream]
-        self._wakeup.set()  # its next row may be due, or another stream may wait for a slot
+        # A stream ends when nothing is left behind its last row (a row added later wakes
+        # the worker itself), at a failure (its retry is timed), or at a database error
+        # (also timed): only streams waiting for a free slot need a look now.
+        if self._slots_full:
+            self._wakeup.set()
 
     async def deliver_stream(self, row: OutboxRow) -> None:
         """Deliver a stream's rows in order from ``row``, if it is the stream's due, unleased

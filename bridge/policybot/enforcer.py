@@ -115,8 +115,7 @@ class Enforcer:
         record, context = room.transaction, room.context
         if exempt or record is None or context is None:
             return NOTHING
-        recent, muted_until = await self._history(conn, event)
-        earlier = await self._earlier_bodies(conn, event)
+        recent, muted_until, earlier = await self._history(conn, event)
         access = room_access(record, room.dispute, self._freeze_on_dispute)
         verdict = judge_event(
             event_type,
@@ -237,43 +236,41 @@ class Enforcer:
             broken_rules=tuple(rules),
         )
 
-    async def _earlier_bodies(self, conn: Connection, event: dict[str, Any]) -> list[str]:
-        """The bodies of the sender's messages just before this one, oldest first: a number
-        split across messages is judged whole."""
-        if event.get("type") != "m.room.message":
-            return []
+    async def _history(
+        self, conn: Connection, event: dict[str, Any]
+    ) -> tuple[int, int | None, list[str]]:
+        """What the sender said before, in one query, as it runs for every party's message
+        (it reads the homeserver's inbox table and the mutes): their messages in the flood
+        window ending at this event (it included), the end of their mute in this room if
+        any, and the bodies of their messages just before this one, oldest first (a number
+        split across messages is judged whole; for a message only)."""
         ts = event.get("origin_server_ts", 0)
+        earlier = ACROSS_MESSAGES if event.get("type") == "m.room.message" else 0
         rows = await conn.fetch(
-            "SELECT event_json FROM inbox_events WHERE room_id = $1 AND sender = $2"
-            " AND event_type = 'm.room.message' AND origin_server_ts > $3"
-            " AND origin_server_ts <= $4 AND event_id <> $5"
-            " ORDER BY origin_server_ts DESC, seq DESC LIMIT $6",
-            event["room_id"],
-            event["sender"],
-            ts - ACROSS_WINDOW_MS,
-            ts,
-            event["event_id"],
-            ACROSS_MESSAGES,
-        )
-        bodies = [_body(json.loads(row["event_json"])) for row in reversed(rows)]
-        return [body for body in bodies if body]
-
-    async def _history(self, conn: Connection, event: dict[str, Any]) -> tuple[int, int | None]:
-        """The sender's messages in the flood window ending at this event (it included), and
-        the end of their mute in this room, if any: one query, as it runs for every party's
-        message (it reads the homeserver's inbox table and the mutes)."""
-        ts = event.get("origin_server_ts", 0)
-        row = await conn.fetchrow(
-            "SELECT (SELECT COUNT(*) FROM inbox_events WHERE room_id = $1 AND sender = $2"
-            "        AND event_type = 'm.room.message' AND origin_server_ts > $3"
-            "        AND origin_server_ts <= $4) AS recent,"
-            " (SELECT until FROM mutes WHERE room_id = $1 AND user_id = $2) AS muted_until",
+            "SELECT 0 AS part, (SELECT COUNT(*) FROM inbox_events WHERE room_id = $1"
+            "  AND sender = $2 AND event_type = 'm.room.message' AND origin_server_ts > $3"
+            "  AND origin_server_ts <= $4) AS recent,"
+            " (SELECT until FROM mutes WHERE room_id = $1 AND user_id = $2) AS muted_until,"
+            " NULL AS event_json, 0 AS ts, 0 AS seq"
+            " UNION ALL SELECT 1, 0, NULL, event_json, origin_server_ts, seq FROM"
+            " (SELECT event_json, origin_server_ts, seq FROM inbox_events WHERE room_id = $1"
+            "  AND sender = $2 AND event_type = 'm.room.message' AND origin_server_ts > $5"
+            "  AND origin_server_ts <= $4 AND event_id <> $6"
+            "  ORDER BY origin_server_ts DESC, seq DESC LIMIT $7) AS earlier",
             event["room_id"],
             event["sender"],
             ts - self._rules.flood_window_ms,
             ts,
+            ts - ACROSS_WINDOW_MS,
+            event["event_id"],
+            earlier,
         )
-        return row["recent"], row["muted_until"]
+        (counts,) = (row for row in rows if row["part"] == 0)
+        before = sorted(
+            (row for row in rows if row["part"] == 1), key=lambda r: (r["ts"], r["seq"])
+        )
+        bodies = [_body(json.loads(row["event_json"])) for row in before]
+        return counts["recent"], counts["muted_until"], [body for body in bodies if body]
 
 
 def _body(event: dict[str, Any]) -> str:
