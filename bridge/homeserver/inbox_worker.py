@@ -1,6 +1,7 @@
 """The inbox worker: stored room events -> notifications and policy verdicts, per room, in order.
 
-    woken by the intake (and every second) -> rooms with pending events
+    woken by the intake, naming the rooms it stored events for (and every second: every
+    room with pending events)
       -> per room, one event at a time in seq order, each in ONE database transaction:
            room lock (PostgreSQL advisory lock; SQLite has one connection)
            -> whose room it is (transaction, dispute, the management room, or none of ours)
@@ -101,19 +102,33 @@ class InboxWorker:
         self._metrics = metrics
         self._wakeups = wakeups
         self._tracker = tracker
+        self._scanned_at = 0  # when every room's pending events were last looked for
         self._log = logging.getLogger("bridge.homeserver.inbox")
 
     async def run(self) -> None:
         await drain_when_woken(
-            self.drain, self._wakeups.inbox, self._log, "process the inbox", POLL_SECONDS
+            self._round, self._wakeups.inbox, self._log, "process the inbox", POLL_SECONDS
         )
+
+    async def _round(self) -> None:
+        """The rooms the intake named when it woke the worker; every room when someone else
+        did, and once every POLL_SECONDS (other processes' rows, a failed round's)."""
+        named = self._wakeups.inbox.take()
+        if named is None or self._clock.now_ms() >= self._scanned_at + POLL_SECONDS * 1000:
+            await self.drain()
+        else:
+            await self._drain_rooms(sorted(named))  # one with nothing pending: a short query
 
     async def drain(self) -> None:
         """Process every pending event of every room."""
-        rooms = await pending_rooms(self._db)
-        oldest = min((room.oldest for room in rooms), default=None)
-        lag_ms = 0 if oldest is None else self._clock.now_ms() - oldest
-        self._metrics.inbox_lag.set(lag_ms / 1000)
+        now = self._clock.now_ms()
+        pending = await pending_rooms(self._db)
+        oldest = min((room.oldest for room in pending), default=None)
+        self._metrics.inbox_lag.set(0 if oldest is None else (now - oldest) / 1000)
+        self._scanned_at = now
+        await self._drain_rooms([room.room_id for room in pending])
+
+    async def _drain_rooms(self, rooms: list[RoomId]) -> None:
         limit = asyncio.Semaphore(ROOM_CONCURRENCY)
 
         async def drain_room(room_id: RoomId) -> None:
@@ -121,7 +136,7 @@ class InboxWorker:
                 while await self._process_next(room_id):
                     pass
 
-        await asyncio.gather(*(drain_room(room.room_id) for room in rooms))
+        await asyncio.gather(*(drain_room(room_id) for room_id in rooms))
 
     async def _process_next(self, room_id: RoomId) -> bool:
         """Process the room's oldest pending event; whether another one waits behind it

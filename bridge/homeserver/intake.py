@@ -56,7 +56,8 @@ class HomeserverIntake:
         self._metrics.events.labels("pending").inc(len(txn.events) - dead)
         self._metrics.events.labels("dead").inc(dead)
         self._metrics.receipts.inc(len(txn.receipts))
-        self._wakeup.set()
+        rooms = {event.room_id for event in txn.events} | {r.room_id for r in txn.receipts}
+        self._wakeup.set(rooms)
 
     async def query_user(self, user_id: str) -> bool:
         # The bot is registered when the bridge connects; no other user lives in our namespace.

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -22,13 +22,27 @@ T = TypeVar("T")
 
 
 class Wakeup:
-    """Tells one worker there is new work for it."""
+    """Tells one worker there is new work for it, and where if the waker knows."""
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
+        self._rooms: set[str] = set()
+        self._anywhere = True  # until the first take: whatever waits from before
 
-    def set(self) -> None:
+    def set(self, rooms: Iterable[str] | None = None) -> None:
+        """New work: in these ``rooms`` only, or (None) anywhere."""
+        if rooms is None:
+            self._anywhere = True
+        else:
+            self._rooms.update(rooms)
         self._event.set()
+
+    def take(self) -> set[str] | None:
+        """The rooms named since the last take (None: work may be anywhere); a worker that
+        reads them looks at the rest on its own schedule."""
+        rooms, anywhere = self._rooms, self._anywhere
+        self._rooms, self._anywhere = set(), False
+        return None if anywhere else rooms
 
     async def wait(self, at_most: float) -> None:
         """Until set, or ``at_most`` seconds."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,9 +92,9 @@ class CountingWakeup(Wakeup):
         super().__init__()
         self.sets = 0
 
-    def set(self) -> None:
+    def set(self, rooms: Iterable[str] | None = None) -> None:
         self.sets += 1
-        super().set()
+        super().set(rooms)
 
 
 @pytest.fixture

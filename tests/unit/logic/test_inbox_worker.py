@@ -129,6 +129,36 @@ def sample(metrics: Metrics, name: str, labels: dict[str, str] | None = None) ->
     return metrics.registry.get_sample_value(name, labels or {}) or 0.0
 
 
+# --- which rooms a round looks at -------------------------------------------------------------
+
+
+async def test_a_round_looks_at_the_rooms_the_intake_named_and_at_every_room_each_second(
+    worker: InboxWorker,
+    inbox: InboxStore,
+    room: RoomId,
+    db: Database,
+    wakeups: Wakeups,
+    clock: FakeClock,
+) -> None:
+    other = RoomId("!elsewhere:localhost")  # not ours: its events are only marked done
+    wakeups.inbox.take()  # what the worker takes first: everything waiting from before
+    await worker.drain()
+    ours, theirs = text(room, BUYER, "hello"), text(other, BUYER, "hi")
+    await store(inbox, ours, theirs)
+    wakeups.inbox.set([room])
+    await worker._round()
+    assert (await statuses(db))[ours["event_id"]][0] == "done"
+    assert (await statuses(db))[theirs["event_id"]][0] == "pending"  # not named: not read
+    clock.advance(1)
+    await worker._round()  # a second on: every room with pending events
+    assert (await statuses(db))[theirs["event_id"]][0] == "done"
+    later = text(other, BUYER, "again")
+    await store(inbox, later)
+    wakeups.inbox.set()  # woken without rooms: every room at once
+    await worker._round()
+    assert (await statuses(db))[later["event_id"]][0] == "done"
+
+
 # --- messages -------------------------------------------------------------------------------
 
 
