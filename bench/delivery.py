@@ -124,6 +124,7 @@ async def run(env: Env, scale: Scale) -> Result:
         await _until_delivered(database_url, len(ids), worker_task)
         await backends.refresh()
         result.cpu_seconds = merge_backends(meter.stop())
+        result.work = (len(ids), "webhook")
         await _cancel(worker_task)
         rows = await db.fetch(
             "SELECT id, stream, created_at, delivered_at, attempts, body FROM outbox ORDER BY seq"

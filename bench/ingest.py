@@ -54,7 +54,10 @@ from .report import Figure, Result, at_least
 EVENTS_PER_TRANSACTION = 100
 RECEIPTS_PER_TRANSACTION = 3
 ROOMS = 20
-TARGET_EVENTS_PER_SECOND = 5000
+# Durable storage (a commit per transaction, waiting for its WAL on disk) keeps at least this
+# share of the route's rate with storage off, in the same run (0.33 recorded; an absolute
+# 5,000 events/s target before, which a slower processor need not meet).
+SHARE_OF_STORAGE_OFF = 0.2
 # Each pass: generous for a slow disk (SQLite syncs every transaction), still bounded.
 PASS_SECONDS = 300.0
 PUT_SECONDS = 60.0
@@ -118,10 +121,10 @@ async def run(env: Env, scale: Scale) -> Result:
             result.cpu_seconds[key] = round(result.cpu_seconds.get(key, 0.0) + seconds, 2)
     off = rates["storage off"]
     result.figures = [
-        at_least("events/s, PostgreSQL", rates["PostgreSQL"], "ev/s", TARGET_EVENTS_PER_SECOND),
+        Figure("events/s, PostgreSQL", rates["PostgreSQL"], "ev/s"),
         Figure("events/s, SQLite", rates["SQLite"], "ev/s"),
         Figure("events/s, storage off", off, "ev/s"),
-        Figure("PostgreSQL / storage off", rates["PostgreSQL"] / off, "x"),
+        at_least("PostgreSQL / storage off", rates["PostgreSQL"] / off, "x", SHARE_OF_STORAGE_OFF),
         Figure("SQLite / storage off", rates["SQLite"] / off, "x"),
     ]
     sizes = [len(event) for event in _event_sizes(batches[0])]

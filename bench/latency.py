@@ -45,6 +45,7 @@ async def run(env: Env, scale: Scale) -> Result:
         meter.start()
         sent = await _send_and_wait(m, rooms, scale.messages, rate)
         result.cpu_seconds = meter.stop()
+        result.work = (len(sent), "message")
         delivered: dict[str, float] = {}
         for attempt in m.hooks.attempts:  # the first arrival of each message's webhook
             if attempt.body["type"] == "message.created":

@@ -48,11 +48,25 @@ async def run(env: Env, scale: Scale) -> Result:
                     raise RuntimeError(f"still refused after payment: {sent}")
             timings.append((time.perf_counter() - started) * 1000)
         result.cpu_seconds = meter.stop()
-    stats = percentiles(timings)
+        result.work = (scale.payments, "payment")
+        sends = []  # the baseline: the same send in the same rooms, open already
+        for created in rooms:
+            started = time.perf_counter()
+            sent = await m.seller.room_send(
+                created["room_id"], "m.room.message", {"msgtype": "m.text", "body": "again"}
+            )
+            if not isinstance(sent, RoomSendResponse):
+                raise RuntimeError(f"a send in an open room failed: {sent}")
+            sends.append((time.perf_counter() - started) * 1000)
+    stats, baseline = percentiles(timings), percentiles(sends)
     result.figures = [
         Figure("payment -> message accepted p99", stats["p99"], "ms"),
         Figure("payment -> message accepted p50", stats["p50"], "ms"),
+        Figure("baseline: a send in an open room p99", baseline["p99"], "ms"),
+        Figure("baseline: a send in an open room p50", baseline["p50"], "ms"),
         Figure("refused sends after the 200", refusals, "sends"),
     ]
-    result.notes = f"{len(timings)} payments, one after another"
+    result.notes = (
+        f"{len(timings)} payments, one after another; baseline: one more send in each room"
+    )
     return result

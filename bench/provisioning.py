@@ -45,9 +45,10 @@ async def run(env: Env, scale: Scale) -> Result:
                 timings, make = makers[side]
                 walls[side] += await _batch(half, scale.provisioning_concurrency, timings, make)
         result.cpu_seconds = meter.stop()
+        result.work = (len(ours) + len(direct), "room (ours and direct)")
     ours_rate, direct_rate = len(ours) / walls["ours"], len(direct) / walls["direct"]
     result.figures = [
-        at_least("rooms/s ours / direct", ours_rate / direct_rate, "ratio", 0.85),
+        at_least("rooms/s ours / direct", ours_rate / direct_rate, "ratio", 0.95),
         Figure("rooms/s through our API", ours_rate, "rooms/s"),
         Figure("rooms/s direct", direct_rate, "rooms/s"),
         Figure("create p99 ours", percentiles(ours)["p99"] * 1000, "ms"),

@@ -35,6 +35,15 @@ class Result:
     figures: list[Figure] = field(default_factory=list)
     cpu_seconds: dict[str, float] = field(default_factory=dict)  # process -> CPU time used
     notes: str = ""
+    # The work those CPU seconds did, e.g. (1000, "message"): the table prints each
+    # process's CPU per unit of it.
+    work: tuple[int, str] | None = None
+
+    def cpu_per_unit_ms(self) -> dict[str, float]:
+        if not self.work or not self.work[0]:
+            return {}
+        count = self.work[0]
+        return {name: seconds * 1000 / count for name, seconds in self.cpu_seconds.items()}
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
@@ -78,6 +87,10 @@ def table(results: list[Result]) -> str:
             )
         cpu = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result.cpu_seconds.items())
         lines.append(f"{'':<14} CPU: {cpu}")
+        if per := result.cpu_per_unit_ms():
+            count, unit = result.work or (0, "")
+            each = ", ".join(f"{name} {ms:.2f} ms" for name, ms in per.items())
+            lines.append(f"{'':<14} CPU per {unit} ({count:,}): {each}")
     return "\n".join(lines)
 
 
@@ -87,7 +100,9 @@ def write_json(results: list[Result], path: Path, mode: str, started: float) -> 
         "started_at": datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "all_targets_met": all(f.met is not False for r in results for f in r.figures),
-        "results": [asdict(result) for result in results],
+        "results": [
+            {**asdict(result), "cpu_ms_per_unit": result.cpu_per_unit_ms()} for result in results
+        ],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2) + "\n")
