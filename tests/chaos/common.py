@@ -141,8 +141,8 @@ class Ledger:
 
     def recovery(self) -> tuple[list[float], list[float]]:
         """Per fault: seconds from its end to the first delivery after it, and to the delivery
-        of the last message sent before it ended, less the later faults within that time (0
-        when nothing was waiting)."""
+        of the last message sent before it ended (0 when nothing was waiting), each less the
+        later faults within that time."""
         first = self.first_deliveries()
         arrivals = sorted(a.received_at for a in self.hooks.attempts if 200 <= a.answered < 300)
         to_first: list[float] = []
@@ -150,7 +150,7 @@ class Ledger:
         for fault, restored in enumerate(self.restored):
             after = [t for t in arrivals if t >= restored]
             if after:
-                to_first.append(after[0] - restored)
+                to_first.append(self.fault_free(fault, after[0]))
             waiting = [first[s.event_id][0] for s in self.sent if s.at < restored]
             to_last.append(max([0.0, *(self.fault_free(fault, t) for t in waiting)]))
         return to_first, to_last
