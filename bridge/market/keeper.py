@@ -100,15 +100,20 @@ class RoomKeeper:
         if check_members:
             await self._ensure_members(spec, room_id)
         elif fresh:  # at once: each invitation is its own request, and none waits on another
-            await asyncio.gather(*(self._admit(spec, room_id, u) for u in spec.plan.invitees))
-        await self.post_once(room_id, *spec.notices)
+            await asyncio.gather(
+                *(self._admit(spec, room_id, u, fresh=True) for u in spec.plan.invitees)
+            )
+        await self.post_once(room_id, *spec.notices, fresh=fresh)
         return spec
 
-    async def post_once(self, room_id: RoomId, *notices: tuple[str, Notice]) -> None:
-        """Post each notice the room has not had yet, recorded under its key in bot_actions."""
+    async def post_once(
+        self, room_id: RoomId, *notices: tuple[str, Notice], fresh: bool = False
+    ) -> None:
+        """Post each notice the room has not had yet, recorded under its key in bot_actions
+        (``fresh``: the room was just made, so it has had none)."""
         if not notices:
             return
-        done = await self._sent.done(room_id)
+        done = set() if fresh else await self._sent.done(room_id)
         for key, notice in notices:
             if key in done:
                 continue
@@ -199,8 +204,11 @@ class RoomKeeper:
                 )
             )
 
-    async def _admit(self, spec: RoomSpec, room_id: RoomId, user_id: UserId) -> None:
-        """Invite the user, and join a managed account at once."""
+    async def _admit(
+        self, spec: RoomSpec, room_id: RoomId, user_id: UserId, *, fresh: bool = False
+    ) -> None:
+        """Invite the user, and join a managed account at once (``fresh``: into a room just
+        made, where no refusal can be on record)."""
         try:
             await self._bot.invite(room_id, user_id)
         except MatrixError as e:
@@ -210,7 +218,8 @@ class RoomKeeper:
             if await self._blocked.record(room_id, user_id, about, self._clock.now_ms()):
                 self._log.info("%s blocks invitations: not in %s", user_id, spec.what)
             return
-        await self._blocked.clear(room_id, user_id)
+        if not fresh:
+            await self._blocked.clear(room_id, user_id)
         if self._joins_directly(user_id):
             await self._bot.join_as(room_id, user_id)
 
