@@ -210,39 +210,36 @@ async def pending_rooms(db: Database) -> list[PendingRoom]:
     return [PendingRoom(row["room_id"], row["oldest"]) for row in rows]
 
 
-async def lock_next_pending(
-    conn: Connection, room_id: RoomId
-) -> tuple[StoredEvent | None, bool] | None:
+async def lock_pending(
+    conn: Connection, room_id: RoomId, limit: int
+) -> tuple[list[StoredEvent], bool] | None:
     """Hold the room for this database transaction (`room_lock_sql`) and read its oldest
-    pending event, and whether another waits behind it, in one round trip; None when
-    another process holds the room."""
+    pending events, at most ``limit``, and whether more wait behind them, in one round
+    trip; None when another process holds the room."""
     if conn.scheme == Scheme.SQLITE:  # one connection: nothing to lock
-        return await _next_pending(conn, room_id)
-    rows = await conn.fetch(
-        f"SELECT held.ok, e.* FROM (SELECT {room_lock_sql('$1')} AS ok) held"  # noqa: S608
-        f" LEFT JOIN LATERAL ({_SELECT_EVENTS} WHERE room_id = $1 AND status = 'pending'"
-        " AND held.ok ORDER BY seq LIMIT 2) e ON true",
-        room_id,
-    )
-    if not rows[0]["ok"]:
-        return None
-    events = [StoredEvent(**{k: v for k, v in dict(r).items() if k != "ok"}) for r in rows]
-    if events[0].seq is None:
-        return None, False
-    return events[0], len(events) > 1
-
-
-async def _next_pending(conn: Connection, room_id: RoomId) -> tuple[StoredEvent | None, bool]:
-    # Two rows: the second says whether to come back, without an empty round. SQLite, without
-    # statistics, would walk the room's whole history by inbox_events_by_room: name the index.
-    rows = await conn.fetch(
-        _SELECT_EVENTS.replace(
-            "FROM inbox_events", "FROM inbox_events INDEXED BY inbox_events_pending"
+        # SQLite, without statistics, would walk the room's whole history by
+        # inbox_events_by_room: name the index.
+        rows = await conn.fetch(
+            _SELECT_EVENTS.replace(
+                "FROM inbox_events", "FROM inbox_events INDEXED BY inbox_events_pending"
+            )
+            + " WHERE room_id = $1 AND status = 'pending' ORDER BY seq LIMIT $2",
+            room_id,
+            limit + 1,
         )
-        + " WHERE room_id = $1 AND status = 'pending' ORDER BY seq LIMIT 2",
-        room_id,
-    )
-    return (StoredEvent(**dict(rows[0])) if rows else None), len(rows) > 1
+    else:
+        rows = await conn.fetch(
+            f"SELECT held.ok, e.* FROM (SELECT {room_lock_sql('$1')} AS ok) held"  # noqa: S608
+            f" LEFT JOIN LATERAL ({_SELECT_EVENTS} WHERE room_id = $1 AND status = 'pending'"
+            " AND held.ok ORDER BY seq LIMIT $2) e ON true",
+            room_id,
+            limit + 1,
+        )
+        if not rows[0]["ok"]:
+            return None
+        rows = [row for row in rows if row["seq"] is not None]
+    events = [StoredEvent(**{k: v for k, v in dict(r).items() if k != "ok"}) for r in rows]
+    return events[:limit], len(events) > limit
 
 
 async def mark_done(conn: Connection, seq: int) -> None:

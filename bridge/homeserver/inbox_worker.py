@@ -2,7 +2,8 @@
 
     woken by the intake, naming the rooms it stored events for (and every second: every
     room with pending events)
-      -> per room, one event at a time in seq order, each in ONE database transaction:
+      -> per room, its events in seq order, up to BATCH in ONE database transaction
+         (one lock and one commit for a burst; a command ends the batch):
            room lock (PostgreSQL advisory lock; SQLite has one connection)
            -> whose room it is (transaction, dispute, the management room, or none of ours)
            -> policy.notifications says what to notify; the policy bot's enforcer what it
@@ -50,7 +51,7 @@ from policy.rooms import RoomKind
 from .inbox import (
     RECEIPT_EVENT_TYPE,
     StoredEvent,
-    lock_next_pending,
+    lock_pending,
     mark_dead,
     mark_done,
     pending_rooms,
@@ -58,6 +59,7 @@ from .inbox import (
 )
 
 POLL_SECONDS = 1.0
+BATCH = 20  # a room's pending events processed in one database transaction
 ROOM_CONCURRENCY = 8
 # What is never notified of a message (or an edit) the policy bot removes.
 WITHHELD = frozenset({"message.created", "message.edited"})
@@ -139,35 +141,59 @@ class InboxWorker:
         await asyncio.gather(*(drain_room(room_id) for room_id in rooms))
 
     async def _process_next(self, room_id: RoomId) -> bool:
-        """Process the room's oldest pending event; whether another one waits behind it
-        (False too when there is none, or another process holds the room)."""
+        """Process the room's oldest pending events, up to BATCH of them in one database
+        transaction (a burst, such as a new room's state, takes one lock and one commit);
+        whether more wait (False too when none does, or another process holds the room)."""
+        processed: list[tuple[StoredEvent, Decision, int]] = []
         async with self._db.acquire() as conn, conn.transaction():
-            pending = await lock_next_pending(conn, room_id)
+            pending = await lock_pending(conn, room_id, BATCH)
             if pending is None:
                 return False  # another process holds the room
-            stored, more = pending
-            if stored is None:
-                return False
-            now = self._clock.now_ms()
-            try:
-                decision = await self._decide(conn, stored, now)
-            except Exception as e:  # a bug in deciding: park the event, keep the room moving
-                self._log.exception("Parking event %s of %s as dead", stored.seq, room_id)
-                await mark_dead(conn, stored.seq, f"{type(e).__name__}: {e}")
-                return more
-            enforcement = decision.enforcement
-            queued = await add_notifications(
-                conn,
-                room_id,
-                decision.notifications + enforcement.notifications,
-                self._retry_for_ms,
-                now,
-            )
-            if decision.record is not None:
-                await record_message(conn, room_id, decision.record)
-            await self._track(conn, stored, decision, now)
-            await self._enforcer.record(conn, room_id, enforcement, now)
-            await mark_done(conn, stored.seq)
+            events, more = pending
+            for place, stored in enumerate(events):
+                outcome = await self._process(conn, room_id, stored)
+                if outcome is not None:
+                    processed.append((stored, *outcome))
+                    if self._commands.is_command(json.loads(stored.event_json)):
+                        # What follows is judged after the command has run, as it would be
+                        # one event at a time.
+                        more = more or place + 1 < len(events)
+                        break
+        for stored, decision, queued in processed:
+            await self._after_commit(room_id, stored, decision, queued)
+        return more
+
+    async def _process(
+        self, conn: Connection, room_id: RoomId, stored: StoredEvent
+    ) -> tuple[Decision, int] | None:
+        """One event, in the batch's transaction: its decision and the webhooks it queued
+        (None: it could not be decided and is parked as dead)."""
+        now = self._clock.now_ms()
+        try:
+            decision = await self._decide(conn, stored, now)
+        except Exception as e:  # a bug in deciding: park the event, keep the room moving
+            self._log.exception("Parking event %s of %s as dead", stored.seq, room_id)
+            await mark_dead(conn, stored.seq, f"{type(e).__name__}: {e}")
+            return None
+        enforcement = decision.enforcement
+        queued = await add_notifications(
+            conn,
+            room_id,
+            decision.notifications + enforcement.notifications,
+            self._retry_for_ms,
+            now,
+        )
+        if decision.record is not None:
+            await record_message(conn, room_id, decision.record)
+        await self._track(conn, stored, decision, now)
+        await self._enforcer.record(conn, room_id, enforcement, now)
+        await mark_done(conn, stored.seq)
+        return decision, queued
+
+    async def _after_commit(
+        self, room_id: RoomId, stored: StoredEvent, decision: Decision, queued: int
+    ) -> None:
+        enforcement = decision.enforcement
         if queued:
             self._metrics.webhooks_queued.inc(queued)
             self._wakeups.outbox.set()
@@ -181,7 +207,6 @@ class InboxWorker:
                 await self._commands.handle(room_id, decision.kind, json.loads(stored.event_json))
             except Exception:
                 self._log.exception("Handling a message of %s failed", room_id)
-        return more
 
     async def _track(
         self, conn: Connection, stored: StoredEvent, decision: Decision, now: int

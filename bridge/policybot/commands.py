@@ -67,6 +67,14 @@ class CommandRunner:
         self._bot = bot
         self._log = logging.getLogger("bridge.policybot.commands")
 
+    def is_command(self, event: dict[str, Any]) -> bool:
+        """Whether a message is addressed to the bot (``handle`` will answer it)."""
+        content = event.get("content")
+        body = content.get("body") if isinstance(content, dict) else None
+        return (
+            event.get("type") == "m.room.message" and parse_command(body, self._prefix) is not None
+        )
+
     async def handle(self, room_id: RoomId, kind: RoomKind | None, event: dict[str, Any]) -> None:
         """Carry out the command a message holds, if it holds one; reply and audit."""
         parsed = parse_command((event.get("content") or {}).get("body"), self._prefix)

@@ -16,7 +16,7 @@ from bridge.config import Config
 from bridge.deals import delays_from
 from bridge.deals.tracker import DealTracker
 from bridge.homeserver.inbox import InboxStore
-from bridge.homeserver.inbox_worker import InboxWorker
+from bridge.homeserver.inbox_worker import BATCH, InboxWorker
 from bridge.market import Market
 from bridge.market.models import NewDispute
 from bridge.policybot.commands import CommandRunner
@@ -157,6 +157,24 @@ async def test_a_round_looks_at_the_rooms_the_intake_named_and_at_every_room_eac
     wakeups.inbox.set()  # woken without rooms: every room at once
     await worker._round()
     assert (await statuses(db))[later["event_id"]][0] == "done"
+
+
+async def test_a_burst_is_processed_a_batch_at_a_time_and_a_command_ends_its_batch(
+    worker: InboxWorker, inbox: InboxStore, room: RoomId, db: Database
+) -> None:
+    said = [text(room, BUYER, f"offer {n}") for n in range(BATCH + 3)]
+    await store(inbox, *said)
+    assert await worker._process_next(room)  # more wait
+    done = [e for e, (status, _) in (await statuses(db)).items() if status == "done"]
+    assert done == [e["event_id"] for e in said[:BATCH]]
+    assert not await worker._process_next(room)
+    assert {status for status, _ in (await statuses(db)).values()} == {"done"}
+    command, after = text(room, SELLER, "!market help"), text(room, BUYER, "thanks")
+    await store(inbox, command, after)
+    assert await worker._process_next(room)  # the command's batch ends with it
+    assert (await statuses(db))[after["event_id"]][0] == "pending"
+    assert not await worker._process_next(room)
+    assert (await statuses(db))[after["event_id"]][0] == "done"
 
 
 # --- messages -------------------------------------------------------------------------------
