@@ -15,7 +15,7 @@ from typing import Any
 
 from mautrix.util.async_db import Connection, Database
 
-from bridge.storage.database import rows_affected
+from bridge.storage.database import rows_affected, unsynced
 from policy.notifications import Notification
 
 
@@ -69,14 +69,21 @@ class Outbox:
     def __init__(self, db: Database) -> None:
         self._db = db
 
+    def _unsynced(self, update: str) -> str:
+        # Leases and delivered marks: a database crash that forgets one costs a repeated
+        # delivery (same webhook id), never a lost one.
+        return unsynced(self._db.scheme, update)
+
     async def lease_heads(self, now: int, until: int, limit: int) -> list[OutboxRow]:
         """Lease up to ``limit`` streams' heads that are due and unleased, in one statement;
         a stream being delivered holds its head's lease, so it is never taken twice."""
         rows = await self._db.fetch(
-            f"UPDATE outbox SET lease_until = $2 WHERE seq IN (SELECT seq FROM outbox"  # noqa: S608
-            f" WHERE status = 'pending' AND next_attempt_at <= $1 AND lease_until < $1"
-            f" AND {_IS_HEAD} ORDER BY seq LIMIT $3)"
-            f" AND status = 'pending' AND lease_until < $1 RETURNING {_ROW}",
+            self._unsynced(
+                f"UPDATE outbox SET lease_until = $2 WHERE seq IN (SELECT seq FROM outbox"  # noqa: S608
+                f" WHERE status = 'pending' AND next_attempt_at <= $1 AND lease_until < $1"
+                f" AND {_IS_HEAD} ORDER BY seq LIMIT $3)"
+                f" AND status = 'pending' AND lease_until < $1 RETURNING {_ROW}"
+            ),
             now,
             until,
             limit,
@@ -114,16 +121,18 @@ class Outbox:
         no one else can hold or take the rows behind them."""
         marked = ", ".join(f"${n}" for n in range(6, 6 + len(delivered)))
         rows = await self._db.fetch(
-            "UPDATE outbox SET"  # noqa: S608
-            f" status = CASE WHEN seq IN ({marked}) THEN 'delivered' ELSE status END,"
-            f" delivered_at = CASE WHEN seq IN ({marked}) THEN CAST($1 AS BIGINT)"
-            "  ELSE delivered_at END,"
-            f" attempts = CASE WHEN seq IN ({marked}) THEN attempts + 1 ELSE attempts END,"
-            f" last_error = CASE WHEN seq IN ({marked}) THEN NULL ELSE last_error END,"
-            f" lease_until = CASE WHEN seq IN ({marked}) THEN 0 ELSE CAST($2 AS BIGINT) END"
-            f" WHERE seq IN ({marked}) OR seq IN (SELECT n.seq FROM outbox n"
-            "  WHERE n.stream = $3 AND n.status = 'pending' AND n.seq > $4"
-            f"  ORDER BY n.seq LIMIT $5) RETURNING {_ROW}",
+            self._unsynced(
+                "UPDATE outbox SET"  # noqa: S608
+                f" status = CASE WHEN seq IN ({marked}) THEN 'delivered' ELSE status END,"
+                f" delivered_at = CASE WHEN seq IN ({marked}) THEN CAST($1 AS BIGINT)"
+                "  ELSE delivered_at END,"
+                f" attempts = CASE WHEN seq IN ({marked}) THEN attempts + 1 ELSE attempts END,"
+                f" last_error = CASE WHEN seq IN ({marked}) THEN NULL ELSE last_error END,"
+                f" lease_until = CASE WHEN seq IN ({marked}) THEN 0 ELSE CAST($2 AS BIGINT) END"
+                f" WHERE seq IN ({marked}) OR seq IN (SELECT n.seq FROM outbox n"
+                "  WHERE n.stream = $3 AND n.status = 'pending' AND n.seq > $4"
+                f"  ORDER BY n.seq LIMIT $5) RETURNING {_ROW}"
+            ),
             now,
             until,
             delivered[-1].stream,
@@ -141,7 +150,7 @@ class Outbox:
         if rows:
             held = ", ".join(f"${n}" for n in range(1, 1 + len(rows)))
             await self._db.execute(
-                f"UPDATE outbox SET lease_until = 0 WHERE seq IN ({held})",  # noqa: S608
+                self._unsynced(f"UPDATE outbox SET lease_until = 0 WHERE seq IN ({held})"),  # noqa: S608
                 *(row.seq for row in rows),
             )
 
@@ -162,8 +171,10 @@ class Outbox:
         """Extend the leases held on a stream's rows to ``until`` (never shortening one, nor
         taking back a row whose lease was released: 0)."""
         await self._db.execute(
-            "UPDATE outbox SET lease_until = $2 WHERE stream = $1 AND status = 'pending'"
-            " AND lease_until > 0 AND lease_until < $2",
+            self._unsynced(
+                "UPDATE outbox SET lease_until = $2 WHERE stream = $1 AND status = 'pending'"
+                " AND lease_until > 0 AND lease_until < $2"
+            ),
             stream,
             until,
         )

@@ -44,6 +44,17 @@ def room_lock_sql(room_param: str) -> str:
     return f"pg_try_advisory_xact_lock({_ROOM_LOCK_CLASS}, hashtext({room_param}))"
 
 
+def unsynced(scheme: Scheme, update: str) -> str:
+    """An ``UPDATE <table> SET ... WHERE ...`` that commits without waiting for its WAL
+    record to reach the disk (PostgreSQL; the pool's `synchronous_commit` stays on for
+    everything else). Only for writes a crash of the database server may forget at no cost
+    but a repeated delivery: leases, and marks of what was delivered. It saves the flush's
+    wait, which is on the way of every webhook (0.3 against 0.09 ms a statement here)."""
+    assignments, condition = update.split(" WHERE ", 1)
+    setting = "1" if scheme == Scheme.SQLITE else "set_config('synchronous_commit', 'off', true)"
+    return f"WITH lax AS (SELECT {setting} AS unsynced) {assignments} FROM lax WHERE {condition}"  # noqa: S608 (our SQL)
+
+
 async def _end_open_transaction(conn: Any) -> None:
     """What a connection needs before going back to the pool: no transaction left open.
 
