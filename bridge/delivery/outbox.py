@@ -63,6 +63,10 @@ async def add_notifications(
     return added
 
 
+# Delivered rows one `settle` marks at most (the outbox worker's batch is no bigger).
+SETTLE_WIDTH = 32
+
+
 class Outbox:
     """The outbox table's queries."""
 
@@ -119,7 +123,11 @@ class Outbox:
         pending rows that follow the last of them until ``until``: one round trip for a batch
         of webhooks. Only whoever held the stream's head can have delivered these rows, so
         no one else can hold or take the rows behind them."""
-        marked = ", ".join(f"${n}" for n in range(6, 6 + len(delivered)))
+        # The list is padded to a fixed length (the last seq repeated), so the statement's
+        # text, and the server's prepared plan for it, is the same for every batch.
+        seqs = [row.seq for row in delivered]
+        seqs += seqs[-1:] * (SETTLE_WIDTH - len(seqs))
+        marked = ", ".join(f"${n}" for n in range(6, 6 + len(seqs)))
         rows = await self._db.fetch(
             self._unsynced(
                 "UPDATE outbox SET"  # noqa: S608
@@ -138,9 +146,9 @@ class Outbox:
             delivered[-1].stream,
             delivered[-1].seq,
             more,
-            *(row.seq for row in delivered),
+            *seqs,
         )
-        done = {row.seq for row in delivered}
+        done = set(seqs)
         return sorted(
             (OutboxRow(**dict(r)) for r in rows if r["seq"] not in done), key=lambda r: r.seq
         )

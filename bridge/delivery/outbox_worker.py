@@ -27,11 +27,11 @@ from bridge.runtime.clock import Clock
 from bridge.runtime.metrics import Metrics
 from bridge.runtime.workers import Wakeup, drain_when_woken, keeping_lease
 
-from .outbox import Outbox, OutboxRow
+from .outbox import SETTLE_WIDTH, Outbox, OutboxRow
 
 POLL_SECONDS = 1.0
 MAX_STREAMS = 16
-BATCH = 32  # rows a stream leases (and marks delivered) at once
+BATCH = SETTLE_WIDTH  # rows a stream leases (and marks delivered) at once
 # Outlasts RENEW_SECONDS and a late renewal; short, so a killed process's streams are free
 # again within seconds. Replicas' clocks must agree well within it, or a live lease can be
 # taken: a delivery repeated (same webhook id), never reordered.
