@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
@@ -12,6 +11,7 @@ import sys
 from pathlib import Path
 
 import asyncpg
+import uvloop
 import yaml
 
 from appservice.matrix import HomeserverUnavailable, MatrixError
@@ -155,15 +155,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             config = load_config(args.config)
             configure_logging(config)
-            asyncio.run(run_bridge(config))
+            uvloop.run(run_bridge(config))
         elif args.command == "gateway":
             config = load_config(args.config)
             configure_logging(config)
-            asyncio.run(run_gateway(config))
+            uvloop.run(run_gateway(config))
         elif args.command == "reconcile":
             config = load_config(args.config)
             configure_logging(config)
-            return asyncio.run(reconcile_all(config))
+            return uvloop.run(reconcile_all(config))
         elif args.command == "generate-registration":
             write_registration(load_config(args.config), args.output)
             print(f"Wrote the registration to {args.output}")
