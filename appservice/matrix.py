@@ -30,6 +30,7 @@ MASKED_PATH = "/_synapse/client/marketplace/masked"
 ACCOUNT_PATH = "/_synapse/client/marketplace/account"
 SESSIONS_PATH = "/_synapse/client/marketplace/sessions"
 DEACTIVATE_PATH = "/_synapse/client/marketplace/deactivate"
+ROOM_PURGE_PATH = "/_synapse/client/marketplace/rooms/purge"
 
 
 class HomeserverUnavailable(Exception):
@@ -350,6 +351,16 @@ class MatrixBot:
     async def deactivate_managed(self, user_id: UserId) -> None:
         """Deactivate a managed account with erasure (GDPR): profile gone, rooms left."""
         await self._request(Method.POST, DEACTIVATE_PATH, {"user_id": user_id})
+
+    async def purge_room(self, room_id: RoomId) -> None:
+        """Remove a room the bot created from the homeserver for good: its members removed
+        (the bot too), its history purged, the room blocked so nobody can rejoin it.
+        Idempotent: a room already purged is blocked again and nothing else happens.
+
+        One request that lasts as long as the purge. mautrix's requests take no timeout of
+        their own, so the client session's applies (the bridge's: 60 s); Synapse finishes a
+        purge whose caller gave up, and a retry then finds the room gone."""
+        await self._request(Method.POST, ROOM_PURGE_PATH, {"room_id": room_id})
 
     async def join_as(self, room_id: RoomId, user_id: UserId) -> None:
         """Join a managed account to a room it is invited to (the appservice acts as it)."""

@@ -15,8 +15,9 @@ import uvloop
 import yaml
 
 from appservice.matrix import HomeserverUnavailable, MatrixError
-from bridge.app import Bridge, StartError, run_bridge, run_gateway
+from bridge.app import Bridge, run_bridge
 from bridge.config import Config, ConfigError, config_reference, load_config
+from bridge.gateway.server import run_gateway
 from bridge.ops.deployment import (
     EXAMPLE_CONFIG,
     DeploymentError,
@@ -24,6 +25,7 @@ from bridge.ops.deployment import (
     write_registration,
 )
 from bridge.ops.devstack import run_dev_stack
+from bridge.runtime.process import StartError
 from policy.transcript import verify_transcript
 
 DESCRIPTION = """\

@@ -11,15 +11,14 @@
 Parts, in the order they are built: runtime (clock, metrics, wake-ups, locks) -> the bot's
 Matrix calls -> market (records, room keeper, use cases) -> identity (accounts, sessions) ->
 policy bot (enforcer, actions, commands, transcripts) -> delivery (outbox worker) -> deals
-(follow-ups, responsiveness) -> homeserver (inbox, intake, inbox worker, recovery) -> api,
-web chat and ops (routes).
+(follow-ups, responsiveness) -> retention (purges, pruning) -> homeserver (inbox, intake,
+inbox worker, recovery) -> api, web chat and ops (routes).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -43,7 +42,6 @@ from bridge.delivery.outbox import Outbox, OutboxRow
 from bridge.delivery.outbox_worker import OutboxWorker
 from bridge.delivery.sender import WebhookSender
 from bridge.delivery.signing import Signer
-from bridge.gateway.server import start_gateway
 from bridge.homeserver.inbox import InboxStore
 from bridge.homeserver.inbox_worker import InboxWorker
 from bridge.homeserver.intake import HomeserverIntake
@@ -58,11 +56,15 @@ from bridge.policybot.enforcer import Enforcer
 from bridge.policybot.originals import MaskedOriginals
 from bridge.policybot.performer import ActionPerformer
 from bridge.policybot.transcripts import Transcripts
+from bridge.retention.records import PurgeRecords, StoredTranscripts
+from bridge.retention.worker import RetentionSettings, RetentionWorker
 from bridge.runtime.backoff import Backoff, retry_until_done
 from bridge.runtime.clock import Clock, SystemClock
 from bridge.runtime.metrics import Metrics
+from bridge.runtime.process import StartError, stop_on_signals
 from bridge.runtime.workers import Wakeups
 from bridge.storage.database import create_database, start_database
+from bridge.storage.transcripts import DirectoryStore
 from bridge.webchat.assets import Bundle
 from bridge.webchat.server import WebChat
 from policy.ids import RoomId
@@ -78,6 +80,7 @@ class Workers:
     actions: ActionWorker
     recovery: Recovery
     follow_ups: FollowUpWorker
+    retention: RetentionWorker
 
 
 class Bridge:
@@ -104,6 +107,9 @@ class Bridge:
         self.inbox = InboxStore(db, clock)
         self.outbox = Outbox(db)
         self.originals = MaskedOriginals(db)
+        self.stored_transcripts = StoredTranscripts(
+            PurgeRecords(db), DirectoryStore(config.retention.transcripts_directory)
+        )
         self.transcripts = Transcripts(
             self.market.transaction_records,
             self.market.dispute_records,
@@ -111,6 +117,7 @@ class Bridge:
             self.originals,
             self.market.audit,
             clock,
+            self.stored_transcripts.of_room,
         )
         self.workers = self._build_workers()
         self.web_app = self._build_web_app()
@@ -217,6 +224,17 @@ class Bridge:
                 self.connected,
                 self._refresh_reads,
             ),
+            retention=RetentionWorker(
+                self.db,
+                RetentionSettings.of(config),
+                self.transcripts,
+                self.stored_transcripts.store,
+                self.bot.purge_room,
+                config.bot_mxid,
+                clock,
+                self.wakeups.outbox,
+                self.connected,
+            ),
         )
 
     def _build_web_app(self) -> web.Application:
@@ -237,6 +255,7 @@ class Bridge:
             market.disputes,
             market.chat_list,
             self.transcripts,
+            market.holds,
             market.audit,
             self.identity,
             Responsiveness(self.db),
@@ -275,6 +294,7 @@ class Bridge:
             asyncio.create_task(workers.actions.run(), name="actions"),
             asyncio.create_task(workers.recovery.run(), name="recovery"),
             asyncio.create_task(workers.follow_ups.run(), name="follow-ups"),
+            asyncio.create_task(workers.retention.run(), name="retention"),
         ]
         self.log.info("Listening on %s:%d as %s", server.host, server.port, self.config.bot_mxid)
 
@@ -340,43 +360,11 @@ class Bridge:
         await self.bot.versions()
 
 
-class StartError(Exception):
-    """The bridge could not start (database or port unavailable); the message says why."""
-
-
-async def run_gateway(config: Config) -> None:
-    """The client gateway alone, until SIGINT or SIGTERM."""
-    stop = _stop_on_signals()
-    try:
-        runner, session = await start_gateway(config, SystemClock())
-    except OSError as e:
-        raise StartError(f"cannot start the gateway: {e}") from e
-    logging.getLogger("bridge.gateway").info(
-        "Gateway on %s:%d in front of %s",
-        config.gateway.host,
-        config.gateway.port,
-        config.homeserver.url,
-    )
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
-        await session.close()
-
-
-def _stop_on_signals() -> asyncio.Event:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    return stop
-
-
 async def run_bridge(
     config: Config, before_connect: Callable[[], Awaitable[None]] | None = None
 ) -> None:
     """Serve until SIGINT or SIGTERM; ``before_connect`` runs once the bridge listens."""
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     bridge: Bridge | None = None
     try:
         try:

@@ -19,8 +19,11 @@ the entry from the bridge's config). Every decision is a pure function of `polic
         local user exists (profile lookups are limited to users who share a room, so the
         bridge has no other way to refuse a mistyped Matrix ID)
     GET /_synapse/client/marketplace/masked?id=... -> for the bot only: a masked original
-    /_synapse/client/marketplace/account and .../sessions -> for the bot only: managed
-        accounts' profiles, sign-in links and sessions (synapse_module/accounts.py)
+    /_synapse/client/marketplace/account, .../sessions and .../deactivate -> for the bot
+        only: managed accounts' profiles, sign-in links, sessions and erasure
+        (synapse_module/accounts.py)
+    POST /_synapse/client/marketplace/rooms/purge -> for the bot only: a room it created
+        removed for good (members out, room blocked, history purged; synapse_module/rooms.py)
 
 Judging and masking run in Synapse's thread pool, so a long message never holds the main
 thread. Synapse's media callback sees only the bytes (not the uploader), so the type
@@ -65,6 +68,7 @@ from .accounts import (
     SessionsResource,
 )
 from .originals import MASKED_PATH, Originals, OriginalsResource
+from .rooms import PURGE_PATH, RoomPurgeResource
 
 log = logging.getLogger("synapse_module")
 
@@ -104,6 +108,7 @@ class MarketplaceModule:
         api.register_web_resource(
             DEACTIVATE_PATH, DeactivateResource(api, bot, prefix, self._originals)
         )
+        api.register_web_resource(PURGE_PATH, RoomPurgeResource(api, bot, self._originals))
 
     @staticmethod
     def parse_config(config: dict[str, Any]) -> dict[str, Any]:

@@ -51,6 +51,16 @@ class Originals:
             ),
         )
 
+    async def forget_room(self, room_id: str) -> None:
+        """Every original kept of messages in the room (the room is being purged)."""
+        await self._ensure_table()
+        await self._api.run_db_interaction(
+            "marketplace_forget_room_originals",
+            lambda txn: txn.execute(
+                "DELETE FROM marketplace_masked_originals WHERE room_id = ?", (room_id,)
+            ),
+        )
+
     async def keep(self, mask_id: str, room_id: str, sender: str, content: Any) -> None:
         await self._ensure_table()
         row = (mask_id, room_id, sender, json.dumps(content), int(time.time() * 1000))

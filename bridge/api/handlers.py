@@ -21,6 +21,7 @@ from bridge.identity import Identity
 from bridge.identity.records import Profile, UserRecord
 from bridge.market.chat_list import ChatList
 from bridge.market.disputes import Disputes
+from bridge.market.holds import LegalHolds
 from bridge.market.models import (
     DisputeRecord,
     NewDispute,
@@ -37,6 +38,7 @@ from bridge.runtime.workers import Wakeup
 from policy.ids import DisputeId, MarketUserId, TransactionId, UserId
 from policy.rooms import RoomKind
 
+from . import holds as hold_answers
 from . import middleware
 from . import responsiveness as answers
 from .errors import ApiError
@@ -76,6 +78,9 @@ from .views import (
 PREFIX = "/api/v1"
 
 
+MARKETPLACE = "marketplace"  # the actor of what the API does, in the audit trail
+
+
 class MarketApi:
     def __init__(
         self,
@@ -85,6 +90,7 @@ class MarketApi:
         disputes: Disputes,
         chat_list: ChatList,
         transcripts: Transcripts,
+        holds: LegalHolds,
         audit: AuditLog,
         identity: Identity,
         responsiveness: Responsiveness,
@@ -99,6 +105,7 @@ class MarketApi:
         self._disputes = disputes
         self._chat_list = chat_list
         self._transcripts = transcripts
+        self._holds = holds
         self._audit = audit
         self._identity = identity
         self._responsiveness = responsiveness
@@ -265,6 +272,36 @@ class MarketApi:
         after, limit, fmt = answers.page_params(request.query)
         sellers, next_after = await self._responsiveness.sellers(since, now, after, limit)
         return answers.sellers_response(request, sellers, next_after, since, now, fmt)
+
+    async def transaction_holds(self, request: web.Request) -> web.Response:
+        record = await self._transactions.get(transaction_id := _transaction_id(request))
+        holds = await self._holds.on(transaction_id)
+        return json_response(
+            hold_answers.transaction_holds_out(transaction_id, holds, record.purged_at)
+        )
+
+    async def place_hold(self, request: web.Request) -> web.Response:
+        transaction_id = _transaction_id(request)
+        body = await parse_body(request, hold_answers.HoldRequest, self._max_body_bytes)
+        record, holds, placed = await self._holds.place(transaction_id, body.reason, MARKETPLACE)
+        answer = hold_answers.transaction_holds_out(transaction_id, holds, record.purged_at)
+        return json_response(answer, 201 if placed else 200)
+
+    async def release_hold(self, request: web.Request) -> web.Response:
+        transaction_id = _transaction_id(request)
+        body = await parse_body(
+            request, hold_answers.ReleaseRequest, self._max_body_bytes, empty_ok=True
+        )
+        record, holds = await self._holds.release(transaction_id, body.reason or "", MARKETPLACE)
+        return json_response(
+            hold_answers.transaction_holds_out(transaction_id, holds, record.purged_at)
+        )
+
+    async def holds(self, _: web.Request) -> web.Response:
+        holds = await self._holds.all()
+        return json_response(
+            hold_answers.HoldsOut(holds=[hold_answers.hold_out(h) for h in holds])
+        )
 
     async def transaction_transcript(self, request: web.Request) -> web.Response:
         document = await self._transcripts.of_transaction(

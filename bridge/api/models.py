@@ -181,6 +181,12 @@ class DisputeOut(BaseModel):
     links: Links = Field(description=LINKS_DESCRIPTION)
     created_at: datetime
     resolved_at: datetime | None
+    purged_at: datetime | None = Field(
+        description="When its room's removal for retention was announced (room.purged)."
+    )
+    transcript_hash: str | None = Field(
+        description="The final hash of the transcript stored before the room was removed."
+    )
 
 
 class ReplayRequest(_Request):
@@ -321,6 +327,13 @@ class TransactionOut(BaseModel):
     created_at: datetime
     paid_at: datetime | None
     closed_at: datetime | None
+    held: bool = Field(description="Whether a manual legal hold keeps its rooms (GET .../hold).")
+    purged_at: datetime | None = Field(
+        description="When its room's removal for retention was announced (room.purged)."
+    )
+    transcript_hash: str | None = Field(
+        description="The final hash of the transcript stored before the room was removed."
+    )
 
 
 class ErrorOut(BaseModel):

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from .holds import HoldRequest, HoldsOut, ReleaseRequest, TransactionHoldsOut
 from .models import (
     ID_PATTERN,
     AuditPageOut,
@@ -148,6 +149,42 @@ ROUTES: tuple[Route, ...] = (
         CloseTransactionRequest,
     ),
     Route(
+        "GET",
+        "/transactions/{transaction_id}/hold",
+        "transaction_holds",
+        "What holds a transaction's rooms now: its manual legal hold and its disputes",
+        {"200": "The holds in force (none: not held)"},
+        TransactionHoldsOut,
+    ),
+    Route(
+        "POST",
+        "/transactions/{transaction_id}/hold",
+        "place_hold",
+        "Place a legal hold: the transaction's rooms are never purged and its parties cannot"
+        " be erased until it is released",
+        {"201": "Placed", "200": "A manual hold was already in place (unchanged)"},
+        TransactionHoldsOut,
+        HoldRequest,
+    ),
+    Route(
+        "DELETE",
+        "/transactions/{transaction_id}/hold",
+        "release_hold",
+        "Release the manual legal hold (a dispute's hold ends by itself: 409)",
+        {"200": "Released; the holds left"},
+        TransactionHoldsOut,
+        ReleaseRequest,
+        body_required=False,
+    ),
+    Route(
+        "GET",
+        "/holds",
+        "holds",
+        "Every legal hold in force: manual ones, then those of disputes",
+        {"200": "All of them"},
+        HoldsOut,
+    ),
+    Route(
         "POST",
         "/disputes",
         "open_dispute",
@@ -230,7 +267,7 @@ ROUTES: tuple[Route, ...] = (
         "/users/{user_id}/erase",
         "erase_user",
         "Erase a user (GDPR): account deactivated with erasure, profile removed, messages"
-        " redacted in rooms not archived; refused while an open dispute holds them",
+        " redacted in rooms not archived; refused while a legal hold or a dispute holds them",
         {"200": "Erased (or already erased)"},
         UserOut,
         ReasonRequest,

@@ -52,6 +52,9 @@ def transaction_out(
         created_at=timestamp(record.created_at),
         paid_at=timestamp(record.paid_at),
         closed_at=timestamp(record.closed_at),
+        held=record.held_at is not None,
+        purged_at=timestamp(record.purged_at),
+        transcript_hash=record.transcript_hash,
     )
 
 
@@ -76,6 +79,8 @@ def dispute_out(dispute: DisputeRecord, links: dict[str, str]) -> DisputeOut:
         links=links,
         created_at=timestamp(dispute.created_at),
         resolved_at=timestamp(dispute.resolved_at),
+        purged_at=timestamp(dispute.purged_at),
+        transcript_hash=dispute.transcript_hash,
     )
 
 

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from .deals import DealsConfig, RemindersConfig
 from .identity import IdentityConfig
+from .retention import RetentionConfig
 from .types import (
     DatabaseUrl,
     DecisionName,
@@ -300,6 +301,7 @@ class Config(BaseSettings):
     webchat: WebchatConfig = WebchatConfig()
     reminders: RemindersConfig = RemindersConfig()
     deals: DealsConfig = DealsConfig()
+    retention: RetentionConfig = RetentionConfig()
     database: DatabaseConfig
     logging: LoggingConfig
 

@@ -6,10 +6,13 @@ make run                                  (started beside the bridge, in its pro
 
 from __future__ import annotations
 
+import logging
+
 from aiohttp import ClientSession, ClientTimeout, DummyCookieJar, web
 
 from bridge.config import Config
-from bridge.runtime.clock import Clock
+from bridge.runtime.clock import Clock, SystemClock
+from bridge.runtime.process import StartError, stop_on_signals
 from policy.contact import contains_contact_info
 from policy.ids import UserId
 from policy.rules import media_type_allowed
@@ -63,3 +66,23 @@ async def start_gateway(config: Config, clock: Clock) -> tuple[web.AppRunner, Cl
     await runner.setup()
     await web.TCPSite(runner, config.gateway.host, config.gateway.port).start()
     return runner, session
+
+
+async def run_gateway(config: Config) -> None:
+    """The client gateway alone, until SIGINT or SIGTERM."""
+    stop = stop_on_signals()
+    try:
+        runner, session = await start_gateway(config, SystemClock())
+    except OSError as e:
+        raise StartError(f"cannot start the gateway: {e}") from e
+    logging.getLogger("bridge.gateway").info(
+        "Gateway on %s:%d in front of %s",
+        config.gateway.host,
+        config.gateway.port,
+        config.homeserver.url,
+    )
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        await session.close()

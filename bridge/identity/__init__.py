@@ -82,6 +82,7 @@ class Identity:
             sessions,
             bot,
             market.chat_list,
+            market.holds,
             market.reconciler.repair_room,
             clock,
             config.webhooks.retry_for_seconds * 1000,

@@ -7,7 +7,8 @@
                      suspended party is out of every room's plan): they can neither post nor
                      read what follows
     unsuspend(user)  the same, the other way: the rooms repaired take them back
-    erase(user)      refused while a dispute involving them is open (a legal hold); else what
+    erase(user)      refused while a hold is on one of their transactions (a legal hold, or a
+                     dispute open or recently resolved: bridge.market.holds); else what
                      they sent (messages, reactions) redacted in rooms not archived, a
                      managed account deactivated
                      with erasure on the homeserver (profile removed, rooms left), what they
@@ -34,6 +35,7 @@ from appservice.matrix import MatrixBot, txn_id
 from bridge.delivery.outbox import add_notifications
 from bridge.market.chat_list import Chat, ChatList
 from bridge.market.errors import InvalidState
+from bridge.market.holds import LegalHolds
 from bridge.market.records.audit import AuditEntry, write_audit
 from bridge.runtime.clock import Clock
 from policy.ids import MarketUserId, RoomId
@@ -52,7 +54,8 @@ ERASED_REASON = "Removed at the marketplace's request."
 
 
 class UserOnHold(InvalidState):
-    """The user's data is held for a claim: an open dispute involves them."""
+    """The user's data is held for a claim: a legal hold, or a dispute (open, or resolved
+    less than retention.hold_after_resolution_days ago), on one of their transactions."""
 
 
 class UserLifecycle:
@@ -63,6 +66,7 @@ class UserLifecycle:
         sessions: Sessions,
         bot: MatrixBot,
         chat_list: ChatList,
+        holds: LegalHolds,
         repair_room: Callable[[RoomId], Awaitable[None]],
         clock: Clock,
         retry_for_ms: int,
@@ -72,6 +76,7 @@ class UserLifecycle:
         self._sessions = sessions
         self._bot = bot
         self._chat_list = chat_list
+        self._holds = holds
         self._repair_room = repair_room
         self._clock = clock
         self._retry_for_ms = retry_for_ms
@@ -113,15 +118,11 @@ class UserLifecycle:
             await self._repair_rooms(user_id)
             return user
         chats = await self._chats(user_id)
-        held = sorted(
-            chat.dispute.dispute_id
-            for chat in chats
-            if chat.dispute is not None and chat.dispute.state is DisputeState.OPEN
-        )
-        if held:
+        if held := await self._holds.of_user(user_id):
             raise UserOnHold(
-                f"user {user_id} is held by the open dispute {', '.join(held)}: it is evidence"
-                " until resolved"
+                f"user {user_id} is held by "
+                + "; ".join(hold.describe() for hold in held)
+                + ": what they wrote is evidence until the hold ends"
             )
         rooms = [room for chat in chats if (room := _room_of(chat)) is not None]
         for chat in chats:

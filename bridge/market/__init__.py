@@ -2,6 +2,7 @@
 
     transactions.py  create, pay, close          disputes.py    open, resolve
     moderation.py    admins' lock, unlock, kick  management.py  the admins' room, announcements
+    holds.py         legal holds on transactions (manual, and those disputes put)
     reconcile.py     rooms back to their plans   chat_list.py   a user's rooms, unread counts
     keeper.py        one room made to match its plan (create or adopt, state, members, notices)
     rooms.py         what each kind of room must be      transitions.py  the transition loop
@@ -32,6 +33,7 @@ from policy.masking import MARKER
 
 from .chat_list import ChatList
 from .disputes import Disputes
+from .holds import LegalHolds
 from .keeper import RoomKeeper
 from .management import ManagementRoom
 from .moderation import Moderation
@@ -65,6 +67,7 @@ class Market:
     mutes: Mutes
     audit: AuditLog
     parties: PartyCheck
+    holds: LegalHolds
 
     @classmethod
     def build(
@@ -76,9 +79,10 @@ class Market:
         admins = tuple(UserId(admin) for admin in rooms.admins)
         locks = KeyedLocks()  # one per transaction, shared by every use case
         audit, mutes = AuditLog(db, clock), Mutes(db)
+        periods = config.retention.periods()
         transaction_records, dispute_records = (
-            TransactionRecords(db, clock),
-            DisputeRecords(db, clock),
+            TransactionRecords(db, clock, periods),
+            DisputeRecords(db, clock, periods),
         )
         policy = config.policy
         hosts, terms = tuple(policy.allowed_link_hosts), tuple(policy.off_platform_terms)
@@ -165,4 +169,5 @@ class Market:
             mutes=mutes,
             audit=audit,
             parties=parties,
+            holds=LegalHolds(db, periods.hold_after_ms, clock),
         )

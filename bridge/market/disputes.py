@@ -146,7 +146,10 @@ class Disputes:
     async def ensure_room(
         self, dispute: DisputeRecord, transaction: TransactionRecord, *, changing: bool = False
     ) -> DisputeRecord:
-        """Make the dispute's room match it (see `RoomKeeper.ensure`); the latest record."""
+        """Make the dispute's room match it (see `RoomKeeper.ensure`); the latest record.
+        A room whose removal was announced (retention) is left to the homeserver."""
+        if dispute.purged_at is not None:
+            return dispute
         room = DisputeRoom(
             self._planner,
             self._records,

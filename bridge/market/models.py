@@ -65,6 +65,9 @@ class TransactionRecord:
     closed_at: int | None
     open_dispute: DisputeId | None = None
     access_override: Access | None = None  # an admin's lock or unlock
+    held_at: int | None = None  # a legal hold placed through the API (bridge.market.holds)
+    purged_at: int | None = None  # its room's removal announced (bridge.retention)
+    transcript_hash: str | None = None  # the final hash of the transcript exported before
 
     @property
     def parties(self) -> tuple[UserId, UserId]:
@@ -108,6 +111,8 @@ class DisputeRecord:
     room_version: str
     created_at: int
     resolved_at: int | None
+    purged_at: int | None = None  # its room's removal announced (bridge.retention)
+    transcript_hash: str | None = None  # the final hash of the transcript exported before
 
     @property
     def access(self) -> Access:

@@ -98,7 +98,10 @@ class Transactions:
     async def ensure_room(
         self, record: TransactionRecord, *, check_members: bool = False, changing: bool = False
     ) -> TransactionRecord:
-        """Make the transaction's room match it (see `RoomKeeper.ensure`); the latest record."""
+        """Make the transaction's room match it (see `RoomKeeper.ensure`); the latest record.
+        A room whose removal was announced (retention) is left to the homeserver."""
+        if record.purged_at is not None:
+            return record
         room = TransactionRoom(self._planner, self._records, record.transaction_id, record)
         await self._keeper.ensure(room, check_members=check_members, changing=changing)
         assert room.record is not None and room.record.room_id is not None

@@ -3,13 +3,16 @@
 id -> the room -> its stored events in arrival order (the inbox keeps them, redacted originals
 included) -> policy.transcript builds the hash-chained document
    -> the final hash goes into the audit trail, so a wholly recomputed chain shows too
+A room removed for retention (bridge.retention) has no events left: its final transcript,
+stored before the removal, is what is exported.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from bridge.market.errors import NotFound
+from bridge.market.errors import InvalidState, NotFound
 from bridge.market.records.audit import AuditEntry, AuditLog
 from bridge.market.records.disputes import DisputeRecords
 from bridge.market.records.transactions import TransactionRecords
@@ -40,7 +43,9 @@ class Transcripts:
         originals: Originals,
         audit: AuditLog,
         clock: Clock,
+        final: Callable[[RoomId], Awaitable[dict[str, Any] | None]],
     ) -> None:
+        self._final = final
         self._transactions = transactions
         self._disputes = disputes
         self._history = history
@@ -66,7 +71,7 @@ class Transcripts:
             "transaction_id": transaction_id,
             "dispute_id": None,
         }
-        return await self._export(header, actor)
+        return await self._export(header, actor, purged=record.purged_at is not None)
 
     async def of_dispute(self, dispute_id: DisputeId, actor: str) -> dict[str, Any]:
         dispute = await self._disputes.get(dispute_id)
@@ -78,10 +83,14 @@ class Transcripts:
             "transaction_id": dispute.transaction_id,
             "dispute_id": dispute_id,
         }
-        return await self._export(header, actor)
+        return await self._export(header, actor, purged=dispute.purged_at is not None)
 
-    async def _export(self, header: dict[str, Any], actor: str) -> dict[str, Any]:
+    async def _export(self, header: dict[str, Any], actor: str, purged: bool) -> dict[str, Any]:
         room_id = header["room_id"]
+        if purged:  # its export was audited when it was stored
+            if (document := await self._final(room_id)) is None:
+                raise InvalidState(f"room {room_id} was removed; its stored transcript is gone")
+            return document
         events, originals = [], {}
         if room_id:  # no room yet: nothing happened
             events = await self._history.room_events(room_id)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from mautrix.util.async_db import Connection, Scheme, UpgradeTable
 
+from .upgrades import v12_reconcile_changes, v13_retention
+
 
 def bridge_upgrade_table() -> UpgradeTable:
     table = UpgradeTable(version_table_name="bridge_version", database_name="bridge")
@@ -22,7 +24,8 @@ def bridge_upgrade_table() -> UpgradeTable:
     table.register(description="Managed accounts, profiles and sessions")(_v9_identity)
     table.register(description="Invitations the invitee blocks")(_v10_blocked_invites)
     table.register(description="Exchanges and follow-ups: reminders, nudges")(_v11_follow_ups)
-    table.register(description="Reconcile what changed: stamps, runs")(_v12_reconcile_changes)
+    table.register(description="Reconcile what changed: stamps, runs")(v12_reconcile_changes)
+    table.register(description="Retention: purges by due date, legal holds")(v13_retention)
     return table
 
 
@@ -350,50 +353,3 @@ async def _v11_follow_ups(conn: Connection, scheme: Scheme) -> None:
         "CREATE INDEX follow_ups_open ON follow_ups (room_id, user_id, kind)"
         " WHERE status IN ('pending', 'waiting')"
     )
-
-
-# Memberships and the state a room plan sets: the only events that can move a room off its
-# plan. The reconcile of changed rooms reads them by arrival time, with this very condition.
-PLAN_EVENT_TYPES = (
-    "'m.room.member', 'm.room.power_levels', 'm.room.name', 'm.room.topic',"
-    " 'm.room.join_rules', 'm.room.guest_access', 'm.room.history_visibility'"
-)
-
-
-async def _v12_reconcile_changes(conn: Connection, scheme: Scheme) -> None:
-    # When each transaction or dispute last changed (the reconcile compares only rooms whose
-    # objects changed since its last completed run); older rows get their latest stamp.
-    for table, stamps in (
-        ("transactions", "closed_at, paid_at, created_at"),
-        ("disputes", "resolved_at, created_at"),
-    ):
-        await conn.execute(f"ALTER TABLE {table} ADD COLUMN changed_at BIGINT NOT NULL DEFAULT 0")
-        await conn.execute(f"UPDATE {table} SET changed_at = COALESCE({stamps})")  # noqa: S608
-        await conn.execute(f"CREATE INDEX {table}_changed ON {table} (changed_at)")
-    await conn.execute(
-        "CREATE INDEX inbox_events_plan_changes ON inbox_events (received_at)"
-        f" WHERE event_type IN ({PLAN_EVENT_TYPES})"
-    )
-    # Per kind of run ('changed', 'full'): the last completed one's start and the plans'
-    # fingerprint it compared against; a lease, so that one process runs at a time.
-    await conn.execute("""
-        CREATE TABLE reconcile_runs (
-            kind         TEXT   PRIMARY KEY,
-            started_at   BIGINT NOT NULL DEFAULT 0,
-            completed_at BIGINT NOT NULL DEFAULT 0,
-            fingerprint  TEXT   NOT NULL DEFAULT '',
-            holder       TEXT   NOT NULL DEFAULT '',
-            lease_until  BIGINT NOT NULL DEFAULT 0
-        )
-    """)
-    await conn.execute("INSERT INTO reconcile_runs (kind) VALUES ('changed'), ('full')")
-    # Rooms whose last comparison failed, compared by every run until one succeeds.
-    await conn.execute("""
-        CREATE TABLE reconcile_failures (
-            kind      TEXT   NOT NULL CHECK (kind IN ('transaction', 'dispute', 'management')),
-            object_id TEXT   NOT NULL,
-            failed_at BIGINT NOT NULL,
-            error     TEXT   NOT NULL,
-            PRIMARY KEY (kind, object_id)
-        )
-    """)

@@ -15,6 +15,7 @@ from bridge.market.records.transactions import TransactionRecords
 from bridge.runtime.clock import SystemClock
 from bridge.storage.database import create_database, start_database
 from policy.ids import MarketUserId, TransactionId, UserId
+from policy.retention import KEEP_FOREVER
 
 ME, OTHER = "@me:localhost", "@other:localhost"
 
@@ -154,7 +155,7 @@ async def test_by_matrix_id_unknown_users_and_users_without_chats(db: Database) 
 async def test_get_transaction_is_one_query(db: Database) -> None:
     await seed(db, 3)
     counting = CountingDatabase(db)
-    records = TransactionRecords(counting, SystemClock())  # type: ignore[arg-type]
+    records = TransactionRecords(counting, SystemClock(), KEEP_FOREVER)  # type: ignore[arg-type]
     record = await records.get(TransactionId("tx-000"))
     assert record is not None and record.open_dispute == "d-000"
     assert counting.statements == 1

@@ -50,6 +50,7 @@ ORDER = [
     "identity",
     "policybot",
     "deals",
+    "retention",
     "homeserver",
     "api",
     "webchat",

@@ -34,6 +34,8 @@ _DISPUTE_FIELDS = (
     "room_version",
     "created_at",
     "resolved_at",
+    "purged_at",
+    "transcript_hash",
 )
 
 # {key}: which of the user's ids the call names. A user without chats is one row of NULLs

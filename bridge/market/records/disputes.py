@@ -9,16 +9,18 @@ from bridge.runtime.clock import Clock
 from bridge.storage.database import rows_affected
 from policy.ids import DisputeId, RoomId, TransactionId
 from policy.notifications import Notification
+from policy.retention import RESOLVED, Periods
 from policy.states import DisputeState, TransactionState
 
 from ..errors import InvalidState
 from ..models import DisputeRecord, NewDispute, Resolution, TransactionRecord
 from .audit import AuditEntry, write_audit
+from .purges import schedule_purge
 from .transactions import refuse_different
 
 _SELECT = """
     SELECT dispute_id, transaction_id, reason, opened_by, state, decision, note, resolved_by,
-           source, room_id, room_version, created_at, resolved_at
+           source, room_id, room_version, created_at, resolved_at, purged_at, transcript_hash
     FROM disputes
 """
 
@@ -43,9 +45,10 @@ async def _clear_override(conn: Connection, transaction_id: TransactionId, now: 
 
 
 class DisputeRecords:
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Database, clock: Clock, periods: Periods) -> None:
         self._db = db
         self._clock = clock
+        self._periods = periods
 
     async def get(self, dispute_id: DisputeId) -> DisputeRecord | None:
         row = await self._db.fetchrow(_SELECT + " WHERE dispute_id = $1", dispute_id)
@@ -160,5 +163,15 @@ class DisputeRecords:
             await add_notifications(conn, stream, [notification], retry_for_ms, now)
             await write_audit(conn, audit, notification.occurred_at)
             await _clear_override(conn, dispute.transaction_id, now)
+            await schedule_purge(
+                conn,
+                self._periods,
+                dispute.room_id,
+                "dispute",
+                dispute.dispute_id,
+                dispute.transaction_id,
+                RESOLVED,
+                notification.occurred_at,
+            )
             row = await conn.fetchrow(_SELECT + " WHERE dispute_id = $1", dispute.dispute_id)
         return _dispute(row)

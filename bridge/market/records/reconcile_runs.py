@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from mautrix.util.async_db import Database, Scheme
 
 from bridge.storage.database import rows_affected
-from bridge.storage.migrations import PLAN_EVENT_TYPES
+from bridge.storage.upgrades import PLAN_EVENT_TYPES
 from policy.ids import DisputeId, TransactionId
 
 # What a room belongs to, as the reconcile names it: ('transaction', id), ('dispute', id),

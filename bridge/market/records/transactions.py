@@ -9,11 +9,13 @@ from bridge.runtime.clock import Clock
 from bridge.storage.database import rows_affected
 from policy.ids import RoomId, TransactionId
 from policy.notifications import Notification
+from policy.retention import Periods
 from policy.states import Access, Outcome, TransactionState, Transition
 
 from ..errors import Conflict
 from ..models import NewTransaction, Party, TransactionRecord
 from .audit import AuditEntry, write_audit
+from .purges import schedule_purge
 from .users import bind_user
 
 # A transaction with its parties, its open dispute and blocked invitations (``t``); the
@@ -30,7 +32,7 @@ COLUMNS = """
                    WHERE x.room_id = t.room_id AND x.user_id = b.matrix_id) AS buyer_blocked,
            EXISTS (SELECT 1 FROM blocked_invites x
                    WHERE x.room_id = t.room_id AND x.user_id = s.matrix_id) AS seller_blocked,
-           t.access_override
+           t.access_override, t.held_at, t.purged_at, t.transcript_hash
 """
 JOINS = """
     JOIN marketplace_users b ON b.user_id = t.buyer_id
@@ -64,6 +66,9 @@ def transaction_of(row) -> TransactionRecord:
         closed_at=row["closed_at"],
         open_dispute=row["open_dispute"],
         access_override=Access(row["access_override"]) if row["access_override"] else None,
+        held_at=row["held_at"],
+        purged_at=row["purged_at"],
+        transcript_hash=row["transcript_hash"],
     )
 
 
@@ -84,9 +89,10 @@ class _DisputeOpenedMeanwhile(Exception):
 
 
 class TransactionRecords:
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Database, clock: Clock, periods: Periods) -> None:
         self._db = db
         self._clock = clock
+        self._periods = periods
 
     async def get(self, transaction_id: TransactionId) -> TransactionRecord | None:
         row = await self._db.fetchrow(_SELECT + " WHERE t.transaction_id = $1", transaction_id)
@@ -190,6 +196,17 @@ class TransactionRecords:
                 now = self._clock.now_ms()
                 await add_notifications(conn, record.stream, [notification], retry_for_ms, now)
                 await write_audit(conn, audit, notification.occurred_at)
+                if transition.outcome is not None:
+                    await schedule_purge(
+                        conn,
+                        self._periods,
+                        record.room_id,
+                        "transaction",
+                        record.transaction_id,
+                        record.transaction_id,
+                        transition.outcome.value,
+                        notification.occurred_at,
+                    )
                 updated = await fetch_transaction(conn, record.transaction_id)
         except _DisputeOpenedMeanwhile:
             return None

@@ -33,7 +33,7 @@ from policy.ids import MarketUserId, TransactionId, UserId
 from policy.rules import content_rules_from
 from tests.harness import make_config
 
-from .fakes import FakeClock, FakeMatrix
+from .fakes import FakeClock, FakeMatrix, no_stored_transcript
 
 ADMIN = "@admin:localhost"
 BUYER = "@buyer:localhost"
@@ -161,6 +161,7 @@ def build_runner(
         MaskedOriginals(db),
         market.audit,
         clock,
+        no_stored_transcript,
     )
     return cls(
         config.rooms.command_prefix,

@@ -85,6 +85,7 @@ class FakeMatrix:
         self.profiles: dict[str, dict[str, Any]] = {}  # managed account -> what the module set
         self.devices: dict[str, dict[str, tuple[str, int]]] = {}  # user -> device -> token, end
         self.locked: set[str] = set()  # managed accounts the homeserver refuses
+        self.purged: set[RoomId] = set()  # rooms removed for good (blocked: no rejoining)
 
     # --- for tests ------------------------------------------------------------------------
 
@@ -324,6 +325,11 @@ class FakeMatrix:
             raise MatrixError(403, "M_FORBIDDEN", f"{user_id} is not invited")
         room.members[user_id] = "join"
 
+    async def purge_room(self, room_id: RoomId) -> None:
+        await self._enter("purge_room", room_id)
+        self.purged.add(room_id)
+        self.rooms.pop(room_id, None)  # history gone, members out
+
     # --- inside the fake ------------------------------------------------------------------
 
     def _room_id(self) -> RoomId:
@@ -358,3 +364,7 @@ class FakeMatrix:
             event["state_key"] = state_key
         room.timeline.append(event)
         return event_id
+
+
+async def no_stored_transcript(_: RoomId) -> None:
+    """`Transcripts`'s stored transcripts where no room is removed for retention."""

@@ -439,7 +439,7 @@ def test_the_only_public_route_is_the_openapi_document() -> None:
 
 
 async def test_the_api_serves_its_document_without_a_token_and_nothing_else() -> None:
-    api = MarketApi(TOKEN, LIMIT, *[None] * 9, 0, None)  # type: ignore[arg-type]
+    api = MarketApi(TOKEN, LIMIT, *[None] * 10, 0, None)  # type: ignore[arg-type]
     app = web.Application()
     api.add_to(app)
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:

@@ -25,7 +25,7 @@ from policy.ids import DisputeId, MarketUserId, TransactionId, UserId
 from policy.transcript import verify_transcript
 
 from .conftest import Rows
-from .fakes import FakeClock, FakeMatrix
+from .fakes import FakeClock, FakeMatrix, no_stored_transcript
 
 ANN, SAM = MarketUserId("Ann_1"), MarketUserId("sam:2")
 ANN_MXID, SAM_MXID = "@market__ann__1:localhost", "@market_sam=3a2:localhost"
@@ -201,6 +201,7 @@ async def test_erasure_waits_for_open_disputes_and_leaves_a_transcript_that_veri
         MaskedOriginals(db),
         market.audit,
         clock,
+        no_stored_transcript,
     )
     document = await transcripts.of_transaction(record.transaction_id, actor="marketplace")
     assert verify_transcript(document) == []

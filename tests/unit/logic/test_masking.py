@@ -26,7 +26,7 @@ from policy.masking import MARKER, MASKED_KEY
 from policy.rooms import RoomKind
 
 from .conftest import ADMIN, BUYER, SELLER, build_enforcer, build_performer, new_transaction
-from .fakes import FakeClock, FakeMatrix
+from .fakes import FakeClock, FakeMatrix, no_stored_transcript
 
 ORIGINAL = {"msgtype": "m.text", "body": "call me on +44 7911 123456"}
 MASKED = {"msgtype": "m.text", "body": f"call me on {MARKER}", MASKED_KEY: {"id": "mask-1"}}
@@ -118,7 +118,13 @@ async def test_the_original_is_kept_for_admins_and_in_the_transcript(
     inbox = InboxStore(db, clock)
     await inbox.store_transaction(Transaction("t", [parse_room_event(message(paid, MASKED))], []))
     transcripts = Transcripts(
-        market.transaction_records, market.dispute_records, inbox, originals, market.audit, clock
+        market.transaction_records,
+        market.dispute_records,
+        inbox,
+        originals,
+        market.audit,
+        clock,
+        no_stored_transcript,
     )
     document = await transcripts.of_transaction(TransactionId("order-1"), actor=ADMIN)
     (entry,) = [e for e in document["entries"] if e["event_id"] == "$masked"]
