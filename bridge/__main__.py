@@ -8,6 +8,7 @@ import logging
 import os
 import sqlite3
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -25,6 +26,8 @@ from bridge.ops.deployment import (
     write_registration,
 )
 from bridge.ops.devstack import run_dev_stack
+from bridge.retention.plan import plan, webhooks_to_prune
+from bridge.retention.worker import RetentionSettings
 from bridge.runtime.process import StartError
 from policy.transcript import verify_transcript
 
@@ -43,6 +46,8 @@ commands:
   config-reference         print the configuration reference (docs/configuration.md)
   verify                   check a room transcript (evidence export) for tampering
   reconcile                compare every managed room with its plan now, and repair it
+  retention                remove the rooms whose retention period ended now (--dry-run:
+                           list them, and what holds any, changing nothing)
 """
 
 
@@ -131,6 +136,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "full comparison already.",
     )
     reconcile.add_argument("-c", "--config", required=True, type=Path, help="path to config.yaml")
+    retention = commands.add_parser(
+        "retention",
+        help="remove the rooms whose time has come now, or list them",
+        description="Take every room whose retention period has ended through its removal "
+        "now, as the running bridge does every retention.check_interval_seconds (export, "
+        "room.purged, the homeserver's removal, the bridge's rows), and delete old webhooks. "
+        "With --dry-run: list the rooms due by --at (default now) and what holds any of them, "
+        "and count the webhooks that would be deleted; nothing is changed. It may run beside "
+        "the bridge processes: each room is leased to one process.",
+    )
+    retention.add_argument("-c", "--config", required=True, type=Path, help="path to config.yaml")
+    retention.add_argument("--dry-run", action="store_true", help="list, change nothing")
+    retention.add_argument(
+        "--at", metavar="TIME", help="with --dry-run: as of this ISO 8601 time (default now)"
+    )
     verify = commands.add_parser(
         "verify",
         help="check a room transcript for tampering",
@@ -166,6 +186,10 @@ def main(argv: list[str] | None = None) -> int:
             config = load_config(args.config)
             configure_logging(config)
             return uvloop.run(reconcile_all(config))
+        elif args.command == "retention":
+            config = load_config(args.config)
+            configure_logging(config)
+            return uvloop.run(apply_retention(config, args.dry_run, parse_time(args.at)))
         elif args.command == "generate-registration":
             write_registration(load_config(args.config), args.output)
             print(f"Wrote the registration to {args.output}")
@@ -210,6 +234,48 @@ async def reconcile_all(config: Config) -> int:
         print("Another bridge process is comparing every room now", file=sys.stderr)
         return 1
     print(f"Compared {compared} rooms with their plans")
+    return 0
+
+
+def parse_time(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ConfigError(f"--at: {text!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+async def apply_retention(config: Config, dry_run: bool, at: int | None) -> int:
+    """``retention``: the rooms due now removed (or, dry run, listed as of ``at``)."""
+    try:
+        bridge = await Bridge.open(config)
+    except (OSError, ConnectionError, asyncpg.PostgresError, sqlite3.Error) as e:
+        raise StartError(f"cannot open the bridge's database: {e}") from e
+    settings = RetentionSettings.of(config)
+    try:
+        if dry_run:
+            when = at if at is not None else bridge.clock.now_ms()
+            planned = await plan(bridge.db, settings, when)
+            for item in planned:
+                print(item.line())
+            going = sum(1 for item in planned if not item.holds)
+            pruned = await webhooks_to_prune(bridge.db, settings, when)
+            print(
+                f"{going} rooms would be removed, {len(planned) - going} kept by holds;"
+                f" {pruned} webhooks would be deleted (dry run: nothing changed)"
+            )
+            return 0
+        await bridge.bot.ensure_registered()
+        removed = await bridge.workers.retention.drain()
+        print(f"Removed {removed} rooms whose retention period ended")
+    except (HomeserverUnavailable, MatrixError) as e:
+        raise StartError(f"the homeserver did not answer: {e}") from e
+    finally:
+        await bridge.close()
     return 0
 
 

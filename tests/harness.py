@@ -166,6 +166,7 @@ def make_config(
         "webchat": example["webchat"],
         "reminders": example["reminders"],
         "deals": example["deals"],
+        "retention": example["retention"],
         "database": {"url": database_url, "max_connections": 5},
         "logging": {"level": "DEBUG"},
     }

@@ -91,7 +91,7 @@ class RetentionConfig(Section):
         " removed (relative paths from the working directory).",
     )
     check_interval_seconds: float = Field(
-        default=60,
+        default=5,
         gt=0,
         le=86400,
         description="How often the bridge looks for rooms whose time has come and rows to prune.",

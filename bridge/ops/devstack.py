@@ -345,7 +345,7 @@ def free_loopback_port(taken: Collection[int] = ()) -> int:
 
 # Sections of the stack's config.yaml that are the operator's to tune (the rest is rewritten
 # from the example and the stack's ports on every start).
-OPERATOR_SECTIONS = ("reminders", "deals")
+OPERATOR_SECTIONS = ("reminders", "deals", "retention")
 
 
 def dev_config(
@@ -357,7 +357,7 @@ def dev_config(
     chat_origins: Sequence[str] = (),
 ) -> Config:
     """The stack's bridge config; its secrets are generated on the first run and kept, and so
-    are the operator's reminders and deals settings."""
+    are the operator's reminders, deals and retention settings."""
     path = data_dir / "config.yaml"
     old = yaml.safe_load(path.read_text()) if path.exists() else {}
     data = bridge_settings(
@@ -373,6 +373,7 @@ def dev_config(
         gateway_port=gateway_port,
     )
     data["webchat"]["allowed_origins"] = list(chat_origins)
+    data["retention"]["transcripts_directory"] = str(data_dir / "transcripts")
     for section in OPERATOR_SECTIONS:  # an operator's edits of these survive a restart
         if isinstance(old.get(section), dict):
             data[section] |= old[section]

@@ -115,39 +115,43 @@ class RetentionWorker:
         await settings.set(PERIODS_SETTING, fingerprint)
         self._log.info("Retention periods changed: %d rooms' due dates computed again", changed)
 
-    async def drain(self) -> None:
-        """Prune old webhooks, then take every room that is due through its steps."""
+    async def drain(self) -> int:
+        """Prune old webhooks, then take every room that is due through its steps; how many
+        rooms this process removed."""
         await self.reschedule_if_changed()
         if (days := self._settings.webhooks_days) is not None:
             pruned = await prune_webhooks(self._db, self._clock.now_ms() - round(days * DAY_MS))
             if pruned:
                 self._log.info("Deleted %d webhooks delivered or given up long ago", pruned)
+        removed = 0
         while True:
             now = self._clock.now_ms()
             due = await self._purges.due(now, self._settings.periods.hold_after_ms, BATCH)
             for purge in due:
-                await self._purge(purge)
+                removed += await self._purge(purge)
             if len(due) < BATCH:
-                return
+                return removed
 
-    async def _purge(self, purge: Purge) -> None:
+    async def _purge(self, purge: Purge) -> bool:
+        """Whether this call took the room to its end."""
         now = self._clock.now_ms()
         claimed = await self._purges.claim(purge, now, now + LEASE_MS)
         if claimed is None:
-            return  # another process has it
+            return False  # another process has it
         purge = claimed
         try:
             while purge.status is not PurgeStep.DONE:
                 moved = await self._step(purge)
                 if moved is None:
-                    return  # the lease was lost, or a hold came first
+                    return False  # the lease was lost, or a hold came first
                 purge = moved
         except Exception as e:
             retry_at = self._clock.now_ms() + int(BACKOFF.delay(purge.attempts) * 1000)
             self._log.warning("Could not purge room %s (%s): %s", purge.room_id, purge.status, e)
             await self._purges.back_off(purge, f"{type(e).__name__}: {e}", retry_at)
-            return
+            return False
         self._log.info("Purged the %s room %s (%s)", purge.kind, purge.room_id, purge.object_id)
+        return True
 
     async def _step(self, purge: Purge) -> Purge | None:
         """Do the step after ``purge.status``; the row as it is then (None: stopped)."""

@@ -264,3 +264,50 @@ def test_delays_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
     config = make_config(database_url="sqlite:x.db")
     assert (config.reminders.unread_after, config.deals.nudge_after) == (20.0, 60.0)
     assert (config.deals.escalate_after, config.deals.auto_dispute) == (120.0, True)
+
+
+@pytest.mark.parametrize(
+    ("value", "days"),
+    [
+        (30, 30.0),
+        (0.5, 0.5),
+        ("90s", 90 / 86400),
+        ("12h", 0.5),
+        ("2d", 2.0),
+        ("off", None),
+        (False, None),
+        (None, None),
+        (0, 0.0),
+    ],
+)
+def test_retention_periods_read_days_units_and_off(value: object, days: float | None) -> None:
+    config = make_config(database_url="sqlite:x.db", retention={"resolved_dispute_days": value})
+    assert config.retention.resolved_dispute_days == days
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("resolved_dispute_days", -1),
+        ("resolved_dispute_days", "-5d"),
+        ("resolved_dispute_days", 36501),
+        ("resolved_dispute_days", "nan"),
+        ("resolved_dispute_days", "forever"),
+        ("resolved_dispute_days", True),
+        ("hold_after_resolution_days", "off"),
+        ("hold_after_resolution_days", -0.5),
+        ("webhooks_days", "1e9"),
+    ],
+)
+def test_negative_or_absurd_retention_fails_naming_the_key(key: str, value: object) -> None:
+    with pytest.raises(ConfigError) as raised:
+        make_config(database_url="sqlite:x.db", retention={key: value})
+    assert f"retention.{key}: " in str(raised.value)
+    assert f"BRIDGE_RETENTION__{key.upper()}" in str(raised.value)
+
+
+def test_a_bad_period_per_outcome_names_the_outcome(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BRIDGE_RETENTION__CLOSED_TRANSACTION_DAYS__REFUNDED", "-3")
+    with pytest.raises(ConfigError) as raised:
+        make_config(database_url="sqlite:x.db")
+    assert "retention.closed_transaction_days.refunded: " in str(raised.value)
