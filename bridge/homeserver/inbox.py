@@ -246,6 +246,12 @@ async def mark_done(conn: Connection, seq: int) -> None:
     await conn.execute("UPDATE inbox_events SET status = 'done' WHERE seq = $1", seq)
 
 
+async def forget(conn: Connection, seq: int) -> None:
+    """Delete an event of a room removed for retention (what the homeserver's removal itself
+    sends: every member's leave), so no row of the room outlives the purge."""
+    await conn.execute("DELETE FROM inbox_events WHERE seq = $1", seq)
+
+
 async def mark_dead(conn: Connection, seq: int, error: str) -> None:
     await conn.execute(
         "UPDATE inbox_events SET status = 'dead', error = $2 WHERE seq = $1", seq, error[:500]

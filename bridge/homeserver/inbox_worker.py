@@ -51,6 +51,7 @@ from policy.rooms import RoomKind
 from .inbox import (
     RECEIPT_EVENT_TYPE,
     StoredEvent,
+    forget,
     lock_pending,
     mark_dead,
     mark_done,
@@ -74,6 +75,7 @@ class Decision:
     room: Room | None = None  # a transaction's or a dispute's room
     event: dict | None = None  # the event as parsed for deciding
     unread: int | None = None  # a read: what the reader has left unread
+    removed: bool = False  # its room was removed for retention: the event is dropped
 
 
 class InboxWorker:
@@ -167,13 +169,16 @@ class InboxWorker:
         self, conn: Connection, room_id: RoomId, stored: StoredEvent
     ) -> tuple[Decision, int] | None:
         """One event, in the batch's transaction: its decision and the webhooks it queued
-        (None: it could not be decided and is parked as dead)."""
+        (None: it could not be decided and is parked as dead, or its room is gone)."""
         now = self._clock.now_ms()
         try:
             decision = await self._decide(conn, stored, now)
         except Exception as e:  # a bug in deciding: park the event, keep the room moving
             self._log.exception("Parking event %s of %s as dead", stored.seq, room_id)
             await mark_dead(conn, stored.seq, f"{type(e).__name__}: {e}")
+            return None
+        if decision.removed:
+            await forget(conn, stored.seq)
             return None
         enforcement = decision.enforcement
         queued = await add_notifications(
@@ -233,6 +238,8 @@ class InboxWorker:
             enforcement = await self._enforcer.judge(conn, event, room, now)
             return Decision(kind=room.kind, enforcement=enforcement)
         transaction, dispute = owner
+        if (dispute or transaction).purged_at is not None:
+            return Decision(removed=True)
         context = room_context(transaction, self._bot, self._admins, dispute, self._links)
         room = Room(context.kind, transaction, dispute, context)
         if stored.event_type == RECEIPT_EVENT_TYPE:

@@ -24,6 +24,7 @@ from bridge.policybot.originals import MaskedOriginals
 from bridge.policybot.transcripts import Transcripts
 from bridge.retention.records import PurgeRecords, StoredTranscripts
 from bridge.retention.worker import LEASE_MS, RetentionSettings, RetentionWorker
+from bridge.runtime.metrics import Metrics
 from bridge.runtime.workers import Wakeup, Wakeups
 from bridge.storage.transcripts import DirectoryStore
 from policy.ids import DisputeId, RoomId, TransactionId
@@ -31,8 +32,10 @@ from policy.states import Outcome
 from policy.transcript import verify_transcript
 from tests.harness import make_config
 
-from .conftest import ADMIN, BUYER, Rows, new_transaction
+from .conftest import ADMIN, BUYER, Rows, build_enforcer, build_runner, new_transaction
 from .fakes import FakeClock, FakeMatrix
+from .test_inbox_worker import build_worker as build_inbox_worker
+from .test_inbox_worker import store
 
 DAY = 86_400
 
@@ -167,6 +170,42 @@ async def test_a_closed_transactions_room_goes_after_its_time_its_transcript_kep
     assert matrix.calls == []
     assert [a["action"] for a in await rows.audit("room.purged")] == ["room.purged"]
     assert await worker.drain() == 0  # done once
+
+
+async def test_what_the_removal_itself_sends_leaves_no_row_behind(
+    config: Config,
+    db: Database,
+    market: Market,
+    matrix: FakeMatrix,
+    clock: FakeClock,
+    wakeups: Wakeups,
+    metrics: Metrics,
+    inbox: InboxStore,
+    rows: Rows,
+) -> None:
+    worker, _ = build_worker(config, db, market, matrix, clock, wakeups)
+    record = await closed_deal(market, db, clock)
+    clock.advance(DAY)
+    assert await worker.drain() == 1
+    queued = len(await rows.outbox())
+    leave = {
+        "type": "m.room.member",
+        "event_id": "$leave",
+        "room_id": record.room_id,
+        "sender": BUYER,
+        "state_key": BUYER,
+        "origin_server_ts": clock.now_ms(),
+        "content": {"membership": "leave"},
+    }
+    await store(inbox, leave)  # the homeserver's removal makes every member leave
+    commands = build_runner(config, market, matrix, inbox, db, clock)
+    inbox_worker = build_inbox_worker(
+        config, db, market, build_enforcer(config, market), commands, clock, metrics, wakeups
+    )
+    await inbox_worker.drain()
+    count = "SELECT COUNT(*) FROM inbox_events WHERE room_id = $1"
+    assert await db.fetchval(count, record.room_id) == 0
+    assert len(await rows.outbox()) == queued
 
 
 async def test_each_outcome_keeps_its_own_time_and_off_keeps_for_good(
