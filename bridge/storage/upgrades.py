@@ -93,15 +93,15 @@ async def v13_retention(conn: Connection, scheme: Scheme) -> None:
     await conn.execute("""
         INSERT INTO purges (room_id, kind, object_id, transaction_id, outcome, ended_at,
                             updated_at)
-        SELECT room_id, 'transaction', transaction_id, transaction_id, outcome, closed_at,
-               closed_at
+        SELECT room_id, 'transaction', transaction_id, transaction_id, outcome,
+               COALESCE(closed_at, changed_at), COALESCE(closed_at, changed_at)
         FROM transactions WHERE state = 'closed' AND room_id IS NOT NULL
     """)
     await conn.execute("""
         INSERT INTO purges (room_id, kind, object_id, transaction_id, outcome, ended_at,
                             updated_at)
-        SELECT room_id, 'dispute', dispute_id, transaction_id, 'resolved', resolved_at,
-               resolved_at
+        SELECT room_id, 'dispute', dispute_id, transaction_id, 'resolved',
+               COALESCE(resolved_at, changed_at), COALESCE(resolved_at, changed_at)
         FROM disputes WHERE state = 'resolved' AND room_id IS NOT NULL
     """)
     # A removed room's own rows are deleted by room (retention's last step).
