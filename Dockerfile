@@ -7,7 +7,9 @@ COPY appservice ./appservice
 COPY policy ./policy
 COPY bridge ./bridge
 # Installed in place: the deployment generator reads /app/config.example.yaml.
-RUN pip install --no-cache-dir -e . && useradd --system --uid 10001 --home /nonexistent bridge
+# /transcripts: the volume of final transcripts (retention), owned by the bridge's user.
+RUN pip install --no-cache-dir -e . && useradd --system --uid 10001 --home /nonexistent bridge \
+    && mkdir /transcripts && chown bridge /transcripts
 USER bridge
 EXPOSE 29330
 CMD ["python", "-m", "bridge", "run", "-c", "/config/bridge.yaml"]

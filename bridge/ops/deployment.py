@@ -263,6 +263,7 @@ COMPOSE = {
     "bridge_database": "bridge",
     "synapse_database": "synapse",
     "modules_dir": "/modules",  # the Synapse container's PYTHONPATH, holding the module
+    "transcripts_dir": "/transcripts",  # the bridge's volume of rooms' final transcripts
 }
 REQUIRED_ENV = (
     "SERVER_NAME",
@@ -339,6 +340,7 @@ def write_deployment(out: Path, env: Mapping[str, str], synapse_uid: int | None)
     )
     # Where clients reach the gateway (sessions hand it out): behind the proxy, or published.
     bridge["gateway"]["public_url"] = public_baseurl or f"http://127.0.0.1:{c['gateway_port']}"
+    bridge["retention"]["transcripts_directory"] = c["transcripts_dir"]
     if web_client_url:
         bridge["identity"]["web_client_url"] = web_client_url
     if oidc is not None:

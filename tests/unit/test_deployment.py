@@ -407,3 +407,10 @@ def test_bad_sign_in_settings_are_named(tmp_path: Path, env: dict, message: str)
 def test_without_sign_in_settings_compose_has_none(generated) -> None:
     assert "oidc_providers" not in generated["homeserver.yaml"]
     assert generated["bridge.yaml"]["identity"]["oidc"] is None
+
+
+def test_final_transcripts_are_kept_on_a_volume_of_their_own(compose: dict, generated) -> None:
+    bridge = compose["services"]["bridge"]
+    directory = generated["bridge.yaml"]["retention"]["transcripts_directory"]
+    assert directory == COMPOSE["transcripts_dir"]
+    assert mounts(bridge)[directory] in compose["volumes"]
