@@ -118,8 +118,9 @@ class AvatarFetcher:
             try:
                 async with asyncio.timeout(self._timeout):
                     content = await self._download(url, field)
-            except (TimeoutError, ClientError, OSError) as e:
-                # One answer for every way of failing: no oracle of what lies behind a URL.
+            except (TimeoutError, ClientError, OSError, ValueError) as e:
+                # One answer for every way of failing: no oracle of what lies behind a URL
+                # (ValueError: a host name IDNA cannot encode, such as "." or "a..b").
                 raise AvatarRefused("could not be fetched", field) from e
         refusal = await asyncio.to_thread(
             judge_upload, content, self._image_types, self._breaks_rules

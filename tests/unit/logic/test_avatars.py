@@ -98,3 +98,13 @@ async def test_too_large_or_not_an_image_is_refused(server: AvatarServer) -> Non
 )
 def test_addresses_that_carry_a_private_one_are_not_public(address: str, public: bool) -> None:
     assert is_public(address) is public
+
+
+@pytest.mark.parametrize(
+    "url", ["https://.", "https://a..b/x.png", "https://" + "a" * 64 + ".com"]
+)
+async def test_a_host_name_no_resolver_can_encode_is_refused_not_a_crash(
+    server: AvatarServer, url: str
+) -> None:
+    with pytest.raises(AvatarRefused, match="could not be fetched"):
+        await fetcher(server, private_hosts=False).fetch(url)
