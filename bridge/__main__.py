@@ -187,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
             configure_logging(config)
             return uvloop.run(reconcile_all(config))
         elif args.command == "retention":
+            if args.at is not None and not args.dry_run:
+                raise ConfigError("--at is for --dry-run: a removal happens now or not at all")
             config = load_config(args.config)
             configure_logging(config)
             return uvloop.run(apply_retention(config, args.dry_run, parse_time(args.at)))

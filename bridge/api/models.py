@@ -327,7 +327,10 @@ class TransactionOut(BaseModel):
     created_at: datetime
     paid_at: datetime | None
     closed_at: datetime | None
-    held: bool = Field(description="Whether a manual legal hold keeps its rooms (GET .../hold).")
+    legal_hold: bool = Field(
+        description="Whether a manual legal hold keeps its rooms (disputes hold them too:"
+        " GET .../hold lists every hold)."
+    )
     purged_at: datetime | None = Field(
         description="When its room's removal for retention was announced (room.purged)."
     )

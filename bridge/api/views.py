@@ -52,7 +52,7 @@ def transaction_out(
         created_at=timestamp(record.created_at),
         paid_at=timestamp(record.paid_at),
         closed_at=timestamp(record.closed_at),
-        held=record.held_at is not None,
+        legal_hold=record.held_at is not None,
         purged_at=timestamp(record.purged_at),
         transcript_hash=record.transcript_hash,
     )

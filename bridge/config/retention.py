@@ -21,7 +21,7 @@ MAX_DAYS = 36500  # a hundred years: anything longer is a typo, not a policy
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": DAY_SECONDS}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
 _OFF = ("off", "none", "null", "false", "")
-_PROBLEM = "must be a number of days (0 to 36500), a duration such as 90s, 12h, 30d, or off"
+_PROBLEM = "must be a number of days (0 to 36500) or a duration such as 90s, 12h, 30d"
 
 
 def _days(value: Any, *, off: bool = True) -> float | None:
@@ -33,8 +33,9 @@ def _days(value: Any, *, off: bool = True) -> float | None:
         or (isinstance(value, str) and value.strip().lower() in _OFF)
     ):
         return None
+    problem = _PROBLEM + (", or off" if off else "")
     if isinstance(value, bool) or value is None:
-        raise ValueError(_PROBLEM)
+        raise ValueError(problem)
     if isinstance(value, int | float):
         days = float(value)
     elif isinstance(value, str) and (match := _DURATION.fullmatch(value.strip().lower())):
@@ -43,9 +44,9 @@ def _days(value: Any, *, off: bool = True) -> float | None:
         try:
             days = float(value)
         except (TypeError, ValueError):
-            raise ValueError(f"{value!r} {_PROBLEM}") from None
+            raise ValueError(f"{value!r} {problem}") from None
     if not 0 <= days <= MAX_DAYS:  # NaN fails this too
-        raise ValueError(f"{value!r} {_PROBLEM}")
+        raise ValueError(f"{value!r} {problem}")
     return days
 
 

@@ -1,8 +1,7 @@
 """Configs for a whole stack (Synapse, its registration, the bridge), from one place.
 
-`make run` (``python -m bridge dev``) and the production compose file
-(``python -m bridge generate-deployment``) both build their files with these functions, so
-the two cannot drift apart.
+`make run` (``python -m bridge dev``) and the compose file (``python -m bridge
+generate-deployment``) build their files with these functions: the two cannot drift apart.
 """
 
 from __future__ import annotations
@@ -323,10 +322,9 @@ def write_deployment(out: Path, env: Mapping[str, str], synapse_uid: int | None)
     # Element Web: deep links in the API's answers, and SSO without the "Continue" page.
     web_client_url = env.get("WEB_CLIENT_URL", "").strip() or None
     c = COMPOSE
-    server_name = env["SERVER_NAME"]
     bridge = bridge_settings(
         homeserver_url=c["synapse_url"],
-        domain=server_name,
+        domain=env["SERVER_NAME"],
         appservice_url=c["bridge_url"],
         host="0.0.0.0",  # noqa: S104 (inside its container; compose publishes it on loopback)
         port=c["bridge_port"],
@@ -351,14 +349,14 @@ def write_deployment(out: Path, env: Mapping[str, str], synapse_uid: int | None)
         url=c["bridge_url"],
         as_token=env["BRIDGE_APPSERVICE__AS_TOKEN"],
         hs_token=env["BRIDGE_APPSERVICE__HS_TOKEN"],
-        domain=server_name,
+        domain=env["SERVER_NAME"],
         bot_localpart=bridge["appservice"]["bot_localpart"],
         alias_prefix=bridge["appservice"]["alias_prefix"],
         user_prefix=bridge.get("identity", {}).get("user_prefix", "market_"),
     )
     registration_path = out / "registration.yaml"
     homeserver = homeserver_config(
-        server_name=server_name,
+        server_name=env["SERVER_NAME"],
         port=c["synapse_port"],
         bind_addresses=["0.0.0.0"],  # noqa: S104 (inside its container)
         data_dir=c["synapse_data_dir"],

@@ -90,14 +90,12 @@ class PurgeRecords:
         )
         return [_purge(row) for row in rows]
 
-    async def pending(self, until: int | None) -> list[Purge]:
-        """Every room not yet removed that is due by ``until`` (None: whenever), held or not:
-        what a dry run lists."""
+    async def unfinished(self) -> list[Purge]:
+        """Every room whose clock runs and that is not removed yet, due or not, held or not:
+        what a dry run looks through."""
         rows = await self._db.fetch(
-            f"SELECT {_COLUMNS} FROM purges p"  # noqa: S608 (constants)
-            " WHERE p.status <> 'done' AND p.due_at IS NOT NULL AND p.due_at <= $1"
-            " ORDER BY p.due_at, p.room_id",
-            until if until is not None else 2**62,
+            f"SELECT {_COLUMNS} FROM purges p WHERE p.status <> 'done'"  # noqa: S608
+            " ORDER BY p.ended_at, p.room_id"
         )
         return [_purge(row) for row in rows]
 

@@ -1,7 +1,8 @@
 """Where the final transcript of a removed room is kept: a directory by default.
 
     put(name, document) -> location   stored durably before it returns (a purge goes on only
-                                       then); the same name again replaces it
+                                       then); the same name again replaces it; for a
+                                       directory the location is the file's name in it
     get(location)       -> document   (None when it is not there)
 
 Another destination (an object store) implements the same two calls; the location is what
@@ -11,13 +12,12 @@ the room.purged webhook and the transaction's record name.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any, Protocol
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+from urllib.parse import quote
 
 
 class TranscriptStore(Protocol):
@@ -27,9 +27,10 @@ class TranscriptStore(Protocol):
 
 
 def file_name(kind: str, object_id: str) -> str:
-    """A file name for an object's transcript: marketplace ids may hold any character."""
-    safe = _UNSAFE.sub(lambda m: f"%{ord(m[0]):02X}", object_id)
-    return f"{kind}-{safe}.json"
+    """A file name for an object's transcript: readable, and one per id even where names are
+    compared without case (the hash of the exact id keeps ids differing by case apart)."""
+    digest = hashlib.sha256(object_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{kind}-{quote(object_id, safe='')}-{digest}.json"
 
 
 class DirectoryStore:
@@ -43,9 +44,9 @@ class DirectoryStore:
         return await asyncio.to_thread(self._write, name, data)
 
     async def get(self, location: str) -> dict[str, Any] | None:
-        path = Path(location)
-        if path.parent.resolve() != self._directory.resolve():
-            return None  # only what this store wrote
+        path = self._directory / location
+        if Path(location).name != location:
+            return None  # a file name in this directory, nothing else
         try:
             data = await asyncio.to_thread(path.read_bytes)
         except FileNotFoundError:
@@ -66,4 +67,4 @@ class DirectoryStore:
             os.fsync(directory)  # the rename itself survives a crash
         finally:
             os.close(directory)
-        return str(final.resolve())
+        return name  # relative: the directory may move; the host's paths stay private

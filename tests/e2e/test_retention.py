@@ -76,7 +76,11 @@ async def test_a_closed_deals_room_is_exported_announced_and_gone_for_its_member
             (webhook,) = await eventually(announced)
             data = webhook["data"]
             assert data["room_id"] == room and data["transaction_id"] == tid
-            document = json.loads(await asyncio.to_thread(Path(data["transcript"]).read_text))
+            document = json.loads(
+                await asyncio.to_thread(
+                    (stack.config.retention.transcripts_directory / data["transcript"]).read_text
+                )
+            )
             assert verify_transcript(document) == [] and "Collected, thanks" in json.dumps(
                 document
             )

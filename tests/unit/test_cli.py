@@ -219,3 +219,33 @@ def test_help_explains_verify(capsys) -> None:
         main(["verify", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "--final-hash" in text and "audit log" in text
+
+
+def test_the_dev_stack_keeps_the_operators_retention_settings(tmp_path: Path) -> None:
+    from bridge.ops.devstack import dev_config
+
+    first = dev_config(tmp_path, 8008, 29330)
+    assert first.retention.transcripts_directory == tmp_path / "transcripts"
+    path = tmp_path / "config.yaml"
+    edited = yaml.safe_load(path.read_text())
+    edited["retention"]["closed_transaction_days"]["completed"] = "2m"
+    path.write_text(yaml.safe_dump(edited))
+    again = dev_config(tmp_path, 8008, 29330)
+    assert again.retention.closed_transaction_days.completed == 120 / 86400
+
+
+def test_a_retention_dry_run_lists_and_changes_nothing(tmp_path: Path, capsys) -> None:
+    config = make_config(database_url=f"sqlite://{tmp_path / 'bridge.db'}")
+    path = tmp_path / "config.yaml"
+    data = config.model_dump(mode="json")
+    for section, key in (("appservice", "as_token"), ("appservice", "hs_token"), ("api", "token")):
+        data[section][key] = getattr(getattr(config, section), key).get_secret_value()
+    data["webhooks"]["secrets"] = [s.get_secret_value() for s in config.webhooks.secrets]
+    path.write_text(yaml.safe_dump(data))
+    at = "2026-12-04T10:00:00+00:00"
+    assert main(["retention", "-c", str(path), "--dry-run", "--at", at]) == 0
+    assert "0 rooms would be removed, 0 kept by holds; 0 webhooks" in capsys.readouterr().out
+    assert main(["retention", "-c", str(path), "--at", at]) == 2
+    assert "--at is for --dry-run" in capsys.readouterr().err
+    assert main(["retention", "-c", str(path), "--dry-run", "--at", "soon"]) == 2
+    assert "not an ISO 8601 time" in capsys.readouterr().err

@@ -97,7 +97,8 @@ class ChatRow:
 async def chats_of(
     db: Database, *, user_id: MarketUserId | None = None, matrix_id: UserId | None = None
 ) -> tuple[MarketUserId, list[ChatRow]] | None:
-    """The user (named by either id) and their chats, unordered; None for an unknown user."""
+    """The user (named by either id) and their chats, unordered (rooms removed for retention
+    left out); None for an unknown user."""
     rows = await db.fetch(
         _BY_USER_ID if user_id is not None else _BY_MATRIX_ID,
         user_id if user_id is not None else matrix_id,
@@ -112,8 +113,11 @@ async def chats_of(
         if row["chat_dispute"] is not None:
             fields = {name: row[f"x_{name}"] for name in _DISPUTE_FIELDS}
             dispute = DisputeRecord(**{**fields, "state": DisputeState(fields["state"])})
+        transaction = transaction_of(row)
+        if (dispute or transaction).purged_at is not None:
+            continue  # removed for retention: no room to open any more
         summary = ChatSummary(
             row["last_preview"], row["last_ts"], row["last_sender"], row["unread"]
         )
-        chats.append(ChatRow(transaction_of(row), dispute, summary))
+        chats.append(ChatRow(transaction, dispute, summary))
     return rows[0]["me_user_id"], chats

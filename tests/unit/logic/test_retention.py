@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,14 @@ from bridge.market.holds import HeldByDispute
 from bridge.market.models import NewDispute, Resolution, TransactionRecord
 from bridge.policybot.originals import MaskedOriginals
 from bridge.policybot.transcripts import Transcripts
+from bridge.retention.plan import plan
 from bridge.retention.records import PurgeRecords, StoredTranscripts
 from bridge.retention.worker import LEASE_MS, RetentionSettings, RetentionWorker
 from bridge.runtime.metrics import Metrics
 from bridge.runtime.workers import Wakeup, Wakeups
 from bridge.storage.transcripts import DirectoryStore
 from policy.ids import DisputeId, RoomId, TransactionId
+from policy.retention import KEEP_FOREVER
 from policy.states import Outcome
 from policy.transcript import verify_transcript
 from tests.harness import make_config
@@ -155,7 +158,11 @@ async def test_a_closed_transactions_room_goes_after_its_time_its_transcript_kep
     (row,) = await rows.outbox("room.purged")
     data = purged_data(row)
     assert row["stream"] == room and data["transaction_id"] == record.transaction_id
-    stored = json.loads(await asyncio.to_thread(Path(data["transcript"]).read_text))
+    stored = json.loads(
+        await asyncio.to_thread(
+            (config.retention.transcripts_directory / data["transcript"]).read_text
+        )
+    )
     assert verify_transcript(stored) == []
     assert stored["final_hash"] == data["final_hash"] == before["final_hash"]
     assert "Is it still available?" in json.dumps(stored)
@@ -165,6 +172,7 @@ async def test_a_closed_transactions_room_goes_after_its_time_its_transcript_kep
     assert await transcripts.of_transaction(record.transaction_id, "marketplace") == stored
     assert await db.fetchval("SELECT COUNT(*) FROM inbox_events WHERE room_id = $1", room) == 0
     assert await db.fetchval("SELECT COUNT(*) FROM messages WHERE room_id = $1", room) == 0
+    assert await market.chat_list.of(record.buyer.user_id) == []
     matrix.forget_calls()
     await market.reconciler.repair_room(room)
     assert matrix.calls == []
@@ -366,3 +374,30 @@ async def test_old_webhooks_are_deleted_and_the_rest_kept(
     await worker.drain()
     left = {row["id"] for row in await db.fetch("SELECT id FROM outbox")}
     assert left == {"recent", "waiting", "dead-recent"}
+
+
+async def test_a_dry_run_lists_what_would_go_under_the_configured_periods_and_changes_nothing(
+    config: Config,
+    db: Database,
+    market: Market,
+    clock: FakeClock,
+    rows: Rows,
+) -> None:
+    record = await closed_deal(market, db, clock)
+    other, _ = await market.transactions.create(new_transaction("order-2"))
+    await market.transactions.close(other.transaction_id, Outcome.COMPLETED)
+    await market.holds.place(other.transaction_id, "claim 9", "marketplace")
+    settings = RetentionSettings.of(config)
+    day_later = clock.now_ms() + DAY * 1000
+    assert await plan(db, settings, clock.now_ms()) == []
+    lines = [item.line() for item in await plan(db, settings, day_later)]
+    assert len(lines) == 2
+    assert any(str(record.room_id) in line and "would be removed" in line for line in lines)
+    assert any("kept: held by" in line and "claim 9" in line for line in lines)
+    # Periods not yet applied (a stored due date of none) are what the dry run goes by.
+    await db.execute("UPDATE purges SET due_at = NULL")
+    assert len(await plan(db, settings, day_later)) == 2
+    off = replace(settings, periods=KEEP_FOREVER)
+    assert await plan(db, off, day_later + 365 * DAY * 1000) == []
+    assert await db.fetchval("SELECT COUNT(*) FROM purges WHERE status <> 'scheduled'") == 0
+    assert await rows.outbox("room.purged") == []
