@@ -33,6 +33,7 @@ async def start_webhook_sink(port: int, secrets: list[str]) -> web.AppRunner:
             data.get("preview")
             or latest.get("preview")
             or data.get("access")
+            or data.get("final_hash")  # room.purged: the stored transcript's
             or data.get("event_id")
             or ""
         )
