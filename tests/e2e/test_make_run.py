@@ -6,6 +6,8 @@ are run as they are written (bash and curl), then the same flow again with raw H
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -148,11 +150,52 @@ async def marketplace_flow(http: Http) -> tuple[str, str]:
     return order, room_id
 
 
+async def retention_flow(http: Http, make_run: MakeRun) -> None:
+    """Two refunded deals, the first held: the second's room goes (room.purged printed, its
+    transcript in .dev/transcripts), the first stays, although it came due earlier."""
+    (held, _), (free, free_room) = [await marketplace_flow(http) for _ in "ab"]
+    status, answer = await http.api("POST", f"/transactions/{held}/hold", {"reason": "claim"})
+    assert status == 201 and answer["held"], answer
+    for order in (held, free):  # due in this order: were it not held, it would go first
+        status, _ = await http.api("POST", f"/transactions/{order}/close", {"outcome": "refunded"})
+        assert status == 200
+
+    async def purged() -> str | None:
+        lines = make_run.log(tail=100_000).splitlines()
+        return next(
+            (
+                line
+                for line in lines
+                if line.startswith("webhook room.purged") and free_room in line
+            ),
+            None,
+        )
+
+    line = await eventually(purged)
+    status, record = await http.api("GET", f"/transactions/{free}")
+    assert status == 200 and record["purged_at"] and record["transcript_hash"] in line
+    (stored,) = (make_run.project / ".dev" / "transcripts").glob(f"transaction-{free}-*.json")
+    assert (
+        json.loads(await asyncio.to_thread(stored.read_text))["final_hash"]
+        == record["transcript_hash"]
+    )
+    status, kept = await http.api("GET", f"/transactions/{held}")
+    assert status == 200 and kept["purged_at"] is None and kept["legal_hold"], kept
+    status, holds = await http.api("GET", "/holds")
+    assert held in [h["transaction_id"] for h in holds["holds"] if h["kind"] == "manual"]
+
+
 async def test_make_run_gives_a_working_stack_and_stops_cleanly(
     make_run: MakeRun, pytestconfig: pytest.Config
 ) -> None:
-    # Short delays, as README.md shows, so a reminder and a nudge come within the test.
-    make_run.env |= {"BRIDGE_REMINDERS__UNREAD_AFTER": "2s", "BRIDGE_DEALS__NUDGE_AFTER": "3s"}
+    # Short delays, as README.md shows, so a reminder and a nudge come within the test; and a
+    # refunded deal's room removed a second after its close (docs/retention.md).
+    make_run.env |= {
+        "BRIDGE_REMINDERS__UNREAD_AFTER": "2s",
+        "BRIDGE_DEALS__NUDGE_AFTER": "3s",
+        "BRIDGE_RETENTION__CLOSED_TRANSACTION_DAYS__REFUNDED": "1s",
+        "BRIDGE_RETENTION__CHECK_INTERVAL_SECONDS": "1",
+    }
     first_ready = make_run.start()
     stack = make_run.stack()
     assert set(stack) == {
@@ -212,6 +255,7 @@ async def test_make_run_gives_a_working_stack_and_stops_cleanly(
             )
 
         await eventually(followed_up)
+        await retention_flow(http, make_run)
 
     first_stop = make_run.terminate()
 
