@@ -92,10 +92,6 @@ class RetentionWorker:
         self._connected = connected
         self._log = logging.getLogger("bridge.retention")
 
-    @property
-    def purges(self) -> PurgeRecords:
-        return self._purges
-
     async def run(self) -> None:
         await self._connected.wait()
         await drain_when_woken(
