@@ -42,6 +42,8 @@ class Scale:
     # 10. scale-out: messages per run (one replica, then two), rooms they go to at once
     scale_out_messages: int = 2000
     scale_out_rooms: int = 20
+    # 11. retention: messages a year (rooms of about 50), pruned; then a second year on top
+    retention_messages: int = 1_000_000
 
 
 FULL = Scale()
@@ -68,4 +70,5 @@ SMOKE = Scale(
     follow_up_messages=50,
     scale_out_messages=40,
     scale_out_rooms=4,
+    retention_messages=5000,
 )

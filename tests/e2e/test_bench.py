@@ -21,6 +21,7 @@ BENCHMARKS = {
     "ingest",
     "delivery",
     "scale",
+    "retention",
     "judge",
     "webchat",
     "follow_ups",
