@@ -6,6 +6,8 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from aiohttp import ClientSession
 from mautrix.appservice import AppServiceAPI
@@ -21,7 +23,14 @@ from pydantic import AnyHttpUrl
 from appservice.matrix import MatrixBot
 from bridge.app import Bridge
 from bridge.config import Config
-from tests.harness import MarketClient, OffsetClock, running_bridge, unique_id
+from tests.harness import (
+    Homeserver,
+    MarketClient,
+    OffsetClock,
+    fresh_database,
+    running_bridge,
+    unique_id,
+)
 
 
 @dataclass
@@ -74,6 +83,20 @@ class Stack:
         )
         assert status == 200, answer
         return answer
+
+
+@asynccontextmanager
+async def hardened_stack(
+    homeserver: Homeserver, api_timings: dict, tmp_path: Path, **sections: dict[str, Any]
+) -> AsyncIterator[Stack]:
+    """A stack on the hardened homeserver (our module) whose sessions hand out the client
+    gateway's address, on a fresh SQLite database; ``sections`` change the bridge's config."""
+    gateway = homeserver.gateway
+    assert gateway is not None
+    gateway_section = gateway.config.gateway.model_dump(mode="json")
+    async with fresh_database("sqlite", tmp_path) as url, ClientSession() as session:
+        config = homeserver.bridge_config(url, gateway=gateway_section, **sections)
+        yield Stack(config, session, None, None, api_timings)  # type: ignore[arg-type]
 
 
 async def join(client: AsyncClient, room_id: str) -> None:

@@ -14,8 +14,8 @@ from aiohttp import ClientSession
 from multidict import CIMultiDict
 from yarl import URL
 
-from tests.e2e.stack import Stack
-from tests.harness import Homeserver, eventually, fresh_database, random_secret, unique_id
+from tests.e2e.stack import Stack, hardened_stack
+from tests.harness import Homeserver, eventually, random_secret, unique_id
 
 PHONE = "call me on 07911 123456"
 
@@ -31,13 +31,8 @@ async def stack(
     hardened_homeserver: Homeserver, api_timings: dict, tmp_path: Path
 ) -> AsyncIterator[Stack]:
     """A bridge that mints managed accounts' sessions, handing out the gateway's address."""
-    gateway = hardened_homeserver.gateway
-    assert gateway is not None
-    async with fresh_database("sqlite", tmp_path) as url, ClientSession() as http:
-        config = hardened_homeserver.bridge_config(
-            url, gateway=gateway.config.gateway.model_dump(mode="json")
-        )
-        yield Stack(config, http, None, None, api_timings)  # type: ignore[arg-type]
+    async with hardened_stack(hardened_homeserver, api_timings, tmp_path) as stack:
+        yield stack
 
 
 async def brought(homeserver: Homeserver, role: str) -> dict[str, Any]:

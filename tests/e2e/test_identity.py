@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import ClientSession
 from nio import AsyncClient, RoomGetStateEventResponse, RoomSendResponse
 
 from policy.transcript import verify_transcript
-from tests.e2e.stack import Stack, timeline, with_webhooks
+from tests.e2e.stack import Stack, hardened_stack, timeline, with_webhooks
 from tests.e2e.test_lockdown import png
-from tests.harness import Homeserver, WebhookReceiver, eventually, fresh_database, unique_id
+from tests.harness import Homeserver, WebhookReceiver, eventually, unique_id
 from tests.https_server import AvatarServer
 
 
@@ -31,15 +30,11 @@ async def avatars(tmp_path: Path) -> AsyncIterator[AvatarServer]:
 async def stack(
     hardened_homeserver: Homeserver, avatars: AvatarServer, api_timings: dict, tmp_path: Path
 ) -> AsyncIterator[Stack]:
-    gateway = hardened_homeserver.gateway
-    assert gateway is not None
-    async with fresh_database("sqlite", tmp_path) as url, ClientSession() as session:
-        config = hardened_homeserver.bridge_config(
-            url,
-            gateway=gateway.config.gateway.model_dump(mode="json"),
-            identity={"avatar_private_hosts": True, "avatar_ca_file": str(avatars.ca_file)},
-        )
-        yield Stack(config, session, None, None, api_timings)  # type: ignore[arg-type]
+    identity = {"avatar_private_hosts": True, "avatar_ca_file": str(avatars.ca_file)}
+    async with hardened_stack(
+        hardened_homeserver, api_timings, tmp_path, identity=identity
+    ) as stack:
+        yield stack
 
 
 def uid(role: str) -> str:

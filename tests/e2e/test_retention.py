@@ -10,13 +10,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp import ClientSession
 from nio import JoinedRoomsResponse, RoomSendResponse
 
 from policy.transcript import verify_transcript
-from tests.e2e.stack import Stack, with_webhooks
+from tests.e2e.stack import Stack, hardened_stack, with_webhooks
 from tests.e2e.test_identity import client_of, managed_deal
-from tests.harness import Homeserver, WebhookReceiver, eventually, fresh_database, unique_id
+from tests.harness import Homeserver, WebhookReceiver, eventually, unique_id
 
 DAY = 86_400
 
@@ -25,19 +24,16 @@ DAY = 86_400
 async def stack(
     hardened_homeserver: Homeserver, hooks: WebhookReceiver, api_timings: dict, tmp_path: Path
 ) -> AsyncIterator[Stack]:
-    gateway = hardened_homeserver.gateway
-    assert gateway is not None
-    async with fresh_database("sqlite", tmp_path) as url, ClientSession() as session:
-        config = hardened_homeserver.bridge_config(
-            url,
-            gateway=gateway.config.gateway.model_dump(mode="json"),
-            retention={
-                "closed_transaction_days": {"completed": 1},
-                "transcripts_directory": str(tmp_path / "transcripts"),
-                "check_interval_seconds": 3600,  # the test drains when it moved the clock
-            },
-        )
-        yield Stack(with_webhooks(config, hooks.url), session, None, None, api_timings)  # type: ignore[arg-type]
+    retention = {
+        "closed_transaction_days": {"completed": 1},
+        "transcripts_directory": str(tmp_path / "transcripts"),
+        "check_interval_seconds": 3600,  # the test drains when it moved the clock
+    }
+    async with hardened_stack(
+        hardened_homeserver, api_timings, tmp_path, retention=retention
+    ) as stack:
+        stack.config = with_webhooks(stack.config, hooks.url)
+        yield stack
 
 
 async def test_a_closed_deals_room_is_exported_announced_and_gone_for_its_members(

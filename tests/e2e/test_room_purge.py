@@ -12,26 +12,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import ClientSession
 from nio import JoinedRoomsResponse, JoinError, RoomMessagesError
 
 from appservice.matrix import ROOM_PURGE_PATH
-from tests.e2e.stack import Stack, timeline
+from tests.e2e.stack import Stack, hardened_stack, timeline
 from tests.e2e.test_identity import client_of, managed_deal, says
-from tests.harness import Homeserver, eventually, fresh_database, random_secret, unique_id
+from tests.harness import Homeserver, eventually, random_secret, unique_id
 
 
 @pytest.fixture
 async def stack(
     hardened_homeserver: Homeserver, api_timings: dict, tmp_path: Path
 ) -> AsyncIterator[Stack]:
-    gateway = hardened_homeserver.gateway
-    assert gateway is not None
-    async with fresh_database("sqlite", tmp_path) as url, ClientSession() as session:
-        config = hardened_homeserver.bridge_config(
-            url, gateway=gateway.config.gateway.model_dump(mode="json")
-        )
-        yield Stack(config, session, None, None, api_timings)  # type: ignore[arg-type]
+    async with hardened_stack(hardened_homeserver, api_timings, tmp_path) as stack:
+        yield stack
 
 
 async def synapse_call(
