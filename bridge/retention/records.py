@@ -183,9 +183,12 @@ async def prune_webhooks(db: Database, before: int) -> int:
     """Delete delivered webhooks delivered before ``before`` and dead letters whose retries
     ended before it, a batch at a time (no long lock on the outbox); how many."""
     deleted = 0
+    # Each batch walks its index (outbox_delivered, outbox_dead) in order: without the ORDER BY
+    # PostgreSQL scans the table from its first page every batch, past what earlier batches
+    # deleted (16.4 s against 5.8 s for 1,000,000 rows; docs/performance.md).
     for condition in (
-        "status = 'delivered' AND delivered_at < $1",
-        "status = 'dead' AND retry_until < $1",
+        "status = 'delivered' AND delivered_at < $1 ORDER BY delivered_at",
+        "status = 'dead' AND retry_until < $1 ORDER BY seq",
     ):
         while True:
             status = await db.execute(
