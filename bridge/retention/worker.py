@@ -91,6 +91,7 @@ class RetentionWorker:
         self._outbox = outbox
         self._connected = connected
         self._log = logging.getLogger("bridge.retention")
+        self._periods_checked = False
 
     async def run(self) -> None:
         await self._connected.wait()
@@ -114,7 +115,9 @@ class RetentionWorker:
     async def drain(self) -> int:
         """Prune old webhooks, then take every room that is due through its steps; how many
         rooms this process removed."""
-        await self.reschedule_if_changed()
+        if not self._periods_checked:  # the periods cannot change while the process runs
+            await self.reschedule_if_changed()
+            self._periods_checked = True
         if (days := self._settings.webhooks_days) is not None:
             pruned = await prune_webhooks(self._db, self._clock.now_ms() - round(days * DAY_MS))
             if pruned:

@@ -3,17 +3,14 @@ room count: the same chats, summaries and order the per-room queries gave."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from mautrix.util.async_db import Database
 
-from bridge.config import DatabaseConfig
 from bridge.market.chat_list import ChatList
 from bridge.market.records.transactions import TransactionRecords
 from bridge.runtime.clock import SystemClock
-from bridge.storage.database import create_database, start_database
 from policy.ids import MarketUserId, TransactionId, UserId
 from policy.retention import KEEP_FOREVER
 
@@ -35,14 +32,6 @@ class CountingDatabase:
         if name == "acquire":
             raise AssertionError("a connection taken: statements through it are not counted")
         return getattr(self._db, name)
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    database = create_database(DatabaseConfig(url=database_url, max_connections=3))
-    await start_database(database)
-    yield database
-    await database.stop()
 
 
 async def seed(db: Database, rooms: int) -> None:

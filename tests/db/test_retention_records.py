@@ -4,34 +4,22 @@ a manual hold that stops it under the announcement's lock, and old webhooks dele
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from mautrix.util.async_db import Database
 
-from bridge.config import DatabaseConfig
 from bridge.market.records.holds import ALL, holds_where, place_hold, release_hold
 from bridge.market.records.purges import schedule_purge
 from bridge.retention.records import PurgeRecords
 from bridge.retention.worker import RetentionSettings, RetentionWorker
 from bridge.runtime.workers import Wakeup
-from bridge.storage.database import create_database, start_database
 from bridge.storage.transcripts import DirectoryStore
 from policy.ids import RoomId, TransactionId
 from policy.retention import DAY_MS, Periods
 from tests.unit.logic.fakes import FakeClock
 
 PERIODS = Periods(transaction={"completed": 1}, dispute=1, hold_after_resolution=2)
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    database = create_database(DatabaseConfig(url=database_url, max_connections=3))
-    await start_database(database)
-    yield database
-    await database.stop()
 
 
 class Transcripts:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -17,14 +16,6 @@ from bridge.runtime.clock import SystemClock
 from bridge.storage.database import create_database, start_database
 from bridge.storage.migrations import bridge_upgrade_table
 from tests.harness import fresh_postgres_database
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    database = create_database(DatabaseConfig(url=database_url, max_connections=3))
-    await start_database(database)
-    yield database
-    await database.stop()
 
 
 def event(n: int, room: str = "!room:localhost") -> RoomEvent:
