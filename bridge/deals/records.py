@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from mautrix.util.async_db import Connection, Database, Scheme
 
 from bridge.storage.database import rows_affected
+from bridge.storage.writes import Rows, Writes
 from policy.follow_ups import FollowUpKind, Schedule, Waiting
 from policy.ids import EventId, RoomId, TransactionId, UserId
 from policy.responsiveness import Exchange
@@ -15,31 +16,32 @@ from policy.responsiveness import Exchange
 # Exchanges
 
 
-async def answer_exchanges(
-    conn: Connection, room_id: RoomId, responder: UserId, ts: int
-) -> list[int]:
-    """The responder's first reply ends what waited for them; the start times it ends."""
-    rows = await conn.fetch(
+def answer_exchanges(
+    writes: Writes, room_id: RoomId, responder: UserId, ts: int, then: Callable[[Rows], None]
+) -> None:
+    """The responder's first reply ends what waited for them; ``then`` is given the start
+    time (``started_at``) of each exchange it ends."""
+    writes.add(
         "UPDATE exchanges SET answered_at = $3"
         " WHERE room_id = $1 AND responder = $2 AND answered_at IS NULL RETURNING started_at",
         room_id,
         responder,
         ts,
+        then=then,
     )
-    return [row["started_at"] for row in rows]
 
 
 async def start_exchange(
-    conn: Connection,
+    conn: Connection | Writes,
     room_id: RoomId,
     transaction_id: TransactionId,
     responder: UserId,
     role: str,
     event_id: EventId,
     ts: int,
-) -> bool:
+) -> None:
     """A message starts an exchange unless one already waits for the same responder."""
-    status = await conn.execute(
+    await conn.execute(
         "INSERT INTO exchanges (room_id, transaction_id, responder, role, event_id, started_at)"
         " SELECT $1, $2, $3, $4, $5, $6 WHERE NOT EXISTS (SELECT 1 FROM exchanges"
         " WHERE room_id = $1 AND responder = $3 AND answered_at IS NULL)"
@@ -51,7 +53,6 @@ async def start_exchange(
         event_id,
         ts,
     )
-    return rows_affected(status) > 0
 
 
 async def is_answered(conn: Connection, room_id: RoomId, event_id: EventId) -> bool:
@@ -116,27 +117,36 @@ def _follow_up(row) -> FollowUp:
 
 
 async def schedule(
-    conn: Connection,
+    conn: Connection | Writes,
     room_id: RoomId,
     event_id: EventId,
     ts: int,
     plans: Iterable[Schedule],
     now: int,
+    new_exchange: bool = False,
 ) -> None:
     """Each plan, unless one of its kind is already open for the person in the room: one
-    statement however many plans."""
+    statement however many plans. ``new_exchange``: only for a person no exchange of the room
+    waits for yet (the plans of the exchange this message starts: added before
+    `start_exchange` among other writes)."""
     plans = list(plans)
     if not plans:
         return
     values = ", ".join(
         f"(${5 + 3 * n}, ${6 + 3 * n}, CAST(${7 + 3 * n} AS BIGINT))" for n in range(len(plans))
     )
+    unanswered = (
+        " AND NOT EXISTS (SELECT 1 FROM exchanges x WHERE x.room_id = $1"
+        " AND x.responder = v.column2 AND x.answered_at IS NULL)"
+        if new_exchange
+        else ""
+    )
     await conn.execute(
         "INSERT INTO follow_ups (kind, room_id, user_id, event_id, started_at, due_at,"  # noqa: S608
         " created_at) SELECT v.column1, $1, v.column2, $2, CAST($3 AS BIGINT), v.column3,"
         f" CAST($4 AS BIGINT) FROM (VALUES {values}) AS v WHERE NOT EXISTS"
         " (SELECT 1 FROM follow_ups f WHERE f.room_id = $1 AND f.user_id = v.column2"
-        " AND f.kind = v.column1 AND f.status IN ('pending', 'waiting'))"
+        f" AND f.kind = v.column1 AND f.status IN ('pending', 'waiting')){unanswered}"
         " ON CONFLICT DO NOTHING",
         room_id,
         event_id,
@@ -147,7 +157,11 @@ async def schedule(
 
 
 async def cancel(
-    conn: Connection, room_id: RoomId, user_id: UserId, kinds: Iterable[FollowUpKind], now: int
+    conn: Connection | Writes,
+    room_id: RoomId,
+    user_id: UserId,
+    kinds: Iterable[FollowUpKind],
+    now: int,
 ) -> None:
     """End what is open: before it fired, cancelled; a reminder that fired, done."""
     kinds = [kind.value for kind in kinds]

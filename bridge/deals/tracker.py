@@ -1,15 +1,16 @@
-"""What each stored message or read changes in the follow-ups: called by the inbox worker in the
-event's own database transaction, so a follow-up exists exactly when its message is done."""
+"""What each stored message or read changes in the follow-ups: gathered by the inbox worker with
+the event's other writes, in its database transaction, so a follow-up exists exactly when its
+message is done."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
-
-from mautrix.util.async_db import Connection
 
 from bridge.market.models import room_access
 from bridge.policybot.enforcer import Room
 from bridge.runtime.metrics import Metrics
+from bridge.storage.writes import Rows, Writes
 from policy.follow_ups import (
     PARTY_ROLES,
     Delays,
@@ -32,8 +33,8 @@ class DealTracker:
         self._freeze = freeze_on_dispute
         self._metrics = metrics
 
-    async def message(self, conn: Connection, room: Room, event: dict[str, Any], now: int) -> None:
-        """A message the room keeps (not removed by the policy bot)."""
+    async def message(self, writes: Writes, room: Room, event: dict[str, Any], now: int) -> None:
+        """A message the room keeps (not removed by the policy bot): its writes gathered."""
         context, transaction = room.context, room.transaction
         assert context is not None and transaction is not None, "a transaction's or dispute's"
         access = room_access(transaction, room.dispute, self._freeze)
@@ -44,23 +45,33 @@ class DealTracker:
         exchange = context.kind is RoomKind.TRANSACTION and sender.role in PARTY_ROLES
         # A reply ends the sender's own burst of unread messages, and what waited for it.
         ended = [FollowUpKind.UNREAD_REMINDER, *(SELLER_STEPS if exchange else ())]
-        await records.cancel(conn, room_id, sender.matrix_id, ended, now)
-        plans = reminders_for(context, access, sender.matrix_id, ts, self._delays)
+        await records.cancel(writes, room_id, sender.matrix_id, ended, now)
+        reminders = reminders_for(context, access, sender.matrix_id, ts, self._delays)
+        await records.schedule(writes, room_id, event_id, ts, reminders, now)
         if exchange:
-            for started_at in await records.answer_exchanges(conn, room_id, sender.matrix_id, ts):
-                self._metrics.first_response.labels(sender.role).observe((ts - started_at) / 1000)
+            records.answer_exchanges(
+                writes, room_id, sender.matrix_id, ts, then=self._first_responses(sender.role, ts)
+            )
             (other,) = (
                 p for p in context.participants if p.role in PARTY_ROLES and p is not sender
             )
-            if await records.start_exchange(
-                conn, room_id, context.transaction_id, other.matrix_id, other.role, event_id, ts
-            ):
-                plans += seller_follow_ups(other, access, ts, self._delays)
-        await records.schedule(conn, room_id, event_id, ts, plans, now)
+            # Read the exchanges before start_exchange changes them (bridge.storage.writes).
+            follow_ups = seller_follow_ups(other, access, ts, self._delays)
+            await records.schedule(writes, room_id, event_id, ts, follow_ups, now, True)
+            await records.start_exchange(
+                writes, room_id, context.transaction_id, other.matrix_id, other.role, event_id, ts
+            )
 
-    async def read(self, conn: Connection, room: Room, reader: str, unread: int, now: int) -> None:
+    def _first_responses(self, role: str, ts: int) -> Callable[[Rows], None]:
+        def observe(answered: Rows) -> None:
+            for row in answered:
+                self._metrics.first_response.labels(role).observe((ts - row["started_at"]) / 1000)
+
+        return observe
+
+    async def read(self, writes: Writes, room: Room, reader: str, unread: int, now: int) -> None:
         """A read that leaves nothing unread ends the reader's burst."""
         context = room.context
         if unread == 0 and context is not None and context.participant(reader) is not None:
             reminder = [FollowUpKind.UNREAD_REMINDER]
-            await records.cancel(conn, context.room_id, UserId(reader), reminder, now)
+            await records.cancel(writes, context.room_id, UserId(reader), reminder, now)

@@ -9,13 +9,14 @@ them again.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from mautrix.util.async_db import Connection, Database
 
 from bridge.storage.database import rows_affected, unsynced
+from bridge.storage.writes import Rows, Writes
 from policy.notifications import Notification
 
 
@@ -45,22 +46,49 @@ async def add_notifications(
     retry_for_ms: int,
     now: int,
 ) -> int:
-    """Queue notifications in the caller's transaction; an id already queued is kept as is."""
-    added = 0
-    for notification in notifications:
-        body = json.dumps(notification.body(), separators=(",", ":"), ensure_ascii=False)
-        status = await conn.execute(
-            "INSERT INTO outbox (id, stream, type, body, next_attempt_at, retry_until,"
-            " created_at) VALUES ($1, $2, $3, $4, $5, $6, $5) ON CONFLICT (id) DO NOTHING",
-            notification.id,
-            stream,
-            notification.type,
-            body,
-            now,
-            now + retry_for_ms,
-        )
-        added += rows_affected(status)
-    return added
+    """Queue notifications in the caller's transaction; an id already queued is kept as is.
+    How many were queued."""
+    queued: list[dict] = []
+    writes = Writes()
+    queue_notifications(writes, stream, notifications, retry_for_ms, now, then=queued.extend)
+    await writes.run(conn)
+    return len(queued)
+
+
+def queue_notifications(
+    writes: Writes,
+    stream: str,
+    notifications: Iterable[Notification],
+    retry_for_ms: int,
+    now: int,
+    then: Callable[[Rows], None] | None = None,
+) -> None:
+    """`add_notifications` among other writes: one INSERT however many; ``then`` is given a
+    row for each one queued."""
+    notifications = list(notifications)
+    if not notifications:
+        return
+    values = ", ".join(
+        f"(${4 + 3 * n}, $1, ${5 + 3 * n}, ${6 + 3 * n}, $2, $3, $2)"
+        for n in range(len(notifications))
+    )
+    writes.add(
+        "INSERT INTO outbox (id, stream, type, body, next_attempt_at, retry_until,"  # noqa: S608
+        f" created_at) VALUES {values} ON CONFLICT (id) DO NOTHING RETURNING id",
+        stream,
+        now,
+        now + retry_for_ms,
+        *(
+            value
+            for n in notifications
+            for value in (
+                n.id,
+                n.type,
+                json.dumps(n.body(), separators=(",", ":"), ensure_ascii=False),
+            )
+        ),
+        then=then,
+    )
 
 
 # Delivered rows one `settle` marks at most (the outbox worker's batch is no bigger).

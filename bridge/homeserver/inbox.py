@@ -19,6 +19,7 @@ from mautrix.util.async_db import Connection, Database, Scheme
 from appservice.transactions import MalformedEvent, Receipt, RoomEvent, Transaction
 from bridge.runtime.clock import Clock
 from bridge.storage.database import room_lock_sql
+from bridge.storage.writes import Writes
 from policy.ids import EventId, RoomId, UserId
 
 # Inbox items for moved read positions carry this type (no room event has it).
@@ -242,7 +243,7 @@ async def lock_pending(
     return events[:limit], len(events) > limit
 
 
-async def mark_done(conn: Connection, seq: int) -> None:
+async def mark_done(conn: Connection | Writes, seq: int) -> None:
     await conn.execute("UPDATE inbox_events SET status = 'done' WHERE seq = $1", seq)
 
 

@@ -10,7 +10,7 @@
               must do (bridge.policybot.enforcer)
            -> outbox rows, the chat list's message record, the enforcer's rows (audit, a
               mute, planned actions), the follow-ups it starts or ends (bridge.deals), and
-              the event marked done
+              the event marked done: one statement (bridge.storage.writes)
       -> wake the outbox and action workers; admin commands run last (at most once)
 
 An event the policy code cannot handle is parked as dead (with the error) so it never stalls
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from mautrix.util.async_db import Connection, Database
 
 from bridge.deals.tracker import DealTracker
-from bridge.delivery.outbox import add_notifications
+from bridge.delivery.outbox import queue_notifications
 from bridge.market.management import ManagementRoom
 from bridge.market.models import room_context
 from bridge.market.records.messages import record_message, unread_count
@@ -37,6 +37,7 @@ from bridge.policybot.enforcer import NOTHING, Enforcement, Enforcer, Room
 from bridge.runtime.clock import Clock
 from bridge.runtime.metrics import Metrics
 from bridge.runtime.workers import Wakeups, drain_when_woken
+from bridge.storage.writes import Rows, Writes
 from policy.ids import RoomId, UserId
 from policy.links import RoomLinks
 from policy.notifications import (
@@ -180,20 +181,19 @@ class InboxWorker:
         if decision.removed:
             await forget(conn, stored.seq)
             return None
-        enforcement = decision.enforcement
-        queued = await add_notifications(
-            conn,
-            room_id,
-            decision.notifications + enforcement.notifications,
-            self._retry_for_ms,
-            now,
-        )
+        # The event's writes in one round trip (bridge.storage.writes): what to notify, the
+        # chat list's record, the follow-ups, the enforcer's rows, and the event done.
+        writes = Writes()
+        queued: Rows = []
+        notifications = decision.notifications + decision.enforcement.notifications
+        queue_notifications(writes, room_id, notifications, self._retry_for_ms, now, queued.extend)
         if decision.record is not None:
-            await record_message(conn, room_id, decision.record)
-        await self._track(conn, stored, decision, now)
-        await self._enforcer.record(conn, room_id, enforcement, now)
-        await mark_done(conn, stored.seq)
-        return decision, queued
+            await record_message(writes, room_id, decision.record)
+        await self._track(writes, stored, decision, now)
+        await self._enforcer.record(writes, room_id, decision.enforcement, now)
+        await mark_done(writes, stored.seq)
+        await writes.run(conn)
+        return decision, len(queued)
 
     async def _after_commit(
         self, room_id: RoomId, stored: StoredEvent, decision: Decision, queued: int
@@ -214,17 +214,17 @@ class InboxWorker:
                 self._log.exception("Handling a message of %s failed", room_id)
 
     async def _track(
-        self, conn: Connection, stored: StoredEvent, decision: Decision, now: int
+        self, writes: Writes, stored: StoredEvent, decision: Decision, now: int
     ) -> None:
         """Reminders and exchanges: a kept new message starts them, a read may end them."""
         room = decision.room
         if room is None:
             return
         if decision.unread is not None:
-            await self._tracker.read(conn, room, stored.sender, decision.unread, now)
+            await self._tracker.read(writes, room, stored.sender, decision.unread, now)
         elif decision.record is not None and decision.record.edits is None:
             assert decision.event is not None, "decided from the parsed event"
-            await self._tracker.message(conn, room, decision.event, now)
+            await self._tracker.message(writes, room, decision.event, now)
 
     async def _decide(self, conn: Connection, stored: StoredEvent, now: int) -> Decision:
         """What the event means: notifications, chat list record, the policy bot's actions."""

@@ -17,6 +17,7 @@ from mautrix.util.async_db import Connection, Database
 
 from bridge.market.records.audit import AuditEntry, write_audit
 from bridge.storage.database import rows_affected
+from bridge.storage.writes import Writes
 from policy.ids import RoomId
 
 
@@ -48,7 +49,7 @@ class DueAction:
     attempts: int  # made before this one
 
 
-async def plan_actions(conn: Connection, actions: list[PlannedAction], now: int) -> None:
+async def plan_actions(conn: Connection | Writes, actions: list[PlannedAction], now: int) -> None:
     for action in actions:
         await conn.execute(
             "INSERT INTO planned_actions (key, room_id, kind, params, due_at, created_at)"

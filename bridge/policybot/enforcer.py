@@ -23,6 +23,7 @@ from mautrix.util.async_db import Connection
 from bridge.market.models import DisputeRecord, TransactionRecord, room_access
 from bridge.market.records.audit import AuditEntry, write_audit
 from bridge.market.records.mutes import add_mute
+from bridge.storage.writes import Writes
 from policy.contact import mask_contact_details
 from policy.ids import RoomId, UserId
 from policy.masking import MARKER, mask_id_of, with_masking
@@ -151,14 +152,14 @@ class Enforcer:
         return self._enforce(event, verdict, context, now) if verdict.broken else NOTHING
 
     async def record(
-        self, conn: Connection, room_id: RoomId, enforcement: Enforcement, now: int
+        self, writes: Writes, room_id: RoomId, enforcement: Enforcement, now: int
     ) -> None:
-        """Write what the enforcement decided, in the caller's database transaction."""
+        """Gather the writes of what the enforcement decided."""
         if enforcement.mute is not None:
-            await add_mute(conn, room_id, *enforcement.mute)
+            await add_mute(writes, room_id, *enforcement.mute)
         for entry in enforcement.audits:
-            await write_audit(conn, entry, now)
-        await plan_actions(conn, enforcement.actions, now)
+            await write_audit(writes, entry, now)
+        await plan_actions(writes, enforcement.actions, now)
 
     def _enforce(
         self,

@@ -15,6 +15,7 @@ from typing import Any
 from mautrix.util.async_db import Connection, Database
 
 from bridge.runtime.clock import Clock
+from bridge.storage.writes import Writes
 from policy.ids import DisputeId, RoomId, TransactionId
 
 DETAIL_LIMIT = 1000
@@ -44,40 +45,29 @@ class AuditQuery:
     limit: int = 100
 
 
-async def write_audit(conn: Connection, entry: AuditEntry, at: int) -> None:
-    """Write ``entry`` as of ``at`` (ms), in the caller's database transaction."""
-    transaction_id, dispute_id = entry.transaction_id, entry.dispute_id
-    if transaction_id is None and entry.room_id:
-        transaction_id, dispute_id = await _objects_of_room(conn, entry.room_id)
+async def write_audit(conn: Connection | Writes, entry: AuditEntry, at: int) -> None:
+    """Write ``entry`` as of ``at`` (ms), in the caller's database transaction; without a
+    transaction id, the transaction (and dispute) whose room it names, found in the same
+    statement."""
     await conn.execute(
         "INSERT INTO audit (at, actor, room_id, action, outcome, detail, transaction_id,"
-        " dispute_id, subject, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        " dispute_id, subject, reason) SELECT $1, $2, $3, $4, $5, $6,"
+        " COALESCE($7, (SELECT transaction_id FROM transactions WHERE room_id = $3),"
+        "  (SELECT transaction_id FROM disputes WHERE room_id = $3)),"
+        " CASE WHEN $7 IS NOT NULL THEN $8"
+        "  WHEN EXISTS (SELECT 1 FROM transactions WHERE room_id = $3) THEN NULL"
+        "  ELSE (SELECT dispute_id FROM disputes WHERE room_id = $3) END, $9, $10",
         at,
         entry.actor,
         entry.room_id,
         entry.action,
         entry.outcome,
         entry.detail[:DETAIL_LIMIT],
-        transaction_id,
-        dispute_id,
+        entry.transaction_id,
+        entry.dispute_id,
         entry.subject,
         entry.reason[:DETAIL_LIMIT] if entry.reason else entry.reason,
     )
-
-
-async def _objects_of_room(
-    conn: Connection, room_id: str
-) -> tuple[TransactionId | None, DisputeId | None]:
-    """The transaction (and dispute) whose room this is."""
-    transaction_id = await conn.fetchval(
-        "SELECT transaction_id FROM transactions WHERE room_id = $1", room_id
-    )
-    if transaction_id is not None:
-        return transaction_id, None
-    row = await conn.fetchrow(
-        "SELECT transaction_id, dispute_id FROM disputes WHERE room_id = $1", room_id
-    )
-    return (row["transaction_id"], row["dispute_id"]) if row else (None, None)
 
 
 class AuditLog:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from mautrix.util.async_db import Connection
 
+from bridge.storage.writes import Writes
 from policy.ids import RoomId, UserId
 from policy.notifications import MessageRecord
 
@@ -19,7 +20,9 @@ class ChatSummary:
     unread: int
 
 
-async def record_message(conn: Connection, room_id: RoomId, record: MessageRecord) -> None:
+async def record_message(
+    conn: Connection | Writes, room_id: RoomId, record: MessageRecord
+) -> None:
     """Keep a new message's preview, an edit's new preview, or that a message was deleted."""
     if record.deletes is not None:
         await conn.execute(

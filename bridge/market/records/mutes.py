@@ -5,10 +5,13 @@ from __future__ import annotations
 from mautrix.util.async_db import Connection, Database
 
 from bridge.storage.database import rows_affected
+from bridge.storage.writes import Writes
 from policy.ids import RoomId, UserId
 
 
-async def add_mute(conn: Connection, room_id: RoomId, user_id: UserId, until: int) -> None:
+async def add_mute(
+    conn: Connection | Writes, room_id: RoomId, user_id: UserId, until: int
+) -> None:
     """Mute until ``until`` (ms), or longer if a mute already lasts longer."""
     await conn.execute(
         "INSERT INTO mutes (room_id, user_id, until) VALUES ($1, $2, $3)"

@@ -13,6 +13,7 @@ from bridge.market import Market
 from bridge.market.models import NewDispute, TransactionRecord, room_context
 from bridge.policybot.actions import ActionKind, PlannedAction
 from bridge.policybot.enforcer import NOT_ALLOWED, NOTHING, Enforcement, Enforcer, Room
+from bridge.storage.writes import Writes
 from policy.ids import DisputeId, RoomId, UserId
 from policy.rooms import RoomKind
 from policy.rules import content_rules_from
@@ -89,8 +90,10 @@ async def judge(
 async def record(
     db: Database, enforcer: Enforcer, room_id: RoomId, enforcement: Enforcement, now: int
 ) -> None:
+    writes = Writes()
+    await enforcer.record(writes, room_id, enforcement, now)
     async with db.acquire() as conn, conn.transaction():
-        await enforcer.record(conn, room_id, enforcement, now)
+        await writes.run(conn)
 
 
 async def store_in_inbox(db: Database, stored: dict[str, Any]) -> None:
