@@ -25,10 +25,19 @@ from policy.ids import EventId, RoomId, UserId
 # Inbox items for moved read positions carry this type (no room event has it).
 RECEIPT_EVENT_TYPE = "m.receipt"
 
-_SELECT_EVENTS = (
-    "SELECT seq, event_id, room_id, event_type, sender, origin_server_ts, event_json, status,"
-    " error FROM inbox_events"
+_EVENT_FIELDS = (
+    "seq",
+    "event_id",
+    "room_id",
+    "event_type",
+    "sender",
+    "origin_server_ts",
+    "event_json",
+    "status",
+    "error",
 )
+_PREFIXED_EVENT_FIELDS = ", ".join(f"e.{name} AS e_{name}" for name in _EVENT_FIELDS)
+_SELECT_EVENTS = f"SELECT {', '.join(_EVENT_FIELDS)} FROM inbox_events"  # noqa: S608 (constants)
 
 _INSERT_EVENT = """
     INSERT INTO inbox_events (event_id, room_id, event_type, sender, origin_server_ts,
@@ -211,12 +220,20 @@ async def pending_rooms(db: Database) -> list[PendingRoom]:
     return [PendingRoom(row["room_id"], row["oldest"]) for row in rows]
 
 
-async def lock_pending(
-    conn: Connection, room_id: RoomId, limit: int
-) -> tuple[list[StoredEvent], bool] | None:
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A room's oldest pending events, under the room's lock."""
+
+    events: list[StoredEvent]
+    more: bool  # whether more wait behind them
+    about: Any  # the row the caller's ``about`` query found, read by name (None: no row)
+
+
+async def lock_pending(conn: Connection, room_id: RoomId, limit: int, about: str) -> Held | None:
     """Hold the room for this database transaction (`room_lock_sql`) and read its oldest
-    pending events, at most ``limit``, and whether more wait behind them, in one round
-    trip; None when another process holds the room."""
+    pending events, at most ``limit``, with the row of ``about`` (a query of at most one row
+    whose one parameter, $1, is the room id), in one round trip; None when another process
+    holds the room."""
     if conn.scheme == Scheme.SQLITE:  # one connection: nothing to lock
         # SQLite, without statistics, would walk the room's whole history by
         # inbox_events_by_room: name the index.
@@ -228,19 +245,29 @@ async def lock_pending(
             room_id,
             limit + 1,
         )
+        events = [StoredEvent(**dict(row)) for row in rows]
+        found = await conn.fetchrow(about, room_id)
     else:
+        # A row for each event (the row of ``about`` beside each), or one of NULLs for none.
+        # (The events' columns prefixed, so that the row of ``about`` keeps its names.)
         rows = await conn.fetch(
-            f"SELECT held.ok, e.* FROM (SELECT {room_lock_sql('$1')} AS ok) held"  # noqa: S608
+            f"SELECT held.ok, {_PREFIXED_EVENT_FIELDS}, about.*"  # noqa: S608 (ours)
+            f" FROM (SELECT {room_lock_sql('$1')} AS ok) held"
             f" LEFT JOIN LATERAL ({_SELECT_EVENTS} WHERE room_id = $1 AND status = 'pending'"
-            " AND held.ok ORDER BY seq LIMIT $2) e ON true",
+            " AND held.ok ORDER BY seq LIMIT $2) e ON true"
+            f" LEFT JOIN LATERAL ({about}) about ON held.ok",
             room_id,
             limit + 1,
         )
         if not rows[0]["ok"]:
             return None
-        rows = [row for row in rows if row["seq"] is not None]
-    events = [StoredEvent(**{k: v for k, v in dict(r).items() if k != "ok"}) for r in rows]
-    return events[:limit], len(events) > limit
+        found = rows[0]
+        events = [
+            StoredEvent(**{name: row[f"e_{name}"] for name in _EVENT_FIELDS})
+            for row in rows
+            if row["e_seq"] is not None
+        ]
+    return Held(events[:limit], len(events) > limit, found)
 
 
 async def mark_done(conn: Connection | Writes, seq: int) -> None:

@@ -4,9 +4,11 @@
     room with pending events)
       -> per room, its events in seq order, up to BATCH in ONE database transaction
          (one lock and one commit for a burst; a command ends the batch):
-           room lock (PostgreSQL advisory lock; SQLite has one connection)
-           -> whose room it is (transaction, dispute, the management room, or none of ours)
-           -> policy.notifications says what to notify; the policy bot's enforcer what it
+           room lock (PostgreSQL advisory lock; SQLite has one connection), the events, and
+           whose room it is (transaction, dispute, the management room, or none of ours): one
+           round trip
+           then for each event:
+           policy.notifications says what to notify; the policy bot's enforcer what it
               must do (bridge.policybot.enforcer)
            -> outbox rows, the chat list's message record, the enforcer's rows (audit, a
               mute, planned actions), the follow-ups it starts or ends (bridge.deals), and
@@ -31,7 +33,7 @@ from bridge.delivery.outbox import queue_notifications
 from bridge.market.management import ManagementRoom
 from bridge.market.models import room_context
 from bridge.market.records.messages import record_message, unread_count
-from bridge.market.records.rooms import object_of_room
+from bridge.market.records.rooms import OWNER_OF_ROOM, Owner, owner_of
 from bridge.policybot.commands import CommandRunner
 from bridge.policybot.enforcer import NOTHING, Enforcement, Enforcer, Room
 from bridge.runtime.clock import Clock
@@ -149,12 +151,14 @@ class InboxWorker:
         whether more wait (False too when none does, or another process holds the room)."""
         processed: list[tuple[StoredEvent, Decision, int]] = []
         async with self._db.acquire() as conn, conn.transaction():
-            pending = await lock_pending(conn, room_id, BATCH)
-            if pending is None:
+            # Whose room it is, read with the events: every change made before they were
+            # stored (a payment, say) is seen.
+            held = await lock_pending(conn, room_id, BATCH, about=OWNER_OF_ROOM)
+            if held is None:
                 return False  # another process holds the room
-            events, more = pending
+            events, more, owner = held.events, held.more, owner_of(held.about)
             for place, stored in enumerate(events):
-                outcome = await self._process(conn, room_id, stored)
+                outcome = await self._process(conn, room_id, stored, owner)
                 if outcome is not None:
                     processed.append((stored, *outcome))
                     if self._commands.is_command(json.loads(stored.event_json)):
@@ -167,13 +171,13 @@ class InboxWorker:
         return more
 
     async def _process(
-        self, conn: Connection, room_id: RoomId, stored: StoredEvent
+        self, conn: Connection, room_id: RoomId, stored: StoredEvent, owner: Owner | None
     ) -> tuple[Decision, int] | None:
         """One event, in the batch's transaction: its decision and the webhooks it queued
         (None: it could not be decided and is parked as dead, or its room is gone)."""
         now = self._clock.now_ms()
         try:
-            decision = await self._decide(conn, stored, now)
+            decision = await self._decide(conn, stored, owner, now)
         except Exception as e:  # a bug in deciding: park the event, keep the room moving
             self._log.exception("Parking event %s of %s as dead", stored.seq, room_id)
             await mark_dead(conn, stored.seq, f"{type(e).__name__}: {e}")
@@ -226,11 +230,12 @@ class InboxWorker:
             assert decision.event is not None, "decided from the parsed event"
             await self._tracker.message(writes, room, decision.event, now)
 
-    async def _decide(self, conn: Connection, stored: StoredEvent, now: int) -> Decision:
+    async def _decide(
+        self, conn: Connection, stored: StoredEvent, owner: Owner | None, now: int
+    ) -> Decision:
         """What the event means: notifications, chat list record, the policy bot's actions."""
         event = json.loads(stored.event_json)
         room_id = stored.room_id
-        owner = await object_of_room(conn, room_id)
         if owner is None:
             if room_id != self._management.room_id or stored.event_type == RECEIPT_EVENT_TYPE:
                 return Decision()  # not a room we manage

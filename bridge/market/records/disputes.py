@@ -18,20 +18,35 @@ from .audit import AuditEntry, write_audit
 from .purges import schedule_purge
 from .transactions import refuse_different
 
-_SELECT = """
-    SELECT dispute_id, transaction_id, reason, opened_by, state, decision, note, resolved_by,
-           source, room_id, room_version, created_at, resolved_at, purged_at, transcript_hash
-    FROM disputes
-"""
+DISPUTE_FIELDS = (
+    "dispute_id",
+    "transaction_id",
+    "reason",
+    "opened_by",
+    "state",
+    "decision",
+    "note",
+    "resolved_by",
+    "source",
+    "room_id",
+    "room_version",
+    "created_at",
+    "resolved_at",
+    "purged_at",
+    "transcript_hash",
+)
+_SELECT = f"SELECT {', '.join(DISPUTE_FIELDS)} FROM disputes"  # noqa: S608 (constants)
 
 
-def _dispute(row) -> DisputeRecord:
-    return DisputeRecord(**{**dict(row), "state": DisputeState(row["state"])})
+def dispute_of(row, prefix: str = "") -> DisputeRecord:
+    """The dispute in a row, its columns named ``prefix`` + field (a join's, say ``x_``)."""
+    fields = {name: row[prefix + name] for name in DISPUTE_FIELDS}
+    return DisputeRecord(**{**fields, "state": DisputeState(fields["state"])})
 
 
 async def dispute_in_room(conn: Connection, room_id: RoomId) -> DisputeRecord | None:
     row = await conn.fetchrow(_SELECT + " WHERE room_id = $1", room_id)
-    return _dispute(row) if row else None
+    return dispute_of(row) if row else None
 
 
 async def _clear_override(conn: Connection, transaction_id: TransactionId, now: int) -> None:
@@ -52,11 +67,11 @@ class DisputeRecords:
 
     async def get(self, dispute_id: DisputeId) -> DisputeRecord | None:
         row = await self._db.fetchrow(_SELECT + " WHERE dispute_id = $1", dispute_id)
-        return _dispute(row) if row else None
+        return dispute_of(row) if row else None
 
     async def open(self) -> list[DisputeRecord]:
         rows = await self._db.fetch(_SELECT + " WHERE state = 'open' ORDER BY created_at")
-        return [_dispute(row) for row in rows]
+        return [dispute_of(row) for row in rows]
 
     async def insert(
         self,
@@ -113,7 +128,7 @@ class DisputeRecords:
                 )
                 await write_audit(conn, audit, notification.occurred_at)
                 row = await conn.fetchrow(_SELECT + " WHERE dispute_id = $1", new.dispute_id)
-        dispute = _dispute(row)
+        dispute = dispute_of(row)
         refuse_different(
             f"dispute {new.dispute_id}",
             ("transaction_id", new.transaction_id, dispute.transaction_id),
@@ -174,4 +189,4 @@ class DisputeRecords:
                 notification.occurred_at,
             )
             row = await conn.fetchrow(_SELECT + " WHERE dispute_id = $1", dispute.dispute_id)
-        return _dispute(row)
+        return dispute_of(row)

@@ -7,33 +7,42 @@ from mautrix.util.async_db import Connection, Database
 from policy.ids import RoomId
 
 from ..models import DisputeRecord, TransactionRecord
-from .disputes import dispute_in_room
-from .transactions import fetch_transaction, transaction_in_room
+from .disputes import DISPUTE_FIELDS, dispute_of
+from .transactions import COLUMNS, JOINS, transaction_of
+
+Owner = tuple[TransactionRecord, DisputeRecord | None]
+
+# The transaction whose room $1 is, or whose dispute's room it is (with the dispute, its
+# columns prefixed x_): one row, or none. By the rooms' unique indexes and the transaction's key.
+OWNER_OF_ROOM = f"""
+    SELECT {COLUMNS}, {", ".join(f"x.{name} AS x_{name}" for name in DISPUTE_FIELDS)}
+    FROM transactions t {JOINS}
+    LEFT JOIN disputes x ON x.room_id = $1
+    WHERE t.transaction_id = COALESCE(
+        (SELECT transaction_id FROM transactions WHERE room_id = $1),
+        (SELECT transaction_id FROM disputes WHERE room_id = $1))
+"""  # noqa: S608 (constants)
 
 
-async def object_of_room(
-    conn: Connection, room_id: RoomId
-) -> tuple[TransactionRecord, DisputeRecord | None] | None:
-    """The transaction whose room this is, or whose dispute's room it is (with the dispute);
-    None for a room no transaction or dispute owns."""
-    transaction = await transaction_in_room(conn, room_id)
-    if transaction is not None:
-        return transaction, None
-    dispute = await dispute_in_room(conn, room_id)
-    if dispute is None:
+def owner_of(row) -> Owner | None:
+    """What `OWNER_OF_ROOM` found (None: a row of no transaction, or no row)."""
+    if row is None or row["transaction_id"] is None:
         return None
-    transaction = await fetch_transaction(conn, dispute.transaction_id)
-    assert transaction is not None
-    return transaction, dispute
+    dispute = dispute_of(row, "x_") if row["x_dispute_id"] is not None else None
+    return transaction_of(row), dispute
+
+
+async def object_of_room(conn: Connection, room_id: RoomId) -> Owner | None:
+    """The transaction whose room this is, or whose dispute's room it is (with the dispute);
+    None for a room no transaction or dispute owns. One round trip."""
+    return owner_of(await conn.fetchrow(OWNER_OF_ROOM, room_id))
 
 
 class ManagedRooms:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def owner(
-        self, room_id: RoomId
-    ) -> tuple[TransactionRecord, DisputeRecord | None] | None:
+    async def owner(self, room_id: RoomId) -> Owner | None:
         async with self._db.acquire() as conn:
             return await object_of_room(conn, room_id)
 
