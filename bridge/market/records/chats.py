@@ -2,9 +2,11 @@
 those, each with its room's last message and the user's unread count.
 
 One round trip whatever the user's room count (it made about four per room, one after
-another). Every lookup is an index probe: the user by its key, transactions by
-buyer and seller (transactions_by_buyer, _by_seller), disputes by transaction, the latest
-message and the unread ones by (room_id, ts) (messages_by_time), the read position by its key.
+another). Every lookup is an index probe: the user by its key, their transactions in one
+scan of both transactions_by_buyer and _by_seller, each read once (a dispute's chat carries
+its transaction's row and its own, rather than finding them again by key), disputes by
+transaction, the parties by their key, the latest message and the unread ones by
+(room_id, ts) (messages_by_time; the latest then read by its key), the read position by its key.
 """
 
 from __future__ import annotations
@@ -14,64 +16,43 @@ from dataclasses import dataclass
 from mautrix.util.async_db import Database
 
 from policy.ids import MarketUserId, UserId
-from policy.states import DisputeState
 
 from ..models import DisputeRecord, TransactionRecord
+from .disputes import DISPUTE_FIELDS, dispute_of
 from .messages import ChatSummary
 from .transactions import COLUMNS, transaction_of
 
-_DISPUTE_FIELDS = (
-    "dispute_id",
-    "transaction_id",
-    "reason",
-    "opened_by",
-    "state",
-    "decision",
-    "note",
-    "resolved_by",
-    "source",
-    "room_id",
-    "room_version",
-    "created_at",
-    "resolved_at",
-    "purged_at",
-    "transcript_hash",
-)
-
 # {key}: which of the user's ids the call names. A user without chats is one row of NULLs
-# (hence transactions.JOINS left-joined here), an unknown user none. `c.room_id` is the
-# chat's room: the dispute's, else the transaction's.
+# (hence transactions.JOINS left-joined here), an unknown user none. `t` is a chat: its
+# transaction's row, its room (`chat_room`: the dispute's, else the transaction's) and, for a
+# dispute's, the dispute's columns (x_*; NULL for a transaction's chat).
 _CHATS = """
 WITH me AS (SELECT user_id, matrix_id FROM marketplace_users WHERE {key} = $1),
 mine AS (
-    SELECT t.transaction_id FROM me JOIN transactions t ON t.buyer_id = me.user_id
-    UNION
-    SELECT t.transaction_id FROM me JOIN transactions t ON t.seller_id = me.user_id
+    SELECT t.* FROM me JOIN transactions t
+    ON t.buyer_id = me.user_id OR t.seller_id = me.user_id
 ),
 chats AS (
-    SELECT t.transaction_id, NULL AS dispute_id, t.room_id
-    FROM mine JOIN transactions t ON t.transaction_id = mine.transaction_id
+    SELECT mine.*, mine.room_id AS chat_room, {no_dispute} FROM mine
     UNION ALL
-    SELECT x.transaction_id, x.dispute_id, x.room_id
+    SELECT mine.*, x.room_id, {dispute}
     FROM mine JOIN disputes x ON x.transaction_id = mine.transaction_id
 )
-SELECT me.user_id AS me_user_id, me.matrix_id AS me_matrix_id, c.dispute_id AS chat_dispute,
+SELECT me.user_id AS me_user_id, me.matrix_id AS me_matrix_id, t.x_dispute_id AS chat_dispute,
        {columns}, {dispute_columns},
        m.preview AS last_preview, m.ts AS last_ts, m.sender AS last_sender,
        (SELECT COUNT(*) FROM messages u
-        WHERE u.room_id = c.room_id AND u.sender <> me.matrix_id AND NOT u.deleted
+        WHERE u.room_id = t.chat_room AND u.sender <> me.matrix_id AND NOT u.deleted
           AND u.ts > COALESCE((SELECT r.ts FROM read_positions r
-                               WHERE r.room_id = c.room_id AND r.user_id = me.matrix_id), 0)
+                               WHERE r.room_id = t.chat_room AND r.user_id = me.matrix_id), 0)
        ) AS unread
 FROM me
-LEFT JOIN chats c ON 1 = 1
-LEFT JOIN transactions t ON t.transaction_id = c.transaction_id
+LEFT JOIN chats t ON 1 = 1
 LEFT JOIN marketplace_users b ON b.user_id = t.buyer_id
 LEFT JOIN marketplace_users s ON s.user_id = t.seller_id
 LEFT JOIN disputes d ON d.transaction_id = t.transaction_id AND d.state = 'open'
-LEFT JOIN disputes x ON x.dispute_id = c.dispute_id
-LEFT JOIN messages m ON m.room_id = c.room_id AND m.event_id = (
-    SELECT l.event_id FROM messages l WHERE l.room_id = c.room_id AND NOT l.deleted
+LEFT JOIN messages m ON m.room_id = t.chat_room AND m.event_id = (
+    SELECT l.event_id FROM messages l WHERE l.room_id = t.chat_room AND NOT l.deleted
     ORDER BY l.ts DESC LIMIT 1)
 """
 
@@ -80,7 +61,9 @@ def _query(key: str) -> str:
     return _CHATS.format(
         key=key,
         columns=COLUMNS,
-        dispute_columns=", ".join(f"x.{name} AS x_{name}" for name in _DISPUTE_FIELDS),
+        no_dispute=", ".join(f"NULL AS x_{name}" for name in DISPUTE_FIELDS),
+        dispute=", ".join(f"x.{name}" for name in DISPUTE_FIELDS),
+        dispute_columns=", ".join(f"t.x_{name}" for name in DISPUTE_FIELDS),
     )
 
 
@@ -111,8 +94,7 @@ async def chats_of(
             continue
         dispute = None
         if row["chat_dispute"] is not None:
-            fields = {name: row[f"x_{name}"] for name in _DISPUTE_FIELDS}
-            dispute = DisputeRecord(**{**fields, "state": DisputeState(fields["state"])})
+            dispute = dispute_of(row, "x_")
         transaction = transaction_of(row)
         if (dispute or transaction).purged_at is not None:
             continue  # removed for retention: no room to open any more
