@@ -18,7 +18,7 @@ from mautrix.util.async_db import Connection, Database, Scheme
 
 from appservice.transactions import MalformedEvent, Receipt, RoomEvent, Transaction
 from bridge.runtime.clock import Clock
-from bridge.storage.database import room_lock_sql
+from bridge.storage.database import UNSYNCED_COMMIT, room_lock_sql
 from bridge.storage.writes import Writes
 from policy.ids import EventId, RoomId, UserId
 
@@ -233,7 +233,12 @@ async def lock_pending(conn: Connection, room_id: RoomId, limit: int, about: str
     """Hold the room for this database transaction (`room_lock_sql`) and read its oldest
     pending events, at most ``limit``, with the row of ``about`` (a query of at most one row
     whose one parameter, $1, is the room id), in one round trip; None when another process
-    holds the room."""
+    holds the room.
+
+    The transaction then commits without waiting for the disk (PostgreSQL): what is written
+    in it is worked out from the events, which were stored with a waiting commit; a database
+    crash that forgets it leaves them pending, to be worked out again (`synced_commit` where
+    that is not so)."""
     if conn.scheme == Scheme.SQLITE:  # one connection: nothing to lock
         # SQLite, without statistics, would walk the room's whole history by
         # inbox_events_by_room: name the index.
@@ -251,8 +256,8 @@ async def lock_pending(conn: Connection, room_id: RoomId, limit: int, about: str
         # A row for each event (the row of ``about`` beside each), or one of NULLs for none.
         # (The events' columns prefixed, so that the row of ``about`` keeps its names.)
         rows = await conn.fetch(
-            f"SELECT held.ok, {_PREFIXED_EVENT_FIELDS}, about.*"  # noqa: S608 (ours)
-            f" FROM (SELECT {room_lock_sql('$1')} AS ok) held"
+            f"SELECT held.ok, held.lax, {_PREFIXED_EVENT_FIELDS}, about.*"  # noqa: S608 (ours)
+            f" FROM (SELECT {room_lock_sql('$1')} AS ok, {UNSYNCED_COMMIT} AS lax) held"
             f" LEFT JOIN LATERAL ({_SELECT_EVENTS} WHERE room_id = $1 AND status = 'pending'"
             " AND held.ok ORDER BY seq LIMIT $2) e ON true"
             f" LEFT JOIN LATERAL ({about}) about ON held.ok",

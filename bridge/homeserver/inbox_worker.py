@@ -39,6 +39,7 @@ from bridge.policybot.enforcer import NOTHING, Enforcement, Enforcer, Room
 from bridge.runtime.clock import Clock
 from bridge.runtime.metrics import Metrics
 from bridge.runtime.workers import Wakeups, drain_when_woken
+from bridge.storage.database import synced_commit
 from bridge.storage.writes import Rows, Writes
 from policy.ids import RoomId, UserId
 from policy.links import RoomLinks
@@ -162,6 +163,9 @@ class InboxWorker:
                 if outcome is not None:
                     processed.append((stored, *outcome))
                     if self._commands.is_command(json.loads(stored.event_json)):
+                        # It runs once its event is marked done, at most once: the mark must
+                        # outlast a crash of the database server.
+                        await synced_commit(conn)
                         # What follows is judged after the command has run, as it would be
                         # one event at a time.
                         more = more or place + 1 < len(events)
