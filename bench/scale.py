@@ -16,7 +16,7 @@ the bridge's peak memory with many active rooms.
     that ran before leaves it); the bridge starts on it, and one client times sequential
     calls, round-robin so each kind sees the same conditions:
 
-        GET /health  (the baseline: the same server, a database round trip and Synapse's)
+        GET /health  (the baseline: the same server and middleware; it reads nothing)
         GET /api/v1/transactions/{id}        random ids
         GET /api/v1/users/{id}/rooms         random users (the chat list)
 
