@@ -33,9 +33,9 @@ from .models import (
 
 
 def json_response(model: BaseModel, status: int = 200) -> web.Response:
-    # Serialised by pydantic-core in one step: a third of the time of model_dump + json.dumps.
-    text = model.model_dump_json()
-    return web.Response(text=text, status=status, content_type="application/json")
+    # json.dumps's spaced separators, as README.md shows the answers (pydantic-core's
+    # model_dump_json, compact, took 17 us against 50 us for a five-room chat list).
+    return web.json_response(model.model_dump(mode="json"), status=status)
 
 
 def transaction_out(
