@@ -87,6 +87,13 @@ async def synapse_database() -> AsyncIterator[dict[str, Any]]:
         await admin.close()
 
 
+BIND_ATTEMPTS = 3  # ports tried for each worker
+
+
+class _PortTaken(SynapseError):
+    """A worker could not listen on its port: another process had taken it."""
+
+
 class SynapseWorkers(LocalSynapse):
     """LocalSynapse's main process on PostgreSQL and Redis, with an appservice-sender worker
     and ``client_workers`` generic workers serving the client API (``client_urls``)."""
@@ -161,11 +168,24 @@ class SynapseWorkers(LocalSynapse):
         """The main process, then each worker; each waited for until /health answers."""
         super().start()
         try:
-            for name, port in self.worker_ports.items():
-                self._start_worker(name, port)
+            for name in self.worker_ports:
+                self._start_worker_on_a_free_port(name)
         except Exception:
             self.stop()
             raise
+
+    def _start_worker_on_a_free_port(self, name: str) -> None:
+        """Every server of a test run picks its port from the same range, and another can bind
+        the one picked here before the worker starts (seen once in a CI-style run): then the
+        worker is started again on another."""
+        for _ in range(BIND_ATTEMPTS - 1):
+            try:
+                self._start_worker(name, self.worker_ports[name])
+                return
+            except _PortTaken:
+                taken = {self.port, self.replication_port, *self.worker_ports.values()}
+                self.worker_ports[name] = free_loopback_port(taken)
+        self._start_worker(name, self.worker_ports[name])
 
     def _start_worker(self, name: str, port: int) -> None:
         config_path = self.data_dir / f"worker-{name}.yaml"
@@ -186,7 +206,8 @@ class SynapseWorkers(LocalSynapse):
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 tail = log_path.read_text(errors="replace")[-3000:]
-                raise SynapseError(f"worker {name} exited with {process.returncode}:\n{tail}")
+                error = _PortTaken if f"listen on 127.0.0.1:{port}" in tail else SynapseError
+                raise error(f"worker {name} exited with {process.returncode}:\n{tail}")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
                     return
