@@ -10,24 +10,11 @@ from bridge.homeserver.inbox import lock_pending
 from bridge.market.records.rooms import OWNER_OF_ROOM, owner_of
 from bridge.storage.database import synced_commit
 from policy.ids import RoomId
+from tests.db.conftest import deal_with_dispute
 
 
 async def seed(db: Database) -> None:
-    for user in ("b", "s"):
-        await db.execute(
-            "INSERT INTO marketplace_users (user_id, matrix_id, created_at) VALUES ($1, $2, 0)",
-            user,
-            f"@{user}:localhost",
-        )
-    await db.execute(
-        "INSERT INTO transactions (transaction_id, title, buyer_id, seller_id, state, room_id,"
-        " room_version, created_at) VALUES ('t1', 'A lamp', 'b', 's', 'paid', '!deal', '10', 0)"
-    )
-    await db.execute(
-        "INSERT INTO disputes (dispute_id, transaction_id, reason, opened_by, state, room_id,"
-        " room_version, created_at) VALUES ('d1', 't1', 'broken', 'buyer', 'open', '!dispute',"
-        " '10', 0)"
-    )
+    await deal_with_dispute(db)
     for n, (room, status) in enumerate(
         [("!deal", "done"), ("!deal", "pending"), ("!dispute", "pending"), ("!deal", "pending")]
         + [("!deal", "pending")] * 2

@@ -7,6 +7,7 @@ from mautrix.util.async_db import Database
 
 from bridge.market.records.audit import AuditEntry, write_audit
 from bridge.storage.writes import Rows, Writes
+from tests.db.conftest import deal_with_dispute
 
 INSERT_MUTE = "INSERT INTO mutes (room_id, user_id, until) VALUES ($1, $2, $3) RETURNING until"
 
@@ -66,21 +67,7 @@ async def test_a_failing_statement_fails_the_run_and_the_transaction(db: Databas
 async def test_audit_entries_find_their_room_s_objects_in_the_same_statement(
     db: Database,
 ) -> None:
-    for user in ("b", "s"):
-        await db.execute(
-            "INSERT INTO marketplace_users (user_id, matrix_id, created_at) VALUES ($1, $2, 0)",
-            user,
-            f"@{user}:localhost",
-        )
-    await db.execute(
-        "INSERT INTO transactions (transaction_id, title, buyer_id, seller_id, state, room_id,"
-        " room_version, created_at) VALUES ('t1', 'A lamp', 'b', 's', 'paid', '!deal', '10', 0)"
-    )
-    await db.execute(
-        "INSERT INTO disputes (dispute_id, transaction_id, reason, opened_by, state, room_id,"
-        " room_version, created_at) VALUES ('d1', 't1', 'broken', 'buyer', 'open', '!dispute',"
-        " '10', 0)"
-    )
+    await deal_with_dispute(db)
     writes = Writes()
     for room in ("!deal", "!dispute", "!elsewhere", ""):
         await write_audit(writes, AuditEntry("@bot", "test", room), 1)

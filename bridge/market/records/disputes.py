@@ -44,11 +44,6 @@ def dispute_of(row, prefix: str = "") -> DisputeRecord:
     return DisputeRecord(**{**fields, "state": DisputeState(fields["state"])})
 
 
-async def dispute_in_room(conn: Connection, room_id: RoomId) -> DisputeRecord | None:
-    row = await conn.fetchrow(_SELECT + " WHERE room_id = $1", room_id)
-    return dispute_of(row) if row else None
-
-
 async def _clear_override(conn: Connection, transaction_id: TransactionId, now: int) -> None:
     """An admin's lock or unlock lasts until the marketplace's next change."""
     await conn.execute(

@@ -79,11 +79,6 @@ async def fetch_transaction(
     return transaction_of(row) if row else None
 
 
-async def transaction_in_room(conn: Connection, room_id: RoomId) -> TransactionRecord | None:
-    row = await conn.fetchrow(_SELECT + " WHERE t.room_id = $1", room_id)
-    return transaction_of(row) if row else None
-
-
 class _DisputeOpenedMeanwhile(Exception):
     """Rolls back a transition that found a dispute opened by another process."""
 
