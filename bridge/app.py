@@ -318,13 +318,10 @@ class Bridge:
         """Register the bot and ping the homeserver, retrying until the homeserver answers;
         then put the rooms back to their plans, now and on schedule."""
 
-        async def register_and_ping() -> None:
-            await self.bot.ensure_registered()
-            await self.bot.ping(self.config.appservice.id)
-
         await retry_until_done(
-            register_and_ping, CONNECT_RETRY, self.clock, self.log, "reach the homeserver"
+            self.bot.ensure_registered, CONNECT_RETRY, self.clock, self.log, "register the bot"
         )
+        await self.recovery.ask_to_resend()
         self.log.info("Connected to the homeserver at %s", self.config.homeserver.url)
         self.connected.set()
         # Rooms may have drifted while the bridge was down (live events are enforced as they

@@ -32,6 +32,12 @@ class OutboxRow:
     created_at: int
 
 
+@dataclass(frozen=True, slots=True)
+class Census:
+    depth: int  # rows waiting
+    lease_ends: int | None  # when the first lease still held ends
+
+
 _ROW = "seq, id, stream, type, body, attempts, retry_until, created_at"
 _IS_HEAD = (
     "NOT EXISTS (SELECT 1 FROM outbox p WHERE p.stream = outbox.stream"
@@ -235,8 +241,14 @@ class Outbox:
         )
         return rows_affected(status) == 1
 
-    async def depth(self) -> int:
-        return await self._db.fetchval("SELECT COUNT(*) FROM outbox WHERE status = 'pending'")
+    async def census(self, now: int) -> Census:
+        """How many rows wait, and when the first lease held at ``now`` ends (None: none)."""
+        row = await self._db.fetchrow(
+            "SELECT COUNT(*) AS depth, MIN(CASE WHEN lease_until >= $1 THEN lease_until END)"
+            " AS lease_ends FROM outbox WHERE status = 'pending'",
+            now,
+        )
+        return Census(row["depth"], row["lease_ends"])
 
     async def dead_letters(self, limit: int) -> list[dict[str, Any]]:
         rows = await self._db.fetch(

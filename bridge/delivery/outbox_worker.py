@@ -10,10 +10,12 @@
 
 A failing receiver for one room never delays another. Leases are short (LEASE_MS) and renewed
 while the stream's task runs, so a process that dies mid-attempt holds its stream for LEASE_MS
-at most, whatever `webhooks.timeout_seconds`. While the receiver fails (5xx, timeouts,
-refused), the waiting row due first is tried every PROBE_SECONDS whatever its backoff; once a
-retried row is delivered, every waiting row is due at once: the backlog follows the
-receiver's return within seconds, not after a backoff grown to `webhooks.backoff_max_seconds`.
+at most, whatever `webhooks.timeout_seconds`; the worker's once-a-second count of waiting rows
+also finds when the first lease held ends, and it looks again then, not up to a poll later.
+While the receiver fails (5xx, timeouts, refused), the waiting row due first is tried every
+PROBE_SECONDS whatever its backoff; once a retried row is delivered, every waiting row is
+due at once: the backlog follows the receiver's return within seconds, not after a backoff
+grown to `webhooks.backoff_max_seconds`.
 """
 
 from __future__ import annotations
@@ -76,9 +78,6 @@ class OutboxWorker:
         self._log = logging.getLogger("bridge.delivery")
 
     async def run(self) -> None:
-        # Leases a killed predecessor left end within LEASE_MS of this start: look then,
-        # not up to a poll later.
-        asyncio.get_running_loop().call_later(LEASE_MS / 1000 + 0.01, self._wakeup.set)
         try:
             await drain_when_woken(
                 self.drain, self._wakeup, self._log, "read the outbox", POLL_SECONDS
@@ -104,7 +103,12 @@ class OutboxWorker:
                 task.add_done_callback(lambda t, stream=row.stream: self._stream_done(stream, t))
         if now >= self._depth_read_at + POLL_SECONDS * 1000:  # a count, not per webhook
             self._depth_read_at = now
-            self._metrics.outbox_depth.set(await self._outbox.depth())
+            census = await self._outbox.census(now)
+            self._metrics.outbox_depth.set(census.depth)
+            # A lease that ends before the next poll (a killed replica's, say): look then.
+            if census.lease_ends is not None and census.lease_ends < now + POLL_SECONDS * 1000:
+                delay = (census.lease_ends + 1 - now) / 1000
+                asyncio.get_running_loop().call_later(delay, self._wakeup.set)
 
     def _stream_done(self, stream: str, task: asyncio.Task) -> None:
         # A task that found nothing more may end after the stream's next task started.

@@ -41,7 +41,14 @@ MAX_PAGES = 20  # per room: the newest 2,000 events at most
 CATCH_UP_CONCURRENCY = 8
 # A fixed, short interval for storing: Synapse's own retries are already spaced out.
 STORE_RETRY = Backoff(initial=0.5, maximum=0.5)
-PING_RETRY = Backoff(initial=1.0, maximum=30.0)
+# Synapse's ping makes it re-send at once only if its recoverer exists, and not while the
+# recoverer's own retry is in flight (502 AlreadyCalled; if that retry fails, its next one
+# is 4 s or more away): a refused ping is tried again soon.
+PING_RETRY = Backoff(initial=0.25, maximum=30.0)
+# A push that failed just before the ping answered (to a process not listening yet, or
+# whose database was cut) can start the recoverer after it, on its first 2 s timer:
+# pinging again this long after the answer (each delay from the one before) ends that wait.
+PING_AGAIN_SECONDS = (0.5, 1.0)
 
 
 class Recovery:
@@ -65,6 +72,7 @@ class Recovery:
         self._metrics = metrics
         self._wakeup = wakeup
         self._store_failed = asyncio.Event()
+        self._pinged = asyncio.Event()
         # The transactions not stored yet, oldest first, by transaction id.
         self._refused: dict[str, Transaction] = {}
         self._log = logging.getLogger("bridge.homeserver.recovery")
@@ -84,7 +92,30 @@ class Recovery:
 
     async def run(self) -> None:
         watching = [self._watch_homeserver()] if self._watch_seconds else []
-        await asyncio.gather(self._resume_pushes(), *watching)
+        await asyncio.gather(self._resume_pushes(), self._ping_again(), *watching)
+
+    async def ask_to_resend(self) -> None:
+        """Ping the homeserver until it answers (it then re-sends what it holds for us at
+        once), and again shortly after (PING_AGAIN_SECONDS)."""
+        await retry_until_done(
+            lambda: self._bot.ping(self._appservice_id),
+            PING_RETRY,
+            self._clock,
+            self._log,
+            "ask the homeserver to re-send",
+        )
+        self._pinged.set()
+
+    async def _ping_again(self) -> None:
+        while True:
+            await self._pinged.wait()
+            self._pinged.clear()
+            for delay in PING_AGAIN_SECONDS:
+                await self._clock.sleep(delay)
+                try:
+                    await self._bot.ping(self._appservice_id)
+                except (HomeserverUnavailable, MatrixError) as e:  # the next ping may do
+                    self._log.debug("A follow-up ping failed: %s", e)
 
     async def _resume_pushes(self) -> None:
         while True:
@@ -102,13 +133,7 @@ class Recovery:
             "store the refused transaction",
         )
         self._wakeup.set()
-        await retry_until_done(
-            lambda: self._bot.ping(self._appservice_id),
-            PING_RETRY,
-            self._clock,
-            self._log,
-            "ask the homeserver to re-send",
-        )
+        await self.ask_to_resend()
         self._log.info("Storing works again; the homeserver was asked to go on")
 
     async def _watch_homeserver(self) -> None:

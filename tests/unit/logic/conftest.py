@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,6 +83,15 @@ async def db(config: Config, migrated: Path) -> AsyncIterator[Database]:
     await start_database(database)  # finds the schema up to date
     yield database
     await database.stop()
+
+
+async def until(condition: Callable[[], bool], turns: int = 200) -> None:
+    """Let other tasks run until ``condition`` holds (no time passes)."""
+    for _ in range(turns):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("the condition never held")
 
 
 class CountingWakeup(Wakeup):

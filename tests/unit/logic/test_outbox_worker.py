@@ -30,6 +30,7 @@ from bridge.delivery.outbox_worker import (
     BATCH,
     LEASE_MS,
     MAX_STREAMS,
+    POLL_SECONDS,
     PROBE_SECONDS,
     OutboxWorker,
 )
@@ -41,6 +42,7 @@ from bridge.runtime.workers import Wakeup
 from policy.notifications import Notification
 from tests.harness import eventually, webhook_secret
 
+from .conftest import CountingWakeup
 from .fakes import FakeClock
 
 RETRY_FOR_MS = 3_600_000
@@ -466,6 +468,30 @@ async def test_a_row_leased_by_another_worker_waits_for_its_lease(
     assert receiver.attempts == ["w1", "w2"]
 
 
+async def test_a_lease_ending_before_the_next_poll_wakes_the_worker_when_it_ends(
+    outbox: Outbox, receiver: Receiver, db: Database, clock: FakeClock, metrics: Metrics
+) -> None:
+    # A killed replica's lease: the survivor looks again when it ends, not a poll later.
+    wakeup = CountingWakeup()
+    worker = OutboxWorker(outbox, receiver.send, BACKOFF, ATTEMPT_MS, clock, metrics, wakeup)
+    await queue(db, clock, "!a", "w1")
+    head = await outbox.next_head("!a")
+    assert head is not None
+    now = clock.now_ms()
+    assert await outbox.lease(head, now, now + 50)  # held to its last millisecond
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await worker.drain()
+    assert receiver.attempts == [] and wakeup.sets == 0
+    assert (await outbox.census(now)).lease_ends == now + 50
+    # The wake-up is timed by the event loop, as every timer here: real time, bounded.
+    await asyncio.wait_for(wakeup.wait(POLL_SECONDS * 60), 5)
+    assert wakeup.sets == 1 and loop.time() - started >= 0.05
+    clock.advance(0.051)
+    await deliver_all(worker)
+    assert receiver.attempts == ["w1"]
+
+
 async def test_a_lease_has_one_holder_and_only_on_the_due_head(
     outbox: Outbox, db: Database, clock: FakeClock
 ) -> None:
@@ -797,7 +823,7 @@ async def test_metrics_count_deliveries_retries_and_the_depth(
     clock.advance(1)
     await worker.drain()
     assert value("bridge_outbox_depth") == 2  # b1 and b2 wait
-    assert await Outbox(db).depth() == 2
+    assert (await Outbox(db).census(clock.now_ms())).depth == 2
 
 
 async def test_latency_is_measured_from_queued_to_delivered(

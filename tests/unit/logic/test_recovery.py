@@ -19,6 +19,7 @@ from bridge.homeserver.inbox import InboxStore
 from bridge.homeserver.intake import HomeserverIntake
 from bridge.homeserver.recovery import (
     OUTAGE_MARGIN_MS,
+    PING_AGAIN_SECONDS,
     PING_RETRY,
     STORE_RETRY,
     Recovery,
@@ -29,7 +30,7 @@ from bridge.runtime.workers import Wakeup
 from policy.ids import RoomId, TransactionId, UserId
 from policy.states import Outcome
 
-from .conftest import BUYER, SELLER, CountingWakeup, new_transaction
+from .conftest import BUYER, SELLER, CountingWakeup, new_transaction, until
 from .fakes import START_MS, FakeClock, FakeMatrix
 
 BOT = UserId("@marketbot:localhost")
@@ -303,8 +304,27 @@ async def test_resume_pushes_retries_the_ping_while_the_homeserver_fails(
     await recovery.resume_pushes()
     assert len(matrix.called("ping")) == 4 and matrix.pings == 1
     # Stored at once; then the ping's backoff, doubling.
-    assert clock.slept == [PING_RETRY.delay(n) for n in (1, 2, 3)] == [1.0, 2.0, 4.0]
+    assert clock.slept == [PING_RETRY.delay(n) for n in (1, 2, 3)] == [0.25, 0.5, 1.0]
     assert await stored_ids(db) == [said["event_id"]]
+
+
+async def test_the_homeserver_is_pinged_again_shortly_after_it_answered(
+    matrix: FakeMatrix, recovery: Recovery, clock: FakeClock
+) -> None:
+    # A push that failed just before the ping starts Synapse's recoverer after it, on a
+    # 2 s timer: the follow-up pings end that wait; one that fails changes nothing.
+    running = asyncio.create_task(recovery.run())
+    try:
+        await recovery.ask_to_resend()
+        assert matrix.pings == 1 and clock.slept == []
+        matrix.fail("ping", MatrixError(502, "M_CONNECTION_FAILED", "AlreadyCalled"))
+        await until(lambda: matrix.pings == len(PING_AGAIN_SECONDS))  # the first failed
+        assert len(matrix.called("ping")) == 1 + len(PING_AGAIN_SECONDS)
+        assert clock.slept == list(PING_AGAIN_SECONDS) == [0.5, 1.0]
+        assert not running.done()
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
 
 
 async def test_a_real_storage_failure_is_mended_once_the_database_is_back(
@@ -400,15 +420,18 @@ async def test_run_resumes_the_push_whenever_storing_failed(
     task = asyncio.create_task(recovery.run())
     try:
         first, second = text("!a:localhost", BUYER, "1"), text("!a:localhost", BUYER, "2")
+        pings = 1 + len(PING_AGAIN_SECONDS)  # each resume: a ping and its follow-ups
         recovery.store_failed(transaction(first))
-        assert await asyncio.wait_for(pinged.get(), 5) == "marketplace"
+        for _ in range(pings):
+            assert await asyncio.wait_for(pinged.get(), 5) == "marketplace"
         recovery.store_failed(transaction(second))  # a later failure comes round again
-        assert await asyncio.wait_for(pinged.get(), 5) == "marketplace"
+        for _ in range(pings):
+            assert await asyncio.wait_for(pinged.get(), 5) == "marketplace"
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert await stored_ids(db) == [first["event_id"], second["event_id"]]
-    assert matrix.pings == 2
+    assert matrix.pings == 2 * pings
 
 
 # --- reading back what a restarted homeserver never sent ----------------------------------------

@@ -8,7 +8,6 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -19,19 +18,11 @@ from bridge.runtime.locks import KeyedLocks
 from bridge.runtime.metrics import Metrics
 from bridge.runtime.workers import Wakeup, Wakeups, drain_when_woken
 
+from .conftest import until
 from .fakes import FakeClock
 
 LOG = logging.getLogger("tests.runtime")
 FOREVER = 3600.0  # a poll interval no test waits out: only a wake-up starts the next round
-
-
-async def until(condition: Callable[[], bool], turns: int = 200) -> None:
-    """Let other tasks run until ``condition`` holds (no time passes)."""
-    for _ in range(turns):
-        if condition():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("the condition never held")
 
 
 # --- Backoff.delay ------------------------------------------------------------------------
