@@ -151,6 +151,6 @@ async def bench_env(workdir: Path) -> AsyncIterator[Env]:
             registration_files=registrations,
             relaxed_rate_limits=True,
         )
-        synapse.start()  # blocks until Synapse answers (about a second)
+        synapse.start_on_free_ports()  # blocks until Synapse answers (about a second)
         exit_stack.callback(synapse.stop)
         yield Env(workdir, synapse, recorder, bridge_port, as_token, hs_token, exit_stack)

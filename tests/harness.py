@@ -339,7 +339,7 @@ def start_homeserver(root: Path, *, hardened: bool = False) -> Homeserver:
         relaxed_rate_limits=True,
         module=lockdown_module(config.model_dump(mode="json")) if hardened else None,
     )
-    synapse.start()
+    synapse.start_on_free_ports()
     homeserver = Homeserver(synapse, bridge_port, as_token, hs_token, dict(sections))
     if hardened:  # as in make run: clients reach Synapse through the client gateway
         gateway_config = homeserver.bridge_config(

@@ -31,7 +31,15 @@ import asyncpg
 import yaml
 from yarl import URL
 
-from bridge.ops.devstack import READY_TIMEOUT, LocalSynapse, SynapseError, free_loopback_port
+from bridge.ops.devstack import (
+    BIND_ATTEMPTS,
+    READY_TIMEOUT,
+    LocalSynapse,
+    PortTaken,
+    SynapseError,
+    exit_error,
+    free_loopback_port,
+)
 from tests.harness import postgres_server_url, random_word
 
 APPSERVICE_WORKER = "appservice"
@@ -85,13 +93,6 @@ async def synapse_database() -> AsyncIterator[dict[str, Any]]:
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
-
-
-BIND_ATTEMPTS = 3  # ports tried for each worker
-
-
-class _PortTaken(SynapseError):
-    """A worker could not listen on its port: another process had taken it."""
 
 
 class SynapseWorkers(LocalSynapse):
@@ -164,6 +165,20 @@ class SynapseWorkers(LocalSynapse):
             ],
         }
 
+    def ports(self) -> list[int]:
+        return [self.port, self.replication_port]
+
+    def move_port(self, port: int) -> None:
+        """The main process's, its replication listener's or a worker's port, moved."""
+        fresh = free_loopback_port({*self.ports(), *self.worker_ports.values()})
+        if port == self.port:
+            self.port = fresh
+        elif port == self.replication_port:
+            self.replication_port = fresh
+        else:
+            (name,) = (name for name, taken in self.worker_ports.items() if taken == port)
+            self.worker_ports[name] = fresh
+
     def start(self) -> None:
         """The main process, then each worker; each waited for until /health answers."""
         super().start()
@@ -182,9 +197,8 @@ class SynapseWorkers(LocalSynapse):
             try:
                 self._start_worker(name, self.worker_ports[name])
                 return
-            except _PortTaken:
-                taken = {self.port, self.replication_port, *self.worker_ports.values()}
-                self.worker_ports[name] = free_loopback_port(taken)
+            except PortTaken as e:
+                self.move_port(e.port)
         self._start_worker(name, self.worker_ports[name])
 
     def _start_worker(self, name: str, port: int) -> None:
@@ -205,9 +219,9 @@ class SynapseWorkers(LocalSynapse):
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                tail = log_path.read_text(errors="replace")[-3000:]
-                error = _PortTaken if f"listen on 127.0.0.1:{port}" in tail else SynapseError
-                raise error(f"worker {name} exited with {process.returncode}:\n{tail}")
+                tail = log_path.read_text(errors="replace")[-6000:]
+                message = f"worker {name} exited with {process.returncode}:\n{tail[-3000:]}"
+                raise exit_error([port], tail, message)
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1):
                     return

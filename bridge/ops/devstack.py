@@ -60,10 +60,28 @@ from bridge.runtime.clock import SystemClock
 
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
+BIND_ATTEMPTS = 3  # ports tried by LocalSynapse.start_on_free_ports
 
 
 class SynapseError(RuntimeError):
     pass
+
+
+class PortTaken(SynapseError):
+    """A Synapse process could not listen on ``port``: another process had bound it first."""
+
+    def __init__(self, port: int, message: str) -> None:
+        super().__init__(message)
+        self.port = port
+
+
+def exit_error(ports: Collection[int], log_tail: str, message: str) -> SynapseError:
+    """What a Synapse process that exited at start failed of: PortTaken when its log says it
+    could not listen on one of ``ports`` (Twisted's "Couldn't listen on host:port: ...")."""
+    for port in ports:
+        if f"listen on 127.0.0.1:{port}:" in log_tail:
+            return PortTaken(port, message)
+    return SynapseError(message)
 
 
 class LocalSynapse:
@@ -150,15 +168,35 @@ class LocalSynapse:
         deadline = started + READY_TIMEOUT
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise SynapseError(
-                    f"Synapse exited with {self._process.returncode}:\n{self.log_tail()}"
-                )
+                message = f"Synapse exited with {self._process.returncode}:\n{self.log_tail()}"
+                raise exit_error(self.ports(), self.log_tail(200), message)
             if self._answers("/health"):
                 self.ready_seconds = time.monotonic() - started
                 return
             time.sleep(0.05)
         self.stop()
         raise SynapseError(f"Synapse did not answer within {READY_TIMEOUT}s:\n{self.log_tail()}")
+
+    def start_on_free_ports(self) -> None:
+        """start(); when another process bound one of its ports first (tests and benchmarks
+        pick every server's port from the same range, and a CI-style run saw it happen), again
+        on another free port, up to BIND_ATTEMPTS times. Only for a Synapse whose ports
+        nobody was told yet: callers read ``url`` after this returns."""
+        for _ in range(BIND_ATTEMPTS - 1):
+            try:
+                self.start()
+                return
+            except PortTaken as e:
+                self.move_port(e.port)
+        self.start()
+
+    def ports(self) -> list[int]:
+        """The ports this Synapse's process listens on."""
+        return [self.port]
+
+    def move_port(self, port: int) -> None:
+        """Listen on another free port instead of ``port`` (one of ``ports()``)."""
+        self.port = free_loopback_port(set(self.ports()))
 
     def stop(self) -> None:
         if self._process is None or self._process.poll() is not None:
