@@ -114,7 +114,7 @@ class Recovery:
                 await self._clock.sleep(delay)
                 try:
                     await self._bot.ping(self._appservice_id)
-                except (HomeserverUnavailable, MatrixError) as e:  # the next ping may do
+                except Exception as e:  # the next ping may do; this loop must go on
                     self._log.debug("A follow-up ping failed: %s", e)
 
     async def _resume_pushes(self) -> None:
