@@ -22,7 +22,7 @@ from aiohttp import web
 
 from bridge.config import Config
 from bridge.ops.deployment import EXAMPLE_CONFIG, write_registration
-from bridge.ops.devstack import LocalSynapse
+from bridge.ops.local_synapse import LocalSynapse
 from tests.harness import free_port, fresh_postgres_database, make_config, random_secret
 
 from .cpu import CpuMeter

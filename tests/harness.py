@@ -31,7 +31,7 @@ from yarl import URL
 from bridge.app import Bridge
 from bridge.config import Config, build_config
 from bridge.ops.deployment import EXAMPLE_CONFIG, lockdown_module, write_registration
-from bridge.ops.devstack import LocalSynapse, free_loopback_port
+from bridge.ops.local_synapse import LocalSynapse, free_loopback_port
 from bridge.runtime.clock import Clock, SystemClock
 
 T = TypeVar("T")

@@ -17,7 +17,7 @@ from collections import Counter
 
 from aiohttp import ClientConnectionError, ClientConnectorError, ClientSession, ClientTimeout, web
 
-from bridge.ops.devstack import free_loopback_port
+from bridge.ops.local_synapse import free_loopback_port
 
 # Not forwarded: they describe one connection, not the request (RFC 9110 7.6.1), or aiohttp
 # sets them for the body it sends.

@@ -31,7 +31,7 @@ import asyncpg
 import yaml
 from yarl import URL
 
-from bridge.ops.devstack import (
+from bridge.ops.local_synapse import (
     BIND_ATTEMPTS,
     READY_TIMEOUT,
     LocalSynapse,

@@ -30,7 +30,7 @@ from aiohttp import ClientError, ClientSession, ClientTimeout
 from bridge.ops.deployment import write_file
 
 if TYPE_CHECKING:
-    from bridge.ops.devstack import LocalSynapse
+    from bridge.ops.local_synapse import LocalSynapse
 
 SESSION_SECONDS = 24 * 3600
 API_DEADLINE = 60.0  # the bridge connects within a second or two of Synapse answering

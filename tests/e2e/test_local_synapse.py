@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.ops.devstack import LocalSynapse, PortTaken, free_loopback_port
+from bridge.ops.local_synapse import LocalSynapse, PortTaken, free_loopback_port
 
 
 @pytest.fixture

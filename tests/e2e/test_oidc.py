@@ -26,7 +26,7 @@ from bridge.ops.deployment import (
     lockdown_module,
     write_registration,
 )
-from bridge.ops.devstack import LocalSynapse
+from bridge.ops.local_synapse import LocalSynapse
 from tests.harness import (
     SYNAPSE_READY,
     GatewayProcess,

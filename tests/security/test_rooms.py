@@ -10,7 +10,7 @@ import uuid
 import pytest
 from nio import RoomPutStateResponse, RoomSendResponse
 
-from bridge.ops.devstack import SynapseError
+from bridge.ops.local_synapse import SynapseError
 from tests.conftest import UserFactory
 from tests.e2e.stack import Stack, join, send, state, timeline, with_webhooks
 from tests.harness import Homeserver, WebhookReceiver, eventually, random_word
