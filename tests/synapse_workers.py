@@ -32,13 +32,12 @@ import yaml
 from yarl import URL
 
 from bridge.ops.local_synapse import (
-    BIND_ATTEMPTS,
     READY_TIMEOUT,
     LocalSynapse,
-    PortTaken,
     SynapseError,
     exit_error,
     free_loopback_port,
+    on_free_ports,
 )
 from tests.harness import postgres_server_url, random_word
 
@@ -193,13 +192,7 @@ class SynapseWorkers(LocalSynapse):
         """Every server of a test run picks its port from the same range, and another can bind
         the one picked here before the worker starts (seen once in a CI-style run): then the
         worker is started again on another."""
-        for _ in range(BIND_ATTEMPTS - 1):
-            try:
-                self._start_worker(name, self.worker_ports[name])
-                return
-            except PortTaken as e:
-                self.move_port(e.port)
-        self._start_worker(name, self.worker_ports[name])
+        on_free_ports(lambda: self._start_worker(name, self.worker_ports[name]), self.move_port)
 
     def _start_worker(self, name: str, port: int) -> None:
         config_path = self.data_dir / f"worker-{name}.yaml"

@@ -73,7 +73,7 @@ class OutboxWorker:
         self._wakeup = wakeup
         self._on_dead = on_dead
         self._streams: dict[str, asyncio.Task] = {}
-        self._depth_read_at = 0
+        self._census_read_at = 0
         self._slots_full = False
         self._log = logging.getLogger("bridge.delivery")
 
@@ -101,8 +101,8 @@ class OutboxWorker:
                 task = asyncio.create_task(self._deliver_leased(row, now + self._lease_ms))
                 self._streams[row.stream] = task
                 task.add_done_callback(lambda t, stream=row.stream: self._stream_done(stream, t))
-        if now >= self._depth_read_at + POLL_SECONDS * 1000:  # a count, not per webhook
-            self._depth_read_at = now
+        if now >= self._census_read_at + POLL_SECONDS * 1000:  # a count, not per webhook
+            self._census_read_at = now
             census = await self._outbox.census(now)
             self._metrics.outbox_depth.set(census.depth)
             # A lease that ends before the next poll (a killed replica's, say): look then.

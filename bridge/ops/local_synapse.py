@@ -22,7 +22,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from bridge.ops.deployment import SYNAPSE_SECRET_KEYS, homeserver_config, new_se
 
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
-BIND_ATTEMPTS = 3  # ports tried by LocalSynapse.start_on_free_ports
+BIND_ATTEMPTS = 3  # ports tried by on_free_ports
 
 
 class SynapseError(RuntimeError):
@@ -46,6 +46,18 @@ class PortTaken(SynapseError):
     def __init__(self, port: int, message: str) -> None:
         super().__init__(message)
         self.port = port
+
+
+def on_free_ports(start: Callable[[], None], move_port: Callable[[int], None]) -> None:
+    """``start``, and again after ``move_port`` whenever it fails with PortTaken, up to
+    BIND_ATTEMPTS times in all."""
+    for _ in range(BIND_ATTEMPTS - 1):
+        try:
+            start()
+            return
+        except PortTaken as e:
+            move_port(e.port)
+    start()
 
 
 def exit_error(ports: Collection[int], log_tail: str, message: str) -> SynapseError:
@@ -155,13 +167,7 @@ class LocalSynapse:
         pick every server's port from the same range, and a CI-style run saw it happen), again
         on another free port, up to BIND_ATTEMPTS times. Only for a Synapse whose ports
         nobody was told yet: callers read ``url`` after this returns."""
-        for _ in range(BIND_ATTEMPTS - 1):
-            try:
-                self.start()
-                return
-            except PortTaken as e:
-                self.move_port(e.port)
-        self.start()
+        on_free_ports(self.start, self.move_port)
 
     def ports(self) -> list[int]:
         """The ports this Synapse's process listens on."""
