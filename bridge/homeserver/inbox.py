@@ -227,13 +227,18 @@ class Held:
     events: list[StoredEvent]
     more: bool  # whether more wait behind them
     about: Any  # the row the caller's ``about`` query found, read by name (None: no row)
+    first: Any = None  # the row of the caller's ``first`` query (PostgreSQL; else None)
 
 
-async def lock_pending(conn: Connection, room_id: RoomId, limit: int, about: str) -> Held | None:
+async def lock_pending(
+    conn: Connection, room_id: RoomId, limit: int, about: str, first: str | None = None
+) -> Held | None:
     """Hold the room for this database transaction (`room_lock_sql`) and read its oldest
     pending events, at most ``limit``, with the row of ``about`` (a query of at most one row
     whose one parameter, $1, is the room id), in one round trip; None when another process
-    holds the room.
+    holds the room. On PostgreSQL, the row of ``first`` too (such a query, about the room's
+    first pending event, with column names of its own): a read its handling needs, saved a
+    round trip. SQLite, in process, has no round trip to save, and skips it.
 
     The transaction then commits without waiting for the disk (PostgreSQL): what is written
     in it is worked out from the events, which were stored with a waiting commit; a database
@@ -251,28 +256,27 @@ async def lock_pending(conn: Connection, room_id: RoomId, limit: int, about: str
             limit + 1,
         )
         events = [StoredEvent(**dict(row)) for row in rows]
-        found = await conn.fetchrow(about, room_id)
-    else:
-        # A row for each event (the row of ``about`` beside each), or one of NULLs for none.
-        # (The events' columns prefixed, so that the row of ``about`` keeps its names.)
-        rows = await conn.fetch(
-            f"SELECT held.ok, held.lax, {_PREFIXED_EVENT_FIELDS}, about.*"  # noqa: S608 (ours)
-            f" FROM (SELECT {room_lock_sql('$1')} AS ok, {UNSYNCED_COMMIT} AS lax) held"
-            f" LEFT JOIN LATERAL ({_SELECT_EVENTS} WHERE room_id = $1 AND status = 'pending'"
-            " AND held.ok ORDER BY seq LIMIT $2) e ON true"
-            f" LEFT JOIN LATERAL ({about}) about ON held.ok",
-            room_id,
-            limit + 1,
-        )
-        if not rows[0]["ok"]:
-            return None
-        found = rows[0]
-        events = [
-            StoredEvent(**{name: row[f"e_{name}"] for name in _EVENT_FIELDS})
-            for row in rows
-            if row["e_seq"] is not None
-        ]
-    return Held(events[:limit], len(events) > limit, found)
+        return Held(events[:limit], len(events) > limit, await conn.fetchrow(about, room_id))
+    # A row for each event (the rows of ``about`` and ``first`` beside each), or one of
+    # NULLs for none. (The events' columns prefixed, so that the others keep their names.)
+    rows = await conn.fetch(
+        f"SELECT held.ok, held.lax, {_PREFIXED_EVENT_FIELDS}, about.*, first.*"  # noqa: S608 (ours)
+        f" FROM (SELECT {room_lock_sql('$1')} AS ok, {UNSYNCED_COMMIT} AS lax) held"
+        f" LEFT JOIN LATERAL ({_SELECT_EVENTS} WHERE room_id = $1 AND status = 'pending'"
+        " AND held.ok ORDER BY seq LIMIT $2) e ON true"
+        f" LEFT JOIN LATERAL ({about}) about ON held.ok"
+        f" LEFT JOIN LATERAL ({first or 'SELECT'}) first ON held.ok",
+        room_id,
+        limit + 1,
+    )
+    if not rows[0]["ok"]:
+        return None
+    events = [
+        StoredEvent(**{name: row[f"e_{name}"] for name in _EVENT_FIELDS})
+        for row in rows
+        if row["e_seq"] is not None
+    ]
+    return Held(events[:limit], len(events) > limit, rows[0], rows[0] if first else None)
 
 
 async def mark_done(conn: Connection | Writes, seq: int) -> None:

@@ -39,6 +39,7 @@ from bridge.market.records.messages import record_message, unread_count
 from bridge.market.records.rooms import OWNER_OF_ROOM, Owner, owner_of
 from bridge.policybot.commands import CommandRunner
 from bridge.policybot.enforcer import NOTHING, Enforcement, Enforcer, Room
+from bridge.policybot.history import History, prefetched
 from bridge.runtime.clock import Clock
 from bridge.runtime.metrics import Metrics
 from bridge.runtime.workers import Wakeups, drain_when_woken
@@ -168,12 +169,17 @@ class InboxWorker:
         async with self._db.acquire() as conn, conn.transaction():
             # Whose room it is, read with the events: every change made before they were
             # stored (a payment, say) is seen.
-            held = await lock_pending(conn, room_id, BATCH, about=OWNER_OF_ROOM)
+            held = await lock_pending(
+                conn, room_id, BATCH, OWNER_OF_ROOM, self._enforcer.first_pending_history
+            )
             if held is None:
                 return False  # another process holds the room
             events, more, owner = held.events, held.more, owner_of(held.about)
             for place, stored in enumerate(events):
-                outcome = await self._process(conn, room_id, stored, owner)
+                # The first event's sender's history came with the lock (PostgreSQL); the
+                # others' is read after the writes before them (a mute, say).
+                history = prefetched(held.first, stored.event_id) if place == 0 else None
+                outcome = await self._process(conn, room_id, stored, owner, history)
                 if outcome is not None:
                     processed.append((stored, *outcome))
                     if self._commands.is_command(json.loads(stored.event_json)):
@@ -189,13 +195,18 @@ class InboxWorker:
         return more
 
     async def _process(
-        self, conn: Connection, room_id: RoomId, stored: StoredEvent, owner: Owner | None
+        self,
+        conn: Connection,
+        room_id: RoomId,
+        stored: StoredEvent,
+        owner: Owner | None,
+        history: History | None,
     ) -> tuple[Decision, Queued] | None:
         """One event, in the batch's transaction: its decision and the webhooks it queued
         (None: it could not be decided and is parked as dead, or its room is gone)."""
         now = self._clock.now_ms()
         try:
-            decision = await self._decide(conn, stored, owner, now)
+            decision = await self._decide(conn, stored, owner, history, now)
         except Exception as e:  # a bug in deciding: park the event, keep the room moving
             self._log.exception("Parking event %s of %s as dead", stored.seq, room_id)
             await mark_dead(conn, stored.seq, f"{type(e).__name__}: {e}")
@@ -256,7 +267,12 @@ class InboxWorker:
             await self._tracker.message(writes, room, decision.event, now)
 
     async def _decide(
-        self, conn: Connection, stored: StoredEvent, owner: Owner | None, now: int
+        self,
+        conn: Connection,
+        stored: StoredEvent,
+        owner: Owner | None,
+        history: History | None,
+        now: int,
     ) -> Decision:
         """What the event means: notifications, chat list record, the policy bot's actions."""
         event = json.loads(stored.event_json)
@@ -279,7 +295,7 @@ class InboxWorker:
             )
             notifications = [notification] if notification else []
             return Decision(notifications, None, context.kind, NOTHING, room, unread=unread)
-        enforcement = await self._enforcer.judge(conn, event, room, now)
+        enforcement = await self._enforcer.judge(conn, event, room, now, history)
         related = related_event_id(event)
         related_sender = await sender_of(conn, room_id, related) if related else None
         try:

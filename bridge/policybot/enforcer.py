@@ -14,7 +14,6 @@ transaction that marks the event done; the action worker carries the plans out.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,13 +27,10 @@ from policy.contact import mask_contact_details
 from policy.ids import RoomId, UserId
 from policy.masking import MARKER, mask_id_of, with_masking
 from policy.membership import allowed_members, needs_state_check, removes_on_arrival
-from policy.messages import shown_body
 from policy.notices import violation_alert
 from policy.notifications import Notification, RoomContext, violation_notification
 from policy.rooms import Participants, RoomKind
 from policy.rules import (
-    ACROSS_MESSAGES,
-    ACROSS_WINDOW_MS,
     Action,
     ContentRules,
     Verdict,
@@ -44,6 +40,7 @@ from policy.rules import (
 from policy.states import TransactionState
 
 from .actions import ActionKind, PlannedAction, plan_actions
+from .history import History, first_pending_sql, read_history
 
 NOT_ALLOWED = "not a party or an admin of this room"
 
@@ -90,9 +87,22 @@ class Enforcer:
         parties = record.parties if record else ()
         return Participants(bot=self._bot, parties=parties, admins=self._admins)
 
+    @property
+    def first_pending_history(self) -> str:
+        """The query that reads a room's first pending event's history with its lock
+        (`lock_pending`'s ``first``), for `judge`."""
+        return first_pending_sql(self._rules.flood_window_ms)
+
     async def judge(
-        self, conn: Connection, event: dict[str, Any], room: Room, now: int
+        self,
+        conn: Connection,
+        event: dict[str, Any],
+        room: Room,
+        now: int,
+        history: History | None = None,
     ) -> Enforcement:
+        """What the bot must do about the event; ``history``: the sender's, if already read
+        (`first_pending_history`)."""
         room_id, event_id = event["room_id"], event["event_id"]
         sender, event_type = event.get("sender", ""), event.get("type", "")
         state_key = event.get("state_key")
@@ -116,7 +126,8 @@ class Enforcer:
         record, context = room.transaction, room.context
         if exempt or record is None or context is None:
             return NOTHING
-        recent, muted_until, earlier = await self._history(conn, event)
+        if history is None:
+            history = await read_history(conn, event, self._rules.flood_window_ms)
         access = room_access(record, room.dispute, self._freeze_on_dispute)
         verdict = judge_event(
             event_type,
@@ -124,9 +135,9 @@ class Enforcer:
             self._rules,
             access,
             transaction_closed=record.state is TransactionState.CLOSED,
-            recent_messages=recent,
-            muted=muted_until is not None and muted_until > now,
-            earlier=earlier,
+            recent_messages=history.recent,
+            muted=history.muted_until is not None and history.muted_until > now,
+            earlier=history.earlier,
         )
         mask_id = mask_id_of(raw_content)
         if mask_id is not None:  # the homeserver masked it before delivery
@@ -236,44 +247,3 @@ class Enforcer:
             withhold=redacted,
             broken_rules=tuple(rules),
         )
-
-    async def _history(
-        self, conn: Connection, event: dict[str, Any]
-    ) -> tuple[int, int | None, list[str]]:
-        """What the sender said before, in one query, as it runs for every party's message
-        (it reads the homeserver's inbox table and the mutes): their messages in the flood
-        window ending at this event (it included), the end of their mute in this room if
-        any, and the bodies of their messages just before this one, oldest first (a number
-        split across messages is judged whole; for a message only)."""
-        ts = event.get("origin_server_ts", 0)
-        earlier = ACROSS_MESSAGES if event.get("type") == "m.room.message" else 0
-        rows = await conn.fetch(
-            "SELECT 0 AS part, (SELECT COUNT(*) FROM inbox_events WHERE room_id = $1"
-            "  AND sender = $2 AND event_type = 'm.room.message' AND origin_server_ts > $3"
-            "  AND origin_server_ts <= $4) AS recent,"
-            " (SELECT until FROM mutes WHERE room_id = $1 AND user_id = $2) AS muted_until,"
-            " NULL AS event_json, 0 AS ts, 0 AS seq"
-            " UNION ALL SELECT 1, 0, NULL, event_json, origin_server_ts, seq FROM"
-            " (SELECT event_json, origin_server_ts, seq FROM inbox_events WHERE room_id = $1"
-            "  AND sender = $2 AND event_type = 'm.room.message' AND origin_server_ts > $5"
-            "  AND origin_server_ts <= $4 AND event_id <> $6"
-            "  ORDER BY origin_server_ts DESC, seq DESC LIMIT $7) AS earlier",
-            event["room_id"],
-            event["sender"],
-            ts - self._rules.flood_window_ms,
-            ts,
-            ts - ACROSS_WINDOW_MS,
-            event["event_id"],
-            earlier,
-        )
-        (counts,) = (row for row in rows if row["part"] == 0)
-        before = sorted(
-            (row for row in rows if row["part"] == 1), key=lambda r: (r["ts"], r["seq"])
-        )
-        bodies = [_body(json.loads(row["event_json"])) for row in before]
-        return counts["recent"], counts["muted_until"], [body for body in bodies if body]
-
-
-def _body(event: dict[str, Any]) -> str:
-    """What a message says (an edit: its new text)."""
-    return shown_body(event.get("content"))

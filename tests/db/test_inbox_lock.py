@@ -1,13 +1,17 @@
 """The inbox worker's first read of a room (bridge.homeserver.inbox.lock_pending), on both
-backends: the room's lock, its oldest pending events and whose room it is, in one query."""
+backends: the room's lock, its oldest pending events, whose room it is and (PostgreSQL) the
+first event's sender's history, in one query."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 from mautrix.util.async_db import Database
 
 from bridge.homeserver.inbox import lock_pending
 from bridge.market.records.rooms import OWNER_OF_ROOM, owner_of
+from bridge.policybot.history import History, first_pending_sql, prefetched, read_history
 from bridge.storage.database import synced_commit
 from policy.ids import RoomId
 from tests.db.conftest import deal_with_dispute
@@ -81,3 +85,63 @@ async def test_the_transaction_commits_without_waiting_unless_told_to(db: Databa
             assert await conn.fetchval("SHOW synchronous_commit") == "on"
         # Only that transaction: the next waits for the disk again.
         assert await conn.fetchval("SHOW synchronous_commit") == "on"
+
+
+FLOOD_MS = 10_000
+
+
+async def message(
+    db: Database, event_id: str, sender: str, ts: int, body: str, status: str
+) -> None:
+    event = {"type": "m.room.message", "content": {"msgtype": "m.text", "body": body}}
+    await db.execute(
+        "INSERT INTO inbox_events (event_id, room_id, event_type, sender, origin_server_ts,"
+        " event_json, status, txn_id, received_at) VALUES ($1, '!deal', 'm.room.message',"
+        " $2, $3, $4, $5, 't', 0)",
+        event_id,
+        sender,
+        ts,
+        json.dumps(event),
+        status,
+    )
+
+
+async def test_the_first_events_history_comes_with_the_lock_as_it_reads_alone(
+    db: Database, backend: str
+) -> None:
+    await deal_with_dispute(db)
+    start = 1_000_000
+    for n, (sender, ts, status) in enumerate(
+        [
+            ("@b:localhost", start - 70_000, "done"),  # before both windows
+            ("@b:localhost", start - 30_000, "done"),  # earlier, outside the flood window
+            ("@s:localhost", start - 5_000, "done"),  # someone else
+            ("@b:localhost", start - 4_000, "done"),
+            ("@b:localhost", start - 2_000, "done"),
+            ("@b:localhost", start, "pending"),  # the first pending event
+            ("@b:localhost", start + 1_000, "pending"),  # after it: not its history
+        ]
+    ):
+        await message(db, f"$m{n}", sender, ts, f"part {n}", status)
+    await db.execute(
+        "INSERT INTO mutes (room_id, user_id, until) VALUES ('!deal', '@b:localhost', 7)"
+    )
+    first = {
+        "type": "m.room.message",
+        "event_id": "$m5",
+        "room_id": "!deal",
+        "sender": "@b:localhost",
+        "origin_server_ts": start,
+    }
+    async with db.acquire() as conn, conn.transaction():
+        alone = await read_history(conn, first, FLOOD_MS)
+        assert alone == History(3, 7, ["part 1", "part 3", "part 4"])
+        held = await lock_pending(
+            conn, RoomId("!deal"), 5, OWNER_OF_ROOM, first_pending_sql(FLOOD_MS)
+        )
+        assert held is not None and [e.event_id for e in held.events] == ["$m5", "$m6"]
+        if backend == "sqlite":  # in process: no round trip to save
+            assert held.first is None and prefetched(held.first, "$m5") is None
+        else:
+            assert prefetched(held.first, "$m5") == alone
+            assert prefetched(held.first, "$m6") is None  # another event's: read it alone

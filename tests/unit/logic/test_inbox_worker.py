@@ -24,6 +24,7 @@ from bridge.market import Market
 from bridge.market.models import NewDispute
 from bridge.policybot.commands import CommandRunner
 from bridge.policybot.enforcer import Enforcement, Enforcer, Room
+from bridge.policybot.history import History
 from bridge.runtime.backoff import Backoff
 from bridge.runtime.metrics import Metrics
 from bridge.runtime.workers import Wakeup, Wakeups
@@ -398,11 +399,16 @@ class FailingEnforcer(Enforcer):
     """Raises on a message whose body is "boom" (a bug in deciding)."""
 
     async def judge(
-        self, conn: Connection, event: dict[str, Any], room: Room, now: int
+        self,
+        conn: Connection,
+        event: dict[str, Any],
+        room: Room,
+        now: int,
+        history: History | None = None,
     ) -> Enforcement:
         if (event.get("content") or {}).get("body") == "boom":
             raise RuntimeError("cannot judge this")
-        return await super().judge(conn, event, room, now)
+        return await super().judge(conn, event, room, now, history)
 
 
 async def test_an_event_the_decision_code_cannot_handle_is_parked_dead_and_the_room_moves_on(

@@ -1,0 +1,94 @@
+"""What a party said before the event the policy bot judges, in one query.
+
+    their messages in the flood window ending at the event (it included), the end of their
+    mute in this room if any, and the bodies of their messages just before it, oldest first
+    (a number split across messages is judged whole; for a message only)
+
+It reads the homeserver's inbox table and the mutes for every party's message. Run alone
+(`read_history`), or, on PostgreSQL, for the room's first pending event within the inbox's
+query that takes the room (`first_pending_sql`, an ``about`` of `lock_pending`): the read
+the judgement of most messages waits for then costs no round trip of its own.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from mautrix.util.async_db import Connection
+
+from policy.messages import shown_body
+from policy.rules import ACROSS_MESSAGES, ACROSS_WINDOW_MS
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    recent: int  # their messages in the flood window, the judged one included
+    muted_until: int | None
+    earlier: list[str]  # the bodies of their messages just before, oldest first
+
+
+def _sql(room: str, sender: str, ts: str, event_id: str, limit: str, flood_ms: int) -> str:
+    """The query, given SQL for the event's fields: one row of counts (part 0), then the
+    earlier messages (part 1)."""
+    messages = (
+        f"FROM inbox_events WHERE room_id = {room} AND sender = {sender}"
+        f" AND event_type = 'm.room.message' AND origin_server_ts <= {ts}"
+    )
+    return (
+        f"SELECT 0 AS part, (SELECT COUNT(*) {messages}"  # noqa: S608 (our SQL and ints)
+        f"  AND origin_server_ts > {ts} - {int(flood_ms)}) AS recent,"
+        f" (SELECT until FROM mutes WHERE room_id = {room} AND user_id = {sender})"
+        "  AS muted_until, NULL AS event_json, 0 AS ts, 0 AS seq"
+        " UNION ALL SELECT 1, 0, NULL, event_json, origin_server_ts, seq FROM"
+        f" (SELECT event_json, origin_server_ts, seq {messages}"
+        f"  AND origin_server_ts > {ts} - {ACROSS_WINDOW_MS} AND event_id <> {event_id}"
+        f"  ORDER BY origin_server_ts DESC, seq DESC LIMIT {limit}) AS earlier"
+    )
+
+
+async def read_history(conn: Connection, event: dict[str, Any], flood_ms: int) -> History:
+    """The event's history, read alone."""
+    rows = await conn.fetch(
+        _sql("$1", "$2", "CAST($3 AS BIGINT)", "$4", "$5", flood_ms),
+        event["room_id"],
+        event["sender"],
+        event.get("origin_server_ts", 0),
+        event["event_id"],
+        ACROSS_MESSAGES if event.get("type") == "m.room.message" else 0,
+    )
+    return _history([dict(row) for row in rows])
+
+
+def first_pending_sql(flood_ms: int) -> str:
+    """PostgreSQL: the history of the room ($1)'s first pending event, as one row: the
+    event's id (``history_of``) and the query's rows as JSON (``history``)."""
+    rows = _sql(
+        "f.room_id",
+        "f.sender",
+        "f.origin_server_ts",
+        "f.event_id",
+        f"CASE WHEN f.event_type = 'm.room.message' THEN {ACROSS_MESSAGES} ELSE 0 END",
+        flood_ms,
+    )
+    return (
+        "SELECT f.event_id AS history_of, h.history FROM (SELECT room_id, sender,"  # noqa: S608 (ours)
+        " origin_server_ts, event_id, event_type FROM inbox_events WHERE room_id = $1"
+        " AND status = 'pending' ORDER BY seq LIMIT 1) f"
+        f" CROSS JOIN LATERAL (SELECT json_agg(r) AS history FROM ({rows}) r) h"
+    )
+
+
+def prefetched(about: Any, event_id: str) -> History | None:
+    """The history `first_pending_sql` read with the room's events, if it is this event's."""
+    if about is None or about["history_of"] != event_id:
+        return None
+    return _history(json.loads(about["history"]))
+
+
+def _history(rows: list[dict[str, Any]]) -> History:
+    (counts,) = (row for row in rows if row["part"] == 0)
+    before = sorted((row for row in rows if row["part"] == 1), key=lambda r: (r["ts"], r["seq"]))
+    bodies = [shown_body(json.loads(row["event_json"]).get("content")) for row in before]
+    return History(counts["recent"], counts["muted_until"], [body for body in bodies if body])
