@@ -74,16 +74,19 @@ class OutboxWorker:
         self._wakeup = wakeup
         self._on_dead = on_dead
         self._streams: dict[str, asyncio.Task] = {}
+        self._running = False  # whether `run` runs: only then are rows handed over
         self._census_read_at = 0
         self._slots_full = False
         self._log = logging.getLogger("bridge.delivery")
 
     async def run(self) -> None:
+        self._running = True
         try:
             await drain_when_woken(
                 self.drain, self._wakeup, self._log, "read the outbox", POLL_SECONDS
             )
         finally:
+            self._running = False
             for task in self._streams.values():
                 task.cancel()
             await asyncio.gather(*self._streams.values(), return_exceptions=True)
@@ -111,9 +114,9 @@ class OutboxWorker:
 
     def lease_for_handoff(self) -> int | None:
         """Until when rows queued now may come leased, to be handed over (`take`); None
-        when they must wait for the worker to lease them: the receiver is failing (they
-        wait for its probe) or every slot is taken."""
-        if self._receiver_failing or len(self._streams) >= MAX_STREAMS:
+        when they must wait for the worker to lease them: it is not running, the receiver
+        is failing (they wait for its probe) or every slot is taken."""
+        if not self._running or self._receiver_failing or len(self._streams) >= MAX_STREAMS:
             return None
         return self._clock.now_ms() + self._lease_ms
 

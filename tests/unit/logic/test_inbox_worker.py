@@ -31,6 +31,7 @@ from bridge.runtime.workers import Wakeup, Wakeups
 from policy.commands import help_text
 from policy.ids import DisputeId, RoomId, TransactionId
 from policy.rooms import RoomKind
+from tests.harness import eventually
 
 from .conftest import (
     ADMIN,
@@ -241,8 +242,12 @@ async def test_a_messages_webhook_is_handed_to_the_outbox_worker_leased_not_wait
         sent.append(row)
 
     outbox = OutboxWorker(Outbox(db), send, Backoff(1, 2), 5_000, clock, metrics, Wakeup())
-    await outbox.drain()  # the payment's webhook: then the receiver is known to answer
-    await asyncio.gather(*outbox._streams.values())
+    running = asyncio.create_task(outbox.run())  # delivers the payment's webhook first
+
+    async def ready() -> bool:
+        return outbox.lease_for_handoff() is not None and not outbox._streams
+
+    await eventually(ready)
     assert [row.type for row in sent] == ["room.state_changed"]
     enforcer = build_enforcer(config, market)
     commands = build_runner(config, market, matrix, inbox, db, clock)
@@ -253,6 +258,8 @@ async def test_a_messages_webhook_is_handed_to_the_outbox_worker_leased_not_wait
     await worker.drain()
     assert wakeups.outbox.sets == 0  # type: ignore[attr-defined]
     await asyncio.gather(*outbox._streams.values())
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
     assert [(row.type, json.loads(row.body)["data"]["event_id"]) for row in sent[1:]] == [
         ("message.created", said["event_id"])
     ]

@@ -17,6 +17,7 @@ import socket
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -316,6 +317,22 @@ async def test_rows_come_leased_only_when_nothing_waits_before_them_in_their_str
     assert await queue_leased(db, clock, "!c", "c1", lease_until=0) == []
 
 
+@asynccontextmanager
+async def running(worker: OutboxWorker) -> AsyncIterator[None]:
+    """The worker's loop, as the bridge runs it, until its first round is done."""
+    task = asyncio.create_task(worker.run())
+
+    async def ready() -> bool:
+        return worker.lease_for_handoff() is not None  # nothing waits: the receiver answers
+
+    await eventually(ready)
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 async def test_rows_handed_over_are_delivered_in_order_and_no_one_else_takes_them(
     worker: OutboxWorker,
     receiver: Receiver,
@@ -323,36 +340,43 @@ async def test_rows_handed_over_are_delivered_in_order_and_no_one_else_takes_the
     clock: FakeClock,
     metrics: Metrics,
 ) -> None:
-    assert worker.lease_for_handoff() is None  # at start: rows may wait from before
-    await worker.drain()  # nothing waits: the receiver is not known to fail
-    until = worker.lease_for_handoff()
-    assert until == clock.now_ms() + LEASE_MS
-    rows = await queue_leased(db, clock, "!a", "w1", "w2", lease_until=until)
-    another = OutboxWorker(
-        Outbox(db), receiver.send, BACKOFF, ATTEMPT_MS, clock, metrics, Wakeup()
-    )
-    await deliver_all(another)  # another replica, say: the head is leased
-    assert receiver.attempts == []
-    worker.take(rows, until)
-    await asyncio.gather(*worker._streams.values())
+    assert worker.lease_for_handoff() is None  # not running
+    async with running(worker):
+        until = worker.lease_for_handoff()
+        assert until == clock.now_ms() + LEASE_MS
+        rows = await queue_leased(db, clock, "!a", "w1", "w2", lease_until=until)
+        another = OutboxWorker(
+            Outbox(db), receiver.send, BACKOFF, ATTEMPT_MS, clock, metrics, Wakeup()
+        )
+        await deliver_all(another)  # another replica, say: the head is leased
+        assert receiver.attempts == []
+        worker.take(rows, until)
+        await asyncio.gather(*worker._streams.values())
     assert receiver.attempts == ["w1", "w2"]
     assert await statuses(db) == {"w1": "delivered", "w2": "delivered"}
+    assert worker.lease_for_handoff() is None  # stopped: nothing more is handed over
 
 
-async def test_no_rows_are_handed_over_while_every_slot_is_taken(
+async def test_nothing_is_handed_over_while_the_receiver_fails_or_every_slot_is_taken(
     worker: OutboxWorker, receiver: Receiver, db: Database, clock: FakeClock
 ) -> None:
-    await worker.drain()
     gate = asyncio.Event()
-    for n in range(MAX_STREAMS):
-        receiver.gates[f"!s{n:02}"] = gate
-        await queue(db, clock, f"!s{n:02}", f"w{n:02}")
-    await worker.drain()
-    assert len(worker._streams) == MAX_STREAMS
-    assert worker.lease_for_handoff() is None
-    gate.set()
-    await deliver_all(worker)
-    assert worker.lease_for_handoff() is not None
+    async with running(worker):
+        for n in range(MAX_STREAMS):
+            receiver.gates[f"!s{n:02}"] = gate
+            await queue(db, clock, f"!s{n:02}", f"w{n:02}")
+        await worker.drain()
+        assert len(worker._streams) == MAX_STREAMS
+        assert worker.lease_for_handoff() is None
+        gate.set()
+        await asyncio.gather(*worker._streams.values())
+        assert worker.lease_for_handoff() is not None
+        receiver.failing["!f"] = "HTTP 503"
+        await queue(db, clock, "!f", "f1")
+        await worker.drain()
+        await asyncio.gather(*worker._streams.values())
+        assert receiver.attempts[-1] == "f1"
+        assert worker.lease_for_handoff() is None  # rows wait for the probe instead
 
 
 # --- failures, backoff and dead letters -----------------------------------------------------
