@@ -124,7 +124,16 @@ class OutboxWorker:
         """Deliver a stream's rows that its caller queued leased until ``lease_end``, once
         committed (`queue_notifications`): its head and what follows it, in order. (Callers
         that ask between two of the worker's own leases may take a few slots beyond
-        MAX_STREAMS: the inbox has at most its room concurrency in flight.)"""
+        MAX_STREAMS: the inbox has at most its room concurrency in flight.)
+
+        A lease that could lapse before its first renewal (the caller's transaction took
+        that long) is left to run out, and the rows leased afresh then: another process may
+        take them once it has, and two holders of a stream could reorder it."""
+        now = self._clock.now_ms()
+        if now + self._renew_seconds * 1000 >= lease_end:
+            delay = (lease_end + 1 - now) / 1000
+            asyncio.get_running_loop().call_later(max(0, delay), self._wakeup.set)
+            return
         self._start(rows, lease_end)
 
     def _start(self, batch: list[OutboxRow], lease_end: int) -> None:

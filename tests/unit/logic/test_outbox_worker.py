@@ -357,6 +357,21 @@ async def test_rows_handed_over_are_delivered_in_order_and_no_one_else_takes_the
     assert worker.lease_for_handoff() is None  # stopped: nothing more is handed over
 
 
+async def test_rows_handed_over_too_late_to_renew_wait_for_their_lease_to_run_out(
+    worker: OutboxWorker, receiver: Receiver, db: Database, clock: FakeClock
+) -> None:
+    async with running(worker):
+        until = worker.lease_for_handoff()
+        assert until is not None
+        rows = await queue_leased(db, clock, "!a", "w1", lease_until=until)
+        clock.advance((LEASE_MS - 500) / 1000)  # the caller's transaction took this long
+        worker.take(rows, until)
+        assert worker._streams == {} and receiver.attempts == []
+        clock.advance(1.0)  # the lease has run out: the worker leases the row afresh
+        await deliver_all(worker)
+    assert receiver.attempts == ["w1"]
+
+
 async def test_nothing_is_handed_over_while_the_receiver_fails_or_every_slot_is_taken(
     worker: OutboxWorker, receiver: Receiver, db: Database, clock: FakeClock
 ) -> None:
