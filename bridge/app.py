@@ -166,16 +166,6 @@ class Bridge:
             Signer([secret.get_secret_value() for secret in webhooks.secrets]),
             clock,
         )
-        outbox = OutboxWorker(
-            self.outbox,
-            sender.send,
-            Backoff(webhooks.backoff_initial_seconds, webhooks.backoff_max_seconds, True),
-            int(webhooks.timeout_seconds * 1000),
-            clock,
-            metrics,
-            self.wakeups.outbox,
-            on_dead=self._announce_dead,
-        )
         return Workers(
             inbox=InboxWorker(
                 self.db,
@@ -190,9 +180,17 @@ class Bridge:
                 self.wakeups,
                 DealTracker(delays, freeze, metrics),
                 market.planner.links,
-                handoff=outbox,
             ),
-            outbox=outbox,
+            outbox=OutboxWorker(
+                self.outbox,
+                sender.send,
+                Backoff(webhooks.backoff_initial_seconds, webhooks.backoff_max_seconds, True),
+                int(webhooks.timeout_seconds * 1000),
+                clock,
+                metrics,
+                self.wakeups.outbox,
+                on_dead=self._announce_dead,
+            ),
             actions=ActionWorker(
                 PlannedActions(self.db),
                 performer.perform,

@@ -43,12 +43,6 @@ _IS_HEAD = (
     "NOT EXISTS (SELECT 1 FROM outbox p WHERE p.stream = outbox.stream"
     " AND p.status = 'pending' AND p.seq < outbox.seq)"
 )
-# A queued row's lease ($4 of `queue_notifications`; 0: none): only when its stream has no
-# pending row yet. (PostgreSQL: every row of one INSERT sees the stream as it was before.)
-_LEASE_IF_HEAD = (
-    "CASE WHEN EXISTS (SELECT 1 FROM outbox p WHERE p.stream = $1 AND p.status = 'pending')"
-    " THEN 0 ELSE CAST($4 AS BIGINT) END"
-)
 
 
 async def add_notifications(
@@ -74,30 +68,22 @@ def queue_notifications(
     retry_for_ms: int,
     now: int,
     then: Callable[[Rows], None] | None = None,
-    lease_until: int = 0,
 ) -> None:
-    """`add_notifications` among other writes: one INSERT however many; ``then`` is given
-    each row queued (`OutboxRow`'s fields and ``lease_until``).
-
-    With ``lease_until``, the rows come leased until then when nothing waits before them in
-    their stream (they are its head and what follows it), for the caller to hand to the
-    outbox worker (`OutboxWorker.take`): the round trip that would lease them is saved on
-    every message's way. Rows with something before them are left to that stream's holder."""
+    """`add_notifications` among other writes: one INSERT however many; ``then`` is given a
+    row for each one queued."""
     notifications = list(notifications)
     if not notifications:
         return
     values = ", ".join(
-        f"(${5 + 3 * n}, $1, ${6 + 3 * n}, ${7 + 3 * n}, $2, $3, $2, {_LEASE_IF_HEAD})"
+        f"(${4 + 3 * n}, $1, ${5 + 3 * n}, ${6 + 3 * n}, $2, $3, $2)"
         for n in range(len(notifications))
     )
     writes.add(
         "INSERT INTO outbox (id, stream, type, body, next_attempt_at, retry_until,"  # noqa: S608
-        f" created_at, lease_until) VALUES {values} ON CONFLICT (id) DO NOTHING"
-        f" RETURNING {_ROW}, lease_until",
+        f" created_at) VALUES {values} ON CONFLICT (id) DO NOTHING RETURNING id",
         stream,
         now,
         now + retry_for_ms,
-        lease_until,
         *(
             value
             for n in notifications
@@ -109,16 +95,6 @@ def queue_notifications(
         ),
         then=then,
     )
-
-
-def leased_rows(queued: Rows) -> list[OutboxRow]:
-    """The rows `queue_notifications` leased, in order."""
-    leased = [
-        OutboxRow(**{name: value for name, value in r.items() if name != "lease_until"})
-        for r in queued
-        if r["lease_until"]
-    ]
-    return sorted(leased, key=lambda row: row.seq)
 
 
 # Delivered rows one `settle` marks at most (the outbox worker's batch is no bigger). A

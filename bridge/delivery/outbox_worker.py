@@ -1,9 +1,8 @@
 """The outbox worker: delivers each stream's notifications as signed webhooks, in order.
 
     woken when rows are added (and every second): lease the due head rows (the lowest
-    pending seq of each stream, its retry time reached; one statement), or take the rows
-    the inbox queued already leased (`take`: no statement on a message's way) -> one task
-    per stream, at most MAX_STREAMS (and the inbox's hand-offs):
+    pending seq of each stream, its retry time reached; one statement) -> one task per
+    stream, at most MAX_STREAMS:
         POST (sender) -> 2xx: the next leased row; after the batch, its rows marked
         delivered and the next BATCH rows leased (one statement)
         -> anything else: retry with exponential backoff and jitter until the row's
@@ -74,19 +73,16 @@ class OutboxWorker:
         self._wakeup = wakeup
         self._on_dead = on_dead
         self._streams: dict[str, asyncio.Task] = {}
-        self._running = False  # whether `run` runs: only then are rows handed over
         self._census_read_at = 0
         self._slots_full = False
         self._log = logging.getLogger("bridge.delivery")
 
     async def run(self) -> None:
-        self._running = True
         try:
             await drain_when_woken(
                 self.drain, self._wakeup, self._log, "read the outbox", POLL_SECONDS
             )
         finally:
-            self._running = False
             for task in self._streams.values():
                 task.cancel()
             await asyncio.gather(*self._streams.values(), return_exceptions=True)
@@ -102,7 +98,9 @@ class OutboxWorker:
             # Every slot taken: other streams may wait, so a stream that ends must look again.
             self._slots_full = len(leased) == free
             for row in leased:
-                self._start([row], now + self._lease_ms)
+                task = asyncio.create_task(self._deliver_leased(row, now + self._lease_ms))
+                self._streams[row.stream] = task
+                task.add_done_callback(lambda t, stream=row.stream: self._stream_done(stream, t))
         if now >= self._census_read_at + POLL_SECONDS * 1000:  # a count, not per webhook
             self._census_read_at = now
             census = await self._outbox.census(now)
@@ -111,36 +109,6 @@ class OutboxWorker:
             if census.lease_ends is not None and census.lease_ends < now + POLL_SECONDS * 1000:
                 delay = (census.lease_ends + 1 - now) / 1000
                 asyncio.get_running_loop().call_later(delay, self._wakeup.set)
-
-    def lease_for_handoff(self) -> int | None:
-        """Until when rows queued now may come leased, to be handed over (`take`); None
-        when they must wait for the worker to lease them: it is not running, the receiver
-        is failing (they wait for its probe) or every slot is taken."""
-        if not self._running or self._receiver_failing or len(self._streams) >= MAX_STREAMS:
-            return None
-        return self._clock.now_ms() + self._lease_ms
-
-    def take(self, rows: list[OutboxRow], lease_end: int) -> None:
-        """Deliver a stream's rows that its caller queued leased until ``lease_end``, once
-        committed (`queue_notifications`): its head and what follows it, in order. (Callers
-        that ask between two of the worker's own leases may take a few slots beyond
-        MAX_STREAMS: the inbox has at most its room concurrency in flight.)
-
-        A lease that could lapse before its first renewal (the caller's transaction took
-        that long) is left to run out, and the rows leased afresh then: another process may
-        take them once it has, and two holders of a stream could reorder it."""
-        now = self._clock.now_ms()
-        if now + self._renew_seconds * 1000 >= lease_end:
-            delay = (lease_end + 1 - now) / 1000
-            asyncio.get_running_loop().call_later(max(0, delay), self._wakeup.set)
-            return
-        self._start(rows, lease_end)
-
-    def _start(self, batch: list[OutboxRow], lease_end: int) -> None:
-        stream = batch[0].stream
-        task = asyncio.create_task(self._deliver_leased(batch, lease_end))
-        self._streams[stream] = task
-        task.add_done_callback(lambda t: self._stream_done(stream, t))
 
     def _stream_done(self, stream: str, task: asyncio.Task) -> None:
         # A task that found nothing more may end after the stream's next task started.
@@ -157,7 +125,7 @@ class OutboxWorker:
         head (else nothing: another process holds it, or it waits for its retry)."""
         now = self._clock.now_ms()
         if await self._outbox.lease(row, now, now + self._lease_ms):
-            await self._deliver_leased([row], now + self._lease_ms)
+            await self._deliver_leased(row, now + self._lease_ms)
 
     async def _probe(self, now: int) -> None:
         """While the receiver fails and nothing is being sent, make the waiting row due
@@ -169,36 +137,35 @@ class OutboxWorker:
         if not await self._outbox.bring_forward(now):
             self._receiver_failing = False  # nothing waits
 
-    async def _deliver_leased(self, batch: list[OutboxRow], lease_end: int) -> None:
-        """Deliver a stream's rows in order from its leased ``batch``, a batch at a time,
-        until none is left or one fails, the stream's leases renewed meanwhile. A batch's
-        rows are marked delivered together, and the next batch leased, in one statement (so
-        after a crash a batch's delivered rows are sent again: at least once, as any
-        delivery can be)."""
-        stream = batch[0].stream
+    async def _deliver_leased(self, head: OutboxRow, lease_end: int) -> None:
+        """Deliver a stream's rows in order, a batch at a time, until none is left or one
+        fails, the stream's leases renewed meanwhile. A batch's rows are marked delivered
+        together, and the next batch leased, in one statement (so after a crash a batch's
+        delivered rows are sent again: at least once, as any delivery can be)."""
         lease = [lease_end]  # where the last renewal took the batch's leases
 
         async def renew() -> None:
             until = self._clock.now_ms() + self._lease_ms
-            await self._outbox.renew(stream, until)
+            await self._outbox.renew(head.stream, until)
             lease[0] = until
 
         try:
             await keeping_lease(
-                self._deliver_batches(batch, lease),
+                self._deliver_batches(head, lease),
                 renew,
                 self._renew_seconds,
                 self._log,
-                f"the webhooks of {stream}",
+                f"the webhooks of {head.stream}",
             )
         except Exception:
             # The database failed us; an unrecorded attempt is repeated once its lease ends.
-            self._log.exception("Delivery to %s stopped; it resumes on a later pass", stream)
+            self._log.exception("Delivery to %s stopped; it resumes on a later pass", head.stream)
             # Look again when that lease has ended rather than at the next poll.
             delay = max(0, lease[0] - self._clock.now_ms()) / 1000
             asyncio.get_running_loop().call_later(delay, self._wakeup.set)
 
-    async def _deliver_batches(self, batch: list[OutboxRow], lease: list[int]) -> None:
+    async def _deliver_batches(self, head: OutboxRow, lease: list[int]) -> None:
+        batch = [head]
         while batch:
             delivered, going_on = await self._attempt_batch(batch, lease)
             if not delivered:

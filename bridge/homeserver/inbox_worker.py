@@ -13,9 +13,7 @@
            -> outbox rows, the chat list's message record, the enforcer's rows (audit, a
               mute, planned actions), the follow-ups it starts or ends (bridge.deals), and
               the event marked done: one statement (bridge.storage.writes)
-      -> hand the webhooks it queued leased (a stream's head, when nothing waited before it)
-         to the outbox worker, or wake it for the others; wake the action worker; admin
-         commands run last (at most once)
+      -> wake the outbox and action workers; admin commands run last (at most once)
 
 An event the policy code cannot handle is parked as dead (with the error) so it never stalls
 its room; a database failure rolls the event back, to be processed again.
@@ -31,8 +29,7 @@ from dataclasses import dataclass, field
 from mautrix.util.async_db import Connection, Database
 
 from bridge.deals.tracker import DealTracker
-from bridge.delivery.outbox import OutboxRow, leased_rows, queue_notifications
-from bridge.delivery.outbox_worker import OutboxWorker
+from bridge.delivery.outbox import queue_notifications
 from bridge.market.management import ManagementRoom
 from bridge.market.models import room_context
 from bridge.market.records.messages import record_message, unread_count
@@ -86,15 +83,6 @@ class Decision:
     removed: bool = False  # its room was removed for retention: the event is dropped
 
 
-@dataclass(frozen=True, slots=True)
-class Queued:
-    """The webhooks an event queued: how many, and those queued leased for the hand-off."""
-
-    count: int
-    leased: list[OutboxRow]
-    lease_end: int
-
-
 class InboxWorker:
     def __init__(
         self,
@@ -110,10 +98,8 @@ class InboxWorker:
         wakeups: Wakeups,
         tracker: DealTracker,
         links: RoomLinks | None = None,
-        handoff: OutboxWorker | None = None,
     ) -> None:
         self._db = db
-        self._handoff = handoff  # takes the webhooks queued leased (None: woken to lease them)
         self._links = links
         self._bot = bot
         self._admins = admins
@@ -165,7 +151,7 @@ class InboxWorker:
         """Process the room's oldest pending events, up to BATCH of them in one database
         transaction (a burst, such as a new room's state, takes one lock and one commit);
         whether more wait (False too when none does, or another process holds the room)."""
-        processed: list[tuple[StoredEvent, Decision, Queued]] = []
+        processed: list[tuple[StoredEvent, Decision, int]] = []
         async with self._db.acquire() as conn, conn.transaction():
             # Whose room it is, read with the events: every change made before they were
             # stored (a payment, say) is seen.
@@ -201,7 +187,7 @@ class InboxWorker:
         stored: StoredEvent,
         owner: Owner | None,
         history: History | None,
-    ) -> tuple[Decision, Queued] | None:
+    ) -> tuple[Decision, int] | None:
         """One event, in the batch's transaction: its decision and the webhooks it queued
         (None: it could not be decided and is parked as dead, or its room is gone)."""
         now = self._clock.now_ms()
@@ -219,28 +205,21 @@ class InboxWorker:
         writes = Writes()
         queued: Rows = []
         notifications = decision.notifications + decision.enforcement.notifications
-        lease_end = self._handoff.lease_for_handoff() if self._handoff else None
-        queue_notifications(
-            writes, room_id, notifications, self._retry_for_ms, now, queued.extend, lease_end or 0
-        )
+        queue_notifications(writes, room_id, notifications, self._retry_for_ms, now, queued.extend)
         if decision.record is not None:
             await record_message(writes, room_id, decision.record)
         await self._track(writes, stored, decision, now)
         await self._enforcer.record(writes, room_id, decision.enforcement, now)
         await mark_done(writes, stored.seq)
         await writes.run(conn)
-        leased = leased_rows(queued)
-        return decision, Queued(len(queued), leased, lease_end or 0)
+        return decision, len(queued)
 
     async def _after_commit(
-        self, room_id: RoomId, stored: StoredEvent, decision: Decision, queued: Queued
+        self, room_id: RoomId, stored: StoredEvent, decision: Decision, queued: int
     ) -> None:
         enforcement = decision.enforcement
-        if queued.leased and self._handoff is not None:
-            self._handoff.take(queued.leased, queued.lease_end)
-        if queued.count:
-            self._metrics.webhooks_queued.inc(queued.count)
-        if queued.count > len(queued.leased):  # rows behind others: their holder's, or ours
+        if queued:
+            self._metrics.webhooks_queued.inc(queued)
             self._wakeups.outbox.set()
         for rule in enforcement.broken_rules:
             self._metrics.policy_violations.labels(rule).inc()

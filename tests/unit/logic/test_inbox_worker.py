@@ -3,7 +3,6 @@ verdicts, one room at a time in arrival order; admin commands run once an event 
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 from typing import Any
@@ -16,8 +15,6 @@ from appservice.transactions import Receipt, Transaction, parse_room_event
 from bridge.config import Config
 from bridge.deals import delays_from
 from bridge.deals.tracker import DealTracker
-from bridge.delivery.outbox import Outbox, OutboxRow
-from bridge.delivery.outbox_worker import OutboxWorker
 from bridge.homeserver.inbox import InboxStore
 from bridge.homeserver.inbox_worker import BATCH, InboxWorker
 from bridge.market import Market
@@ -25,13 +22,11 @@ from bridge.market.models import NewDispute
 from bridge.policybot.commands import CommandRunner
 from bridge.policybot.enforcer import Enforcement, Enforcer, Room
 from bridge.policybot.history import History
-from bridge.runtime.backoff import Backoff
 from bridge.runtime.metrics import Metrics
-from bridge.runtime.workers import Wakeup, Wakeups
+from bridge.runtime.workers import Wakeups
 from policy.commands import help_text
 from policy.ids import DisputeId, RoomId, TransactionId
 from policy.rooms import RoomKind
-from tests.harness import eventually
 
 from .conftest import (
     ADMIN,
@@ -58,7 +53,6 @@ def build_worker(
     clock: FakeClock,
     metrics: Metrics,
     wakeups: Wakeups,
-    handoff: OutboxWorker | None = None,
 ) -> InboxWorker:
     return InboxWorker(
         db,
@@ -72,7 +66,6 @@ def build_worker(
         metrics,
         wakeups,
         DealTracker(delays_from(config), config.disputes.freeze_transaction_room, metrics),
-        handoff=handoff,
     )
 
 
@@ -223,48 +216,6 @@ async def test_a_partys_message_becomes_a_message_created_row_and_a_chat_list_re
     assert (await statuses(db))[said["event_id"]] == ("done", None)
     assert wakeups.outbox.sets == 1 and wakeups.actions.sets == 0  # type: ignore[attr-defined]
     assert sample(metrics, "bridge_webhooks_queued_total") == 1
-
-
-async def test_a_messages_webhook_is_handed_to_the_outbox_worker_leased_not_waited_for(
-    config: Config,
-    db: Database,
-    market: Market,
-    matrix: FakeMatrix,
-    inbox: InboxStore,
-    room: RoomId,
-    clock: FakeClock,
-    metrics: Metrics,
-    wakeups: Wakeups,
-) -> None:
-    sent: list[OutboxRow] = []
-
-    async def send(row: OutboxRow) -> None:
-        sent.append(row)
-
-    outbox = OutboxWorker(Outbox(db), send, Backoff(1, 2), 5_000, clock, metrics, Wakeup())
-    running = asyncio.create_task(outbox.run())  # delivers the payment's webhook first
-
-    async def ready() -> bool:
-        return outbox.lease_for_handoff() is not None and not outbox._streams
-
-    await eventually(ready)
-    assert [row.type for row in sent] == ["room.state_changed"]
-    enforcer = build_enforcer(config, market)
-    commands = build_runner(config, market, matrix, inbox, db, clock)
-    worker = build_worker(config, db, market, enforcer, commands, clock, metrics, wakeups, outbox)
-    said = text(room, BUYER, "Still available?", ts=START_MS + 100)
-    await store(inbox, said)
-    reset(wakeups)
-    await worker.drain()
-    assert wakeups.outbox.sets == 0  # type: ignore[attr-defined]
-    await asyncio.gather(*outbox._streams.values())
-    running.cancel()
-    await asyncio.gather(running, return_exceptions=True)
-    assert [(row.type, json.loads(row.body)["data"]["event_id"]) for row in sent[1:]] == [
-        ("message.created", said["event_id"])
-    ]
-    row = await db.fetchrow("SELECT status FROM outbox WHERE id = $1", sent[1].id)
-    assert row is not None and row["status"] == "delivered"
 
 
 async def test_events_of_a_room_are_processed_in_arrival_order_not_by_timestamp(

@@ -17,7 +17,6 @@ import socket
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -26,13 +25,7 @@ from aiohttp.test_utils import TestServer
 from mautrix.util.async_db import Database
 from standardwebhooks import Webhook
 
-from bridge.delivery.outbox import (
-    Outbox,
-    OutboxRow,
-    add_notifications,
-    leased_rows,
-    queue_notifications,
-)
+from bridge.delivery.outbox import Outbox, OutboxRow, add_notifications
 from bridge.delivery.outbox_worker import (
     BATCH,
     LEASE_MS,
@@ -46,7 +39,6 @@ from bridge.delivery.signing import Signer
 from bridge.runtime.backoff import Backoff
 from bridge.runtime.metrics import Metrics
 from bridge.runtime.workers import Wakeup
-from bridge.storage.writes import Rows, Writes
 from policy.notifications import Notification
 from tests.harness import eventually, webhook_secret
 
@@ -281,117 +273,6 @@ async def test_at_most_max_streams_are_delivered_at_once(
     gate.set()
     await deliver_all(worker)
     assert sorted(receiver.delivered) == sorted(f"w{s[1:]}" for s in streams)
-
-
-# --- rows handed over by whoever queued them (the inbox) ------------------------------------
-
-
-async def queue_leased(
-    db: Database, clock: FakeClock, stream: str, *ids: str, lease_until: int
-) -> list[OutboxRow]:
-    """Queue rows as the inbox worker does, leased when they are their stream's head."""
-    queued: Rows = []
-    writes = Writes()
-    notes = [notification(webhook_id, clock) for webhook_id in ids]
-    queue_notifications(
-        writes, stream, notes, RETRY_FOR_MS, clock.now_ms(), queued.extend, lease_until
-    )
-    async with db.acquire() as conn, conn.transaction():
-        await writes.run(conn)
-    return leased_rows(queued)
-
-
-async def test_rows_come_leased_only_when_nothing_waits_before_them_in_their_stream(
-    db: Database, clock: FakeClock
-) -> None:
-    until = clock.now_ms() + LEASE_MS
-    first = await queue_leased(db, clock, "!a", "a1", "a2", lease_until=until)
-    # The head at least (PostgreSQL leases both rows of one INSERT; SQLite may see the first).
-    assert [row.id for row in first][:1] == ["a1"]
-    assert [(await row_of(db, row.id))["lease_until"] for row in first] == [until] * len(first)
-    assert await queue_leased(db, clock, "!a", "a3", lease_until=until) == []
-    assert (await row_of(db, "a3"))["lease_until"] == 0  # for the stream's holder to take
-    assert [row.id for row in await queue_leased(db, clock, "!b", "b1", lease_until=until)] == [
-        "b1"
-    ]
-    assert await queue_leased(db, clock, "!c", "c1", lease_until=0) == []
-
-
-@asynccontextmanager
-async def running(worker: OutboxWorker) -> AsyncIterator[None]:
-    """The worker's loop, as the bridge runs it, until its first round is done."""
-    task = asyncio.create_task(worker.run())
-
-    async def ready() -> bool:
-        return worker.lease_for_handoff() is not None  # nothing waits: the receiver answers
-
-    await eventually(ready)
-    try:
-        yield
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-
-async def test_rows_handed_over_are_delivered_in_order_and_no_one_else_takes_them(
-    worker: OutboxWorker,
-    receiver: Receiver,
-    db: Database,
-    clock: FakeClock,
-    metrics: Metrics,
-) -> None:
-    assert worker.lease_for_handoff() is None  # not running
-    async with running(worker):
-        until = worker.lease_for_handoff()
-        assert until == clock.now_ms() + LEASE_MS
-        rows = await queue_leased(db, clock, "!a", "w1", "w2", lease_until=until)
-        another = OutboxWorker(
-            Outbox(db), receiver.send, BACKOFF, ATTEMPT_MS, clock, metrics, Wakeup()
-        )
-        await deliver_all(another)  # another replica, say: the head is leased
-        assert receiver.attempts == []
-        worker.take(rows, until)
-        await asyncio.gather(*worker._streams.values())
-    assert receiver.attempts == ["w1", "w2"]
-    assert await statuses(db) == {"w1": "delivered", "w2": "delivered"}
-    assert worker.lease_for_handoff() is None  # stopped: nothing more is handed over
-
-
-async def test_rows_handed_over_too_late_to_renew_wait_for_their_lease_to_run_out(
-    worker: OutboxWorker, receiver: Receiver, db: Database, clock: FakeClock
-) -> None:
-    async with running(worker):
-        until = worker.lease_for_handoff()
-        assert until is not None
-        rows = await queue_leased(db, clock, "!a", "w1", lease_until=until)
-        clock.advance((LEASE_MS - 500) / 1000)  # the caller's transaction took this long
-        worker.take(rows, until)
-        assert worker._streams == {} and receiver.attempts == []
-        clock.advance(1.0)  # the lease has run out: the worker leases the row afresh
-        await deliver_all(worker)
-    assert receiver.attempts == ["w1"]
-
-
-async def test_nothing_is_handed_over_while_the_receiver_fails_or_every_slot_is_taken(
-    worker: OutboxWorker, receiver: Receiver, db: Database, clock: FakeClock
-) -> None:
-    gate = asyncio.Event()
-    async with running(worker):
-        for n in range(MAX_STREAMS):
-            receiver.gates[f"!s{n:02}"] = gate
-            await queue(db, clock, f"!s{n:02}", f"w{n:02}")
-        await worker.drain()
-        assert len(worker._streams) == MAX_STREAMS
-        assert worker.lease_for_handoff() is None
-        gate.set()
-        await asyncio.gather(*worker._streams.values())
-        assert worker.lease_for_handoff() is not None
-        receiver.failing["!f"] = "HTTP 503"
-        await queue(db, clock, "!f", "f1")
-        await worker.drain()
-        await asyncio.gather(*worker._streams.values())
-        assert receiver.attempts[-1] == "f1"
-        assert worker.lease_for_handoff() is None  # rows wait for the probe instead
 
 
 # --- failures, backoff and dead letters -----------------------------------------------------
@@ -714,7 +595,7 @@ async def test_a_batch_whose_lease_could_lapse_is_settled_and_leased_afresh(
     await queue(db, clock, "!a", "a1", "a2", "a3", "a4", "a5", "a6")
     leased_at = clock.now_ms()
     (head,) = await outbox.lease_heads(leased_at, leased_at + LEASE_MS, 1)
-    await worker._deliver_leased([head], leased_at + LEASE_MS)
+    await worker._deliver_leased(head, leased_at + LEASE_MS)
     assert receiver.attempts == ["a1", "a2", "a3", "a4", "a5", "a6"]
     rows = await db.fetch("SELECT id, delivered_at FROM outbox ORDER BY seq")
     # a1 alone (the head), then a2-a4 under the lease taken when a1 was marked, stopping
