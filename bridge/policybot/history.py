@@ -6,7 +6,7 @@
 
 It reads the homeserver's inbox table and the mutes for every party's message. Run alone
 (`read_history`), or, on PostgreSQL, for the room's first pending event within the inbox's
-query that takes the room (`first_pending_sql`, an ``about`` of `lock_pending`): the read
+query that takes the room (`first_pending_sql`, the ``first`` of `lock_pending`): the read
 the judgement of most messages waits for then costs no round trip of its own.
 """
 
