@@ -80,11 +80,12 @@ def first_pending_sql(flood_ms: int) -> str:
     )
 
 
-def prefetched(about: Any, event_id: str) -> History | None:
-    """The history `first_pending_sql` read with the room's events, if it is this event's."""
-    if about is None or about["history_of"] != event_id:
+def prefetched(first: Any, event_id: str) -> History | None:
+    """The history `first_pending_sql` read with the room's events (``first``: its row in
+    `lock_pending`'s answer), if it is this event's."""
+    if first is None or first["history_of"] != event_id:
         return None
-    return _history(json.loads(about["history"]))
+    return _history(json.loads(first["history"]))
 
 
 def _history(rows: list[dict[str, Any]]) -> History:
