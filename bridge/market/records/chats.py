@@ -6,14 +6,19 @@ another). Every lookup is an index probe: the user by its key, their transaction
 scan of both transactions_by_buyer and _by_seller, each read once (a dispute's chat carries
 its transaction's row and its own, rather than finding them again by key), disputes by
 transaction, the parties by their key, the latest message and the unread ones by
-(room_id, ts) (messages_by_time; the latest then read by its key), the read position by its key.
+(room_id, ts) (messages_by_time), the read position by its key.
+
+The latest message: PostgreSQL reads it in one probe (a LATERAL subquery); SQLite, which has
+no LATERAL, finds its key, then the row by that key. A second probe costs SQLite, in process,
+a few microseconds; PostgreSQL at a million rooms most often a page from outside its
+buffers, and a fifth of the query's time.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mautrix.util.async_db import Database
+from mautrix.util.async_db import Database, Scheme
 
 from policy.ids import MarketUserId, UserId
 
@@ -51,15 +56,21 @@ LEFT JOIN chats t ON 1 = 1
 LEFT JOIN marketplace_users b ON b.user_id = t.buyer_id
 LEFT JOIN marketplace_users s ON s.user_id = t.seller_id
 LEFT JOIN disputes d ON d.transaction_id = t.transaction_id AND d.state = 'open'
-LEFT JOIN messages m ON m.room_id = t.chat_room AND m.event_id = (
-    SELECT l.event_id FROM messages l WHERE l.room_id = t.chat_room AND NOT l.deleted
-    ORDER BY l.ts DESC LIMIT 1)
+{latest}
 """
+# The latest message: PostgreSQL's join, then SQLite's (see above).
+_LATEST_POSTGRES = """LEFT JOIN LATERAL (
+    SELECT l.preview, l.ts, l.sender FROM messages l
+    WHERE l.room_id = t.chat_room AND NOT l.deleted ORDER BY l.ts DESC LIMIT 1) m ON TRUE"""
+_LATEST_SQLITE = """LEFT JOIN messages m ON m.room_id = t.chat_room AND m.event_id = (
+    SELECT l.event_id FROM messages l WHERE l.room_id = t.chat_room AND NOT l.deleted
+    ORDER BY l.ts DESC LIMIT 1)"""
 
 
-def _query(key: str) -> str:
+def _query(key: str, latest: str) -> str:
     return _CHATS.format(
         key=key,
+        latest=latest,
         columns=COLUMNS,
         no_dispute=", ".join(f"NULL AS x_{name}" for name in DISPUTE_FIELDS),
         dispute=", ".join(f"x.{name}" for name in DISPUTE_FIELDS),
@@ -67,7 +78,12 @@ def _query(key: str) -> str:
     )
 
 
-_BY_USER_ID, _BY_MATRIX_ID = _query("user_id"), _query("matrix_id")
+# (on SQLite?, which id the call names) -> the query
+_QUERIES = {
+    (sqlite, key): _query(key, _LATEST_SQLITE if sqlite else _LATEST_POSTGRES)
+    for sqlite in (False, True)
+    for key in ("user_id", "matrix_id")
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +98,8 @@ async def chats_of(
 ) -> tuple[MarketUserId, list[ChatRow]] | None:
     """The user (named by either id) and their chats, unordered (rooms removed for retention
     left out); None for an unknown user."""
-    rows = await db.fetch(
-        _BY_USER_ID if user_id is not None else _BY_MATRIX_ID,
-        user_id if user_id is not None else matrix_id,
-    )
+    key, value = ("user_id", user_id) if user_id is not None else ("matrix_id", matrix_id)
+    rows = await db.fetch(_QUERIES[db.scheme == Scheme.SQLITE, key], value)
     if not rows:
         return None
     chats = []
