@@ -226,6 +226,35 @@ async def inbox_arrivals(postgres_url: str) -> list[Arrival]:
     return [Arrival(**dict(row)) for row in rows]
 
 
+async def where_stopped(postgres_url: str, event_ids: set[str]) -> str:
+    """What a bridge's database holds of events that never reached the marketplace: each one's
+    inbox row, and its room's webhooks not delivered (a failed chaos run's evidence)."""
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        lines = []
+        for event_id in sorted(event_ids):
+            inbox = await conn.fetchrow(
+                "SELECT seq, room_id, status, error, txn_id, received_at FROM inbox_events"
+                " WHERE event_id = $1",
+                event_id,
+            )
+            lines.append(f"{event_id}: inbox {dict(inbox) if inbox else 'no row'}")
+            if inbox is None:
+                continue
+            webhooks = await conn.fetch(
+                "SELECT seq, id, type, status, attempts, next_attempt_at, lease_until,"
+                " created_at, delivered_at, last_error, body LIKE '%' || $2 || '%' AS this_event"
+                " FROM outbox WHERE stream = $1 AND (status <> 'delivered' OR body LIKE"
+                " '%' || $2 || '%') ORDER BY seq",
+                inbox["room_id"],
+                event_id,
+            )
+            lines += [f"  outbox {dict(row)}" for row in webhooks] or ["  no outbox row"]
+        return "\n".join(lines)
+    finally:
+        await conn.close()
+
+
 def sent_late(arrival: Arrival, arrivals: list[Arrival]) -> bool:
     """Whether the homeserver pushed ``arrival`` after a newer transaction with an event of
     its room had been stored (Synapse's transaction ids count up as it makes them)."""

@@ -97,13 +97,24 @@ class Ledger:
                 first.setdefault(body["data"]["event_id"], (attempt.received_at, body["id"]))
         return first
 
-    async def all_delivered(self, within: float) -> None:
+    async def all_delivered(
+        self, within: float, explain: Callable[[set[str]], Awaitable[str]] | None = None
+    ) -> None:
+        """``explain``: what the bridge holds of the messages still missing at the deadline
+        (a failure of a long run has to say where each one stopped)."""
+
         async def done() -> bool:
             missing = self.sent_ids() - set(self.first_deliveries())
             assert not missing, f"{len(missing)} of {len(self.sent)} messages not delivered"
             return True
 
-        await eventually(done, within=within, interval=0.2)
+        try:
+            await eventually(done, within=within, interval=0.2)
+        except AssertionError as failure:
+            if explain is None:
+                raise
+            missing = self.sent_ids() - set(self.first_deliveries())
+            raise AssertionError(f"{failure}\n{await explain(missing)}") from failure
 
     def check_deliveries(self) -> dict[str, Any]:
         """Every message delivered, in order per room, one webhook id per event; the figures."""

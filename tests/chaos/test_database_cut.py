@@ -19,6 +19,7 @@ from tests.harness import (
     inbox_arrivals,
     sent_late,
     stored_late,
+    where_stopped,
 )
 
 pytestmark = pytest.mark.chaos
@@ -64,7 +65,9 @@ async def test_database_cuts_mid_stream_lose_nothing(
             ledger.cycles += 1
         # One more burst after the last cut: the bridge is whole again.
         await send_messages(stack.buyer, ledger, chat, settings.messages, rng)
-        await ledger.all_delivered(within=120)
+        await ledger.all_delivered(
+            within=120, explain=lambda missing: where_stopped(postgres_url, missing)
+        )
         # Synapse can push an older transaction after newer ones once an outage ends (it
         # marks the appservice down in the background, and a transaction it makes while its
         # recoverer finishes is sent late: docs/reliability.md). The bridge stores what it
