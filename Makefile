@@ -56,7 +56,7 @@ chaos: $(VENV)/.test-installed
 
 ## Benchmarks against Synapse in the same run (20 to 85 minutes by machine): a table, and the figures
 ## with their targets in bench/results/latest.json. See docs/performance.md.
-bench: $(VENV)/.test-installed
+bench: $(VENV)/.test-installed /usr/bin/chromium
 	$(BIN)/python -m bench
 
 ## Regenerate docs/configuration.md from the settings model.

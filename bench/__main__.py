@@ -13,6 +13,8 @@ import logging
 import sys
 import tempfile
 import time
+import traceback
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from . import (
@@ -58,13 +60,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 async def run(names: list[str], smoke: bool, output: Path) -> list[Result]:
     started = time.time()
-    results = []
+    mode, scale = ("smoke", SMOKE) if smoke else ("full", FULL)
     with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
         async with bench_env(Path(workdir)) as env:
-            for name in names:
-                print(f"running {name} ...", file=sys.stderr, flush=True)
-                results.append(await BENCHMARKS[name](env, SMOKE if smoke else FULL))
-    write_json(results, output, "smoke" if smoke else "full", started)
+            return await run_each(
+                names,
+                lambda name: BENCHMARKS[name](env, scale),
+                lambda results: write_json(results, output, mode, started),
+            )
+
+
+async def run_each(
+    names: list[str],
+    benchmark: Callable[[str], Awaitable[Result]],
+    record: Callable[[list[Result]], None],
+) -> list[Result]:
+    """Each benchmark in turn. One that fails is reported as failed and the others still run
+    (a full run takes tens of minutes); what ran is recorded after each, so a run stopped
+    part-way keeps what it measured."""
+    results = []
+    for name in names:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        try:
+            results.append(await benchmark(name))
+        except Exception as error:
+            traceback.print_exc()
+            results.append(Result(name, error=f"{type(error).__name__}: {error}"))
+        record(results)
     return results
 
 
@@ -75,8 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     results = asyncio.run(run(args.only or list(BENCHMARKS), args.smoke, output))
     print(table(results))
     missed = [f"{r.benchmark}: {f.name}" for r in results for f in r.figures if f.met is False]
+    failed = [r.benchmark for r in results if r.error]
     print(f"\nwritten to {output}; " + (f"targets missed: {missed}" if missed else "all met"))
-    return 0
+    if failed:
+        print(f"benchmarks that failed (their error above): {failed}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ class Result:
     # The work those CPU seconds did, e.g. (1000, "message"): the table prints each
     # process's CPU per unit of it.
     work: tuple[int, str] | None = None
+    error: str = ""  # why the benchmark stopped before its end ("": it ran to the end)
 
     def cpu_per_unit_ms(self) -> dict[str, float]:
         if not self.work or not self.work[0]:
@@ -78,6 +79,8 @@ def _cpu_model() -> str:
 def table(results: list[Result]) -> str:
     lines = [f"{'benchmark':<14} {'figure':<34} {'value':>12} {'target':>10}  met"]
     for result in results:
+        if result.error:
+            lines.append(f"{result.benchmark:<14} FAILED: {result.error}")
         for figure in result.figures:
             met = "" if figure.met is None else ("yes" if figure.met else "NO")
             value = f"{figure.value:,.2f} {figure.unit}"
@@ -99,7 +102,9 @@ def write_json(results: list[Result], path: Path, mode: str, started: float) -> 
         "mode": mode,
         "started_at": datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
         "machine": machine(),
-        "all_targets_met": all(f.met is not False for r in results for f in r.figures),
+        "all_targets_met": all(
+            not r.error and all(f.met is not False for f in r.figures) for r in results
+        ),
         "results": [
             {**asdict(result), "cpu_ms_per_unit": result.cpu_per_unit_ms()} for result in results
         ],
