@@ -54,7 +54,7 @@ lint: $(VENV)/.test-installed
 chaos: $(VENV)/.test-installed
 	$(BIN)/python -m pytest tests/chaos -m chaos --chaos-long -o timeout=3600 $(CHAOS_ARGS)
 
-## Benchmarks against Synapse in the same run (20 to 85 minutes by machine): a table, and the figures
+## Benchmarks against Synapse in the same run (12 to 85 minutes by machine): a table, and the figures
 ## with their targets in bench/results/latest.json. See docs/performance.md.
 bench: $(VENV)/.test-installed /usr/bin/chromium
 	$(BIN)/python -m bench
