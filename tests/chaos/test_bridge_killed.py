@@ -32,7 +32,7 @@ async def test_a_bridge_killed_at_random_moments_loses_nothing(
     pytestconfig: pytest.Config,
 ) -> None:
     started = time.monotonic()
-    ledger = Ledger("bridge SIGKILL", settings, hooks)
+    ledger = Ledger("bridge SIGKILL", settings, hooks, stack.config.database.url)
     process = BridgeProcess(stack.config, tmp_path)
     starts: list[float] = []  # seconds from each launch to /ready
     await process.start()

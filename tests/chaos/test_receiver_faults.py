@@ -31,7 +31,7 @@ async def test_a_failing_receiver_gets_everything_in_order_once_back(
 ) -> None:
     started = time.monotonic()
     stack.config = with_webhooks(stack.config, hooks.url, timeout_seconds=TIMEOUT, **BACKOFF)
-    ledger = Ledger("receiver faults", settings, hooks)
+    ledger = Ledger("receiver faults", settings, hooks, stack.config.database.url)
     process = BridgeProcess(stack.config, tmp_path)
     await process.start()
     try:

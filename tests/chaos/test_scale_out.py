@@ -150,7 +150,7 @@ async def test_two_replicas_behind_a_proxy_deliver_once_in_order_and_survive_a_k
 ) -> None:
     started = time.monotonic()
     stack, proxy = scale_out.stack, scale_out.proxy
-    ledger = Ledger("scale-out", settings, hooks)
+    ledger = Ledger("scale-out", settings, hooks, stack.config.database.url)
     # Each answer takes a moment, so the replicas contend for rows.
     hooks.delay = 0.05
     count = settings.cycles * settings.messages  # per phase

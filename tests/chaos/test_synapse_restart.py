@@ -37,7 +37,7 @@ async def test_synapse_restarts_mid_stream_lose_nothing(
     started = time.monotonic()
     synapse = own_homeserver.synapse
     restarts = max(3, settings.cycles // 3)
-    ledger = Ledger("Synapse restart", settings, hooks)
+    ledger = Ledger("Synapse restart", settings, hooks, postgres_url)
     config = chaos_config(own_homeserver, postgres_url, hooks)
     process = BridgeProcess(config, tmp_path)
     down: list[float] = []

@@ -83,7 +83,7 @@ async def test_racing_payment_close_and_dispute_end_in_an_allowed_state(
     pytestconfig: pytest.Config,
 ) -> None:
     started = time.monotonic()
-    ledger = Ledger("transition race", settings, hooks)
+    ledger = Ledger("transition race", settings, hooks, stack.config.database.url)
     second_config = stack.config.model_copy(
         update={"server": stack.config.server.model_copy(update={"port": free_port()})}
     )
