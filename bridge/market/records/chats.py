@@ -9,9 +9,9 @@ transaction, the parties by their key, the latest message and the unread ones by
 (room_id, ts) (messages_by_time), the read position by its key.
 
 The latest message: PostgreSQL reads it in one probe (a LATERAL subquery); SQLite, which has
-no LATERAL, finds its key, then the row by that key. A second probe costs SQLite, in process,
-a few microseconds; PostgreSQL at a million rooms most often a page from outside its
-buffers, and a fifth of the query's time.
+no LATERAL, finds its key, then the row by that key. On PostgreSQL at a million transactions
+the second probe was most often a page from outside its shared buffers: one probe took the
+query's execution time down by about a fifth (docs/performance.md, sixth round).
 """
 
 from __future__ import annotations
