@@ -104,16 +104,18 @@ class Ledger:
         failure is rare and costly to reproduce)."""
 
         async def done() -> bool:
-            missing = self.sent_ids() - set(self.first_deliveries())
+            missing = self.undelivered()
             assert not missing, f"{len(missing)} of {len(self.sent)} messages not delivered"
             return True
 
         try:
             await eventually(done, within=within, interval=0.2)
         except AssertionError as failure:
-            missing = self.sent_ids() - set(self.first_deliveries())
-            found = await where_stopped(self.database_url, missing)
+            found = await where_stopped(self.database_url, self.undelivered())
             raise AssertionError(f"{failure}\n{found}") from failure
+
+    def undelivered(self) -> set[str]:
+        return self.sent_ids() - set(self.first_deliveries())
 
     def check_deliveries(self) -> dict[str, Any]:
         """Every message delivered, in order per room, one webhook id per event; the figures."""
