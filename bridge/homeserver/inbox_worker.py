@@ -2,7 +2,8 @@
 
     woken by the intake, naming the rooms it stored events for (and every second: every
     room with pending events)
-      -> per room, its events in seq order, up to BATCH in ONE database transaction
+      -> per room, a task of its own started at once (at most ROOM_CONCURRENCY run), its
+         events in seq order, up to BATCH in ONE database transaction
          (one lock and one commit for a burst; a command ends the batch):
            room lock (PostgreSQL advisory lock; SQLite has one connection), the events, and
            whose room it is (transaction, dispute, the management room, or none of ours): one
@@ -112,40 +113,76 @@ class InboxWorker:
         self._wakeups = wakeups
         self._tracker = tracker
         self._scanned_at = 0  # when every room's pending events were last looked for
+        self._rooms: dict[RoomId, asyncio.Task] = {}  # being processed, each by one task
+        self._again: set[RoomId] = set()  # named while being processed: look once more
+        self._limit = asyncio.Semaphore(ROOM_CONCURRENCY)
         self._log = logging.getLogger("bridge.homeserver.inbox")
 
     async def run(self) -> None:
-        await drain_when_woken(
-            self._round, self._wakeups.inbox, self._log, "process the inbox", POLL_SECONDS
-        )
+        try:
+            await drain_when_woken(
+                self._round, self._wakeups.inbox, self._log, "process the inbox", POLL_SECONDS
+            )
+        finally:
+            rooms = list(self._rooms.values())
+            for task in rooms:
+                task.cancel()
+            await asyncio.gather(*rooms, return_exceptions=True)
 
     async def _round(self) -> None:
-        """The rooms the intake named when it woke the worker; every room when someone else
-        did, and once every POLL_SECONDS (other processes' rows, a failed round's)."""
+        """Start on the rooms the intake named when it woke the worker; on every room when
+        someone else did, and once every POLL_SECONDS (other processes' rows, a failed
+        room's). A round does not wait for its rooms: a room named meanwhile is started at
+        once, not behind another room's events."""
         named = self._wakeups.inbox.take()
         if named is None or self._clock.now_ms() >= self._scanned_at + POLL_SECONDS * 1000:
-            await self.drain()
-        else:
-            await self._drain_rooms(sorted(named))  # one with nothing pending: a short query
+            named = await self._scan()
+        for room_id in sorted(named):  # one with nothing pending: a short query
+            self._start(room_id)
 
     async def drain(self) -> None:
-        """Process every pending event of every room."""
+        """Process every pending event of every room, and wait until it is done."""
+        for room_id in await self._scan():
+            self._start(room_id)
+        await self.settled()
+
+    async def settled(self) -> None:
+        """Wait until no room is being processed."""
+        while self._rooms:
+            await asyncio.gather(*self._rooms.values(), return_exceptions=True)
+
+    async def _scan(self) -> list[RoomId]:
+        """Every room with pending events (and the inbox's lag, from the oldest of them)."""
         now = self._clock.now_ms()
         pending = await pending_rooms(self._db)
         oldest = min((room.oldest for room in pending), default=None)
         self._metrics.inbox_lag.set(0 if oldest is None else (now - oldest) / 1000)
         self._scanned_at = now
-        await self._drain_rooms([room.room_id for room in pending])
+        return [room.room_id for room in pending]
 
-    async def _drain_rooms(self, rooms: list[RoomId]) -> None:
-        limit = asyncio.Semaphore(ROOM_CONCURRENCY)
+    def _start(self, room_id: RoomId) -> None:
+        """Process the room's pending events in a task of its own; a room already being
+        processed looks again before its task ends."""
+        if room_id in self._rooms:
+            self._again.add(room_id)
+        else:
+            self._rooms[room_id] = asyncio.create_task(self._drain_room(room_id))
 
-        async def drain_room(room_id: RoomId) -> None:
-            async with limit:
-                while await self._process_next(room_id):
-                    pass
-
-        await asyncio.gather(*(drain_room(room_id) for room_id in rooms))
+    async def _drain_room(self, room_id: RoomId) -> None:
+        try:
+            async with self._limit:
+                while True:
+                    self._again.discard(room_id)
+                    while await self._process_next(room_id):
+                        pass
+                    if room_id not in self._again:
+                        return
+        except Exception:  # the database failed us: the next scan finds the room again
+            self._log.exception("Could not process the inbox of %s; trying again", room_id)
+        finally:
+            # With no await since the last look, so a room named now starts a new task.
+            del self._rooms[room_id]
+            self._again.discard(room_id)
 
     async def _process_next(self, room_id: RoomId) -> bool:
         """Process the room's oldest pending events, up to BATCH of them in one database

@@ -3,6 +3,7 @@ verdicts, one room at a time in arrival order; admin commands run once an event 
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from typing import Any
@@ -148,16 +149,75 @@ async def test_a_round_looks_at_the_rooms_the_intake_named_and_at_every_room_eac
     await store(inbox, ours, theirs)
     wakeups.inbox.set([room])
     await worker._round()
+    await worker.settled()
     assert (await statuses(db))[ours["event_id"]][0] == "done"
     assert (await statuses(db))[theirs["event_id"]][0] == "pending"  # not named: not read
     clock.advance(1)
     await worker._round()  # a second on: every room with pending events
+    await worker.settled()
     assert (await statuses(db))[theirs["event_id"]][0] == "done"
     later = text(other, BUYER, "again")
     await store(inbox, later)
     wakeups.inbox.set()  # woken without rooms: every room at once
     await worker._round()
+    await worker.settled()
     assert (await statuses(db))[later["event_id"]][0] == "done"
+
+
+async def test_a_room_named_while_another_is_processed_starts_at_once(
+    worker: InboxWorker, inbox: InboxStore, room: RoomId, db: Database, wakeups: Wakeups
+) -> None:
+    other = RoomId("!elsewhere:localhost")
+    wakeups.inbox.take()
+    gate, other_done = asyncio.Event(), asyncio.Event()
+    process = worker._process_next
+
+    async def held(room_id: RoomId) -> bool:
+        if room_id == room:
+            await gate.wait()  # a long burst, say
+        more = await process(room_id)
+        if room_id == other and not more:
+            other_done.set()
+        return more
+
+    worker._process_next = held  # type: ignore[method-assign]
+    ours, theirs = text(room, BUYER, "hello"), text(other, BUYER, "hi")
+    await store(inbox, ours, theirs)
+    async with asyncio.timeout(5):  # a round that waited for the held room would fail here
+        wakeups.inbox.set([room])
+        await worker._round()
+        wakeups.inbox.set([other])
+        await worker._round()
+        await other_done.wait()
+    assert (await statuses(db))[ours["event_id"]][0] == "pending"  # still held
+    gate.set()
+    await worker.settled()
+    assert {status for status, _ in (await statuses(db)).values()} == {"done"}
+
+
+async def test_a_room_named_again_while_it_is_processed_is_looked_at_again(
+    worker: InboxWorker, inbox: InboxStore, room: RoomId, db: Database, wakeups: Wakeups
+) -> None:
+    wakeups.inbox.take()
+    first, second = text(room, BUYER, "first"), text(room, BUYER, "second")
+    process = worker._process_next
+
+    async def arriving(room_id: RoomId) -> bool:
+        more = await process(room_id)
+        if not more and second["event_id"] not in await statuses(db):
+            # Stored and named after the room's last read, before its task ends.
+            await store(inbox, second)
+            wakeups.inbox.set([room])
+            await worker._round()
+        return more
+
+    worker._process_next = arriving  # type: ignore[method-assign]
+    await store(inbox, first)
+    wakeups.inbox.set([room])
+    await worker._round()
+    await worker.settled()
+    done = ("done", None)
+    assert await statuses(db) == {first["event_id"]: done, second["event_id"]: done}
 
 
 async def test_a_burst_is_processed_a_batch_at_a_time_and_a_command_ends_its_batch(
