@@ -19,7 +19,7 @@ from mautrix.util.async_db import Connection, Database, Scheme
 from appservice.transactions import MalformedEvent, Receipt, RoomEvent, Transaction
 from bridge.runtime.clock import Clock
 from bridge.storage.database import UNSYNCED_COMMIT, room_lock_sql
-from bridge.storage.writes import Writes
+from bridge.storage.writes import Rows, Writes
 from policy.ids import EventId, RoomId, UserId
 
 # Inbox items for moved read positions carry this type (no room event has it).
@@ -279,8 +279,27 @@ async def lock_pending(
     return Held(events[:limit], len(events) > limit, rows[0], rows[0] if first else None)
 
 
-async def mark_done(conn: Connection | Writes, seq: int) -> None:
-    await conn.execute("UPDATE inbox_events SET status = 'done' WHERE seq = $1", seq)
+class ProcessedElsewhere(Exception):
+    """An event read as pending was finished by another process meanwhile."""
+
+
+def mark_done(writes: Writes, seq: int) -> None:
+    """The event marked done, among its other writes. If it is no longer pending, another
+    process finished it: `ProcessedElsewhere` is raised once the writes have run, for the
+    caller's transaction to roll them back. (`lock_pending` reads the events in the statement
+    that takes the room's lock, and a statement's snapshot is taken before it runs: another
+    process that ends its transaction in between leaves its events read as pending.)"""
+
+    def still_pending(rows: Rows) -> None:
+        if not rows:
+            raise ProcessedElsewhere(seq)
+
+    writes.add(
+        "UPDATE inbox_events SET status = 'done' WHERE seq = $1 AND status = 'pending'"
+        " RETURNING seq",
+        seq,
+        then=still_pending,
+    )
 
 
 async def forget(conn: Connection, seq: int) -> None:
@@ -291,7 +310,10 @@ async def forget(conn: Connection, seq: int) -> None:
 
 async def mark_dead(conn: Connection, seq: int, error: str) -> None:
     await conn.execute(
-        "UPDATE inbox_events SET status = 'dead', error = $2 WHERE seq = $1", seq, error[:500]
+        "UPDATE inbox_events SET status = 'dead', error = $2 WHERE seq = $1"
+        " AND status = 'pending'",  # finished elsewhere: left as it is
+        seq,
+        error[:500],
     )
 
 

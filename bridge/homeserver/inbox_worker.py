@@ -56,6 +56,7 @@ from policy.rooms import RoomKind
 
 from .inbox import (
     RECEIPT_EVENT_TYPE,
+    ProcessedElsewhere,
     StoredEvent,
     forget,
     lock_pending,
@@ -188,6 +189,21 @@ class InboxWorker:
         """Process the room's oldest pending events, up to BATCH of them in one database
         transaction (a burst, such as a new room's state, takes one lock and one commit);
         whether more wait (False too when none does, or another process holds the room)."""
+        try:
+            processed, more = await self._process_batch(room_id)
+        except ProcessedElsewhere:
+            # Read as pending just before another process finished them: nothing of this
+            # batch was kept. Read the room again.
+            return True
+        for stored, decision, queued in processed:
+            await self._after_commit(room_id, stored, decision, queued)
+        return more
+
+    async def _process_batch(
+        self, room_id: RoomId
+    ) -> tuple[list[tuple[StoredEvent, Decision, int]], bool]:
+        """The batch's events processed and committed (with their decisions and webhook
+        counts), and whether more wait."""
         processed: list[tuple[StoredEvent, Decision, int]] = []
         async with self._db.acquire() as conn, conn.transaction():
             # Whose room it is, read with the events: every change made before they were
@@ -196,7 +212,7 @@ class InboxWorker:
                 conn, room_id, BATCH, OWNER_OF_ROOM, self._enforcer.first_pending_history
             )
             if held is None:
-                return False  # another process holds the room
+                return [], False  # another process holds the room
             events, more, owner = held.events, held.more, owner_of(held.about)
             for place, stored in enumerate(events):
                 # The first event's sender's history came with the lock (PostgreSQL); the
@@ -213,9 +229,7 @@ class InboxWorker:
                         # one event at a time.
                         more = more or place + 1 < len(events)
                         break
-        for stored, decision, queued in processed:
-            await self._after_commit(room_id, stored, decision, queued)
-        return more
+        return processed, more
 
     async def _process(
         self,
@@ -247,7 +261,7 @@ class InboxWorker:
             await record_message(writes, room_id, decision.record)
         await self._track(writes, stored, decision, now)
         await self._enforcer.record(writes, room_id, decision.enforcement, now)
-        await mark_done(writes, stored.seq)
+        mark_done(writes, stored.seq)
         await writes.run(conn)
         return decision, len(queued)
 

@@ -1,6 +1,7 @@
 """The inbox worker's first read of a room (bridge.homeserver.inbox.lock_pending), on both
 backends: the room's lock, its oldest pending events, whose room it is and (PostgreSQL) the
-first event's sender's history, in one query."""
+first event's sender's history, in one query; and an event another process finished after
+that query's snapshot, whose writes are rolled back."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ import json
 import pytest
 from mautrix.util.async_db import Database
 
-from bridge.homeserver.inbox import lock_pending
+from bridge.delivery.outbox import queue_notifications
+from bridge.homeserver.inbox import ProcessedElsewhere, lock_pending, mark_done
 from bridge.market.records.rooms import OWNER_OF_ROOM, owner_of
 from bridge.policybot.history import History, first_pending_sql, prefetched, read_history
 from bridge.storage.database import synced_commit
+from bridge.storage.writes import Writes
 from policy.ids import RoomId
+from policy.notifications import Notification
 from tests.db.conftest import deal_with_dispute
 
 
@@ -145,3 +149,30 @@ async def test_the_first_events_history_comes_with_the_lock_as_it_reads_alone(
         else:
             assert prefetched(held.first, "$m5") == alone
             assert prefetched(held.first, "$m6") is None  # another event's: read it alone
+
+
+async def test_an_event_finished_elsewhere_rolls_back_the_writes_that_came_with_it(
+    db: Database,
+) -> None:
+    """`mark_done` on an event no longer pending (another process's, read as pending just
+    before it finished): its writes run, then the caller's transaction is rolled back."""
+    await seed(db)  # $e0 is done, $e1 pending
+    seqs = {
+        row["event_id"]: row["seq"]
+        for row in await db.fetch("SELECT event_id, seq FROM inbox_events")
+    }
+    for event_id, finished_elsewhere in (("$e0", True), ("$e1", False)):
+        writes = Writes()
+        notification = Notification("message.created", f"n{event_id}", 0, {})
+        queue_notifications(writes, "!deal", [notification], 60_000, 0)
+        mark_done(writes, seqs[event_id])
+        try:
+            async with db.acquire() as conn, conn.transaction():
+                await writes.run(conn)
+        except ProcessedElsewhere:
+            assert finished_elsewhere
+        else:
+            assert not finished_elsewhere
+        queued = await db.fetchval("SELECT COUNT(*) FROM outbox WHERE id = $1", f"n{event_id}")
+        assert queued == (0 if finished_elsewhere else 1)
+    assert await db.fetchval("SELECT status FROM inbox_events WHERE event_id = '$e1'") == "done"
