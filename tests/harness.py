@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -560,7 +561,7 @@ class Delivery:
     raw: bytes
     body: dict[str, Any]
     answered: int  # the status we answered (0: we let it time out)
-    received_at: float
+    received_at: float  # time.time() when the request reached the handler
 
 
 class WebhookReceiver:
@@ -568,6 +569,11 @@ class WebhookReceiver:
 
     ``behave(body, attempt_number)`` returns a status to answer, "redirect", or "timeout".
     It also notes any id that arrives while an attempt with the same id is still open.
+
+    An attempt's arrival is noted before anything else is done with it, as the benchmarks'
+    recording appservice notes Synapse's pushes: the work of recording (it once counted the
+    id's earlier attempts by reading every attempt so far, 0.8 ms a webhook after 1,000)
+    is not charged to the bridge's latency.
     """
 
     def __init__(self) -> None:
@@ -577,6 +583,7 @@ class WebhookReceiver:
         self.behave: Callable[[dict, int], int | str] = lambda body, n: 200
         self.delay = 0.0  # seconds each answer takes
         self._open: set[str] = set()
+        self._tries: Counter[str] = Counter()  # webhook id -> attempts so far
         self._runner: Any = None
 
     @property
@@ -587,6 +594,7 @@ class WebhookReceiver:
         from aiohttp import web
 
         async def receive(request: web.Request) -> web.StreamResponse:
+            arrived = time.time()
             raw = await request.read()
             body = json.loads(raw)
             webhook_id = request.headers.get("webhook-id", "")
@@ -595,22 +603,16 @@ class WebhookReceiver:
             self._open.add(webhook_id)
             try:
                 await asyncio.sleep(self.delay)
-                attempt = sum(1 for a in self.attempts if a.body["id"] == body["id"]) + 1
-                action = self.behave(body, attempt)
+                self._tries[body["id"]] += 1
+                action = self.behave(body, self._tries[body["id"]])
                 if action == "timeout":
-                    self.attempts.append(
-                        Delivery(dict(request.headers), raw, body, 0, time.time())
-                    )
+                    self.attempts.append(Delivery(dict(request.headers), raw, body, 0, arrived))
                     await asyncio.sleep(30)
                 if action == "redirect":
-                    self.attempts.append(
-                        Delivery(dict(request.headers), raw, body, 307, time.time())
-                    )
+                    self.attempts.append(Delivery(dict(request.headers), raw, body, 307, arrived))
                     raise web.HTTPTemporaryRedirect(self.url)
                 status = int(action)
-                self.attempts.append(
-                    Delivery(dict(request.headers), raw, body, status, time.time())
-                )
+                self.attempts.append(Delivery(dict(request.headers), raw, body, status, arrived))
                 return web.Response(status=status)
             finally:
                 self._open.discard(webhook_id)
