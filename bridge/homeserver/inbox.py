@@ -18,7 +18,6 @@ from mautrix.util.async_db import Connection, Database, Scheme
 
 from appservice.transactions import MalformedEvent, Receipt, RoomEvent, Transaction
 from bridge.runtime.clock import Clock
-from bridge.storage.database import UNSYNCED_COMMIT, room_lock_sql
 from bridge.storage.writes import Rows, Writes
 from policy.ids import EventId, RoomId, UserId
 
@@ -221,8 +220,8 @@ async def pending_rooms(db: Database) -> list[PendingRoom]:
 
 
 @dataclass(frozen=True, slots=True)
-class Held:
-    """A room's oldest pending events, under the room's lock."""
+class Pending:
+    """A room's oldest pending events."""
 
     events: list[StoredEvent]
     more: bool  # whether more wait behind them
@@ -230,21 +229,18 @@ class Held:
     first: Any = None  # the row of the caller's ``first`` query (PostgreSQL; else None)
 
 
-async def lock_pending(
+async def read_pending(
     conn: Connection, room_id: RoomId, limit: int, about: str, first: str | None = None
-) -> Held | None:
-    """Hold the room for this database transaction (`room_lock_sql`) and read its oldest
-    pending events, at most ``limit``, with the row of ``about`` (a query of at most one row
-    whose one parameter, $1, is the room id), in one round trip; None when another process
-    holds the room. On PostgreSQL, the row of ``first`` too (such a query, about the room's
-    first pending event, with column names of its own): a read its handling needs, saved a
-    round trip. SQLite, in process, has no round trip to save, and skips it.
+) -> Pending:
+    """The room's oldest pending events, at most ``limit``, with the row of ``about`` (a
+    query of at most one row whose one parameter, $1, is the room id), in one round trip. On
+    PostgreSQL, the row of ``first`` too (such a query, about the room's first pending event,
+    with column names of its own): a read its handling needs, saved a round trip. SQLite, in
+    process, has no round trip to save, and skips it.
 
-    The transaction then commits without waiting for the disk (PostgreSQL): what is written
-    in it is worked out from the events, which were stored with a waiting commit; a database
-    crash that forgets it leaves them pending, to be worked out again (`synced_commit` where
-    that is not so)."""
-    if conn.scheme == Scheme.SQLITE:  # one connection: nothing to lock
+    No lock keeps another process off the room: two that read the same events both work
+    them out, and the first to mark one done keeps its writes (`mark_done`)."""
+    if conn.scheme == Scheme.SQLITE:
         # SQLite, without statistics, would walk the room's whole history by
         # inbox_events_by_room: name the index.
         rows = await conn.fetch(
@@ -256,27 +252,24 @@ async def lock_pending(
             limit + 1,
         )
         events = [StoredEvent(**dict(row)) for row in rows]
-        return Held(events[:limit], len(events) > limit, await conn.fetchrow(about, room_id))
+        return Pending(events[:limit], len(events) > limit, await conn.fetchrow(about, room_id))
     # A row for each event (the rows of ``about`` and ``first`` beside each), or one of
     # NULLs for none. (The events' columns prefixed, so that the others keep their names.)
     rows = await conn.fetch(
-        f"SELECT held.ok, held.lax, {_PREFIXED_EVENT_FIELDS}, about.*, first.*"  # noqa: S608 (ours)
-        f" FROM (SELECT {room_lock_sql('$1')} AS ok, {UNSYNCED_COMMIT} AS lax) held"
-        f" LEFT JOIN LATERAL ({_SELECT_EVENTS} WHERE room_id = $1 AND status = 'pending'"
-        " AND held.ok ORDER BY seq LIMIT $2) e ON true"
-        f" LEFT JOIN LATERAL ({about}) about ON held.ok"
-        f" LEFT JOIN LATERAL ({first or 'SELECT'}) first ON held.ok",
+        f"SELECT {_PREFIXED_EVENT_FIELDS}, about.*, first.*"  # noqa: S608 (ours)
+        f" FROM (SELECT) room LEFT JOIN LATERAL ({_SELECT_EVENTS}"
+        " WHERE room_id = $1 AND status = 'pending' ORDER BY seq LIMIT $2) e ON true"
+        f" LEFT JOIN LATERAL ({about}) about ON true"
+        f" LEFT JOIN LATERAL ({first or 'SELECT'}) first ON true",
         room_id,
         limit + 1,
     )
-    if not rows[0]["ok"]:
-        return None
     events = [
         StoredEvent(**{name: row[f"e_{name}"] for name in _EVENT_FIELDS})
         for row in rows
         if row["e_seq"] is not None
     ]
-    return Held(events[:limit], len(events) > limit, rows[0], rows[0] if first else None)
+    return Pending(events[:limit], len(events) > limit, rows[0], rows[0] if first else None)
 
 
 class ProcessedElsewhere(Exception):
@@ -284,11 +277,10 @@ class ProcessedElsewhere(Exception):
 
 
 def mark_done(writes: Writes, seq: int) -> None:
-    """The event marked done, among its other writes. If it is no longer pending, another
-    process finished it: `ProcessedElsewhere` is raised once the writes have run, for the
-    caller's transaction to roll them back. (`lock_pending` reads the events in the statement
-    that takes the room's lock, and a statement's snapshot is taken before it runs: another
-    process that ends its transaction in between leaves its events read as pending.)"""
+    """The event marked done, among its other writes, which are kept only with the mark. If
+    the event is no longer pending, another process finished it after it was read:
+    `ProcessedElsewhere` is raised, and none of the writes is kept (PostgreSQL: their one
+    query fails; SQLite: the caller's transaction is rolled back)."""
 
     def still_pending(rows: Rows) -> None:
         if not rows:
@@ -299,6 +291,7 @@ def mark_done(writes: Writes, seq: int) -> None:
         " RETURNING seq",
         seq,
         then=still_pending,
+        required=True,
     )
 
 

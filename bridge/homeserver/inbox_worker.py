@@ -3,31 +3,34 @@
     woken by the intake, naming the rooms it stored events for (and every second: every
     room with pending events)
       -> per room, a task of its own started at once (at most ROOM_CONCURRENCY run), its
-         events in seq order, up to BATCH in ONE database transaction
-         (one lock and one commit for a burst; a command ends the batch):
-           room lock (PostgreSQL advisory lock; SQLite has one connection), the events, and
-           whose room it is (transaction, dispute, the management room, or none of ours): one
-           round trip
+         events in seq order, up to BATCH a round (a command ends the batch):
+           the events and whose room it is (transaction, dispute, the management room, or
+           none of ours): one round trip
            then for each event:
            policy.notifications says what to notify; the policy bot's enforcer what it
               must do (bridge.policybot.enforcer)
            -> outbox rows, the chat list's message record, the enforcer's rows (audit, a
               mute, planned actions), the follow-ups it starts or ends (bridge.deals), and
-              the event marked done: one statement (bridge.storage.writes)
+              the event marked done: one statement (bridge.storage.writes), kept only if the
+              event was still pending (another process may have worked out the same events
+              meanwhile: no lock keeps it off the room)
       -> wake the outbox and action workers; admin commands run last (at most once)
 
-An event the policy code cannot handle is parked as dead (with the error) so it never stalls
-its room; a database failure rolls the event back, to be processed again.
+PostgreSQL: each event's statement is atomic alone, with no BEGIN and COMMIT around it (two
+of a message's round trips). SQLite runs the statements one by one, in one transaction for
+the batch. An event the policy code cannot handle is parked as dead (with the error) so it
+never stalls its room; a database failure leaves the event pending, to be processed again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from dataclasses import dataclass, field
 
-from mautrix.util.async_db import Connection, Database
+from mautrix.util.async_db import Connection, Database, Scheme
 
 from bridge.deals.tracker import DealTracker
 from bridge.delivery.outbox import queue_notifications
@@ -41,7 +44,6 @@ from bridge.policybot.history import History, prefetched
 from bridge.runtime.clock import Clock
 from bridge.runtime.metrics import Metrics
 from bridge.runtime.workers import Wakeups, drain_when_woken
-from bridge.storage.database import synced_commit
 from bridge.storage.writes import Rows, Writes
 from policy.ids import RoomId, UserId
 from policy.links import RoomLinks
@@ -59,15 +61,15 @@ from .inbox import (
     ProcessedElsewhere,
     StoredEvent,
     forget,
-    lock_pending,
     mark_dead,
     mark_done,
     pending_rooms,
+    read_pending,
     sender_of,
 )
 
 POLL_SECONDS = 1.0
-BATCH = 20  # a room's pending events processed in one database transaction
+BATCH = 20  # a room's pending events read at once (SQLite: processed in one transaction)
 ROOM_CONCURRENCY = 8
 # What is never notified of a message (or an edit) the policy bot removes.
 WITHHELD = frozenset({"message.created", "message.edited"})
@@ -186,14 +188,12 @@ class InboxWorker:
             self._again.discard(room_id)
 
     async def _process_next(self, room_id: RoomId) -> bool:
-        """Process the room's oldest pending events, up to BATCH of them in one database
-        transaction (a burst, such as a new room's state, takes one lock and one commit);
-        whether more wait (False too when none does, or another process holds the room)."""
+        """Process the room's oldest pending events, up to BATCH of them (a burst, such as a
+        new room's state, is read at once); whether more wait (False when none does)."""
         try:
             processed, more = await self._process_batch(room_id)
         except ProcessedElsewhere:
-            # Read as pending just before another process finished them: nothing of this
-            # batch was kept. Read the room again.
+            # SQLite: nothing of the batch was kept. Read the room again.
             return True
         for stored, decision, queued in processed:
             await self._after_commit(room_id, stored, decision, queued)
@@ -205,31 +205,43 @@ class InboxWorker:
         """The batch's events processed and committed (with their decisions and webhook
         counts), and whether more wait."""
         processed: list[tuple[StoredEvent, Decision, int]] = []
-        async with self._db.acquire() as conn, conn.transaction():
+        async with self._db.acquire() as conn, _batch_transaction(conn):
             # Whose room it is, read with the events: every change made before they were
             # stored (a payment, say) is seen.
-            held = await lock_pending(
+            pending = await read_pending(
                 conn, room_id, BATCH, OWNER_OF_ROOM, self._enforcer.first_pending_history
             )
-            if held is None:
-                return [], False  # another process holds the room
-            events, more, owner = held.events, held.more, owner_of(held.about)
+            events, more, owner = pending.events, pending.more, owner_of(pending.about)
             for place, stored in enumerate(events):
-                # The first event's sender's history came with the lock (PostgreSQL); the
+                # The first event's sender's history came with the events (PostgreSQL); the
                 # others' is read after the writes before them (a mute, say).
-                history = prefetched(held.first, stored.event_id) if place == 0 else None
-                outcome = await self._process(conn, room_id, stored, owner, history)
+                history = prefetched(pending.first, stored.event_id) if place == 0 else None
+                # A command runs once its event is marked done, at most once: the mark must
+                # outlast a crash of the database server.
+                command = self._is_command(stored)
+                try:
+                    outcome = await self._process(conn, room_id, stored, owner, history, command)
+                except ProcessedElsewhere:
+                    if conn.scheme == Scheme.SQLITE:
+                        raise  # the batch's transaction is rolled back
+                    # Another process finished this event after it was read; the events
+                    # before it are kept. Read the room again.
+                    return processed, True
                 if outcome is not None:
                     processed.append((stored, *outcome))
-                    if self._commands.is_command(json.loads(stored.event_json)):
-                        # It runs once its event is marked done, at most once: the mark must
-                        # outlast a crash of the database server.
-                        await synced_commit(conn)
+                    if command:
                         # What follows is judged after the command has run, as it would be
                         # one event at a time.
                         more = more or place + 1 < len(events)
                         break
         return processed, more
+
+    def _is_command(self, stored: StoredEvent) -> bool:
+        try:
+            event = json.loads(stored.event_json)
+        except ValueError:
+            return False  # deciding parks it as dead
+        return isinstance(event, dict) and self._commands.is_command(event)
 
     async def _process(
         self,
@@ -238,9 +250,13 @@ class InboxWorker:
         stored: StoredEvent,
         owner: Owner | None,
         history: History | None,
+        wait_for_disk: bool,
     ) -> tuple[Decision, int] | None:
-        """One event, in the batch's transaction: its decision and the webhooks it queued
-        (None: it could not be decided and is parked as dead, or its room is gone)."""
+        """One event: its decision and the webhooks it queued (None: it could not be decided
+        and is parked as dead, or its room is gone). Its writes are worked out from the
+        event, which was stored with a waiting commit: unless ``wait_for_disk``, they commit
+        without waiting (a database crash that forgets them leaves the event pending, to be
+        worked out again)."""
         now = self._clock.now_ms()
         try:
             decision = await self._decide(conn, stored, owner, history, now)
@@ -262,7 +278,7 @@ class InboxWorker:
         await self._track(writes, stored, decision, now)
         await self._enforcer.record(writes, room_id, decision.enforcement, now)
         mark_done(writes, stored.seq)
-        await writes.run(conn)
+        await writes.run(conn, wait_for_disk)
         return decision, len(queued)
 
     async def _after_commit(
@@ -341,3 +357,9 @@ class InboxWorker:
             notifications = [n for n in notifications if n.type not in WITHHELD]
             message = None
         return Decision(notifications, message, context.kind, enforcement, room, event=event)
+
+
+def _batch_transaction(conn: Connection) -> contextlib.AbstractAsyncContextManager:
+    """SQLite: the batch in one transaction (its statements run one by one). PostgreSQL: none,
+    each event's writes being one statement (bridge.storage.writes)."""
+    return conn.transaction() if conn.scheme == Scheme.SQLITE else contextlib.nullcontext()

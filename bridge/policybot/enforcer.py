@@ -82,8 +82,8 @@ class Enforcer:
         self._admins = admins
         self._freeze_on_dispute = freeze_on_dispute
         self._mute_ms = mute_seconds * 1000
-        # The query that reads a room's first pending event's history with its lock
-        # (`lock_pending`'s ``first``), for `judge`.
+        # The query that reads a room's first pending event's history with the room's
+        # events (`read_pending`'s ``first``), for `judge`.
         self.first_pending_history = first_pending_sql(rules.flood_window_ms)
 
     def _participants(self, record: TransactionRecord | None) -> Participants:

@@ -6,8 +6,8 @@
 
 It reads the homeserver's inbox table and the mutes for every party's message. Run alone
 (`read_history`), or, on PostgreSQL, for the room's first pending event within the inbox's
-query that takes the room (`first_pending_sql`, the ``first`` of `lock_pending`): the read
-the judgement of most messages waits for then costs no round trip of its own.
+query that reads the room's events (`first_pending_sql`, the ``first`` of `read_pending`):
+the read the judgement of most messages waits for then costs no round trip of its own.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def first_pending_sql(flood_ms: int) -> str:
 
 def prefetched(first: Any, event_id: str) -> History | None:
     """The history `first_pending_sql` read with the room's events (``first``: its row in
-    `lock_pending`'s answer), if it is this event's."""
+    `read_pending`'s answer), if it is this event's."""
     if first is None or first["history_of"] != event_id:
         return None
     return _history(json.loads(first["history"]))

@@ -30,30 +30,14 @@ def rows_affected(status: Any) -> int:
     return status.rowcount
 
 
-# Advisory lock classes, so our keys never meet another application's: per-room work, and
-# the schema's upgrade.
-_ROOM_LOCK_CLASS = 0x4D4B  # "MK"
+# The advisory lock class of the schema's upgrade, so our key never meets another
+# application's.
 _SCHEMA_LOCK_CLASS = 0x4D4C
-
-
-def room_lock_sql(room_param: str) -> str:
-    """The SQL that holds a room for the rest of a PostgreSQL transaction, if no other
-    process does (a transaction-scoped advisory lock; true when taken). SQLite needs none:
-    its single connection already serialises all work, and SQLite means one process.
-    ``room_param``: the room id's placeholder, so the lock rides on the first read."""
-    return f"pg_try_advisory_xact_lock({_ROOM_LOCK_CLASS}, hashtext({room_param}))"
 
 
 # A select-list expression that makes the rest of its transaction commit without waiting
 # for its WAL record to reach the disk (PostgreSQL).
 UNSYNCED_COMMIT = "set_config('synchronous_commit', 'off', true)"
-
-
-async def synced_commit(conn: Any) -> None:
-    """Make the caller's transaction wait for the disk at its commit after all (PostgreSQL;
-    SQLite always does)."""
-    if conn.scheme != Scheme.SQLITE:
-        await conn.execute("SET LOCAL synchronous_commit = on")
 
 
 def unsynced(scheme: Scheme, update: str) -> str:
@@ -72,8 +56,9 @@ async def _end_open_transaction(conn: Any) -> None:
 
     asyncpg's default reset sends UNLISTEN, RESET ALL, CLOSE ALL and an advisory unlock on
     every release: a round trip per query made through the pool, a third of the inbox's
-    database time in the latency benchmark. The bridge sets no session state (its advisory
-    locks are transaction-scoped, it never LISTENs or SETs), so that work undoes nothing.
+    database time in the latency benchmark. The bridge sets no session state on the pool's
+    connections (it never LISTENs, SETs or takes a session's advisory lock on them), so that
+    work undoes nothing.
     """
     if conn.is_in_transaction():
         await conn.execute("ROLLBACK")

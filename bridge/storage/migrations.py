@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from mautrix.util.async_db import Connection, Scheme, UpgradeTable
 
-from .upgrades import v12_reconcile_changes, v13_retention
+from .upgrades import v12_reconcile_changes, v13_retention, v14_require
 
 
 def bridge_upgrade_table() -> UpgradeTable:
@@ -26,6 +26,7 @@ def bridge_upgrade_table() -> UpgradeTable:
     table.register(description="Exchanges and follow-ups: reminders, nudges")(_v11_follow_ups)
     table.register(description="Reconcile what changed: stamps, runs")(v12_reconcile_changes)
     table.register(description="Retention: purges by due date, legal holds")(v13_retention)
+    table.register(description="Writes kept only with their required part")(v14_require)
     return table
 
 

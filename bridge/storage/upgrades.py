@@ -111,3 +111,23 @@ async def v13_retention(conn: Connection, scheme: Scheme) -> None:
     await conn.execute(
         "CREATE INDEX outbox_delivered ON outbox (delivered_at) WHERE status = 'delivered'"
     )
+
+
+async def v14_require(conn: Connection, scheme: Scheme) -> None:
+    # PostgreSQL: what a query of gathered writes (bridge.storage.writes) calls on a part that
+    # must have changed a row, an event's done mark say. Failing the query keeps none of its
+    # parts, without a transaction around it. SQLite runs the parts in a transaction instead.
+    if scheme == Scheme.SQLITE:
+        return
+    await conn.execute("""
+        CREATE FUNCTION bridge_require(changed BOOLEAN) RETURNS BOOLEAN
+        LANGUAGE plpgsql VOLATILE AS $$
+        BEGIN
+            IF NOT changed THEN
+                RAISE EXCEPTION 'a required write changed no row: nothing of the query kept'
+                    USING ERRCODE = 'serialization_failure';
+            END IF;
+            RETURN TRUE;
+        END
+        $$
+    """)

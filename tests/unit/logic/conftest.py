@@ -31,7 +31,7 @@ from bridge.runtime.workers import Wakeup, Wakeups
 from bridge.storage.database import create_database, start_database
 from policy.ids import MarketUserId, TransactionId, UserId
 from policy.rules import content_rules_from
-from tests.harness import make_config
+from tests.harness import fresh_database, make_config
 
 from .fakes import FakeClock, FakeMatrix, no_stored_transcript
 
@@ -77,7 +77,17 @@ def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-async def db(config: Config, migrated: Path) -> AsyncIterator[Database]:
+async def db(
+    request: pytest.FixtureRequest, config: Config, migrated: Path, tmp_path: Path
+) -> AsyncIterator[Database]:
+    """SQLite; PostgreSQL for a test of its own paths (parametrized indirectly, "postgres")."""
+    if getattr(request, "param", "sqlite") == "postgres":
+        async with fresh_database("postgres", tmp_path) as url:
+            database = create_database(DatabaseConfig(url=url, max_connections=4))
+            await start_database(database)
+            yield database
+            await database.stop()
+        return
     shutil.copyfile(migrated, URL(config.database.url).path)
     database = create_database(config.database)
     await start_database(database)  # finds the schema up to date

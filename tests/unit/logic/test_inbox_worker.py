@@ -17,7 +17,7 @@ from bridge.config import Config
 from bridge.deals import delays_from
 from bridge.deals.tracker import DealTracker
 from bridge.homeserver import inbox_worker
-from bridge.homeserver.inbox import InboxStore, lock_pending
+from bridge.homeserver.inbox import InboxStore, read_pending
 from bridge.homeserver.inbox_worker import BATCH, InboxWorker
 from bridge.market import Market
 from bridge.market.models import NewDispute
@@ -658,6 +658,7 @@ async def test_an_admin_command_runs_after_its_event_is_stored_as_done(
     assert audited["outcome"] == "done"
 
 
+@pytest.mark.parametrize("db", ["sqlite", "postgres"], indirect=True)
 async def test_an_event_read_as_pending_after_another_process_finished_it_is_left_alone(
     worker: InboxWorker,
     market: Market,
@@ -667,19 +668,19 @@ async def test_an_event_read_as_pending_after_another_process_finished_it_is_lef
     rows: Rows,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """PostgreSQL reads the events in the statement that takes the room's lock, with a
-    snapshot taken before it: another process that finished them in between leaves them
-    read as pending. Their writes are rolled back, and the command does not run twice."""
+    """No lock keeps another process off the room: it may read the events as pending just
+    before this one finishes them. None of their writes is kept, and the command does not
+    run twice."""
     management = await market.management.ensure()
     said = text(management, ADMIN, "!market help")
     await store(inbox, said)
     reads: list[Any] = []
 
     async def reading(*args: Any) -> Any:
-        reads.append(await lock_pending(*args))
+        reads.append(await read_pending(*args))
         return reads[-1]
 
-    monkeypatch.setattr(inbox_worker, "lock_pending", reading)
+    monkeypatch.setattr(inbox_worker, "read_pending", reading)
     await worker.drain()  # this process finishes the command
     stale = reads[0]
     assert [e.event_id for e in stale.events] == [said["event_id"]]
@@ -687,13 +688,13 @@ async def test_an_event_read_as_pending_after_another_process_finished_it_is_lef
     async def stale_read(*args: Any) -> Any:
         return stale  # read as pending again, as the other process would
 
-    monkeypatch.setattr(inbox_worker, "lock_pending", stale_read)
+    monkeypatch.setattr(inbox_worker, "read_pending", stale_read)
     more = await worker._process_next(management)
     reply = txn_id("reply", said["event_id"])
     assert len([c for c in matrix.called("send_message") if c[3] == reply]) == 1
     assert len(await rows.audit("command")) == 1
     assert (await statuses(db))[said["event_id"]] == ("done", None)
-    assert more  # nothing of the batch was kept: the room is read again
+    assert more  # nothing of the stale read was kept: the room is read again
 
 
 async def test_a_command_in_a_dispute_room_is_handed_over_as_a_dispute_rooms(

@@ -1,20 +1,20 @@
-"""The inbox worker's first read of a room (bridge.homeserver.inbox.lock_pending), on both
-backends: the room's lock, its oldest pending events, whose room it is and (PostgreSQL) the
-first event's sender's history, in one query; and an event another process finished after
-that query's snapshot, whose writes are rolled back."""
+"""The inbox worker's first read of a room (bridge.homeserver.inbox.read_pending), on both
+backends: its oldest pending events, whose room it is and (PostgreSQL) the first event's
+sender's history, in one query; and an event another process finished after it was read,
+whose writes are not kept (PostgreSQL: with no transaction around them)."""
 
 from __future__ import annotations
 
 import json
 
+import asyncpg
 import pytest
-from mautrix.util.async_db import Database
+from mautrix.util.async_db import Database, Scheme
 
 from bridge.delivery.outbox import queue_notifications
-from bridge.homeserver.inbox import ProcessedElsewhere, lock_pending, mark_done
+from bridge.homeserver.inbox import ProcessedElsewhere, mark_done, read_pending
 from bridge.market.records.rooms import OWNER_OF_ROOM, owner_of
 from bridge.policybot.history import History, first_pending_sql, prefetched, read_history
-from bridge.storage.database import synced_commit
 from bridge.storage.writes import Writes
 from policy.ids import RoomId
 from policy.notifications import Notification
@@ -41,15 +41,14 @@ async def seed(db: Database) -> None:
 async def test_the_oldest_pending_events_come_with_whose_room_it_is(db: Database) -> None:
     await seed(db)
     async with db.acquire() as conn, conn.transaction():
-        held = await lock_pending(conn, RoomId("!deal"), 2, about=OWNER_OF_ROOM)
-        assert held is not None
+        held = await read_pending(conn, RoomId("!deal"), 2, about=OWNER_OF_ROOM)
         assert [e.event_id for e in held.events] == ["$e1", "$e3"]
         assert held.more  # $e4 and $e5 wait behind them
         owner = owner_of(held.about)
         assert owner is not None and owner[0].transaction_id == "t1" and owner[1] is None
     async with db.acquire() as conn, conn.transaction():
-        held = await lock_pending(conn, RoomId("!dispute"), 5, about=OWNER_OF_ROOM)
-        assert held is not None and [e.event_id for e in held.events] == ["$e2"]
+        held = await read_pending(conn, RoomId("!dispute"), 5, about=OWNER_OF_ROOM)
+        assert [e.event_id for e in held.events] == ["$e2"]
         assert not held.more
         owner = owner_of(held.about)
         assert owner is not None
@@ -61,33 +60,35 @@ async def test_the_oldest_pending_events_come_with_whose_room_it_is(db: Database
 async def test_a_room_of_no_one_with_no_events_reads_as_such(db: Database) -> None:
     await seed(db)
     async with db.acquire() as conn, conn.transaction():
-        held = await lock_pending(conn, RoomId("!elsewhere"), 5, about=OWNER_OF_ROOM)
-        assert held is not None and held.events == [] and not held.more
+        held = await read_pending(conn, RoomId("!elsewhere"), 5, about=OWNER_OF_ROOM)
+        assert held.events == [] and not held.more
         assert owner_of(held.about) is None
 
 
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
-async def test_another_process_finds_the_room_held(db: Database) -> None:
+async def test_another_process_reads_the_same_pending_events(db: Database) -> None:
+    """No lock keeps a second process off the room: it reads what the first reads."""
     await seed(db)
-    async with db.acquire() as first, first.transaction():
-        assert await lock_pending(first, RoomId("!deal"), 5, about=OWNER_OF_ROOM) is not None
+    async with db.acquire() as first:
+        held = await read_pending(first, RoomId("!deal"), 5, about=OWNER_OF_ROOM)
         # Another connection (acquire would hand this task the same one back).
-        async with db.acquire_direct() as second, second.transaction():
-            assert await lock_pending(second, RoomId("!deal"), 5, about=OWNER_OF_ROOM) is None
-            # Another room is free.
-            other = await lock_pending(second, RoomId("!dispute"), 5, about=OWNER_OF_ROOM)
-            assert other is not None
+        async with db.acquire_direct() as second:
+            again = await read_pending(second, RoomId("!deal"), 5, about=OWNER_OF_ROOM)
+    assert [e.event_id for e in again.events] == [e.event_id for e in held.events]
+    assert [e.event_id for e in held.events] == ["$e1", "$e3", "$e4", "$e5"]
 
 
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
-async def test_the_transaction_commits_without_waiting_unless_told_to(db: Database) -> None:
+async def test_the_writes_commit_without_waiting_unless_told_to(db: Database) -> None:
+    """What the query itself sets, seen in a transaction around it (the worker has none)."""
     async with db.acquire() as conn:
-        async with conn.transaction():
-            await lock_pending(conn, RoomId("!deal"), 5, about=OWNER_OF_ROOM)
-            assert await conn.fetchval("SHOW synchronous_commit") == "off"
-            await synced_commit(conn)
-            assert await conn.fetchval("SHOW synchronous_commit") == "on"
-        # Only that transaction: the next waits for the disk again.
+        for wait_for_disk, setting in ((False, "off"), (True, "on")):
+            writes = Writes()
+            writes.add("UPDATE inbox_events SET error = 'x' WHERE seq = 0")
+            async with conn.transaction():
+                await writes.run(conn, wait_for_disk)
+                assert await conn.fetchval("SHOW synchronous_commit") == setting
+        # Only that query's transaction: the next waits for the disk again.
         assert await conn.fetchval("SHOW synchronous_commit") == "on"
 
 
@@ -110,7 +111,7 @@ async def message(
     )
 
 
-async def test_the_first_events_history_comes_with_the_lock_as_it_reads_alone(
+async def test_the_first_events_history_comes_with_the_events_as_it_reads_alone(
     db: Database, backend: str
 ) -> None:
     await deal_with_dispute(db)
@@ -140,10 +141,10 @@ async def test_the_first_events_history_comes_with_the_lock_as_it_reads_alone(
     async with db.acquire() as conn, conn.transaction():
         alone = await read_history(conn, first, FLOOD_MS)
         assert alone == History(3, 7, ["part 1", "part 3", "part 4"])
-        held = await lock_pending(
+        held = await read_pending(
             conn, RoomId("!deal"), 5, OWNER_OF_ROOM, first_pending_sql(FLOOD_MS)
         )
-        assert held is not None and [e.event_id for e in held.events] == ["$m5", "$m6"]
+        assert [e.event_id for e in held.events] == ["$m5", "$m6"]
         if backend == "sqlite":  # in process: no round trip to save
             assert held.first is None and prefetched(held.first, "$m5") is None
         else:
@@ -151,11 +152,13 @@ async def test_the_first_events_history_comes_with_the_lock_as_it_reads_alone(
             assert prefetched(held.first, "$m6") is None  # another event's: read it alone
 
 
-async def test_an_event_finished_elsewhere_rolls_back_the_writes_that_came_with_it(
+async def test_an_event_finished_elsewhere_keeps_none_of_the_writes_that_came_with_it(
     db: Database,
 ) -> None:
     """`mark_done` on an event no longer pending (another process's, read as pending just
-    before it finished): its writes run, then the caller's transaction is rolled back."""
+    before it finished): none of its writes is kept. PostgreSQL runs them as one query with
+    no transaction around it (as the inbox worker does) and the query fails as a whole;
+    SQLite runs them in the caller's transaction, rolled back."""
     await seed(db)  # $e0 is done, $e1 pending
     seqs = {
         row["event_id"]: row["seq"]
@@ -165,14 +168,37 @@ async def test_an_event_finished_elsewhere_rolls_back_the_writes_that_came_with_
         writes = Writes()
         notification = Notification("message.created", f"n{event_id}", 0, {})
         queue_notifications(writes, "!deal", [notification], 60_000, 0)
+        writes.add("UPDATE transactions SET changed_at = changed_at + 1")  # with no answer
         mark_done(writes, seqs[event_id])
+        changed = await db.fetchval("SELECT SUM(changed_at) FROM transactions")
         try:
-            async with db.acquire() as conn, conn.transaction():
-                await writes.run(conn)
+            async with db.acquire() as conn:
+                if db.scheme == Scheme.SQLITE:
+                    async with conn.transaction():
+                        await writes.run(conn)
+                else:
+                    await writes.run(conn, wait_for_disk=False)
         except ProcessedElsewhere:
             assert finished_elsewhere
         else:
             assert not finished_elsewhere
         queued = await db.fetchval("SELECT COUNT(*) FROM outbox WHERE id = $1", f"n{event_id}")
         assert queued == (0 if finished_elsewhere else 1)
+        now_changed = await db.fetchval("SELECT SUM(changed_at) FROM transactions")
+        assert (now_changed == changed) == finished_elsewhere
     assert await db.fetchval("SELECT status FROM inbox_events WHERE event_id = '$e1'") == "done"
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_a_required_write_without_an_answer_to_read_still_keeps_nothing(
+    db: Database,
+) -> None:
+    await seed(db)
+    writes = Writes()
+    writes.add("UPDATE transactions SET changed_at = changed_at + 1")
+    writes.add("UPDATE inbox_events SET error = 'x' WHERE seq = -1 RETURNING seq", required=True)
+    changed = await db.fetchval("SELECT SUM(changed_at) FROM transactions")
+    async with db.acquire() as conn:
+        with pytest.raises(asyncpg.SerializationError, match="required write changed no row"):
+            await writes.run(conn)
+    assert await db.fetchval("SELECT SUM(changed_at) FROM transactions") == changed
