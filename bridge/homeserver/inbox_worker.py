@@ -29,6 +29,7 @@ import contextlib
 import json
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from mautrix.util.async_db import Connection, Database, Scheme
 
@@ -195,16 +196,13 @@ class InboxWorker:
         except ProcessedElsewhere:
             # SQLite: nothing of the batch was kept. Read the room again.
             return True
-        for stored, decision, queued in processed:
-            await self._after_commit(room_id, stored, decision, queued)
+        for done in processed:
+            await self._after_commit(room_id, done)
         return more
 
-    async def _process_batch(
-        self, room_id: RoomId
-    ) -> tuple[list[tuple[StoredEvent, Decision, int]], bool]:
-        """The batch's events processed and committed (with their decisions and webhook
-        counts), and whether more wait."""
-        processed: list[tuple[StoredEvent, Decision, int]] = []
+    async def _process_batch(self, room_id: RoomId) -> tuple[list[_Processed], bool]:
+        """The batch's events processed and committed, and whether more wait."""
+        processed: list[_Processed] = []
         async with self._db.acquire() as conn, _batch_transaction(conn):
             # Whose room it is, read with the events: every change made before they were
             # stored (a payment, say) is seen.
@@ -216,32 +214,22 @@ class InboxWorker:
                 # The first event's sender's history came with the events (PostgreSQL); the
                 # others' is read after the writes before them (a mute, say).
                 history = prefetched(pending.first, stored.event_id) if place == 0 else None
-                # A command runs once its event is marked done, at most once: the mark must
-                # outlast a crash of the database server.
-                command = self._is_command(stored)
                 try:
-                    outcome = await self._process(conn, room_id, stored, owner, history, command)
+                    done = await self._process(conn, room_id, stored, owner, history)
                 except ProcessedElsewhere:
                     if conn.scheme == Scheme.SQLITE:
                         raise  # the batch's transaction is rolled back
                     # Another process finished this event after it was read; the events
                     # before it are kept. Read the room again.
                     return processed, True
-                if outcome is not None:
-                    processed.append((stored, *outcome))
-                    if command:
+                if done is not None:
+                    processed.append(done)
+                    if done.command:
                         # What follows is judged after the command has run, as it would be
                         # one event at a time.
                         more = more or place + 1 < len(events)
                         break
         return processed, more
-
-    def _is_command(self, stored: StoredEvent) -> bool:
-        try:
-            event = json.loads(stored.event_json)
-        except ValueError:
-            return False  # deciding parks it as dead
-        return isinstance(event, dict) and self._commands.is_command(event)
 
     async def _process(
         self,
@@ -250,16 +238,13 @@ class InboxWorker:
         stored: StoredEvent,
         owner: Owner | None,
         history: History | None,
-        wait_for_disk: bool,
-    ) -> tuple[Decision, int] | None:
-        """One event: its decision and the webhooks it queued (None: it could not be decided
-        and is parked as dead, or its room is gone). Its writes are worked out from the
-        event, which was stored with a waiting commit: unless ``wait_for_disk``, they commit
-        without waiting (a database crash that forgets them leaves the event pending, to be
-        worked out again)."""
+    ) -> _Processed | None:
+        """One event, decided and its writes committed (None: it could not be decided and is
+        parked as dead, or its room is gone)."""
         now = self._clock.now_ms()
         try:
-            decision = await self._decide(conn, stored, owner, history, now)
+            event = json.loads(stored.event_json)
+            decision = await self._decide(conn, stored, event, owner, history, now)
         except Exception as e:  # a bug in deciding: park the event, keep the room moving
             self._log.exception("Parking event %s of %s as dead", stored.seq, room_id)
             await mark_dead(conn, stored.seq, f"{type(e).__name__}: {e}")
@@ -267,6 +252,12 @@ class InboxWorker:
         if decision.removed:
             await forget(conn, stored.seq)
             return None
+        command = (
+            stored.sender != self._bot
+            and not decision.enforcement.withhold
+            and isinstance(event, dict)
+            and self._commands.is_command(event)
+        )
         # The event's writes in one round trip (bridge.storage.writes): what to notify, the
         # chat list's record, the follow-ups, the enforcer's rows, and the event done.
         writes = Writes()
@@ -278,24 +269,25 @@ class InboxWorker:
         await self._track(writes, stored, decision, now)
         await self._enforcer.record(writes, room_id, decision.enforcement, now)
         mark_done(writes, stored.seq)
-        await writes.run(conn, wait_for_disk)
-        return decision, len(queued)
+        # Worked out from the event, which was stored with a waiting commit, the writes
+        # commit without waiting: a database crash that forgets them leaves the event
+        # pending, to be worked out again. A command's wait: it runs once its event is
+        # marked done, at most once, so the mark must outlast such a crash.
+        await writes.run(conn, wait_for_disk=command)
+        return _Processed(event, decision, len(queued), command)
 
-    async def _after_commit(
-        self, room_id: RoomId, stored: StoredEvent, decision: Decision, queued: int
-    ) -> None:
-        enforcement = decision.enforcement
-        if queued:
-            self._metrics.webhooks_queued.inc(queued)
+    async def _after_commit(self, room_id: RoomId, done: _Processed) -> None:
+        enforcement = done.decision.enforcement
+        if done.queued:
+            self._metrics.webhooks_queued.inc(done.queued)
             self._wakeups.outbox.set()
         for rule in enforcement.broken_rules:
             self._metrics.policy_violations.labels(rule).inc()
         if enforcement.actions:
             self._wakeups.actions.set()
-        is_message = stored.event_type == "m.room.message" and stored.sender != self._bot
-        if is_message and not enforcement.withhold:
+        if done.command:
             try:  # admin commands run after the event is stored as done: at most once
-                await self._commands.handle(room_id, decision.kind, json.loads(stored.event_json))
+                await self._commands.handle(room_id, done.decision.kind, done.event)
             except Exception:
                 self._log.exception("Handling a message of %s failed", room_id)
 
@@ -316,12 +308,12 @@ class InboxWorker:
         self,
         conn: Connection,
         stored: StoredEvent,
+        event: Any,
         owner: Owner | None,
         history: History | None,
         now: int,
     ) -> Decision:
         """What the event means: notifications, chat list record, the policy bot's actions."""
-        event = json.loads(stored.event_json)
         room_id = stored.room_id
         if owner is None:
             if room_id != self._management.room_id or stored.event_type == RECEIPT_EVENT_TYPE:
@@ -363,3 +355,13 @@ def _batch_transaction(conn: Connection) -> contextlib.AbstractAsyncContextManag
     """SQLite: the batch in one transaction (its statements run one by one). PostgreSQL: none,
     each event's writes being one statement (bridge.storage.writes)."""
     return conn.transaction() if conn.scheme == Scheme.SQLITE else contextlib.nullcontext()
+
+
+@dataclass(frozen=True, slots=True)
+class _Processed:
+    """An event whose writes are committed, and what follows from it."""
+
+    event: Any  # as parsed
+    decision: Decision
+    queued: int  # webhooks
+    command: bool  # an admin command, run once the event is marked done

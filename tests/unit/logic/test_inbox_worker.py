@@ -755,9 +755,9 @@ async def test_a_failing_command_leaves_its_event_done_and_the_room_moving(
     worker = build_worker(
         config, db, market, build_enforcer(config, market), runner, clock, metrics, wakeups
     )
-    first, second = text(room, BUYER, "one"), text(room, SELLER, "two")
-    await store(inbox, first, second)
+    first, second = text(room, BUYER, "!market help"), text(room, SELLER, "!market help")
+    await store(inbox, first, second, text(room, BUYER, "no command: not handed over"))
     await worker.drain()
     assert runner.handed == [first["event_id"], second["event_id"]]  # both failed
     assert {status for status, _ in (await statuses(db)).values()} == {"done"}
-    assert len(await rows.outbox("message.created")) == 2
+    assert len(await rows.outbox("message.created")) == 3
