@@ -278,7 +278,7 @@ class ProcessedElsewhere(Exception):
 
 def mark_done(writes: Writes, seq: int) -> None:
     """The event marked done, among its other writes, which are kept only with the mark. If
-    the event is no longer pending, another process finished it after it was read:
+    the event is no longer pending, another process finished (or parked) it after it was read:
     `ProcessedElsewhere` is raised, and none of the writes is kept (PostgreSQL: their one
     query fails; SQLite: the caller's transaction is rolled back)."""
 

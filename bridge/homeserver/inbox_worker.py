@@ -45,6 +45,7 @@ from bridge.policybot.history import History, prefetched
 from bridge.runtime.clock import Clock
 from bridge.runtime.metrics import Metrics
 from bridge.runtime.workers import Wakeups, drain_when_woken
+from bridge.storage.database import database_failed
 from bridge.storage.writes import Rows, Writes
 from policy.ids import RoomId, UserId
 from policy.links import RoomLinks
@@ -191,18 +192,24 @@ class InboxWorker:
     async def _process_next(self, room_id: RoomId) -> bool:
         """Process the room's oldest pending events, up to BATCH of them (a burst, such as a
         new room's state, is read at once); whether more wait (False when none does)."""
+        committed: list[_Processed] = []
         try:
-            processed, more = await self._process_batch(room_id)
+            more = await self._process_batch(room_id, committed)
         except ProcessedElsewhere:
-            # SQLite: nothing of the batch was kept. Read the room again.
-            return True
-        for done in processed:
-            await self._after_commit(room_id, done)
+            more = True  # SQLite: nothing of the batch was kept. Read the room again.
+        except Exception:
+            # PostgreSQL: the events before the failure are kept, and what follows them
+            # (wake-ups, metrics) is done.
+            await self._after_commits(room_id, committed)
+            raise
+        await self._after_commits(room_id, committed)
         return more
 
-    async def _process_batch(self, room_id: RoomId) -> tuple[list[_Processed], bool]:
-        """The batch's events processed and committed, and whether more wait."""
-        processed: list[_Processed] = []
+    async def _process_batch(self, room_id: RoomId, committed: list[_Processed]) -> bool:
+        """Process the batch's events, adding each to ``committed`` once it is; whether more
+        wait."""
+        sqlite = self._db.scheme == Scheme.SQLITE
+        kept = [] if sqlite else committed  # SQLite: committed with the batch's transaction
         async with self._db.acquire() as conn, _batch_transaction(conn):
             # Whose room it is, read with the events: every change made before they were
             # stored (a payment, say) is seen.
@@ -217,19 +224,21 @@ class InboxWorker:
                 try:
                     done = await self._process(conn, room_id, stored, owner, history)
                 except ProcessedElsewhere:
-                    if conn.scheme == Scheme.SQLITE:
+                    if sqlite:
                         raise  # the batch's transaction is rolled back
                     # Another process finished this event after it was read; the events
                     # before it are kept. Read the room again.
-                    return processed, True
+                    return True
                 if done is not None:
-                    processed.append(done)
+                    kept.append(done)
                     if done.command:
                         # What follows is judged after the command has run, as it would be
                         # one event at a time.
                         more = more or place + 1 < len(events)
                         break
-        return processed, more
+        if sqlite:
+            committed += kept
+        return more
 
     async def _process(
         self,
@@ -245,7 +254,10 @@ class InboxWorker:
         try:
             event = json.loads(stored.event_json)
             decision = await self._decide(conn, stored, event, owner, history, now)
-        except Exception as e:  # a bug in deciding: park the event, keep the room moving
+        except Exception as e:
+            if database_failed(e):
+                raise  # the event stays pending, to be processed again
+            # A bug in deciding: park the event, keep the room moving.
             self._log.exception("Parking event %s of %s as dead", stored.seq, room_id)
             await mark_dead(conn, stored.seq, f"{type(e).__name__}: {e}")
             return None
@@ -276,20 +288,21 @@ class InboxWorker:
         await writes.run(conn, wait_for_disk=command)
         return _Processed(event, decision, len(queued), command)
 
-    async def _after_commit(self, room_id: RoomId, done: _Processed) -> None:
-        enforcement = done.decision.enforcement
-        if done.queued:
-            self._metrics.webhooks_queued.inc(done.queued)
-            self._wakeups.outbox.set()
-        for rule in enforcement.broken_rules:
-            self._metrics.policy_violations.labels(rule).inc()
-        if enforcement.actions:
-            self._wakeups.actions.set()
-        if done.command:
-            try:  # admin commands run after the event is stored as done: at most once
-                await self._commands.handle(room_id, done.decision.kind, done.event)
-            except Exception:
-                self._log.exception("Handling a message of %s failed", room_id)
+    async def _after_commits(self, room_id: RoomId, committed: list[_Processed]) -> None:
+        for done in committed:
+            enforcement = done.decision.enforcement
+            if done.queued:
+                self._metrics.webhooks_queued.inc(done.queued)
+                self._wakeups.outbox.set()
+            for rule in enforcement.broken_rules:
+                self._metrics.policy_violations.labels(rule).inc()
+            if enforcement.actions:
+                self._wakeups.actions.set()
+            if done.command:
+                try:  # admin commands run after the event is stored as done: at most once
+                    await self._commands.handle(room_id, done.decision.kind, done.event)
+                except Exception:
+                    self._log.exception("Handling a message of %s failed", room_id)
 
     async def _track(
         self, writes: Writes, stored: StoredEvent, decision: Decision, now: int

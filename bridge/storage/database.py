@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,17 @@ def rows_affected(status: Any) -> int:
     if isinstance(status, str):
         return int(status.rsplit(" ", 1)[-1])
     return status.rowcount
+
+
+def database_failed(error: BaseException) -> bool:
+    """Whether the database failed (the server, the connection, a timeout), rather than the
+    work that met the error: such work is left to be done again, never given up. A data
+    error (SQLSTATE class 22, such as a NUL character in a text parameter) is the input's
+    own, and would fail again."""
+    if isinstance(error, asyncpg.DataError):
+        return False
+    failures = (asyncpg.PostgresError, asyncpg.InterfaceError, sqlite3.OperationalError, OSError)
+    return isinstance(error, failures)
 
 
 # The advisory lock class of the schema's upgrade, so our key never meets another

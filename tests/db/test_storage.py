@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
 import asyncpg
@@ -13,7 +14,7 @@ from appservice.transactions import MalformedEvent, Receipt, RoomEvent, Transact
 from bridge.config import DatabaseConfig
 from bridge.homeserver.inbox import InboxStore
 from bridge.runtime.clock import SystemClock
-from bridge.storage.database import create_database, start_database
+from bridge.storage.database import create_database, database_failed, start_database
 from bridge.storage.migrations import bridge_upgrade_table
 from tests.harness import fresh_postgres_database
 
@@ -144,3 +145,24 @@ async def test_a_failed_transaction_stores_nothing(db: Database) -> None:
         )
     await db.execute("ALTER TABLE read_positions_away RENAME TO read_positions")
     assert await store.get_event("!room:localhost", "$e2") is None
+
+
+@pytest.mark.parametrize(
+    ("error", "failed"),
+    [
+        (asyncpg.QueryCanceledError("canceling statement due to statement timeout"), True),
+        (asyncpg.ConnectionDoesNotExistError("connection was closed"), True),
+        (asyncpg.InterfaceError("cannot perform operation: connection is closed"), True),
+        (asyncpg.SerializationError("could not serialize access"), True),
+        (sqlite3.OperationalError("database is locked"), True),
+        (ConnectionResetError("reset by peer"), True),
+        # The input's own: it would fail again.
+        (asyncpg.CharacterNotInRepertoireError("invalid byte sequence for encoding"), False),
+        (RuntimeError("a bug"), False),
+        (KeyError("content"), False),
+    ],
+)
+def test_a_failure_of_the_database_is_told_from_the_inputs_own(
+    error: BaseException, failed: bool
+) -> None:
+    assert database_failed(error) == failed

@@ -8,8 +8,9 @@ import itertools
 import json
 from typing import Any
 
+import asyncpg
 import pytest
-from mautrix.util.async_db import Connection, Database
+from mautrix.util.async_db import Connection, Database, Scheme
 
 from appservice.matrix import txn_id
 from appservice.transactions import Receipt, Transaction, parse_room_event
@@ -415,7 +416,10 @@ async def test_the_inbox_lag_is_the_age_of_the_oldest_pending_event(
 
 
 class FailingEnforcer(Enforcer):
-    """Raises on a message whose body is "boom" (a bug in deciding)."""
+    """Raises on a message whose body is "boom" (a bug in deciding), and on "database down"
+    while ``database_down`` (the database failing)."""
+
+    database_down = True
 
     async def judge(
         self,
@@ -425,8 +429,11 @@ class FailingEnforcer(Enforcer):
         now: int,
         history: History | None = None,
     ) -> Enforcement:
-        if (event.get("content") or {}).get("body") == "boom":
+        body = (event.get("content") or {}).get("body")
+        if body == "boom":
             raise RuntimeError("cannot judge this")
+        if body == "database down" and self.database_down:
+            raise asyncpg.QueryCanceledError("canceling statement due to statement timeout")
         return await super().judge(conn, event, room, now, history)
 
 
@@ -459,6 +466,49 @@ async def test_an_event_the_decision_code_cannot_handle_is_parked_dead_and_the_r
     assert record["event_id"] == good["event_id"]
     (dead,) = await inbox.get_dead()
     assert dead.event_id == bad["event_id"]
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgres"], indirect=True)
+async def test_a_database_failure_while_deciding_leaves_the_event_pending_not_dead(
+    config: Config,
+    db: Database,
+    market: Market,
+    matrix: FakeMatrix,
+    inbox: InboxStore,
+    clock: FakeClock,
+    metrics: Metrics,
+    wakeups: Wakeups,
+    room: RoomId,
+    rows: Rows,
+) -> None:
+    """PostgreSQL keeps the events before it (each committed alone) and wakes the outbox for
+    them; SQLite's batch is one transaction, rolled back whole. The failed event is processed
+    once the database answers again, and nothing is doubled."""
+    enforcer = build_enforcer(config, market, FailingEnforcer)
+    assert isinstance(enforcer, FailingEnforcer)
+    commands = build_runner(config, market, matrix, inbox, db, clock)
+    worker = build_worker(config, db, market, enforcer, commands, clock, metrics, wakeups)
+    before, failing, after = (
+        text(room, BUYER, "before"),
+        text(room, SELLER, "database down"),
+        text(room, BUYER, "after"),
+    )
+    await store(inbox, before, failing, after)
+    reset(wakeups)
+    await worker.drain()
+    states = await statuses(db)
+    kept_before = db.scheme != Scheme.SQLITE
+    assert states[before["event_id"]][0] == ("done" if kept_before else "pending")
+    assert states[failing["event_id"]] == ("pending", None)
+    assert states[after["event_id"]] == ("pending", None)
+    assert wakeups.outbox.sets == (1 if kept_before else 0)  # type: ignore[attr-defined]
+    assert sample(metrics, "bridge_webhooks_queued_total") == (1 if kept_before else 0)
+    enforcer.database_down = False  # it answers again
+    await worker.drain()
+    assert {status for status, _ in (await statuses(db)).values()} == {"done"}
+    created = bodies(await rows.outbox("message.created"))
+    expected = [before["event_id"], failing["event_id"], after["event_id"]]
+    assert [b["data"]["event_id"] for b in created] == expected
 
 
 async def test_a_stored_event_that_is_not_json_is_parked_dead(
