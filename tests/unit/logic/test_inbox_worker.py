@@ -18,7 +18,7 @@ from bridge.config import Config
 from bridge.deals import delays_from
 from bridge.deals.tracker import DealTracker
 from bridge.homeserver import inbox_worker
-from bridge.homeserver.inbox import InboxStore, read_pending
+from bridge.homeserver.inbox import InboxStore, ProcessedElsewhere, read_pending
 from bridge.homeserver.inbox_worker import BATCH, InboxWorker
 from bridge.market import Market
 from bridge.market.models import NewDispute
@@ -745,6 +745,81 @@ async def test_an_event_read_as_pending_after_another_process_finished_it_is_lef
     assert len(await rows.audit("command")) == 1
     assert (await statuses(db))[said["event_id"]] == ("done", None)
     assert more  # nothing of the stale read was kept: the room is read again
+
+
+@pytest.mark.parametrize("db", ["postgres"], indirect=True)
+async def test_two_workers_on_one_room_keep_each_event_once_and_in_order(
+    config: Config,
+    db: Database,
+    market: Market,
+    matrix: FakeMatrix,
+    inbox: InboxStore,
+    clock: FakeClock,
+    metrics: Metrics,
+    wakeups: Wakeups,
+    room: RoomId,
+    rows: Rows,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two processes' workers (no lock keeps them apart) read the room's events at the same
+    time, so both work out the same ones: each event's writes are kept once, webhooks in
+    the events' order, nothing of the policy bot's doubled."""
+    enforcer = build_enforcer(config, market)
+    commands = build_runner(config, market, matrix, inbox, db, clock)
+    workers = [
+        build_worker(config, db, market, enforcer, commands, clock, metrics, wakeups)
+        for _ in range(2)
+    ]
+    said = [
+        text(
+            room,
+            (BUYER, SELLER)[n % 2],
+            "mail me at bob@example.com" if n in (4, 9) else f"offer {n}",
+            START_MS + n * 10_000,  # apart: no flood
+        )
+        for n in range(12)
+    ]
+    await store(inbox, *said)
+    first_reads: list[Any] = []
+    both_read = asyncio.Event()
+
+    async def reading_together(*args: Any) -> Any:
+        """The first read of each worker waits for the other's: both hold the same events."""
+        pending = await read_pending(*args)
+        if len(first_reads) < 2:
+            first_reads.append(pending)
+            if len(first_reads) == 2:
+                both_read.set()
+            await both_read.wait()
+        return pending
+
+    conflicts = 0
+    process = InboxWorker._process
+
+    async def counting(self: InboxWorker, *args: Any) -> Any:
+        nonlocal conflicts
+        try:
+            return await process(self, *args)
+        except ProcessedElsewhere:
+            conflicts += 1
+            raise
+
+    monkeypatch.setattr(inbox_worker, "read_pending", reading_together)
+    monkeypatch.setattr(InboxWorker, "_process", counting)
+    await asyncio.gather(*(worker.drain() for worker in workers))
+    assert [len(read.events) for read in first_reads] == [12, 12]  # BATCH is larger
+    assert conflicts >= 1  # the race ran
+    assert {status for status, _ in (await statuses(db)).values()} == {"done"}
+    created = [b["data"]["event_id"] for b in bodies(await rows.outbox("message.created"))]
+    clean = [e["event_id"] for n, e in enumerate(said) if n not in (4, 9)]
+    assert created == clean
+    violations = bodies(await rows.outbox("policy.violation"))
+    violating = [said[4]["event_id"], said[9]["event_id"]]
+    assert [v["data"]["event_id"] for v in violations] == violating
+    assert len(await rows.audit("policy.violation")) == 2
+    assert len(await rows.planned()) == 6  # redact, warn, alert for each
+    (count,) = await db.fetchrow("SELECT COUNT(*) FROM messages")
+    assert count == len(clean)
 
 
 async def test_a_command_in_a_dispute_room_is_handed_over_as_a_dispute_rooms(
