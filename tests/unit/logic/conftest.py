@@ -1,7 +1,8 @@
 """The logic tier's fixtures: bridge parts on SQLite, a fake clock and a fake homeserver.
 
-No Synapse and no PostgreSQL: each test gets a fresh SQLite file (migrated, as the bridge
-opens it) and a `FakeMatrix`, so a test of market or policy bot logic costs milliseconds.
+No Synapse: each test gets a fresh SQLite file (migrated, as the bridge opens it) and a
+`FakeMatrix`, so a test of market or policy bot logic costs milliseconds. A test of a path
+only PostgreSQL takes asks for it (``db`` parametrized indirectly, "postgres").
 """
 
 from __future__ import annotations
