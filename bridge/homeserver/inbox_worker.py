@@ -208,9 +208,14 @@ class InboxWorker:
     async def _process_batch(self, room_id: RoomId, committed: list[_Processed]) -> bool:
         """Process the batch's events, adding each to ``committed`` once it is; whether more
         wait."""
+        # SQLite runs each event's statements one by one, in one transaction for the batch;
+        # on PostgreSQL each event's writes are one statement (bridge.storage.writes).
         sqlite = self._db.scheme == Scheme.SQLITE
         kept = [] if sqlite else committed  # SQLite: committed with the batch's transaction
-        async with self._db.acquire() as conn, _batch_transaction(conn):
+        async with (
+            self._db.acquire() as conn,
+            conn.transaction() if sqlite else contextlib.nullcontext(),
+        ):
             # Whose room it is, read with the events: every change made before they were
             # stored (a payment, say) is seen.
             pending = await read_pending(
@@ -362,12 +367,6 @@ class InboxWorker:
             notifications = [n for n in notifications if n.type not in WITHHELD]
             message = None
         return Decision(notifications, message, context.kind, enforcement, room, event=event)
-
-
-def _batch_transaction(conn: Connection) -> contextlib.AbstractAsyncContextManager:
-    """SQLite: the batch in one transaction (its statements run one by one). PostgreSQL: none,
-    each event's writes being one statement (bridge.storage.writes)."""
-    return conn.transaction() if conn.scheme == Scheme.SQLITE else contextlib.nullcontext()
 
 
 @dataclass(frozen=True, slots=True)
