@@ -267,7 +267,10 @@ class DatabaseConfig(Section):
         description="sqlite:<path> (one process) or postgresql://user@host/db (production)."
     )
     max_connections: int = Field(
-        ge=1, le=1000, description="PostgreSQL pool size (SQLite always uses one connection)."
+        ge=1,
+        le=1000,
+        description="Most PostgreSQL connections open at once, each opened when first needed"
+        " and then kept (SQLite always uses one connection).",
     )
 
 

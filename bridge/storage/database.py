@@ -13,6 +13,7 @@ from yarl import URL
 from bridge.config import DatabaseConfig
 
 from .migrations import bridge_upgrade_table
+from .pool import PooledPostgresDatabase
 
 # WAL lets readers run beside the writer; synchronous=FULL makes every acknowledged
 # transaction survive power loss (mautrix's default, NORMAL, does not).
@@ -63,19 +64,6 @@ def unsynced(scheme: Scheme, update: str) -> str:
     return f"WITH lax AS (SELECT {setting} AS unsynced) {assignments} FROM lax WHERE {condition}"  # noqa: S608 (our SQL)
 
 
-async def _end_open_transaction(conn: Any) -> None:
-    """What a connection needs before going back to the pool: no transaction left open.
-
-    asyncpg's default reset sends UNLISTEN, RESET ALL, CLOSE ALL and an advisory unlock on
-    every release: a round trip per query made through the pool, a third of the inbox's
-    database time in the latency benchmark. The bridge sets no session state on the pool's
-    connections (it never LISTENs, SETs or takes a session's advisory lock on them), so that
-    work undoes nothing.
-    """
-    if conn.is_in_transaction():
-        await conn.execute("ROLLBACK")
-
-
 def is_sqlite(url: str) -> bool:
     return URL(url).scheme in ("sqlite", "sqlite3")
 
@@ -83,17 +71,16 @@ def is_sqlite(url: str) -> bool:
 def create_database(config: DatabaseConfig) -> Database:
     if is_sqlite(config.url):
         Path(URL(config.url).path).parent.mkdir(parents=True, exist_ok=True)
-        db_args: dict = {"init_commands": list(SQLITE_INIT_COMMANDS)}
-    else:
-        db_args = {
-            "min_size": 1,
-            "max_size": config.max_connections,
-            "reset": _end_open_transaction,
-            # Every commit waits for its WAL record on disk, whatever the server's default:
-            # an acknowledged event survives a crash of the database server too.
-            "server_settings": {"synchronous_commit": "on"},
-        }
-    return Database.create(config.url, upgrade_table=bridge_upgrade_table(), db_args=db_args)
+        db_args = {"init_commands": list(SQLITE_INIT_COMMANDS)}
+        return Database.create(config.url, upgrade_table=bridge_upgrade_table(), db_args=db_args)
+    return PooledPostgresDatabase(
+        config.url,
+        bridge_upgrade_table(),
+        config.max_connections,
+        # Every commit waits for its WAL record on disk, whatever the server's default: an
+        # acknowledged event survives a crash of the database server too.
+        server_settings={"synchronous_commit": "on"},
+    )
 
 
 async def start_database(db: Database) -> None:

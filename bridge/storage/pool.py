@@ -1,0 +1,168 @@
+"""PostgreSQL connections: a small pool of asyncpg connections behind mautrix's `Database`.
+
+Why not asyncpg's own pool: a message takes four pool connections (intake, inbox, outbox
+lease, delivered mark), and asyncpg's acquire and release cost about 40 us of client CPU more
+than taking a connection from a list (its release shields a task of its own and re-arms an
+inactivity timer): 72 against 35 us for acquire, `SELECT 1` and release, measured here
+(docs/performance.md, tenth round). The bridge keeps no session state on its connections,
+so what asyncpg's pool does beyond lending them (resetting them, closing idle ones) is not
+needed. What is needed is here: at most ``max_size`` connections, waiters served in turn, a
+transaction left open rolled back, and a connection broken or interrupted mid-statement
+dropped, so that the next acquire connects afresh (after a database cut, say).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+from mautrix.util.async_db import Database
+from mautrix.util.async_db.asyncpg import PostgresDatabase
+from mautrix.util.async_db.connection import LoggingConnection
+from yarl import URL
+
+# Errors after which a connection's state is unknown (a statement cut off mid-way, the
+# socket gone): it is closed rather than lent again.
+_BREAKING = (
+    asyncio.CancelledError,
+    TimeoutError,
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+)
+
+
+class ConnectionPool:
+    """Lends up to ``max_size`` asyncpg connections, opened as needed and kept open."""
+
+    def __init__(self, url: str, max_size: int, **connect_args: Any) -> None:
+        self._url = url
+        self._max_size = max_size
+        self._connect_args = connect_args
+        self._idle: list[asyncpg.Connection] = []
+        # Each waiter is given a connection, or None when a slot came free to connect in.
+        self._waiters: deque[asyncio.Future[asyncpg.Connection | None]] = deque()
+        self._size = 0  # connections open, being opened or lent
+        self._closed = False
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    async def acquire(self) -> asyncpg.Connection:
+        while True:
+            if self._closed:
+                raise asyncpg.InterfaceError("the connection pool is closed")
+            while self._idle:
+                conn = self._idle.pop()  # the latest returned: the fewest kept busy
+                if not conn.is_closed():
+                    return conn
+                self._size -= 1  # closed while idle (the server went away)
+            if self._size < self._max_size:
+                return await self._connect()
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                conn = await waiter
+            except asyncio.CancelledError:
+                self._abandon(waiter)
+                raise
+            if conn is not None:
+                return conn
+
+    async def release(self, conn: asyncpg.Connection, *, broken: bool = False) -> None:
+        """Take a connection back: lent again, or closed when ``broken`` or unusable."""
+        if broken or conn.is_closed() or self._closed:
+            self._drop(conn)
+            return
+        if conn.is_in_transaction():
+            try:
+                await conn.execute("ROLLBACK")
+            except Exception:  # the connection failed: closed instead
+                self._drop(conn)
+                return
+            except BaseException:  # cancelled mid-way
+                self._drop(conn)
+                raise
+        self._give(conn)
+
+    async def close(self) -> None:
+        """Close the idle connections; those lent are closed as they come back."""
+        self._closed = True
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(asyncpg.InterfaceError("the connection pool is closed"))
+        idle, self._idle = self._idle, []
+        self._size -= len(idle)
+        await asyncio.gather(*(conn.close(timeout=5) for conn in idle), return_exceptions=True)
+
+    async def _connect(self) -> asyncpg.Connection:
+        self._size += 1  # taken before the wait, so that others count it
+        try:
+            return await asyncpg.connect(self._url, **self._connect_args)
+        except BaseException:
+            self._size -= 1
+            self._hand(None)  # another waiter may try
+            raise
+
+    def _drop(self, conn: asyncpg.Connection) -> None:
+        conn.terminate()
+        self._size -= 1
+        self._hand(None)  # a waiter may connect in its place
+
+    def _give(self, conn: asyncpg.Connection) -> None:
+        if not self._hand(conn):
+            self._idle.append(conn)
+
+    def _hand(self, conn: asyncpg.Connection | None) -> bool:
+        """Give the first live waiter ``conn`` (None: a free slot); whether one took it."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return True
+        return False
+
+    def _abandon(self, waiter: asyncio.Future[asyncpg.Connection | None]) -> None:
+        """A waiter cancelled: what it was handed goes to the next one."""
+        if waiter.done() and not waiter.cancelled():
+            handed = waiter.result()
+            if handed is not None:
+                self._give(handed)
+            else:
+                self._hand(None)
+        elif waiter in self._waiters:
+            self._waiters.remove(waiter)
+
+
+class PooledPostgresDatabase(PostgresDatabase):
+    """mautrix's PostgreSQL `Database` with its connections lent by `ConnectionPool`."""
+
+    def __init__(self, url: str, upgrade_table: Any, max_size: int, **connect_args: Any) -> None:
+        super().__init__(URL(url), upgrade_table=upgrade_table)
+        self._connections = ConnectionPool(str(self.url), max_size, **connect_args)
+
+    async def start(self) -> None:
+        await Database.start(self)  # the schema's upgrade; no asyncpg pool to create
+
+    async def stop(self) -> None:
+        await self._connections.close()
+
+    @contextlib.asynccontextmanager
+    async def acquire_direct(self) -> AsyncIterator[LoggingConnection]:
+        conn = await self._connections.acquire()
+        broken = False
+        try:
+            yield LoggingConnection(
+                self.scheme, conn, self.log, handle_exception=self._handle_exception
+            )
+        except _BREAKING:
+            broken = True
+            raise
+        finally:
+            await self._connections.release(conn, broken=broken)
