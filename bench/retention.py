@@ -342,9 +342,9 @@ async def _metered(
 ) -> tuple[Prune, dict[str, float]]:
     """``work`` done; the CPU the driver, Synapse and the database's backends spent on it.
 
-    The backends are sampled every SAMPLE_SECONDS (on ``conn``, not counted), as asyncpg's pool
-    replaces a connection after 50,000 queries (its max_queries): one gone by the end counts
-    to its last sample, one that came meanwhile from its start.
+    The backends are sampled every SAMPLE_SECONDS (on ``conn``, not counted), as the bridge's
+    pool may replace a connection meanwhile (one cut off mid-statement): one gone by the end
+    counts to its last sample, one that came meanwhile from its start.
     """
     seen: dict[int, tuple[float, float]] = {}  # pid -> CPU seconds when first seen, latest
 
