@@ -130,7 +130,7 @@ class ConnectionPool:
 
     def _abandon(self, waiter: asyncio.Future[asyncpg.Connection | None]) -> None:
         """A waiter cancelled: what it was handed goes to the next one."""
-        if waiter.done() and not waiter.cancelled():
+        if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
             handed = waiter.result()
             if handed is not None:
                 self._give(handed)
