@@ -39,7 +39,13 @@ def database_failed(error: BaseException) -> bool:
     own, and would fail again."""
     if isinstance(error, asyncpg.DataError):
         return False
-    failures = (asyncpg.PostgresError, asyncpg.InterfaceError, sqlite3.OperationalError, OSError)
+    failures = (
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        asyncpg.InternalClientError,  # a backend the server ended (bridge.storage.pool)
+        sqlite3.OperationalError,
+        OSError,
+    )
     return isinstance(error, failures)
 
 

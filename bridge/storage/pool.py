@@ -28,6 +28,7 @@ from yarl import URL
 # Errors after which a connection's state is unknown (a statement cut off mid-way, the
 # socket gone): it is closed rather than lent again.
 _BREAKING = (
+    asyncpg.InternalClientError,
     asyncio.CancelledError,
     TimeoutError,
     OSError,
@@ -145,6 +146,11 @@ class PooledPostgresDatabase(PostgresDatabase):
 
     def __init__(self, url: str, upgrade_table: Any, max_size: int, **connect_args: Any) -> None:
         super().__init__(URL(url), upgrade_table=upgrade_table)
+        # mautrix exits the process on an asyncpg internal client error. One comes when a
+        # statement is sent on a connection whose backend the server has just ended (a
+        # restart of PostgreSQL) before asyncpg read the server's notice: that connection
+        # is dropped instead, and the work that met it is tried again, as after a cut.
+        self._exit_on_ice = False
         self._connections = ConnectionPool(str(self.url), max_size, **connect_args)
 
     async def start(self) -> None:

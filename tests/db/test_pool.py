@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from bridge.config import DatabaseConfig
-from bridge.storage.database import create_database, start_database
+from bridge.storage.database import create_database, database_failed, start_database
 from bridge.storage.pool import ConnectionPool, PooledPostgresDatabase
 from tests.harness import eventually, free_port, fresh_postgres_database
 
@@ -103,6 +103,34 @@ async def test_a_connection_the_server_ended_is_replaced(url: str, pool: Connect
     assert fresh is not conn and await backend(fresh) != ended
     assert pool.size == 1
     await pool.release(fresh)
+
+
+async def test_a_server_ending_its_backends_does_not_stop_the_bridge(url: str) -> None:
+    """A statement sent just as the server ends its backend (a restart of PostgreSQL) can
+    meet an asyncpg internal client error, on which mautrix would exit the process (it did
+    in about half of such tries here): the work sees a database failure, to be tried again,
+    and the next statement gets a fresh connection."""
+    db = create_database(DatabaseConfig(url=url, max_connections=1))
+    await start_database(db)
+    killer = await asyncpg.connect(url)
+    try:
+        for _ in range(20):
+            ended = await db.fetchval("SELECT pg_backend_pid()")
+            await killer.execute("SELECT pg_terminate_backend($1)", ended)
+
+            async def answered_by_another(ended: int = ended) -> bool:
+                try:
+                    return await db.fetchval("SELECT pg_backend_pid()") != ended
+                except SystemExit:
+                    pytest.fail("the bridge's process would have exited")
+                except Exception as e:
+                    assert database_failed(e), e
+                    return False
+
+            await eventually(answered_by_another)
+    finally:
+        await killer.close()
+        await db.stop()
 
 
 async def test_a_statement_cut_off_drops_its_connection(url: str) -> None:

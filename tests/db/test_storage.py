@@ -154,6 +154,7 @@ async def test_a_failed_transaction_stores_nothing(db: Database) -> None:
         (asyncpg.ConnectionDoesNotExistError("connection was closed"), True),
         (asyncpg.InterfaceError("cannot perform operation: connection is closed"), True),
         (asyncpg.SerializationError("could not serialize access"), True),
+        (asyncpg.InternalClientError("cannot switch to state 12"), True),  # a backend ended
         (sqlite3.OperationalError("database is locked"), True),
         (ConnectionResetError("reset by peer"), True),
         # The input's own: it would fail again.
