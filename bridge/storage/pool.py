@@ -5,10 +5,11 @@ lease, delivered mark), and asyncpg's acquire and release cost about 40 us of cl
 than taking a connection from a list (its release shields a task of its own and re-arms an
 inactivity timer): 72 against 35 us for acquire, `SELECT 1` and release, measured here
 (docs/performance.md, tenth round). The bridge keeps no session state on its connections,
-so what asyncpg's pool does beyond lending them (resetting them, closing idle ones) is not
-needed. What is needed is here: at most ``max_size`` connections, waiters served in turn, a
-transaction left open rolled back, and a connection broken or interrupted mid-statement
-dropped, so that the next acquire connects afresh (after a database cut, say).
+so of what asyncpg's pool does on a return only ending a transaction left open is needed
+(`LeanConnection`), and idle connections need not be closed. What else is needed is here: at
+most ``max_size`` connections, waiters served in turn, a connection broken, cut off
+mid-statement or still cancelling a statement dropped (the next acquire connects afresh,
+after a database cut say), and a connection used after its return refused (`_Loan`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,35 @@ _BREAKING = (
     asyncpg.InterfaceError,
     asyncpg.PostgresConnectionError,
 )
+
+
+class _Loan:
+    """A lent connection as its borrower sees it: used after its return (by a task started
+    inside the block, say), it fails rather than run in another borrower's transaction, as
+    asyncpg's pool's proxy did."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn: asyncpg.Connection | None = conn
+
+    def __getattr__(self, name: str) -> Any:
+        if self._conn is None:
+            raise asyncpg.InterfaceError("a connection used after its return to the pool")
+        return getattr(self._conn, name)
+
+    def end(self) -> None:
+        self._conn = None
+
+
+class LeanConnection(asyncpg.Connection):
+    """A connection whose `reset` only ends a transaction left open (and forgets listeners):
+    the bridge sets no session state on its connections (no LISTEN, SET, cursor or session
+    advisory lock), so asyncpg's reset query (UNLISTEN, RESET ALL, CLOSE ALL, advisory
+    unlock: a round trip a loan) would undo nothing."""
+
+    def get_reset_query(self) -> str:
+        return ""
 
 
 class ConnectionPool:
@@ -77,18 +107,21 @@ class ConnectionPool:
 
     async def release(self, conn: asyncpg.Connection, *, broken: bool = False) -> None:
         """Take a connection back: lent again, or closed when ``broken`` or unusable."""
-        if broken or conn.is_closed() or self._closed:
+        # A statement cut off with its error caught in the block may still be cancelling: the
+        # connection's transaction status is not known until the server answers (a BEGIN it
+        # ran would leave the next borrower's writes in a transaction rolled back unseen).
+        # asyncpg's pool waits for that; this one drops the connection (seldom met).
+        if broken or conn.is_closed() or self._closed or conn._protocol._is_cancelling():
             self._drop(conn)
             return
-        if conn.is_in_transaction():
-            try:
-                await conn.execute("ROLLBACK")
-            except Exception:  # the connection failed: closed instead
-                self._drop(conn)
-                return
-            except BaseException:  # cancelled mid-way
-                self._drop(conn)
-                raise
+        try:
+            await conn.reset()  # a transaction left open rolled back (no reset query: Lean)
+        except Exception:  # the connection failed: closed instead
+            self._drop(conn)
+            return
+        except BaseException:  # cancelled mid-way
+            self._drop(conn)
+            raise
         self._give(conn)
 
     async def close(self) -> None:
@@ -105,7 +138,9 @@ class ConnectionPool:
     async def _connect(self) -> asyncpg.Connection:
         self._size += 1  # taken before the wait, so that others count it
         try:
-            return await asyncpg.connect(self._url, **self._connect_args)
+            return await asyncpg.connect(
+                self._url, connection_class=LeanConnection, **self._connect_args
+            )
         except BaseException:
             self._size -= 1
             self._hand(None)  # another waiter may try
@@ -117,7 +152,9 @@ class ConnectionPool:
         self._hand(None)  # a waiter may connect in its place
 
     def _give(self, conn: asyncpg.Connection) -> None:
-        if not self._hand(conn):
+        if self._closed:  # closed while the connection was rolled back, or handed on
+            self._drop(conn)
+        elif not self._hand(conn):
             self._idle.append(conn)
 
     def _hand(self, conn: asyncpg.Connection | None) -> bool:
@@ -162,13 +199,15 @@ class PooledPostgresDatabase(PostgresDatabase):
     @contextlib.asynccontextmanager
     async def acquire_direct(self) -> AsyncIterator[LoggingConnection]:
         conn = await self._connections.acquire()
+        loan = _Loan(conn)
         broken = False
         try:
             yield LoggingConnection(
-                self.scheme, conn, self.log, handle_exception=self._handle_exception
+                self.scheme, loan, self.log, handle_exception=self._handle_exception
             )
         except _BREAKING:
             broken = True
             raise
         finally:
+            loan.end()
             await self._connections.release(conn, broken=broken)

@@ -5,6 +5,7 @@ connection the server ended or a statement cut off replaced by a fresh one."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -149,15 +150,30 @@ async def test_a_statement_cut_off_drops_its_connection(url: str) -> None:
         await db.stop()
 
 
-async def test_a_statement_cut_off_and_caught_leaves_its_connection_usable(url: str) -> None:
+@pytest.mark.parametrize("cut", ["BEGIN", "a transaction", "a long statement"])
+async def test_a_statement_cut_off_and_caught_loses_no_later_write(url: str, cut: str) -> None:
+    """A statement cut off with its error caught inside the block (a BEGIN the server may
+    have run, say) must not leave the next borrower's writes in a transaction that is then
+    rolled back unseen, nor make its transactions fail: every write after it is kept."""
     db = create_database(DatabaseConfig(url=url, max_connections=1))
     await start_database(db)
     try:
-        async with db.acquire() as conn:
-            with pytest.raises(TimeoutError):
-                async with asyncio.timeout(0.2):
-                    await conn.execute("SELECT pg_sleep(30)")
-        assert await db.fetchval("SELECT 41 + 1") == 42
+        await db.execute("CREATE TABLE kept (n INT)")
+        for n in range(10):
+            async with db.acquire() as conn:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.05 if cut == "a long statement" else 0):
+                        if cut == "BEGIN":
+                            await conn.execute("BEGIN")
+                        elif cut == "a transaction":
+                            async with conn.transaction():
+                                await conn.execute("SELECT 1")
+                        else:
+                            await conn.execute("SELECT pg_sleep(30)")
+            await db.execute("INSERT INTO kept VALUES ($1)", n)
+            async with db.acquire() as conn, conn.transaction():
+                await conn.execute("INSERT INTO kept VALUES ($1)", 100 + n)
+        assert await db.fetchval("SELECT count(*) FROM kept") == 20
     finally:
         await db.stop()
 
@@ -195,3 +211,28 @@ async def test_closing_fails_the_waiters(pool: ConnectionPool) -> None:
     for conn in held:
         await pool.release(conn)
     assert pool.size == 0
+
+
+async def test_a_connection_coming_back_while_the_pool_closes_is_closed(
+    pool: ConnectionPool,
+) -> None:
+    conn = await pool.acquire()
+    await conn.execute("BEGIN")  # its return waits for a ROLLBACK, during which the pool closes
+    returning = asyncio.create_task(pool.release(conn))
+    await asyncio.sleep(0)
+    await pool.close()
+    await returning
+    assert conn.is_closed() and pool.size == 0
+
+
+async def test_a_connection_used_after_its_return_fails(url: str) -> None:
+    db = create_database(DatabaseConfig(url=url, max_connections=1))
+    await start_database(db)
+    try:
+        async with db.acquire() as conn:
+            assert await conn.fetchval("SELECT 1") == 1
+        async with db.acquire() as other, other.transaction():
+            with pytest.raises(asyncpg.InterfaceError):
+                await conn.execute("SELECT 1")  # not run in the other borrower's transaction
+    finally:
+        await db.stop()
