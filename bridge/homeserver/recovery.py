@@ -9,6 +9,9 @@ Two faults make Synapse's appservice push late or lossy, and the bridge mends bo
   only after a failed send, in the background, so its next transaction can come before the
   refused one is re-sent (seen in tests/chaos/test_database_cut.py): the intake stores what
   was refused before anything newer (`store_refused`), so a room's events keep their order.
+  And a transaction Synapse makes while its recoverer is finishing is stored as unsent and
+  pushed only at its next outage, maybe never: a little after storing works again, and
+  once more later, the bridge reads the active rooms back as below.
 - Synapse restarted: events it had queued in memory behind an in-flight transaction are
   never sent (element-hq/synapse#11637). When the homeserver answers again after not
   answering, the bridge reads the latest events of every active room back to shortly
@@ -49,6 +52,12 @@ PING_RETRY = Backoff(initial=0.25, maximum=30.0)
 # whose database was cut) can start the recoverer after it, on its first 2 s timer:
 # pinging again this long after the answer (each delay from the one before) ends that wait.
 PING_AGAIN_SECONDS = (0.5, 1.0)
+# Reading the active rooms back after a refusal, this long after storing worked again (each
+# delay from the one before): once the recoverer has ended (the first), and once more for a
+# recoverer still sending a long backlog then (the second).
+READ_BACK_AFTER_SECONDS = (3.0, 30.0)
+# Reading back after a refusal is tried again at these waits while the homeserver fails.
+READ_BACK_RETRY = Backoff(initial=1.0, maximum=30.0)
 
 
 class Recovery:
@@ -73,12 +82,17 @@ class Recovery:
         self._wakeup = wakeup
         self._store_failed = asyncio.Event()
         self._pinged = asyncio.Event()
+        self._resumed = asyncio.Event()
         # The transactions not stored yet, oldest first, by transaction id.
         self._refused: dict[str, Transaction] = {}
+        # When the first refusal not read back yet came (the read-back goes back from there).
+        self._refused_since_ms: int | None = None
         self._log = logging.getLogger("bridge.homeserver.recovery")
 
     def store_failed(self, txn: Transaction) -> None:
         """Called when a homeserver transaction could not be stored."""
+        if self._refused_since_ms is None:
+            self._refused_since_ms = self._clock.now_ms()
         self._refused.setdefault(txn.txn_id, txn)
         self._store_failed.set()
 
@@ -92,7 +106,9 @@ class Recovery:
 
     async def run(self) -> None:
         watching = [self._watch_homeserver()] if self._watch_seconds else []
-        await asyncio.gather(self._resume_pushes(), self._ping_again(), *watching)
+        await asyncio.gather(
+            self._resume_pushes(), self._ping_again(), self._read_back_refused(), *watching
+        )
 
     async def ask_to_resend(self) -> None:
         """Ping the homeserver until it answers (it then re-sends what it holds for us at
@@ -124,7 +140,8 @@ class Recovery:
             await self.resume_pushes()
 
     async def resume_pushes(self) -> None:
-        """Store the refused transaction, then ask the homeserver to go on at once."""
+        """Store the refused transaction, then ask the homeserver to go on at once (and read
+        the active rooms back later, READ_BACK_AFTER_SECONDS)."""
         await retry_until_done(
             self.store_refused,
             STORE_RETRY,
@@ -134,7 +151,43 @@ class Recovery:
         )
         self._wakeup.set()
         await self.ask_to_resend()
+        self._resumed.set()
         self._log.info("Storing works again; the homeserver was asked to go on")
+
+    async def _read_back_refused(self) -> None:
+        while True:
+            await self._resumed.wait()
+            await self.read_back_refused()
+
+    async def read_back_refused(self) -> None:
+        """Read the active rooms back to shortly before the first refusal, at each of
+        READ_BACK_AFTER_SECONDS; a new refusal meanwhile ends this round (its own resume
+        starts another, from the same point)."""
+        self._resumed.clear()
+        since_ms = self._refused_since_ms
+        if since_ms is None:
+            return
+        for delay in READ_BACK_AFTER_SECONDS:
+            await self._clock.sleep(delay)
+            failures = 0
+            while not self._refused_again():
+                try:
+                    await self.catch_up(since_ms - OUTAGE_MARGIN_MS)
+                    break
+                except Exception as e:  # the homeserver or the database: try again
+                    failures += 1
+                    wait = READ_BACK_RETRY.delay(failures)
+                    self._log.warning(
+                        "Could not read the active rooms back (%s); retrying in %.1fs", e, wait
+                    )
+                    await self._clock.sleep(wait)
+            else:
+                return
+        if not self._refused_again():
+            self._refused_since_ms = None
+
+    def _refused_again(self) -> bool:
+        return bool(self._refused) or self._resumed.is_set()
 
     async def _watch_homeserver(self) -> None:
         last_up: int | None = None  # when the homeserver last answered before an outage
@@ -179,7 +232,7 @@ class Recovery:
             self._metrics.events_read_back.inc(found)
             self._wakeup.set()
         else:
-            self._log.info("No event was missing after the homeserver's outage")
+            self._log.info("No event was missing from the rooms read back")
         return found
 
     async def catch_up_room(self, room_id: RoomId, since_ms: int) -> int:

@@ -27,7 +27,7 @@ class Metrics:
         )
         self.events_read_back = Counter(
             "bridge_events_read_back",
-            "Room events a restarted homeserver never sent, read back from room timelines",
+            "Room events the homeserver never sent, read back from room timelines",
             registry=registry,
         )
         self.inbox_lag = Gauge(

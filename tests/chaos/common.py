@@ -79,8 +79,9 @@ class Ledger:
     # When each fault began, where the scenario says: a backlog's time leaves out the later
     # faults it overlaps (a cut that starts 0.2 s after the last one ended holds both).
     began: list[float] = field(default_factory=list)
-    # Messages a restarted Synapse dropped and the bridge read back from their room's timeline
-    # after newer ones had arrived: notified late, so the order check leaves them out.
+    # Messages stored after newer ones of their room (Synapse pushed them late, or never and
+    # the bridge read them back from the timeline): notified late, so the order check leaves
+    # them out.
     late: set[str] = field(default_factory=set)
     cycles: int = 0
     api_calls: int = 0
@@ -198,7 +199,7 @@ class Ledger:
             f"chaos {self.name}: seed {self.settings.seed}, {self.cycles} cycles, "
             f"{len(self.sent)} messages sent, {figures['delivered']} delivered, "
             f"{figures['duplicates']} duplicate deliveries (by webhook id), "
-            f"{len(self.late)} read back late, "
+            f"{len(self.late)} stored late, "
             f"{figures['attempts']} attempts, {len(self.planned)} rooms checked, "
             f"{self.api_calls} API calls ({self.api_retries} retried)"
         )

@@ -147,6 +147,36 @@ async def test_a_failed_transaction_stores_nothing(db: Database) -> None:
     assert await store.get_event("!room:localhost", "$e2") is None
 
 
+async def test_a_transaction_cut_off_by_a_cancellation_is_rolled_back_and_later_writes_kept(
+    db: Database, database_url: str
+) -> None:
+    """mautrix rolls back on an exception only: on SQLite's one connection the cancelled
+    transaction used to stay open, so every later write joined it and none was committed."""
+    store = InboxStore(db, SystemClock())
+    inside = asyncio.Event()
+
+    async def cut_off() -> None:
+        async with db.acquire() as conn, conn.transaction():
+            await store.store_transaction(txn("1", event(1)))
+            inside.set()
+            await asyncio.sleep(3600)  # cancelled here
+
+    task = asyncio.create_task(cut_off())
+    await inside.wait()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await store.store_transaction(txn("2", event(2)))  # on its own
+    async with db.acquire() as conn, conn.transaction():  # a new transaction can begin
+        await InboxStore(db, SystemClock()).store_transaction(txn("3", event(3)))
+    other = create_database(DatabaseConfig(url=database_url, max_connections=1))
+    await start_database(other)
+    try:
+        seen = await other.fetch("SELECT event_id FROM inbox_events ORDER BY event_id")
+    finally:
+        await other.stop()
+    assert [row["event_id"] for row in seen] == ["$e2", "$e3"]
+
+
 @pytest.mark.parametrize(
     ("error", "failed"),
     [

@@ -21,6 +21,8 @@ from bridge.homeserver.recovery import (
     OUTAGE_MARGIN_MS,
     PING_AGAIN_SECONDS,
     PING_RETRY,
+    READ_BACK_AFTER_SECONDS,
+    READ_BACK_RETRY,
     STORE_RETRY,
     Recovery,
 )
@@ -432,6 +434,181 @@ async def test_run_resumes_the_push_whenever_storing_failed(
         await asyncio.gather(task, return_exceptions=True)
     assert await stored_ids(db) == [first["event_id"], second["event_id"]]
     assert matrix.pings == 2 * pings
+
+
+# --- reading back what the homeserver stranded after a refusal ---------------------------------
+
+
+def recording_catch_up(recovery: Recovery, clock: FakeClock) -> list[tuple[int, int]]:
+    """Each catch-up's ``since_ms`` and when it ran, the real one still running."""
+    calls: list[tuple[int, int]] = []
+    real = recovery.catch_up
+
+    async def catch_up(since_ms: int) -> int:
+        calls.append((since_ms, clock.now_ms()))
+        return await real(since_ms)
+
+    recovery.catch_up = catch_up  # type: ignore[method-assign]
+    return calls
+
+
+async def test_after_a_refusal_the_active_rooms_are_read_back_twice_from_before_it(
+    matrix: FakeMatrix,
+    inbox: InboxStore,
+    db: Database,
+    clock: FakeClock,
+    metrics: Metrics,
+) -> None:
+    """A transaction Synapse makes while its recoverer is finishing is pushed only at its
+    next outage (docs/reliability.md): its event is read back from the room instead."""
+    room_id = matrix.make_room()
+
+    async def rooms() -> list[RoomId]:
+        return [room_id]
+
+    recovery = build_recovery(matrix, inbox, clock, metrics, CountingWakeup(), rooms)
+    calls = recording_catch_up(recovery, clock)
+    refused_at = clock.now_ms()
+    recovery.store_failed(transaction(text(room_id, BUYER, "refused, then stored")))
+    clock.advance(2)
+    await recovery.resume_pushes()
+    resumed_at = clock.now_ms()
+    (stranded,) = fill(matrix, room_id, 1)  # in the timeline, never pushed
+    await recovery.read_back_refused()
+    first, second = READ_BACK_AFTER_SECONDS
+    since = refused_at - OUTAGE_MARGIN_MS
+    assert calls == [
+        (since, resumed_at + round(first * 1000)),
+        (since, resumed_at + round((first + second) * 1000)),
+    ]
+    assert stranded in await stored_ids(db, room_id)
+    assert sample(metrics, "bridge_events_read_back_total") == 1
+    # The next refusal reads back from its own time, not the first one's.
+    calls.clear()
+    next_refusal = clock.now_ms()
+    recovery.store_failed(transaction(text(room_id, BUYER, "again")))
+    await recovery.resume_pushes()
+    await recovery.read_back_refused()
+    assert [since for since, _ in calls] == [next_refusal - OUTAGE_MARGIN_MS] * 2
+
+
+async def test_nothing_is_read_back_without_a_refusal(
+    recovery: Recovery, matrix: FakeMatrix, clock: FakeClock
+) -> None:
+    calls = recording_catch_up(recovery, clock)
+    await recovery.ask_to_resend()  # as at start-up
+    await recovery.read_back_refused()
+    assert calls == [] and matrix.called("messages") == []
+
+
+async def test_a_new_refusal_before_the_read_back_leaves_it_to_its_own_resume(
+    matrix: FakeMatrix,
+    inbox: InboxStore,
+    clock: FakeClock,
+    metrics: Metrics,
+) -> None:
+    recovery = build_recovery(matrix, inbox, clock, metrics, CountingWakeup())
+    calls = recording_catch_up(recovery, clock)
+    first_refusal = clock.now_ms()
+    recovery.store_failed(transaction(text("!room:localhost", BUYER, "one")))
+    await recovery.resume_pushes()
+    real_sleep = clock.sleep
+
+    async def refused_meanwhile(seconds: float) -> None:
+        await real_sleep(seconds)
+        recovery.store_failed(transaction(text("!room:localhost", BUYER, "two")))
+
+    clock.sleep = refused_meanwhile  # type: ignore[method-assign]
+    await recovery.read_back_refused()
+    assert calls == []  # the database is cut again: reading back now would be early
+    clock.sleep = real_sleep  # type: ignore[method-assign]
+    await recovery.resume_pushes()
+    await recovery.read_back_refused()
+    # Back to before the first refusal: the second outage did not move the start.
+    assert [since for since, _ in calls] == [first_refusal - OUTAGE_MARGIN_MS] * 2
+
+
+async def test_the_read_back_is_tried_again_while_the_homeserver_fails(
+    matrix: FakeMatrix,
+    inbox: InboxStore,
+    db: Database,
+    clock: FakeClock,
+    metrics: Metrics,
+) -> None:
+    room_id = matrix.make_room()
+
+    async def rooms() -> list[RoomId]:
+        return [room_id]
+
+    recovery = build_recovery(matrix, inbox, clock, metrics, CountingWakeup(), rooms)
+    recovery.store_failed(transaction(text(room_id, BUYER, "refused")))
+    await recovery.resume_pushes()
+    (stranded,) = fill(matrix, room_id, 1)
+    matrix.fail("messages", HomeserverUnavailable("timed out"), HomeserverUnavailable("again"))
+    clock.slept.clear()
+    await recovery.read_back_refused()
+    first, second = READ_BACK_AFTER_SECONDS
+    retries = [READ_BACK_RETRY.delay(n) for n in (1, 2)]
+    assert clock.slept == [first, *retries, second]
+    assert stranded in await stored_ids(db, room_id)
+
+
+async def test_a_read_back_failing_in_a_new_outage_gives_way_to_the_next_resume(
+    matrix: FakeMatrix,
+    inbox: InboxStore,
+    clock: FakeClock,
+    metrics: Metrics,
+) -> None:
+    attempts = 0
+
+    async def rooms() -> list[RoomId]:  # the database is cut again before Synapse pushes
+        nonlocal attempts
+        attempts += 1
+        recovery.store_failed(transaction(text("!room:localhost", BUYER, "refused")))
+        raise ConnectionError("database unreachable")
+
+    recovery = build_recovery(matrix, inbox, clock, metrics, CountingWakeup(), rooms)
+    recovery.store_failed(transaction(text("!room:localhost", BUYER, "first")))
+    await recovery.resume_pushes()
+    clock.slept.clear()
+    await recovery.read_back_refused()
+    # Not tried again while the new outage lasts: the resume after it reads back.
+    assert attempts == 1
+    assert clock.slept == [READ_BACK_AFTER_SECONDS[0], READ_BACK_RETRY.delay(1)]
+
+
+async def test_run_reads_back_after_resuming_the_push(
+    matrix: FakeMatrix,
+    inbox: InboxStore,
+    db: Database,
+    clock: FakeClock,
+    metrics: Metrics,
+) -> None:
+    room_id = matrix.make_room()
+
+    async def rooms() -> list[RoomId]:
+        return [room_id]
+
+    recovery = build_recovery(matrix, inbox, clock, metrics, CountingWakeup(), rooms)
+    (stranded,) = fill(matrix, room_id, 1)
+    read_back = asyncio.Event()
+    real_catch_up = recovery.catch_up
+
+    async def catch_up(since_ms: int) -> int:
+        found = await real_catch_up(since_ms)
+        if len(matrix.called("messages")) == len(READ_BACK_AFTER_SECONDS):
+            read_back.set()
+        return found
+
+    recovery.catch_up = catch_up  # type: ignore[method-assign]
+    task = asyncio.create_task(recovery.run())
+    try:
+        recovery.store_failed(transaction(text(room_id, BUYER, "refused")))
+        await asyncio.wait_for(read_back.wait(), 5)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert stranded in await stored_ids(db, room_id)
 
 
 # --- reading back what a restarted homeserver never sent ----------------------------------------
