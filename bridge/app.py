@@ -305,14 +305,16 @@ class Bridge:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        try:  # another process may take over the reconcile at once, not when the lease ends
-            await self.market.reconciler.release()
-        except Exception:
-            self.log.exception("Could not release the reconcile's lease")
-        if self._runner:
-            await self._runner.cleanup()
-        await self._session.close()
-        await self.db.stop()
+        try:
+            try:  # another process may take over the reconcile at once, not when it ends
+                await self.market.reconciler.release()
+            except Exception:
+                self.log.exception("Could not release the reconcile's lease")
+            if self._runner:
+                await self._runner.cleanup()
+            await self._session.close()
+        finally:  # whatever failed above, the database is let go (SQLite's file above all)
+            await self.db.stop()
 
     async def _connect(self) -> None:
         """Register the bot and ping the homeserver, retrying until the homeserver answers;
