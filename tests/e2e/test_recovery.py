@@ -9,6 +9,7 @@ from pathlib import Path
 
 from aiohttp import ClientSession
 from nio import RoomSendResponse
+from prometheus_client.parser import text_string_to_metric_families
 from yarl import URL
 
 from tests.conftest import UserFactory, user_factory
@@ -72,15 +73,9 @@ async def test_events_a_restarted_synapse_never_sent_are_read_back(
             first = await _say(stack, room_id, "Is it still available?")
             await eventually(lambda: _has(hooks, [first]), within=30)
 
-            proxy.hold()
-            in_flight = await _say(stack, room_id, "Could you ship it tomorrow?")
-            await eventually(lambda: _true(proxy.held_bytes > 0), within=30)
-            queued = [await _say(stack, room_id, t) for t in ("Great, thanks!", "See you")]
-            await eventually(lambda: _true(_taken_by_appservice(own_homeserver, queued[-1])))
-
-            await asyncio.to_thread(own_homeserver.synapse.stop)
-            proxy.release()
-            await asyncio.to_thread(own_homeserver.synapse.start)
+            in_flight, queued = await _restart_synapse_dropping_its_queue(
+                own_homeserver, proxy, stack, room_id
+            )
             after = await _say(stack, room_id, "Back again")
 
             everything = [first, in_flight, *queued, after]
@@ -96,6 +91,99 @@ async def test_events_a_restarted_synapse_never_sent_are_read_back(
             process.kill()
             await proxy.stop()
             await hooks.stop()
+
+
+async def _restart_synapse_dropping_its_queue(
+    homeserver: Homeserver, to_bridge: TcpProxy, stack: Stack, room_id: str
+) -> tuple[str, list[str]]:
+    """Hold a transaction in flight, queue two messages behind it in Synapse's memory and
+    restart Synapse, which drops them (element-hq/synapse#11637): the held message's id and
+    the dropped ones'."""
+    to_bridge.hold()
+    in_flight = await _say(stack, room_id, "Could you ship it tomorrow?")
+    await eventually(lambda: _true(to_bridge.held_bytes > 0), within=30)
+    queued = [await _say(stack, room_id, t) for t in ("Great, thanks!", "See you")]
+    await eventually(lambda: _true(_taken_by_appservice(homeserver, queued[-1])))
+    await asyncio.to_thread(homeserver.synapse.stop)
+    to_bridge.release()
+    await asyncio.to_thread(homeserver.synapse.start)
+    return in_flight, queued
+
+
+async def test_events_lost_before_a_refused_transaction_are_read_back_after_it(
+    own_homeserver: Homeserver, tmp_path: Path
+) -> None:
+    """A transaction Synapse makes while its recoverer finishes is never pushed if no outage
+    follows (docs/reliability.md, scenario 2); the bridge reads the active rooms back after a
+    refusal. The events are lost here by Synapse's restart, with the watch that would read
+    them back turned off: only the read-back after the refusal can find them."""
+    hooks = WebhookReceiver()
+    await hooks.start()
+    bridge_port = free_port()
+    to_bridge = TcpProxy(bridge_port, port=own_homeserver.bridge_port)
+    await to_bridge.start()
+    async with (
+        fresh_postgres_database() as database_url,
+        ClientSession() as session,
+        user_factory(own_homeserver) as make,
+    ):
+        database = URL(database_url)
+        to_database = TcpProxy(database.port or 5432)
+        await to_database.start()
+        config = own_homeserver.bridge_config(str(database.with_port(to_database.port)))
+        config = with_policy(with_webhooks(config, hooks.url), flood_messages=10000)
+        config = config.model_copy(
+            update={
+                "server": config.server.model_copy(update={"port": bridge_port}),
+                "homeserver": config.homeserver.model_copy(update={"watch_interval_seconds": 0}),
+            }
+        )
+        stack = Stack(config, session, await make("buyer"), await make("seller"), {})
+        process = BridgeProcess(config, tmp_path)
+        await process.start()
+        try:
+            room_id = await stack.create()
+            await stack.transition(room_id, "/payment")
+            await join(stack.buyer, room_id)
+            first = await _say(stack, room_id, "Is it still available?")
+            await eventually(lambda: _has(hooks, [first]), within=30)
+            in_flight, lost = await _restart_synapse_dropping_its_queue(
+                own_homeserver, to_bridge, stack, room_id
+            )
+            after = await _say(stack, room_id, "Back again")
+            await eventually(lambda: _has(hooks, [in_flight, after]), within=60)
+            assert not set(lost) & set(_delivered_ids(hooks)), "Synapse did not drop them"
+
+            failed_before = await _refused_transactions(process)
+
+            async def refused_by_the_bridge() -> bool:
+                return await _refused_transactions(process) > failed_before
+
+            await to_database.stop()
+            refused = await _say(stack, room_id, "Sent while the database is cut")
+            await eventually(refused_by_the_bridge, within=30)
+            await to_database.start()
+            await eventually(lambda: _has(hooks, [refused, *lost]), within=30)
+            arrivals = await inbox_arrivals(database_url)
+            assert set(lost) <= {a.event_id for a in arrivals if a.read_back}
+            assert all(len(ids) == 1 for ids in _delivered_ids(hooks).values())
+        finally:
+            process.kill()
+            await to_database.stop()
+            await to_bridge.stop()
+            await hooks.stop()
+
+
+async def _refused_transactions(process: BridgeProcess) -> float:
+    async with ClientSession() as session, session.get(process.url("/metrics")) as response:
+        text = await response.text()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "bridge_homeserver_transactions_total" and sample.labels == {
+                "result": "failed"
+            }:
+                return sample.value
+    return 0.0
 
 
 async def test_once_storing_works_again_the_homeserver_is_asked_to_resend(
