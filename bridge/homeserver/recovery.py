@@ -11,7 +11,7 @@ Two faults make Synapse's appservice push late or lossy, and the bridge mends bo
   was refused before anything newer (`store_refused`), so a room's events keep their order.
   And a transaction Synapse makes while its recoverer is finishing is stored as unsent and
   pushed only at its next outage, maybe never: a little after storing works again, and
-  once more later, the bridge reads the active rooms back as below.
+  once more later, the bridge reads the active rooms back as below (`read_back_refused`).
 - Synapse restarted: events it had queued in memory behind an in-flight transaction are
   never sent (element-hq/synapse#11637). When the homeserver answers again after not
   answering, the bridge reads the latest events of every active room back to shortly
@@ -52,12 +52,13 @@ PING_RETRY = Backoff(initial=0.25, maximum=30.0)
 # whose database was cut) can start the recoverer after it, on its first 2 s timer:
 # pinging again this long after the answer (each delay from the one before) ends that wait.
 PING_AGAIN_SECONDS = (0.5, 1.0)
-# Reading the active rooms back after a refusal, this long after storing worked again (each
-# delay from the one before): once the recoverer has ended (the first), and once more for a
-# recoverer still sending a long backlog then (the second).
+# Reading the active rooms back after a refusal, this long after the homeserver was asked to
+# go on (each delay from the one before): once its recoverer has ended (the first), and once
+# more for a recoverer still sending a long backlog then (the second).
 READ_BACK_AFTER_SECONDS = (3.0, 30.0)
-# Reading back after a refusal is tried again at these waits while the homeserver fails.
+# A read-back that fails is tried again at these waits, this many times in all.
 READ_BACK_RETRY = Backoff(initial=1.0, maximum=30.0)
+READ_BACK_ATTEMPTS = 8
 
 
 class Recovery:
@@ -85,14 +86,13 @@ class Recovery:
         self._resumed = asyncio.Event()
         # The transactions not stored yet, oldest first, by transaction id.
         self._refused: dict[str, Transaction] = {}
-        # When the first refusal not read back yet came (the read-back goes back from there).
-        self._refused_since_ms: int | None = None
+        self._refusals = 0  # so far: a read-back round ends when another comes
+        self._resumed_at_ms: int | None = None  # when the homeserver was last asked to go on
         self._log = logging.getLogger("bridge.homeserver.recovery")
 
     def store_failed(self, txn: Transaction) -> None:
         """Called when a homeserver transaction could not be stored."""
-        if self._refused_since_ms is None:
-            self._refused_since_ms = self._clock.now_ms()
+        self._refusals += 1
         self._refused.setdefault(txn.txn_id, txn)
         self._store_failed.set()
 
@@ -105,10 +105,12 @@ class Recovery:
             self._refused.pop(txn_id, None)
 
     async def run(self) -> None:
-        watching = [self._watch_homeserver()] if self._watch_seconds else []
-        await asyncio.gather(
-            self._resume_pushes(), self._ping_again(), self._read_back_refused(), *watching
-        )
+        async with asyncio.TaskGroup() as loops:  # one failing stops the others
+            loops.create_task(self._resume_pushes())
+            loops.create_task(self._ping_again())
+            loops.create_task(self._read_back_refused())
+            if self._watch_seconds:
+                loops.create_task(self._watch_homeserver())
 
     async def ask_to_resend(self) -> None:
         """Ping the homeserver until it answers (it then re-sends what it holds for us at
@@ -151,6 +153,7 @@ class Recovery:
         )
         self._wakeup.set()
         await self.ask_to_resend()
+        self._resumed_at_ms = self._clock.now_ms()
         self._resumed.set()
         self._log.info("Storing works again; the homeserver was asked to go on")
 
@@ -160,34 +163,36 @@ class Recovery:
             await self.read_back_refused()
 
     async def read_back_refused(self) -> None:
-        """Read the active rooms back to shortly before the first refusal, at each of
-        READ_BACK_AFTER_SECONDS; a new refusal meanwhile ends this round (its own resume
-        starts another, from the same point)."""
+        """Read the active rooms back to shortly before the homeserver was last asked to go
+        on, at each of READ_BACK_AFTER_SECONDS after it: a transaction stranded by the end of
+        its recoverer is made after that (those made before are re-sent by the recoverer). A
+        refusal meanwhile ends the round: its outage's recoverer pushes what was stranded,
+        and its own resume starts another round."""
         self._resumed.clear()
-        since_ms = self._refused_since_ms
-        if since_ms is None:
+        if self._resumed_at_ms is None:
             return
+        since_ms, refusals = self._resumed_at_ms - OUTAGE_MARGIN_MS, self._refusals
         for delay in READ_BACK_AFTER_SECONDS:
             await self._clock.sleep(delay)
-            failures = 0
-            while not self._refused_again():
+            for attempt in range(1, READ_BACK_ATTEMPTS + 1):
+                if self._refusals != refusals:
+                    return
                 try:
-                    await self.catch_up(since_ms - OUTAGE_MARGIN_MS)
+                    await self.catch_up(since_ms)
                     break
                 except Exception as e:  # the homeserver or the database: try again
-                    failures += 1
-                    wait = READ_BACK_RETRY.delay(failures)
+                    if attempt == READ_BACK_ATTEMPTS:
+                        self._log.error(
+                            "Gave up reading the active rooms back (%s): an event the"
+                            " homeserver stranded waits for its next outage",
+                            e,
+                        )
+                        return
+                    wait = READ_BACK_RETRY.delay(attempt)
                     self._log.warning(
                         "Could not read the active rooms back (%s); retrying in %.1fs", e, wait
                     )
                     await self._clock.sleep(wait)
-            else:
-                return
-        if not self._refused_again():
-            self._refused_since_ms = None
-
-    def _refused_again(self) -> bool:
-        return bool(self._refused) or self._resumed.is_set()
 
     async def _watch_homeserver(self) -> None:
         last_up: int | None = None  # when the homeserver last answered before an outage
@@ -211,9 +216,11 @@ class Recovery:
 
     async def catch_up(self, since_ms: int) -> int:
         """Store every active room's events since ``since_ms`` that the bridge never got;
-        how many. Raises HomeserverUnavailable if a room could not be read (try again)."""
+        how many. Raises HomeserverUnavailable, once every other room was read, if a room
+        could not be (try again)."""
         rooms = iter(await self._active_rooms())
         found = 0
+        unreadable: list[HomeserverUnavailable] = []
 
         async def worker() -> None:
             nonlocal found
@@ -225,14 +232,20 @@ class Recovery:
                     found += stored
                 except MatrixError as e:  # the bot left, or the room is gone: nothing to read
                     self._log.warning("Could not read %s's timeline: %s", room_id, e)
+                except HomeserverUnavailable as e:  # the other rooms are read all the same
+                    unreadable.append(e)
 
-        await asyncio.gather(*(worker() for _ in range(CATCH_UP_CONCURRENCY)))
+        async with asyncio.TaskGroup() as workers:  # a database error stops them all
+            for _ in range(CATCH_UP_CONCURRENCY):
+                workers.create_task(worker())
         if found:
             self._log.warning("Stored %d events the homeserver never sent", found)
             self._metrics.events_read_back.inc(found)
             self._wakeup.set()
         else:
             self._log.info("No event was missing from the rooms read back")
+        if unreadable:
+            raise HomeserverUnavailable(f"{len(unreadable)} rooms not read: {unreadable[0]}")
         return found
 
     async def catch_up_room(self, room_id: RoomId, since_ms: int) -> int:

@@ -22,6 +22,7 @@ from bridge.homeserver.recovery import (
     PING_AGAIN_SECONDS,
     PING_RETRY,
     READ_BACK_AFTER_SECONDS,
+    READ_BACK_ATTEMPTS,
     READ_BACK_RETRY,
     STORE_RETRY,
     Recovery,
@@ -452,7 +453,7 @@ def recording_catch_up(recovery: Recovery, clock: FakeClock) -> list[tuple[int, 
     return calls
 
 
-async def test_after_a_refusal_the_active_rooms_are_read_back_twice_from_before_it(
+async def test_after_a_refusal_the_active_rooms_are_read_back_twice_from_before_the_resume(
     matrix: FakeMatrix,
     inbox: InboxStore,
     db: Database,
@@ -468,28 +469,28 @@ async def test_after_a_refusal_the_active_rooms_are_read_back_twice_from_before_
 
     recovery = build_recovery(matrix, inbox, clock, metrics, CountingWakeup(), rooms)
     calls = recording_catch_up(recovery, clock)
-    refused_at = clock.now_ms()
     recovery.store_failed(transaction(text(room_id, BUYER, "refused, then stored")))
-    clock.advance(2)
+    clock.advance(60)  # the outage
     await recovery.resume_pushes()
     resumed_at = clock.now_ms()
     (stranded,) = fill(matrix, room_id, 1)  # in the timeline, never pushed
     await recovery.read_back_refused()
     first, second = READ_BACK_AFTER_SECONDS
-    since = refused_at - OUTAGE_MARGIN_MS
+    since = resumed_at - OUTAGE_MARGIN_MS
     assert calls == [
         (since, resumed_at + round(first * 1000)),
         (since, resumed_at + round((first + second) * 1000)),
     ]
     assert stranded in await stored_ids(db, room_id)
     assert sample(metrics, "bridge_events_read_back_total") == 1
-    # The next refusal reads back from its own time, not the first one's.
+    # The next refusal reads back from its own resume.
     calls.clear()
-    next_refusal = clock.now_ms()
     recovery.store_failed(transaction(text(room_id, BUYER, "again")))
+    clock.advance(60)
     await recovery.resume_pushes()
+    resumed_again_at = clock.now_ms()
     await recovery.read_back_refused()
-    assert [since for since, _ in calls] == [next_refusal - OUTAGE_MARGIN_MS] * 2
+    assert [since for since, _ in calls] == [resumed_again_at - OUTAGE_MARGIN_MS] * 2
 
 
 async def test_nothing_is_read_back_without_a_refusal(
@@ -501,7 +502,7 @@ async def test_nothing_is_read_back_without_a_refusal(
     assert calls == [] and matrix.called("messages") == []
 
 
-async def test_a_new_refusal_before_the_read_back_leaves_it_to_its_own_resume(
+async def test_a_refusal_during_a_round_ends_it_and_the_next_resume_reads_back(
     matrix: FakeMatrix,
     inbox: InboxStore,
     clock: FakeClock,
@@ -509,23 +510,26 @@ async def test_a_new_refusal_before_the_read_back_leaves_it_to_its_own_resume(
 ) -> None:
     recovery = build_recovery(matrix, inbox, clock, metrics, CountingWakeup())
     calls = recording_catch_up(recovery, clock)
-    first_refusal = clock.now_ms()
     recovery.store_failed(transaction(text("!room:localhost", BUYER, "one")))
     await recovery.resume_pushes()
     real_sleep = clock.sleep
 
-    async def refused_meanwhile(seconds: float) -> None:
+    async def refused_in_the_second_wait(seconds: float) -> None:
         await real_sleep(seconds)
-        recovery.store_failed(transaction(text("!room:localhost", BUYER, "two")))
+        if seconds == READ_BACK_AFTER_SECONDS[1]:
+            # Refused, and stored at once by the intake before Synapse's next transaction:
+            # nothing waits to be stored, and the resume has not pinged yet.
+            recovery.store_failed(transaction(text("!room:localhost", BUYER, "two")))
+            await recovery.store_refused()
 
-    clock.sleep = refused_meanwhile  # type: ignore[method-assign]
+    clock.sleep = refused_in_the_second_wait  # type: ignore[method-assign]
     await recovery.read_back_refused()
-    assert calls == []  # the database is cut again: reading back now would be early
+    assert len(calls) == 1  # the first read; the second would come during the new outage
     clock.sleep = real_sleep  # type: ignore[method-assign]
     await recovery.resume_pushes()
+    resumed_at = clock.now_ms()
     await recovery.read_back_refused()
-    # Back to before the first refusal: the second outage did not move the start.
-    assert [since for since, _ in calls] == [first_refusal - OUTAGE_MARGIN_MS] * 2
+    assert [since for since, _ in calls[1:]] == [resumed_at - OUTAGE_MARGIN_MS] * 2
 
 
 async def test_the_read_back_is_tried_again_while_the_homeserver_fails(
@@ -575,6 +579,53 @@ async def test_a_read_back_failing_in_a_new_outage_gives_way_to_the_next_resume(
     # Not tried again while the new outage lasts: the resume after it reads back.
     assert attempts == 1
     assert clock.slept == [READ_BACK_AFTER_SECONDS[0], READ_BACK_RETRY.delay(1)]
+
+
+async def test_a_read_back_that_keeps_failing_is_given_up(
+    matrix: FakeMatrix,
+    inbox: InboxStore,
+    clock: FakeClock,
+    metrics: Metrics,
+) -> None:
+    room_id = matrix.make_room()
+
+    async def rooms() -> list[RoomId]:
+        return [room_id]
+
+    recovery = build_recovery(matrix, inbox, clock, metrics, CountingWakeup(), rooms)
+    recovery.store_failed(transaction(text(room_id, BUYER, "refused")))
+    await recovery.resume_pushes()
+    matrix.fail("messages", *(HomeserverUnavailable("502") for _ in range(READ_BACK_ATTEMPTS)))
+    clock.slept.clear()
+    await recovery.read_back_refused()
+    assert len(matrix.called("messages")) == READ_BACK_ATTEMPTS
+    retries = [READ_BACK_RETRY.delay(n) for n in range(1, READ_BACK_ATTEMPTS)]
+    assert clock.slept == [READ_BACK_AFTER_SECONDS[0], *retries]  # not the second round
+
+
+async def test_catch_up_reads_every_other_room_before_raising_for_one_unavailable(
+    matrix: FakeMatrix,
+    inbox: InboxStore,
+    clock: FakeClock,
+    metrics: Metrics,
+    db: Database,
+) -> None:
+    room_ids = [matrix.make_room() for _ in range(recovery_module.CATCH_UP_CONCURRENCY + 3)]
+    for room_id in room_ids:
+        fill(matrix, room_id, 1)
+
+    async def rooms() -> list[RoomId]:
+        return room_ids
+
+    wakeup = CountingWakeup()
+    recovery = build_recovery(matrix, inbox, clock, metrics, wakeup, rooms)
+    matrix.fail("messages", HomeserverUnavailable("timed out"))  # the first room read
+    with pytest.raises(HomeserverUnavailable, match="1 rooms not read"):
+        await recovery.catch_up(since_ms=0)
+    assert len(matrix.called("messages")) == len(room_ids)
+    assert len(await stored_ids(db)) == len(room_ids) - 1
+    assert wakeup.sets == 1
+    assert sample(metrics, "bridge_events_read_back_total") == len(room_ids) - 1
 
 
 async def test_run_reads_back_after_resuming_the_push(
