@@ -304,8 +304,8 @@ class Bridge:
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
         try:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
             try:  # another process may take over the reconcile at once, not when it ends
                 await self.market.reconciler.release()
             except Exception:
