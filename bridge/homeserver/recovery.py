@@ -235,9 +235,12 @@ class Recovery:
                 except HomeserverUnavailable as e:  # the other rooms are read all the same
                     unreadable.append(e)
 
-        async with asyncio.TaskGroup() as workers:  # a database error stops them all
-            for _ in range(CATCH_UP_CONCURRENCY):
-                workers.create_task(worker())
+        try:
+            async with asyncio.TaskGroup() as workers:  # a database error stops them all
+                for _ in range(CATCH_UP_CONCURRENCY):
+                    workers.create_task(worker())
+        except ExceptionGroup as failed:  # the first error says what failed
+            raise failed.exceptions[0] from failed
         if found:
             self._log.warning("Stored %d events the homeserver never sent", found)
             self._metrics.events_read_back.inc(found)

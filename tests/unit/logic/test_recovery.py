@@ -859,6 +859,24 @@ async def test_a_room_the_bot_cannot_read_is_skipped_and_the_others_read(
     assert len(await stored_ids(db, readable)) == 3
 
 
+async def test_catch_up_raises_the_database_error_that_stopped_it(
+    matrix: FakeMatrix,
+    db: Database,
+    clock: FakeClock,
+    metrics: Metrics,
+) -> None:
+    room_id = matrix.make_room()
+    fill(matrix, room_id, 1)
+
+    async def rooms() -> list[RoomId]:
+        return [room_id]
+
+    cut = FlakyInbox(db, clock, failures=1)
+    recovery = build_recovery(matrix, cut, clock, metrics, CountingWakeup(), rooms)
+    with pytest.raises(ConnectionError, match="database unreachable"):
+        await recovery.catch_up(since_ms=0)
+
+
 async def test_catch_up_raises_when_the_homeserver_is_unavailable(
     recovery: Recovery,
     market: Market,
