@@ -12,6 +12,7 @@ from nio import RoomSendResponse
 from prometheus_client.parser import text_string_to_metric_families
 from yarl import URL
 
+from bridge.config import Config
 from tests.conftest import UserFactory, user_factory
 from tests.e2e.stack import Stack, join, send, with_policy, with_webhooks
 from tests.harness import (
@@ -57,22 +58,12 @@ async def test_events_a_restarted_synapse_never_sent_are_read_back(
         user_factory(own_homeserver) as make,
     ):
         config = with_webhooks(own_homeserver.bridge_config(database_url), hooks.url)
-        config = config.model_copy(
-            update={
-                "server": config.server.model_copy(update={"port": bridge_port}),
-                "homeserver": config.homeserver.model_copy(update={"watch_interval_seconds": 0.2}),
-            }
-        )
+        config = _listening_on(config, bridge_port, watch_seconds=0.2)
         stack = Stack(config, session, await make("buyer"), await make("seller"), {})
         process = BridgeProcess(config, tmp_path)
         await process.start()
         try:
-            room_id = await stack.create()
-            await stack.transition(room_id, "/payment")
-            await join(stack.buyer, room_id)
-            first = await _say(stack, room_id, "Is it still available?")
-            await eventually(lambda: _has(hooks, [first]), within=30)
-
+            room_id, first = await _paid_room_with_a_delivered_message(stack, hooks)
             in_flight, queued = await _restart_synapse_dropping_its_queue(
                 own_homeserver, proxy, stack, room_id
             )
@@ -91,6 +82,31 @@ async def test_events_a_restarted_synapse_never_sent_are_read_back(
             process.kill()
             await proxy.stop()
             await hooks.stop()
+
+
+def _listening_on(config: Config, port: int, watch_seconds: float) -> Config:
+    """The bridge on ``port`` (Synapse reaches it through the test's proxy), watching the
+    homeserver every ``watch_seconds`` (0: not at all)."""
+    return config.model_copy(
+        update={
+            "server": config.server.model_copy(update={"port": port}),
+            "homeserver": config.homeserver.model_copy(
+                update={"watch_interval_seconds": watch_seconds}
+            ),
+        }
+    )
+
+
+async def _paid_room_with_a_delivered_message(
+    stack: Stack, hooks: WebhookReceiver
+) -> tuple[str, str]:
+    """A paid transaction's room the buyer joined, and a message of theirs delivered."""
+    room_id = await stack.create()
+    await stack.transition(room_id, "/payment")
+    await join(stack.buyer, room_id)
+    first = await _say(stack, room_id, "Is it still available?")
+    await eventually(lambda: _has(hooks, [first]), within=30)
+    return room_id, first
 
 
 async def _restart_synapse_dropping_its_queue(
@@ -132,21 +148,12 @@ async def test_events_lost_before_a_refused_transaction_are_read_back_after_it(
         await to_database.start()
         config = own_homeserver.bridge_config(str(database.with_port(to_database.port)))
         config = with_policy(with_webhooks(config, hooks.url), flood_messages=10000)
-        config = config.model_copy(
-            update={
-                "server": config.server.model_copy(update={"port": bridge_port}),
-                "homeserver": config.homeserver.model_copy(update={"watch_interval_seconds": 0}),
-            }
-        )
+        config = _listening_on(config, bridge_port, watch_seconds=0)
         stack = Stack(config, session, await make("buyer"), await make("seller"), {})
         process = BridgeProcess(config, tmp_path)
         await process.start()
         try:
-            room_id = await stack.create()
-            await stack.transition(room_id, "/payment")
-            await join(stack.buyer, room_id)
-            first = await _say(stack, room_id, "Is it still available?")
-            await eventually(lambda: _has(hooks, [first]), within=30)
+            room_id, _ = await _paid_room_with_a_delivered_message(stack, hooks)
             in_flight, lost = await _restart_synapse_dropping_its_queue(
                 own_homeserver, to_bridge, stack, room_id
             )

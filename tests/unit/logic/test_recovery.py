@@ -453,6 +453,18 @@ def recording_catch_up(recovery: Recovery, clock: FakeClock) -> list[tuple[int, 
     return calls
 
 
+def recovery_of_one_room(
+    matrix: FakeMatrix, inbox: InboxStore, clock: FakeClock, metrics: Metrics
+) -> tuple[Recovery, RoomId]:
+    """A recovery whose only active room is a new one."""
+    room_id = matrix.make_room()
+
+    async def rooms() -> list[RoomId]:
+        return [room_id]
+
+    return build_recovery(matrix, inbox, clock, metrics, CountingWakeup(), rooms), room_id
+
+
 async def test_after_a_refusal_the_active_rooms_are_read_back_twice_from_before_the_resume(
     matrix: FakeMatrix,
     inbox: InboxStore,
@@ -462,12 +474,7 @@ async def test_after_a_refusal_the_active_rooms_are_read_back_twice_from_before_
 ) -> None:
     """A transaction Synapse makes while its recoverer is finishing is pushed only at its
     next outage (docs/reliability.md): its event is read back from the room instead."""
-    room_id = matrix.make_room()
-
-    async def rooms() -> list[RoomId]:
-        return [room_id]
-
-    recovery = build_recovery(matrix, inbox, clock, metrics, CountingWakeup(), rooms)
+    recovery, room_id = recovery_of_one_room(matrix, inbox, clock, metrics)
     calls = recording_catch_up(recovery, clock)
     recovery.store_failed(transaction(text(room_id, BUYER, "refused, then stored")))
     clock.advance(60)  # the outage
@@ -539,12 +546,7 @@ async def test_the_read_back_is_tried_again_while_the_homeserver_fails(
     clock: FakeClock,
     metrics: Metrics,
 ) -> None:
-    room_id = matrix.make_room()
-
-    async def rooms() -> list[RoomId]:
-        return [room_id]
-
-    recovery = build_recovery(matrix, inbox, clock, metrics, CountingWakeup(), rooms)
+    recovery, room_id = recovery_of_one_room(matrix, inbox, clock, metrics)
     recovery.store_failed(transaction(text(room_id, BUYER, "refused")))
     await recovery.resume_pushes()
     (stranded,) = fill(matrix, room_id, 1)
@@ -587,12 +589,7 @@ async def test_a_read_back_that_keeps_failing_is_given_up(
     clock: FakeClock,
     metrics: Metrics,
 ) -> None:
-    room_id = matrix.make_room()
-
-    async def rooms() -> list[RoomId]:
-        return [room_id]
-
-    recovery = build_recovery(matrix, inbox, clock, metrics, CountingWakeup(), rooms)
+    recovery, room_id = recovery_of_one_room(matrix, inbox, clock, metrics)
     recovery.store_failed(transaction(text(room_id, BUYER, "refused")))
     await recovery.resume_pushes()
     matrix.fail("messages", *(HomeserverUnavailable("502") for _ in range(READ_BACK_ATTEMPTS)))
@@ -635,12 +632,7 @@ async def test_run_reads_back_after_resuming_the_push(
     clock: FakeClock,
     metrics: Metrics,
 ) -> None:
-    room_id = matrix.make_room()
-
-    async def rooms() -> list[RoomId]:
-        return [room_id]
-
-    recovery = build_recovery(matrix, inbox, clock, metrics, CountingWakeup(), rooms)
+    recovery, room_id = recovery_of_one_room(matrix, inbox, clock, metrics)
     (stranded,) = fill(matrix, room_id, 1)
     read_back = asyncio.Event()
     real_catch_up = recovery.catch_up
@@ -865,14 +857,9 @@ async def test_catch_up_raises_the_database_error_that_stopped_it(
     clock: FakeClock,
     metrics: Metrics,
 ) -> None:
-    room_id = matrix.make_room()
-    fill(matrix, room_id, 1)
-
-    async def rooms() -> list[RoomId]:
-        return [room_id]
-
     cut = FlakyInbox(db, clock, failures=1)
-    recovery = build_recovery(matrix, cut, clock, metrics, CountingWakeup(), rooms)
+    recovery, room_id = recovery_of_one_room(matrix, cut, clock, metrics)
+    fill(matrix, room_id, 1)
     with pytest.raises(ConnectionError, match="database unreachable"):
         await recovery.catch_up(since_ms=0)
 
