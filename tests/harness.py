@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import gc
 import json
 import os
 import re
@@ -17,7 +16,6 @@ import sys
 import time
 import urllib.request
 import uuid
-import warnings
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -37,6 +35,7 @@ from bridge.ops.deployment import EXAMPLE_CONFIG, lockdown_module, write_registr
 from bridge.ops.local_synapse import LocalSynapse, free_loopback_port
 from bridge.runtime.clock import Clock, SystemClock
 from bridge.storage.database import is_sqlite
+from tests.sqlite_lock import report_sqlite_lock
 
 T = TypeVar("T")
 
@@ -463,49 +462,6 @@ async def running_bridge(config: Config, clock: Clock | None = None) -> AsyncIte
         await bridge.close()
         if is_sqlite(config.database.url):
             report_sqlite_lock(URL(config.database.url).path)
-
-
-def report_sqlite_lock(path: str) -> None:
-    """Warn, saying what may hold it, when a closed bridge left its SQLite file write-locked:
-    a bridge started next on the same file meets "database is locked" (seen in CI, cause not
-    found yet). A warning, not a failure: only a later bridge on the file is hurt by it."""
-    if _takes_write_lock(path):
-        return
-    fds = [fd for fd in os.listdir("/proc/self/fd") if _points_at(fd, path)]
-    tasks = [repr(task) for task in asyncio.all_tasks() if not task.done()][:20]
-    gc.collect()
-    freed = _takes_write_lock(path)
-    cursors = [obj for obj in gc.get_objects() if isinstance(obj, sqlite3.Cursor)]
-    holders = [
-        sorted({type(referrer).__name__ for referrer in gc.get_referrers(cursor)})
-        for cursor in cursors[:10]
-    ]
-    warnings.warn(
-        f"{path} still write-locked after the bridge closed; {len(fds)} descriptors of this"
-        f" process on it; after gc.collect() it is {'free' if freed else 'still locked'};"
-        f" {len(cursors)} sqlite3 cursors alive, held by {holders}; tasks still running:"
-        f" {tasks}",
-        stacklevel=2,
-    )
-
-
-def _takes_write_lock(path: str) -> bool:
-    probe = sqlite3.connect(path, timeout=0, isolation_level=None)
-    try:
-        probe.execute("BEGIN IMMEDIATE")
-        probe.execute("ROLLBACK")
-        return True
-    except sqlite3.OperationalError:
-        return False
-    finally:
-        probe.close()
-
-
-def _points_at(fd: str, path: str) -> bool:
-    try:
-        return os.readlink(f"/proc/self/fd/{fd}").startswith(path)
-    except OSError:  # closed meanwhile
-        return False
 
 
 class TcpProxy:
