@@ -1,11 +1,11 @@
 """What holds a SQLite file's write lock after the bridge on it closed.
 
-Seen in CI, cause not found yet: a closed bridge left its file write-locked, and a bridge
-started next on the same file met "database is locked". A closed sqlite3 connection whose
-statements are still referenced (by a live cursor) stays open as a "zombie", with its
-transaction and locks, until they are freed. The warning says what is alive that could be
-that: threads, aiosqlite connections and their queues, cursors and what refers to them.
-A warning, not a failure: only a later bridge on the file is hurt by it.
+A closed sqlite3 connection whose statements are still referenced (by a live cursor) stays
+open as a "zombie", with its transaction and locks, until they are freed; a bridge started
+next on the same file then meets "database is locked". Seen in CI; this report found the
+cause (a cursor kept by a cancelled task's traceback, `bridge/storage/sqlite.py`), and stays
+to name any other: threads, aiosqlite connections and their queues, cursors and what refers
+to them. A warning, not a failure: only a later bridge on the file is hurt by it.
 """
 
 from __future__ import annotations

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import logging
 import sqlite3
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 from mautrix.util.async_db import Database, Scheme
-from mautrix.util.async_db.aiosqlite import SQLiteDatabase
-from mautrix.util.async_db.connection import LoggingConnection
 from yarl import URL
 
 from bridge.config import DatabaseConfig
 
 from .migrations import bridge_upgrade_table
 from .pool import PooledPostgresDatabase
+from .sqlite import SQLiteDatabase
 
 # WAL lets readers run beside the writer; synchronous=FULL makes every acknowledged
 # transaction survive power loss (mautrix's default, NORMAL, does not).
@@ -28,34 +24,6 @@ SQLITE_INIT_COMMANDS = [
     "PRAGMA foreign_keys = ON",
     "PRAGMA busy_timeout = 5000",
 ]
-
-
-class RollingBackSQLiteDatabase(SQLiteDatabase):
-    """mautrix's SQLite database, whose one connection comes back with no transaction open.
-    mautrix rolls a transaction back on an exception but not on a cancellation: the
-    connection would carry the cancelled transaction into every later statement, and none
-    of them would ever be committed (PostgreSQL's pool resets its connections the same way,
-    `bridge.storage.pool`)."""
-
-    @asynccontextmanager
-    async def acquire_direct(self) -> AsyncIterator[LoggingConnection]:  # type: ignore[override]
-        async with super().acquire_direct() as conn:
-            try:
-                yield conn
-            except BaseException:
-                # Queued behind a statement the cancellation left running; a no-op when
-                # mautrix rolled back already.
-                await _roll_back(conn)
-                raise
-            if conn.wrapped.in_transaction:
-                await _roll_back(conn)
-
-
-async def _roll_back(conn: LoggingConnection) -> None:
-    try:
-        await conn.wrapped.rollback()
-    except Exception:  # the error that ended the loan is the one to raise
-        logging.getLogger("bridge.storage").exception("Could not roll back a transaction")
 
 
 def rows_affected(status: Any) -> int:
@@ -111,7 +79,7 @@ def create_database(config: DatabaseConfig) -> Database:
     if is_sqlite(config.url):
         Path(URL(config.url).path).parent.mkdir(parents=True, exist_ok=True)
         db_args = {"init_commands": list(SQLITE_INIT_COMMANDS)}
-        return RollingBackSQLiteDatabase(URL(config.url), bridge_upgrade_table(), db_args)
+        return SQLiteDatabase(URL(config.url), bridge_upgrade_table(), db_args)
     return PooledPostgresDatabase(
         config.url,
         bridge_upgrade_table(),

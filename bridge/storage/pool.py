@@ -9,7 +9,7 @@ so of what asyncpg's pool does on a return only ending a transaction left open i
 (`LeanConnection`), and idle connections need not be closed. What else is needed is here: at
 most ``max_size`` connections, waiters served in turn, a connection broken, cut off
 mid-statement or still cancelling a statement dropped (the next acquire connects afresh,
-after a database cut say), and a connection used after its return refused (`_Loan`).
+after a database cut say), and a connection used after its return refused (`Loan`).
 """
 
 from __future__ import annotations
@@ -38,19 +38,20 @@ _BREAKING = (
 )
 
 
-class _Loan:
+class Loan:
     """A lent connection as its borrower sees it: used after its return (by a task started
     inside the block, say), it fails rather than run in another borrower's transaction, as
-    asyncpg's pool's proxy did."""
+    asyncpg's pool's proxy did. ``error``: what is raised then."""
 
-    __slots__ = ("_conn",)
+    __slots__ = ("_conn", "_error")
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
-        self._conn: asyncpg.Connection | None = conn
+    def __init__(self, conn: Any, error: type[Exception] = asyncpg.InterfaceError) -> None:
+        self._conn: Any = conn
+        self._error = error
 
     def __getattr__(self, name: str) -> Any:
         if self._conn is None:
-            raise asyncpg.InterfaceError("a connection used after its return to the pool")
+            raise self._error("a connection used after its return to the pool")
         return getattr(self._conn, name)
 
     def end(self) -> None:
@@ -199,7 +200,7 @@ class PooledPostgresDatabase(PostgresDatabase):
     @contextlib.asynccontextmanager
     async def acquire_direct(self) -> AsyncIterator[LoggingConnection]:
         conn = await self._connections.acquire()
-        loan = _Loan(conn)
+        loan = Loan(conn)
         broken = False
         try:
             yield LoggingConnection(
