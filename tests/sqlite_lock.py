@@ -24,12 +24,12 @@ import aiosqlite
 
 def report_sqlite_lock(path: str) -> None:
     """Warn, saying what may hold it, when ``path`` does not take a write lock."""
-    if _takes_write_lock(path):
+    if takes_write_lock(path):
         return
     fds = [fd for fd in os.listdir("/proc/self/fd") if _points_at(fd, path)]
     tasks = [repr(task) for task in asyncio.all_tasks() if not task.done()][:20]
     gc.collect()
-    freed = _takes_write_lock(path)
+    freed = takes_write_lock(path)
     warnings.warn(
         f"{path} still write-locked after the bridge closed; {len(fds)} descriptors of this"
         f" process on it; after gc.collect() it is {'free' if freed else 'still locked'};"
@@ -88,7 +88,8 @@ def _name(obj: object) -> str:
     return type(obj).__name__
 
 
-def _takes_write_lock(path: str) -> bool:
+def takes_write_lock(path: str) -> bool:
+    """Whether another connection can start writing to ``path`` at once."""
     probe = sqlite3.connect(path, timeout=0, isolation_level=None)
     try:
         probe.execute("BEGIN IMMEDIATE")

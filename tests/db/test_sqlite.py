@@ -14,6 +14,7 @@ from mautrix.util.async_db import Database
 
 from bridge.config import DatabaseConfig
 from bridge.storage.database import create_database, start_database
+from tests.sqlite_lock import takes_write_lock
 
 STATEMENT_DEADLINE_S = 10.0
 
@@ -27,19 +28,6 @@ async def sqlite_db(tmp_path: Path) -> AsyncIterator[Database]:
     await database.execute("CREATE TABLE t (x INTEGER)")
     yield database
     await database.stop()
-
-
-def takes_write_lock(path: str) -> bool:
-    """Whether another connection can start writing at once."""
-    other = sqlite3.connect(path, timeout=0, isolation_level=None)
-    try:
-        other.execute("BEGIN IMMEDIATE")
-        other.execute("ROLLBACK")
-        return True
-    except sqlite3.OperationalError:
-        return False
-    finally:
-        other.close()
 
 
 async def test_a_statement_answered_as_its_caller_is_cancelled_keeps_no_lock(
