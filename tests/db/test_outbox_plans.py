@@ -126,4 +126,3 @@ async def test_no_outbox_statement_reads_every_row(db: Database) -> None:
                 if scans_of(plan, "outbox"):
                     scanning.append((mode, query))
     assert scanning == []
-
