@@ -166,6 +166,16 @@ class Bridge:
             Signer([secret.get_secret_value() for secret in webhooks.secrets]),
             clock,
         )
+        outbox = OutboxWorker(
+            self.outbox,
+            sender.send,
+            Backoff(webhooks.backoff_initial_seconds, webhooks.backoff_max_seconds, True),
+            int(webhooks.timeout_seconds * 1000),
+            clock,
+            metrics,
+            self.wakeups.outbox,
+            on_dead=self._announce_dead,
+        )
         return Workers(
             inbox=InboxWorker(
                 self.db,
@@ -180,17 +190,9 @@ class Bridge:
                 self.wakeups,
                 DealTracker(delays, freeze, metrics),
                 market.planner.links,
+                outbox,
             ),
-            outbox=OutboxWorker(
-                self.outbox,
-                sender.send,
-                Backoff(webhooks.backoff_initial_seconds, webhooks.backoff_max_seconds, True),
-                int(webhooks.timeout_seconds * 1000),
-                clock,
-                metrics,
-                self.wakeups.outbox,
-                on_dead=self._announce_dead,
-            ),
+            outbox=outbox,
             actions=ActionWorker(
                 PlannedActions(self.db),
                 performer.perform,

@@ -69,22 +69,35 @@ def queue_notifications(
     retry_for_ms: int,
     now: int,
     then: Callable[[Rows], None] | None = None,
+    lease_until: int = 0,
 ) -> None:
     """`add_notifications` among other writes: one INSERT however many; ``then`` is given a
-    row for each one queued."""
+    row for each one queued (its columns as `OutboxRow`'s, and `lease_until`). A
+    ``lease_until`` leases the rows until then if their stream had nothing pending, so that
+    the caller can hand them to the outbox worker (`handed_over`, `OutboxWorker.take`)
+    without a statement to lease them."""
     notifications = list(notifications)
     if not notifications:
         return
+    # Seen as the database was before the statement: a stream with a row pending (being
+    # delivered, or waiting for its retry) keeps its order, its rows leased by whoever
+    # delivers its head.
+    lease = (
+        "CASE WHEN NOT EXISTS (SELECT 1 FROM outbox p WHERE p.stream = $1"
+        " AND p.status = 'pending') THEN CAST($4 AS BIGINT) ELSE 0 END"
+    )
     values = ", ".join(
-        f"(${4 + 3 * n}, $1, ${5 + 3 * n}, ${6 + 3 * n}, $2, $3, $2)"
+        f"(${5 + 3 * n}, $1, ${6 + 3 * n}, ${7 + 3 * n}, $2, $3, $2, {lease})"
         for n in range(len(notifications))
     )
     writes.add(
         "INSERT INTO outbox (id, stream, type, body, next_attempt_at, retry_until,"  # noqa: S608
-        f" created_at) VALUES {values} ON CONFLICT (id) DO NOTHING RETURNING id",
+        f" created_at, lease_until) VALUES {values} ON CONFLICT (id) DO NOTHING"
+        f" RETURNING {_ROW}, lease_until",
         stream,
         now,
         now + retry_for_ms,
+        lease_until,
         *(
             value
             for n in notifications
@@ -96,6 +109,16 @@ def queue_notifications(
         ),
         then=then,
     )
+
+
+def handed_over(queued: Rows) -> list[OutboxRow]:
+    """The rows `queue_notifications` leased as it queued them, in their stream's order."""
+    leased = (
+        OutboxRow(**{k: v for k, v in row.items() if k != "lease_until"})
+        for row in queued
+        if row["lease_until"]
+    )
+    return sorted(leased, key=lambda row: row.seq)
 
 
 # Delivered rows one `settle` marks at most (the outbox worker's batch is no bigger). A

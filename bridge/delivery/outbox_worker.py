@@ -8,6 +8,9 @@
         -> anything else: retry with exponential backoff and jitter until the row's
            `retry_until`; then a dead letter (which unblocks the stream), and the admins told
 
+Rows the inbox worker queues for a stream with nothing pending come leased, and are handed
+over in process (`accepts`, `take`): delivered at once, with no statement to lease them.
+
 A failing receiver for one room never delays another. Leases are short (LEASE_MS) and renewed
 while the stream's task runs, so a process that dies mid-attempt holds its stream for LEASE_MS
 at most, whatever `webhooks.timeout_seconds`; the worker's once-a-second count of waiting rows
@@ -57,6 +60,7 @@ class OutboxWorker:
         wakeup: Wakeup,
         on_dead: DeadLetterHandler | None = None,
         renew_seconds: float = RENEW_SECONDS,
+        poll_seconds: float = POLL_SECONDS,
     ) -> None:
         self._outbox = outbox
         self._send = send
@@ -64,6 +68,7 @@ class OutboxWorker:
         self._attempt_ms = attempt_ms
         self._lease_ms = LEASE_MS
         self._renew_seconds = renew_seconds
+        self._poll_seconds = poll_seconds
         # Whether the receiver's last answer was a failure; true at start, as rows may wait
         # from before (a probe finds out). _attempted_at: when a row was last sent or probed.
         self._receiver_failing = True
@@ -73,16 +78,19 @@ class OutboxWorker:
         self._wakeup = wakeup
         self._on_dead = on_dead
         self._streams: dict[str, asyncio.Task] = {}
+        self._running = False  # while `run` runs: rows handed over are delivered
         self._census_read_at = 0
         self._slots_full = False
         self._log = logging.getLogger("bridge.delivery")
 
     async def run(self) -> None:
+        self._running = True
         try:
             await drain_when_woken(
-                self.drain, self._wakeup, self._log, "read the outbox", POLL_SECONDS
+                self.drain, self._wakeup, self._log, "read the outbox", self._poll_seconds
             )
         finally:
+            self._running = False
             for task in self._streams.values():
                 task.cancel()
             await asyncio.gather(*self._streams.values(), return_exceptions=True)
@@ -98,17 +106,48 @@ class OutboxWorker:
             # Every slot taken: other streams may wait, so a stream that ends must look again.
             self._slots_full = len(leased) == free
             for row in leased:
-                task = asyncio.create_task(self._deliver_leased(row, now + self._lease_ms))
-                self._streams[row.stream] = task
-                task.add_done_callback(lambda t, stream=row.stream: self._stream_done(stream, t))
-        if now >= self._census_read_at + POLL_SECONDS * 1000:  # a count, not per webhook
+                self._start([row], now + self._lease_ms)
+        if now >= self._census_read_at + self._poll_seconds * 1000:  # a count, not per webhook
             self._census_read_at = now
             census = await self._outbox.census(now)
             self._metrics.outbox_depth.set(census.depth)
             # A lease that ends before the next poll (a killed replica's, say): look then.
-            if census.lease_ends is not None and census.lease_ends < now + POLL_SECONDS * 1000:
+            if (
+                census.lease_ends is not None
+                and census.lease_ends < now + self._poll_seconds * 1000
+            ):
                 delay = (census.lease_ends + 1 - now) / 1000
                 asyncio.get_running_loop().call_later(delay, self._wakeup.set)
+
+    def accepts(self, now: int) -> int:
+        """Until when rows queued now may be leased for `take` (0: not now): while the
+        worker runs, a stream slot is free and the receiver's last answer was not a
+        failure (a failing receiver's rows wait for the probe)."""
+        if self._running and not self._receiver_failing and len(self._streams) < MAX_STREAMS:
+            return now + self._lease_ms
+        return 0
+
+    async def take(self, rows: list[OutboxRow], lease_end: int) -> None:
+        """Deliver a stream's rows that were leased until ``lease_end`` as they were queued
+        (`accepts`), with no statement to lease them. With no slot free by now, or a lease
+        that could end before its first renewal (the statement that queued them was slow),
+        their leases are given back and the worker looks for them on its next pass."""
+        renewed_by = self._clock.now_ms() + self._renew_seconds * 1000
+        if self._running and len(self._streams) < MAX_STREAMS and lease_end > renewed_by:
+            self._start(rows, lease_end)
+            return
+        try:
+            await self._outbox.release(rows)
+        except Exception:  # their leases lapse within LEASE_MS; the census looks then
+            self._log.exception("Could not give back the leases of %s", rows[0].stream)
+        self._wakeup.set()
+
+    def _start(self, batch: list[OutboxRow], lease_end: int) -> None:
+        """Deliver a stream's leased rows, and what follows them, in a task of its own."""
+        stream = batch[0].stream
+        task = asyncio.create_task(self._deliver_leased(batch, lease_end))
+        self._streams[stream] = task
+        task.add_done_callback(lambda t: self._stream_done(stream, t))
 
     def _stream_done(self, stream: str, task: asyncio.Task) -> None:
         # A task that found nothing more may end after the stream's next task started.
@@ -125,7 +164,7 @@ class OutboxWorker:
         head (else nothing: another process holds it, or it waits for its retry)."""
         now = self._clock.now_ms()
         if await self._outbox.lease(row, now, now + self._lease_ms):
-            await self._deliver_leased(row, now + self._lease_ms)
+            await self._deliver_leased([row], now + self._lease_ms)
 
     async def _probe(self, now: int) -> None:
         """While the receiver fails and nothing is being sent, make the waiting row due
@@ -137,11 +176,12 @@ class OutboxWorker:
         if not await self._outbox.bring_forward(now):
             self._receiver_failing = False  # nothing waits
 
-    async def _deliver_leased(self, head: OutboxRow, lease_end: int) -> None:
+    async def _deliver_leased(self, batch: list[OutboxRow], lease_end: int) -> None:
         """Deliver a stream's rows in order, a batch at a time, until none is left or one
         fails, the stream's leases renewed meanwhile. A batch's rows are marked delivered
         together, and the next batch leased, in one statement (so after a crash a batch's
         delivered rows are sent again: at least once, as any delivery can be)."""
+        head = batch[0]
         lease = [lease_end]  # where the last renewal took the batch's leases
 
         async def renew() -> None:
@@ -151,7 +191,7 @@ class OutboxWorker:
 
         try:
             await keeping_lease(
-                self._deliver_batches(head, lease),
+                self._deliver_batches(batch, lease),
                 renew,
                 self._renew_seconds,
                 self._log,
@@ -164,8 +204,7 @@ class OutboxWorker:
             delay = max(0, lease[0] - self._clock.now_ms()) / 1000
             asyncio.get_running_loop().call_later(delay, self._wakeup.set)
 
-    async def _deliver_batches(self, head: OutboxRow, lease: list[int]) -> None:
-        batch = [head]
+    async def _deliver_batches(self, batch: list[OutboxRow], lease: list[int]) -> None:
         while batch:
             delivered, going_on = await self._attempt_batch(batch, lease)
             if not delivered:

@@ -14,7 +14,9 @@
               the event marked done: one statement (bridge.storage.writes), kept only if the
               event was still pending (another process may have worked out the same events
               meanwhile: no lock keeps it off the room)
-      -> wake the outbox and action workers; admin commands run last (at most once)
+      -> the webhooks handed to the outbox worker, leased by the statement that queued
+         them if their room's stream had nothing pending (else it is woken); the action
+         worker woken; admin commands run last (at most once)
 
 PostgreSQL: each event's statement is atomic alone, with no BEGIN and COMMIT around it (two
 of a message's round trips). SQLite runs the statements one by one, in one transaction for
@@ -29,12 +31,12 @@ import contextlib
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from mautrix.util.async_db import Connection, Database, Scheme
 
 from bridge.deals.tracker import DealTracker
-from bridge.delivery.outbox import queue_notifications
+from bridge.delivery.outbox import OutboxRow, handed_over, queue_notifications
 from bridge.market.management import ManagementRoom
 from bridge.market.models import room_context
 from bridge.market.records.messages import record_message, unread_count
@@ -77,6 +79,14 @@ ROOM_CONCURRENCY = 8
 WITHHELD = frozenset({"message.created", "message.edited"})
 
 
+class Delivery(Protocol):
+    """The outbox worker, as the inbox hands it what it queued (`OutboxWorker`)."""
+
+    def accepts(self, now: int) -> int: ...
+
+    async def take(self, rows: list[OutboxRow], lease_end: int) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     notifications: list[Notification] = field(default_factory=list)
@@ -104,6 +114,7 @@ class InboxWorker:
         wakeups: Wakeups,
         tracker: DealTracker,
         links: RoomLinks | None = None,
+        delivery: Delivery | None = None,
     ) -> None:
         self._db = db
         self._links = links
@@ -117,6 +128,7 @@ class InboxWorker:
         self._metrics = metrics
         self._wakeups = wakeups
         self._tracker = tracker
+        self._delivery = delivery
         self._scanned_at = 0  # when every room's pending events were last looked for
         self._rooms: dict[RoomId, asyncio.Task] = {}  # being processed, each by one task
         self._again: set[RoomId] = set()  # named while being processed: look once more
@@ -280,7 +292,11 @@ class InboxWorker:
         writes = Writes()
         queued: Rows = []
         notifications = decision.notifications + decision.enforcement.notifications
-        queue_notifications(writes, room_id, notifications, self._retry_for_ms, now, queued.extend)
+        # Leased as queued if the outbox worker can take them now (no lease statement).
+        lease_end = self._delivery.accepts(now) if self._delivery else 0
+        queue_notifications(
+            writes, room_id, notifications, self._retry_for_ms, now, queued.extend, lease_end
+        )
         if decision.record is not None:
             await record_message(writes, room_id, decision.record)
         await self._track(writes, stored, decision, now)
@@ -291,13 +307,16 @@ class InboxWorker:
         # pending, to be worked out again. A command's wait: it runs once its event is
         # marked done, at most once, so the mark must outlast such a crash.
         await writes.run(conn, wait_for_disk=command)
-        return _Processed(event, decision, len(queued), command)
+        return _Processed(event, decision, len(queued), handed_over(queued), lease_end, command)
 
     async def _after_commits(self, room_id: RoomId, committed: list[_Processed]) -> None:
         for done in committed:
             enforcement = done.decision.enforcement
             if done.queued:
                 self._metrics.webhooks_queued.inc(done.queued)
+            if done.handed_over and self._delivery:
+                await self._delivery.take(done.handed_over, done.lease_end)
+            if done.queued > len(done.handed_over):  # behind a stream's pending rows
                 self._wakeups.outbox.set()
             for rule in enforcement.broken_rules:
                 self._metrics.policy_violations.labels(rule).inc()
@@ -376,4 +395,6 @@ class _Processed:
     event: Any  # as parsed
     decision: Decision
     queued: int  # webhooks
+    handed_over: list[OutboxRow]  # of them, leased until lease_end, for the outbox worker
+    lease_end: int
     command: bool  # an admin command, run once the event is marked done

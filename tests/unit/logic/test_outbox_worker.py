@@ -595,7 +595,7 @@ async def test_a_batch_whose_lease_could_lapse_is_settled_and_leased_afresh(
     await queue(db, clock, "!a", "a1", "a2", "a3", "a4", "a5", "a6")
     leased_at = clock.now_ms()
     (head,) = await outbox.lease_heads(leased_at, leased_at + LEASE_MS, 1)
-    await worker._deliver_leased(head, leased_at + LEASE_MS)
+    await worker._deliver_leased([head], leased_at + LEASE_MS)
     assert receiver.attempts == ["a1", "a2", "a3", "a4", "a5", "a6"]
     rows = await db.fetch("SELECT id, delivered_at FROM outbox ORDER BY seq")
     # a1 alone (the head), then a2-a4 under the lease taken when a1 was marked, stopping
