@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from mautrix.util.async_db import Connection, Scheme, UpgradeTable
 
-from .upgrades import v12_reconcile_changes, v13_retention, v14_require
+from .upgrades import v12_reconcile_changes, v13_retention, v14_require, v15_lookups_at_scale
 
 
 def bridge_upgrade_table() -> UpgradeTable:
@@ -27,6 +27,7 @@ def bridge_upgrade_table() -> UpgradeTable:
     table.register(description="Reconcile what changed: stamps, runs")(v12_reconcile_changes)
     table.register(description="Retention: purges by due date, legal holds")(v13_retention)
     table.register(description="Writes kept only with their required part")(v14_require)
+    table.register(description="Lookups that read whole tables made indexed")(v15_lookups_at_scale)
     return table
 
 

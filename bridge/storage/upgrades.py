@@ -131,3 +131,24 @@ async def v14_require(conn: Connection, scheme: Scheme) -> None:
         END
         $$
     """)
+
+
+async def v15_lookups_at_scale(conn: Connection, scheme: Scheme) -> None:
+    # Indexes for statements that read a whole growing table (tests/db/test_plans.py): the
+    # 'changed' reconcile's users suspended or erased since its last run (every few seconds),
+    # the open transactions (the scheduled reconcile, the catch-up after an outage), and a
+    # user's data export (audit rows about or by them, their masked originals).
+    await conn.execute(
+        "CREATE INDEX marketplace_users_suspended ON marketplace_users (suspended_at)"
+        " WHERE suspended_at IS NOT NULL"
+    )
+    await conn.execute(
+        "CREATE INDEX marketplace_users_erased ON marketplace_users (erased_at)"
+        " WHERE erased_at IS NOT NULL"
+    )
+    await conn.execute(
+        "CREATE INDEX transactions_open ON transactions (transaction_id) WHERE state <> 'closed'"
+    )
+    await conn.execute("CREATE INDEX audit_by_subject ON audit (subject)")
+    await conn.execute("CREATE INDEX audit_by_actor ON audit (actor)")
+    await conn.execute("CREATE INDEX masked_originals_by_sender ON masked_originals (sender)")
