@@ -115,14 +115,15 @@ class ConnectionPool:
         if broken or conn.is_closed() or self._closed or conn._protocol._is_cancelling():
             self._drop(conn)
             return
-        try:
-            await conn.reset()  # a transaction left open rolled back (no reset query: Lean)
-        except Exception:  # the connection failed: closed instead
-            self._drop(conn)
-            return
-        except BaseException:  # cancelled mid-way
-            self._drop(conn)
-            raise
+        if conn.is_in_transaction():  # else there is nothing to undo (no reset query: Lean)
+            try:
+                await conn.reset()  # the transaction left open rolled back
+            except Exception:  # the connection failed: closed instead
+                self._drop(conn)
+                return
+            except BaseException:  # cancelled mid-way
+                self._drop(conn)
+                raise
         self._give(conn)
 
     async def close(self) -> None:
