@@ -230,14 +230,21 @@ class Outbox:
             (OutboxRow(**dict(r)) for r in rows if r["seq"] not in done), key=lambda r: r.seq
         )
 
-    async def release(self, rows: list[OutboxRow]) -> None:
-        """Give up the leases of rows not attempted (behind one that failed)."""
-        if rows:
-            held = ", ".join(f"${n}" for n in range(1, 1 + len(rows)))
-            await self._db.execute(
-                self._unsynced(f"UPDATE outbox SET lease_until = 0 WHERE seq IN ({held})"),  # noqa: S608
-                *(row.seq for row in rows),
-            )
+    async def release(self, rows: list[OutboxRow], held_until: int | None = None) -> None:
+        """Give up the leases of rows not attempted: behind one that failed, or handed over
+        when they could not be taken (``held_until``: only while the rows still hold that
+        lease, which may have ended and been taken by another since)."""
+        if not rows:
+            return
+        args = [row.seq for row in rows]
+        condition = f"seq IN ({', '.join(f'${n}' for n in range(1, 1 + len(args)))})"
+        if held_until is not None:
+            args.append(held_until)
+            condition += f" AND lease_until = ${len(args)}"
+        await self._db.execute(
+            self._unsynced(f"UPDATE outbox SET lease_until = 0 WHERE {condition}"),  # noqa: S608
+            *args,
+        )
 
     async def failed(self, row: OutboxRow, error: str, next_attempt_at: int | None) -> None:
         """Schedule another attempt, or dead-letter the row when ``next_attempt_at`` is None."""

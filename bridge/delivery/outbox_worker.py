@@ -8,8 +8,10 @@
         -> anything else: retry with exponential backoff and jitter until the row's
            `retry_until`; then a dead letter (which unblocks the stream), and the admins told
 
-Rows the inbox worker queues for a stream with nothing pending come leased, and are handed
-over in process (`accepts`, `take`): delivered at once, with no statement to lease them.
+Rows the inbox worker queues while the worker can take them (`accepts`: it runs, a slot is
+free, the receiver's last answer was not a failure) come leased if their stream had nothing
+pending, and are handed over in process (`take`): delivered at once, with no statement to
+lease them.
 
 A failing receiver for one room never delays another. Leases are short (LEASE_MS) and renewed
 while the stream's task runs, so a process that dies mid-attempt holds its stream for LEASE_MS
@@ -107,6 +109,8 @@ class OutboxWorker:
             self._slots_full = len(leased) == free
             for row in leased:
                 self._start([row], now + self._lease_ms)
+        else:  # taken by hand-offs meanwhile
+            self._slots_full = True
         if now >= self._census_read_at + self._poll_seconds * 1000:  # a count, not per webhook
             self._census_read_at = now
             census = await self._outbox.census(now)
@@ -131,20 +135,26 @@ class OutboxWorker:
         """Deliver a stream's rows that were leased until ``lease_end`` as they were queued
         (`accepts`), with no statement to lease them. With no slot free by now, or a lease
         that could end before its first renewal (the statement that queued them was slow),
-        their leases are given back and the worker looks for them on its next pass."""
-        renewed_by = self._clock.now_ms() + self._renew_seconds * 1000
-        if self._running and len(self._streams) < MAX_STREAMS and lease_end > renewed_by:
+        the worker's next pass takes them instead: their leases given back if still theirs
+        (an ended one may be another task's by now)."""
+        now = self._clock.now_ms()
+        free = self._running and len(self._streams) < MAX_STREAMS
+        if free and lease_end > now + self._renew_seconds * 1000:
             self._start(rows, lease_end)
             return
-        try:
-            await self._outbox.release(rows)
-        except Exception:  # their leases lapse within LEASE_MS; the census looks then
-            self._log.exception("Could not give back the leases of %s", rows[0].stream)
+        self._slots_full = self._slots_full or not free  # a stream that ends must look
+        if lease_end > now:
+            try:
+                await self._outbox.release(rows, held_until=lease_end)
+            except Exception:  # the lease lapses within LEASE_MS; the census looks then
+                self._log.exception("Could not give back the leases of %s", rows[0].stream)
         self._wakeup.set()
 
     def _start(self, batch: list[OutboxRow], lease_end: int) -> None:
         """Deliver a stream's leased rows, and what follows them, in a task of its own."""
         stream = batch[0].stream
+        if len(self._streams) + 1 >= MAX_STREAMS:  # the last slot: others may wait for one
+            self._slots_full = True
         task = asyncio.create_task(self._deliver_leased(batch, lease_end))
         self._streams[stream] = task
         task.add_done_callback(lambda t: self._stream_done(stream, t))

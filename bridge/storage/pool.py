@@ -115,7 +115,9 @@ class ConnectionPool:
         if broken or conn.is_closed() or self._closed or conn._protocol._is_cancelling():
             self._drop(conn)
             return
-        if conn.is_in_transaction():  # else there is nothing to undo (no reset query: Lean)
+        # Else nothing to undo (no reset query: Lean); a transaction object left behind by a
+        # BEGIN that failed is one, or every later transaction() on it would fail.
+        if conn.is_in_transaction() or conn._top_xact is not None:
             try:
                 await conn.reset()  # the transaction left open rolled back
             except Exception:  # the connection failed: closed instead

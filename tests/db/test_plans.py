@@ -18,10 +18,12 @@ from typing import Any
 import pytest
 from mautrix.util.async_db import Database
 
-from bridge.delivery.outbox import Outbox
+from bridge.delivery.outbox import Outbox, queue_notifications
 from bridge.market.records.reconcile_runs import ReconcileRuns
 from bridge.market.records.rooms import ManagedRooms
 from bridge.retention.records import prune_webhooks
+from bridge.storage.writes import Writes
+from policy.notifications import Notification
 
 DELIVERED = 50_000  # webhooks kept: enough that reading them all costs more than any index
 USERS = 20_000
@@ -36,6 +38,7 @@ class Recorder:
 
     def __init__(self, target: Any, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
         self._target = target
+        self.scheme = target.scheme
         self.statements = statements
 
     async def _send(self, method: str, query: str, *args: Any) -> Any:
@@ -60,7 +63,6 @@ class RecordingDatabase(Recorder):
 
     def __init__(self, db: Database) -> None:
         super().__init__(db, [])
-        self.scheme = db.scheme
 
     @contextlib.asynccontextmanager
     async def acquire(self) -> AsyncIterator[Recorder]:
@@ -103,8 +105,14 @@ async def fill(db: Database) -> None:
 
 
 async def every_statement(db: RecordingDatabase) -> None:
-    """The outbox's queries as the workers and the admin commands make them; the 'changed'
-    and scheduled reconciles' and the catch-up's reads; retention's prune of webhooks."""
+    """The outbox's queries as the inbox, the workers and the admin commands make them; the
+    'changed' and scheduled reconciles' and the catch-up's reads; retention's prune of
+    webhooks."""
+    writes = Writes()  # a message's webhook, leased as it is queued (the inbox's hand-off)
+    note = Notification("message.created", "quiet-1", NOW, {"text": "hello"})
+    queue_notifications(writes, "!quiet:localhost", [note], 60_000, NOW, None, NOW + 3000)
+    async with db.acquire() as conn:
+        await writes.run(conn)  # type: ignore[arg-type]
     outbox = Outbox(db)  # type: ignore[arg-type]
     heads = await outbox.lease_heads(NOW, NOW + 3000, 16)
     assert [row.id for row in heads] == ["new-1"], "the busy stream's head was leased"

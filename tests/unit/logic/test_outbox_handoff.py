@@ -8,19 +8,29 @@ hand-off, not from a pass over the outbox."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 from mautrix.util.async_db import Database
 
+from bridge.config import Config
+from bridge.deals import delays_from
+from bridge.deals.tracker import DealTracker
 from bridge.delivery.outbox import Outbox, OutboxRow, handed_over, queue_notifications
 from bridge.delivery.outbox_worker import LEASE_MS, MAX_STREAMS, RENEW_SECONDS, OutboxWorker
+from bridge.homeserver.inbox import InboxStore
+from bridge.homeserver.inbox_worker import InboxWorker
+from bridge.market import Market
 from bridge.runtime.metrics import Metrics
+from bridge.runtime.workers import Wakeups
 from bridge.storage.writes import Rows, Writes
+from policy.ids import TransactionId
 from tests.harness import eventually
 
-from .conftest import CountingWakeup
-from .fakes import FakeClock
+from .conftest import BUYER, SELLER, CountingWakeup, build_enforcer, build_runner, new_transaction
+from .fakes import FakeClock, FakeMatrix
+from .test_inbox_worker import reset, store, text
 from .test_outbox_worker import (
     ATTEMPT_MS,
     BACKOFF,
@@ -42,13 +52,19 @@ async def until(condition: Callable[[], bool]) -> None:
 
 
 class CountingOutbox(Outbox):
-    """The outbox, counting its passes that lease streams' heads."""
+    """The outbox, counting its passes that lease streams' heads and what they leased."""
 
     lease_passes = 0
 
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self.leased_by_passes: list[str] = []
+
     async def lease_heads(self, now: int, until: int, limit: int) -> list[OutboxRow]:
         self.lease_passes += 1
-        return await super().lease_heads(now, until, limit)
+        leased = await super().lease_heads(now, until, limit)
+        self.leased_by_passes += [row.id for row in leased]
+        return leased
 
 
 @pytest.fixture
@@ -113,11 +129,10 @@ async def test_rows_leased_as_they_are_queued_are_delivered_without_a_pass(
     rows = handed_over(await queue_leased(db, clock, "!a", lease_end, "a1", "a2"))
     assert [row.id for row in rows] == ["a1", "a2"]
     assert (await row_of(db, "a1"))["lease_until"] == lease_end  # held from the insert on
-    passes = outbox.lease_passes
     await worker.take(rows, lease_end)
     await until(lambda: receiver.delivered == ["first", "a1", "a2"])
     await until(lambda: not worker._streams)
-    assert outbox.lease_passes == passes
+    assert outbox.leased_by_passes == ["first"]  # a1 and a2 were never a pass's
     assert [(await row_of(db, i))["status"] for i in ("a1", "a2")] == ["delivered"] * 2
 
 
@@ -153,7 +168,7 @@ async def test_rows_handed_over_with_no_slot_free_are_given_back(
     sets = wakeup.sets
     await worker.take(rows, lease_end)
     assert (await row_of(db, "a1"))["lease_until"] == 0  # free for the next pass
-    assert wakeup.sets == sets + 1
+    assert wakeup.sets > sets
     assert "a1" not in receiver.attempts
     for gate in receiver.gates.values():
         gate.set()
@@ -199,3 +214,114 @@ async def test_rows_whose_lease_could_end_before_its_renewal_go_by_a_pass(
     await worker.take(rows, lease_end)  # given back, and the worker woken
     await until(lambda: "a1" in receiver.delivered)
     assert outbox.lease_passes > passes
+
+
+async def test_a_hand_off_come_after_its_lease_ended_leaves_whoever_took_the_rows_alone(
+    worker: OutboxWorker,
+    outbox: CountingOutbox,
+    receiver: Receiver,
+    db: Database,
+    clock: FakeClock,
+) -> None:
+    lease_end = worker.accepts(clock.now_ms())
+    rows = handed_over(await queue_leased(db, clock, "!a", lease_end, "a1"))
+    clock.advance(LEASE_MS / 1000 + 1)  # the database stalled: the lease ended meanwhile
+    now = clock.now_ms()
+    (taken,) = await outbox.lease_heads(now, now + LEASE_MS, 16)  # another process's pass
+    assert taken.id == "a1"
+    await worker.take(rows, lease_end)
+    assert (await row_of(db, "a1"))["lease_until"] == now + LEASE_MS  # still the other's
+    assert "a1" not in receiver.attempts and "!a" not in worker._streams
+
+
+class RecordingDelivery:
+    """The outbox worker as the inbox worker sees it: what it was handed."""
+
+    def __init__(self, accepting: bool) -> None:
+        self.accepting = accepting
+        self.taken: list[tuple[list[str], int]] = []
+
+    def accepts(self, now: int) -> int:
+        return now + LEASE_MS if self.accepting else 0
+
+    async def take(self, rows: list[OutboxRow], lease_end: int) -> None:
+        self.taken.append(([row.id for row in rows], lease_end))
+
+
+def inbox_worker(
+    config: Config,
+    db: Database,
+    market: Market,
+    matrix: FakeMatrix,
+    inbox: InboxStore,
+    clock: FakeClock,
+    metrics: Metrics,
+    wakeups: Wakeups,
+    delivery: RecordingDelivery,
+) -> InboxWorker:
+    return InboxWorker(
+        db,
+        config.bot_mxid,
+        market.planner.admins,
+        config.webhooks.retry_for_seconds * 1000,
+        build_enforcer(config, market),
+        build_runner(config, market, matrix, inbox, db, clock),
+        market.management,
+        clock,
+        metrics,
+        wakeups,
+        DealTracker(delays_from(config), config.disputes.freeze_transaction_room, metrics),
+        delivery=delivery,
+    )
+
+
+async def outbox_leases(db: Database) -> dict[str, tuple[str, int]]:
+    """Each message.created row's event id -> its webhook id and lease."""
+    rows = await db.fetch(
+        "SELECT id, body, lease_until FROM outbox WHERE type = 'message.created'"
+    )
+    return {
+        json.loads(row["body"])["data"]["event_id"]: (row["id"], row["lease_until"])
+        for row in rows
+    }
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgres"], indirect=True)
+@pytest.mark.parametrize("accepting", [True, False])
+async def test_the_inbox_hands_over_a_rooms_first_webhook_and_wakes_the_worker_for_the_rest(
+    config: Config,
+    db: Database,
+    market: Market,
+    matrix: FakeMatrix,
+    inbox: InboxStore,
+    clock: FakeClock,
+    metrics: Metrics,
+    wakeups: Wakeups,
+    accepting: bool,
+) -> None:
+    """Two messages in one push: the first's webhook leased as it is queued and handed over
+    once committed (its stream had nothing pending); the second's queued behind it, not
+    leased, for whoever delivers the first to lease with its delivered mark (SQLite: both in
+    the batch's transaction; PostgreSQL: a statement each)."""
+    await market.transactions.create(new_transaction())
+    room = (await market.transactions.record_payment(TransactionId("order-1"))).room_id
+    assert room is not None
+    delivery = RecordingDelivery(accepting)
+    worker = inbox_worker(config, db, market, matrix, inbox, clock, metrics, wakeups, delivery)
+    first, second = text(room, BUYER, "first"), text(room, SELLER, "second")
+    await db.execute("UPDATE outbox SET status = 'delivered'")  # the payment's, say
+    await store(inbox, first, second)
+    reset(wakeups)
+    await worker.drain()
+    leases = await outbox_leases(db)
+    (first_id, first_lease), (_, second_lease) = (
+        leases[first["event_id"]],
+        leases[second["event_id"]],
+    )
+    assert second_lease == 0
+    if accepting:
+        assert delivery.taken == [([first_id], first_lease)]
+        assert first_lease == clock.now_ms() + LEASE_MS
+    else:
+        assert delivery.taken == [] and first_lease == 0
+    assert wakeups.outbox.sets >= 1  # type: ignore[attr-defined]
