@@ -150,6 +150,7 @@ class TimedDatabase:
 
     def __init__(self, db: Database, times: list[float]) -> None:
         self._db = db
+        self.scheme = db.scheme  # the prune writes its batch for the backend
         self._times = times
 
     async def execute(self, query: str, *args):
