@@ -19,7 +19,7 @@ from bridge.deals import delays_from
 from bridge.deals.tracker import DealTracker
 from bridge.homeserver import inbox_worker
 from bridge.homeserver.inbox import InboxStore, ProcessedElsewhere, read_pending
-from bridge.homeserver.inbox_worker import BATCH, InboxWorker
+from bridge.homeserver.inbox_worker import BATCH, Delivery, InboxWorker
 from bridge.market import Market
 from bridge.market.models import NewDispute
 from bridge.policybot.commands import CommandRunner
@@ -56,6 +56,7 @@ def build_worker(
     clock: FakeClock,
     metrics: Metrics,
     wakeups: Wakeups,
+    delivery: Delivery | None = None,
 ) -> InboxWorker:
     return InboxWorker(
         db,
@@ -69,6 +70,7 @@ def build_worker(
         metrics,
         wakeups,
         DealTracker(delays_from(config), config.disputes.freeze_transaction_room, metrics),
+        delivery=delivery,
     )
 
 

@@ -15,12 +15,9 @@ import pytest
 from mautrix.util.async_db import Database
 
 from bridge.config import Config
-from bridge.deals import delays_from
-from bridge.deals.tracker import DealTracker
 from bridge.delivery.outbox import Outbox, OutboxRow, handed_over, queue_notifications
 from bridge.delivery.outbox_worker import LEASE_MS, MAX_STREAMS, RENEW_SECONDS, OutboxWorker
 from bridge.homeserver.inbox import InboxStore
-from bridge.homeserver.inbox_worker import InboxWorker
 from bridge.market import Market
 from bridge.runtime.metrics import Metrics
 from bridge.runtime.workers import Wakeups
@@ -30,7 +27,7 @@ from tests.harness import eventually
 
 from .conftest import BUYER, SELLER, CountingWakeup, build_enforcer, build_runner, new_transaction
 from .fakes import FakeClock, FakeMatrix
-from .test_inbox_worker import reset, store, text
+from .test_inbox_worker import build_worker, reset, store, text
 from .test_outbox_worker import (
     ATTEMPT_MS,
     BACKOFF,
@@ -248,33 +245,6 @@ class RecordingDelivery:
         self.taken.append(([row.id for row in rows], lease_end))
 
 
-def inbox_worker(
-    config: Config,
-    db: Database,
-    market: Market,
-    matrix: FakeMatrix,
-    inbox: InboxStore,
-    clock: FakeClock,
-    metrics: Metrics,
-    wakeups: Wakeups,
-    delivery: RecordingDelivery,
-) -> InboxWorker:
-    return InboxWorker(
-        db,
-        config.bot_mxid,
-        market.planner.admins,
-        config.webhooks.retry_for_seconds * 1000,
-        build_enforcer(config, market),
-        build_runner(config, market, matrix, inbox, db, clock),
-        market.management,
-        clock,
-        metrics,
-        wakeups,
-        DealTracker(delays_from(config), config.disputes.freeze_transaction_room, metrics),
-        delivery=delivery,
-    )
-
-
 async def outbox_leases(db: Database) -> dict[str, tuple[str, int]]:
     """Each message.created row's event id -> its webhook id and lease."""
     rows = await db.fetch(
@@ -307,7 +277,13 @@ async def test_the_inbox_hands_over_a_rooms_first_webhook_and_wakes_the_worker_f
     room = (await market.transactions.record_payment(TransactionId("order-1"))).room_id
     assert room is not None
     delivery = RecordingDelivery(accepting)
-    worker = inbox_worker(config, db, market, matrix, inbox, clock, metrics, wakeups, delivery)
+    enforcer, commands = (
+        build_enforcer(config, market),
+        build_runner(config, market, matrix, inbox, db, clock),
+    )
+    worker = build_worker(
+        config, db, market, enforcer, commands, clock, metrics, wakeups, delivery
+    )
     first, second = text(room, BUYER, "first"), text(room, SELLER, "second")
     await db.execute("UPDATE outbox SET status = 'delivered'")  # the payment's, say
     await store(inbox, first, second)
