@@ -105,12 +105,9 @@ class OutboxWorker:
             await self._probe(now)
         if free > 0:
             leased = await self._outbox.lease_heads(now, now + self._lease_ms, free)
-            # Every slot taken: other streams may wait, so a stream that ends must look again.
-            self._slots_full = len(leased) == free
+            self._slots_full = False  # until a start below takes the last slot
             for row in leased:
                 self._start([row], now + self._lease_ms)
-        else:  # taken by hand-offs meanwhile
-            self._slots_full = True
         if now >= self._census_read_at + self._poll_seconds * 1000:  # a count, not per webhook
             self._census_read_at = now
             census = await self._outbox.census(now)
@@ -142,7 +139,6 @@ class OutboxWorker:
         if free and lease_end > now + self._renew_seconds * 1000:
             self._start(rows, lease_end)
             return
-        self._slots_full = self._slots_full or not free  # a stream that ends must look
         if lease_end > now:
             try:
                 await self._outbox.release(rows, held_until=lease_end)
@@ -153,7 +149,9 @@ class OutboxWorker:
     def _start(self, batch: list[OutboxRow], lease_end: int) -> None:
         """Deliver a stream's leased rows, and what follows them, in a task of its own."""
         stream = batch[0].stream
-        if len(self._streams) + 1 >= MAX_STREAMS:  # the last slot: others may wait for one
+        # The last slot taken (by a pass or a hand-off): other streams may wait, so a stream
+        # that ends must look again.
+        if len(self._streams) + 1 >= MAX_STREAMS:
             self._slots_full = True
         task = asyncio.create_task(self._deliver_leased(batch, lease_end))
         self._streams[stream] = task
