@@ -15,15 +15,14 @@ after a database cut say), and a connection used after its return refused (`Loan
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 from mautrix.util.async_db import Database
 from mautrix.util.async_db.asyncpg import PostgresDatabase
 from mautrix.util.async_db.connection import LoggingConnection
+from mautrix.util.async_db.database import conn_var
 from yarl import URL
 
 # Errors after which a connection's state is unknown (a statement cut off mid-way, the
@@ -182,6 +181,81 @@ class ConnectionPool:
             self._waiters.remove(waiter)
 
 
+class PooledConnection(LoggingConnection):
+    """mautrix's connection wrapper, lean: a statement goes straight to asyncpg. mautrix's
+    own wraps each in two coroutines of its own and a log call, at TRACE level, or WARNING
+    past a second (`log_duration`), and hands every error to the database's handler, a
+    no-op here (``_exit_on_ice`` is off). A slow database shows in the metrics
+    (`bridge_inbox_lag_seconds`, `bridge_outbox_depth`: docs/operations.md), not in that log."""
+
+    def __init__(self, scheme: Any, conn: Any, log: Any) -> None:
+        # mautrix's fields, frozen as there, set without its per-field check.
+        for name, value in (("scheme", scheme), ("wrapped", conn), ("log", log)):
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "_handle_exception", _no_handler)
+        object.__setattr__(self, "_inited", True)
+
+    # The signatures are mautrix's (its ``timeout``: asyncpg's, per statement).
+    async def execute(self, query: str, *args: Any, timeout: float | None = None) -> Any:  # noqa: ASYNC109
+        return await self.wrapped.execute(query, *args, timeout=timeout)
+
+    async def fetch(self, query: str, *args: Any, timeout: float | None = None) -> Any:  # noqa: ASYNC109
+        return await self.wrapped.fetch(query, *args, timeout=timeout)
+
+    async def fetchrow(self, query: str, *args: Any, timeout: float | None = None) -> Any:  # noqa: ASYNC109
+        return await self.wrapped.fetchrow(query, *args, timeout=timeout)
+
+    async def fetchval(
+        self,
+        query: str,
+        *args: Any,
+        column: int = 0,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> Any:
+        return await self.wrapped.fetchval(query, *args, column=column, timeout=timeout)
+
+
+async def _no_handler(_: Exception) -> None:
+    pass
+
+
+class _Lending:
+    """A loan as an async context (a class, not a generator: one or more a message):
+    `acquire_direct`'s, or with ``shared`` mautrix's `acquire`'s, which lends the connection
+    the task already holds, if any, and else makes its own the task's (``conn_var``)."""
+
+    __slots__ = ("_conn", "_db", "_loan", "_shared", "_token")
+
+    def __init__(self, db: PooledPostgresDatabase, shared: bool) -> None:
+        self._db = db
+        self._shared = shared
+        self._conn: asyncpg.Connection | None = None
+        self._loan: Loan | None = None
+        self._token: Any = None
+
+    async def __aenter__(self) -> PooledConnection:
+        if self._shared:
+            held = conn_var.get(None)
+            if held is not None:
+                return held  # the task's own loan: returned by whoever took it
+        db = self._db
+        self._conn = await db._connections.acquire()
+        self._loan = Loan(self._conn)
+        conn = PooledConnection(db.scheme, self._loan, db.log)
+        if self._shared:
+            self._token = conn_var.set(conn)
+        return conn
+
+    async def __aexit__(self, kind: type[BaseException] | None, *_: Any) -> None:
+        if self._loan is None:
+            return
+        if self._token is not None:
+            conn_var.reset(self._token)
+        self._loan.end()
+        broken = kind is not None and issubclass(kind, _BREAKING)
+        await self._db._connections.release(self._conn, broken=broken)
+
+
 class PooledPostgresDatabase(PostgresDatabase):
     """mautrix's PostgreSQL `Database` with its connections lent by `ConnectionPool`."""
 
@@ -200,18 +274,8 @@ class PooledPostgresDatabase(PostgresDatabase):
     async def stop(self) -> None:
         await self._connections.close()
 
-    @contextlib.asynccontextmanager
-    async def acquire_direct(self) -> AsyncIterator[LoggingConnection]:
-        conn = await self._connections.acquire()
-        loan = Loan(conn)
-        broken = False
-        try:
-            yield LoggingConnection(
-                self.scheme, loan, self.log, handle_exception=self._handle_exception
-            )
-        except _BREAKING:
-            broken = True
-            raise
-        finally:
-            loan.end()
-            await self._connections.release(conn, broken=broken)
+    def acquire_direct(self) -> _Lending:  # type: ignore[override]
+        return _Lending(self, shared=False)
+
+    def acquire(self) -> _Lending:  # type: ignore[override]
+        return _Lending(self, shared=True)

@@ -236,3 +236,23 @@ async def test_a_connection_used_after_its_return_fails(url: str) -> None:
                 await conn.execute("SELECT 1")  # not run in the other borrower's transaction
     finally:
         await db.stop()
+
+
+async def test_a_task_holding_a_connection_is_lent_it_again(url: str) -> None:
+    """mautrix's contract: inside ``acquire``, the database's own statements and a nested
+    ``acquire`` run on the connection the task holds (in its transaction), not on another."""
+    db = create_database(DatabaseConfig(url=url, max_connections=2))
+    await start_database(db)
+    try:
+        async with db.acquire() as conn, conn.transaction():
+            await conn.execute("CREATE TEMPORARY TABLE seen (n INT) ON COMMIT DROP")
+            await conn.execute("INSERT INTO seen VALUES (1)")
+            assert await db.fetchval("SELECT COUNT(*) FROM seen") == 1
+            async with db.acquire() as nested:
+                assert nested is conn
+            async with db.acquire_direct() as other:  # a loan of its own, outside it
+                assert other is not conn
+                assert await other.fetchval("SELECT to_regclass('seen') IS NULL")
+        assert await db.fetchval("SELECT 1") == 1  # the loan came back: lent again
+    finally:
+        await db.stop()

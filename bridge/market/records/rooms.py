@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+
 from mautrix.util.async_db import Connection, Database
 
 from policy.ids import RoomId
 
 from ..models import DisputeRecord, TransactionRecord
 from .disputes import DISPUTE_FIELDS, dispute_of
-from .transactions import COLUMNS, JOINS, transaction_of
+from .transactions import COLUMNS, FIELDS, JOINS, transaction_of
 
 Owner = tuple[TransactionRecord, DisputeRecord | None]
 
@@ -24,10 +26,23 @@ OWNER_OF_ROOM = f"""
 """  # noqa: S608 (constants)
 
 
+_OWNER_FIELDS = FIELDS + tuple(f"x_{name}" for name in DISPUTE_FIELDS)
+# Owners built lately, by their rows' values: a room's messages find the same row again
+# and again, and building its records costs more than looking them up (the records are
+# frozen, so sharing them is safe).
+_OWNERS_KEPT = 1024
+
+
 def owner_of(row) -> Owner | None:
     """What `OWNER_OF_ROOM` found (None: a row of no transaction, or no row)."""
     if row is None or row["transaction_id"] is None:
         return None
+    return _owner(tuple(row[name] for name in _OWNER_FIELDS))
+
+
+@functools.lru_cache(maxsize=_OWNERS_KEPT)
+def _owner(values: tuple) -> Owner:
+    row = dict(zip(_OWNER_FIELDS, values, strict=True))
     dispute = dispute_of(row, "x_") if row["x_dispute_id"] is not None else None
     return transaction_of(row), dispute
 

@@ -40,6 +40,28 @@ JOINS = """
     LEFT JOIN disputes d ON d.transaction_id = t.transaction_id AND d.state = 'open'
 """
 _SELECT = f"SELECT {COLUMNS} FROM transactions t {JOINS}"  # noqa: S608 (constants)
+# The columns of COLUMNS that `transaction_of` reads.
+FIELDS = (
+    *(
+        f"{role}_{name}"
+        for role in ("buyer", "seller")
+        for name in ("id", "matrix_id", "suspended_at", "blocked")
+    ),
+    "transaction_id",
+    "title",
+    "state",
+    "outcome",
+    "room_id",
+    "room_version",
+    "created_at",
+    "paid_at",
+    "closed_at",
+    "open_dispute",
+    "access_override",
+    "held_at",
+    "purged_at",
+    "transcript_hash",
+)
 
 
 def _party(row, role: str) -> Party:
