@@ -243,7 +243,12 @@ class Bridge:
         config, market = self.config, self.market
         app = web.Application(client_max_size=config.appservice.max_transaction_bytes)
         intake = HomeserverIntake(
-            self.inbox, config.bot_mxid, self.metrics, self.wakeups.inbox, self.workers.recovery
+            self.inbox,
+            config.bot_mxid,
+            self.metrics,
+            self.wakeups.inbox,
+            self.workers.recovery,
+            self.workers.inbox,
         )
         HomeserverRoutes(
             config.appservice.hs_token.get_secret_value(),

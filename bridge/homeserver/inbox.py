@@ -9,8 +9,10 @@ also queued in the inbox (type ``m.receipt``) so it is notified in order with th
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,14 +99,22 @@ class InboxStore:
         self._db = db
         self._clock = clock
 
-    async def store_transaction(self, txn: Transaction) -> None:
+    async def store_transaction(
+        self, txn: Transaction, along: ReadAlong | None = None
+    ) -> Pending | None:
+        """Store the transaction. With ``along``, on PostgreSQL, a transaction of one event
+        is read back as the inbox worker would (`read_pending`), by the INSERT itself, and
+        returned when nothing of its room was pending before it (else None)."""
         now = self._clock.now_ms()
         events = [_event_row(event, txn.txn_id, now) for event in txn.events]
         if not events and not txn.receipts:
-            return
+            return None
         if not txn.receipts and len(events) <= ROWS_PER_INSERT:
+            lone = len(events) == 1 and events[0][6] == "pending"
+            if along and lone and self._db.scheme != Scheme.SQLITE:
+                return await self._store_reading(events[0], along)
             await self._db.execute(*_insert_events(events))  # atomic alone: no BEGIN, COMMIT
-            return
+            return None
         async with self._db.acquire() as conn, conn.transaction():
             for start in range(0, len(events), ROWS_PER_INSERT):
                 await conn.execute(*_insert_events(events[start : start + ROWS_PER_INSERT]))
@@ -114,6 +124,14 @@ class InboxStore:
                 ):
                     # A moved read position becomes an inbox item, in order with the messages.
                     await conn.execute(_INSERT_EVENT, *_receipt_row(r, txn.txn_id, now))
+        return None
+
+    async def _store_reading(self, row: tuple, along: ReadAlong) -> Pending | None:
+        read = await self._db.fetchrow(_insert_reading(along), *row)
+        if read is None or read["behind"]:
+            return None  # a duplicate, or behind pending events: read as it comes
+        event = StoredEvent(read["stored_seq"], *row[:8])
+        return Pending([event], False, read, read)
 
     async def get_event(self, room_id: RoomId, event_id: EventId) -> StoredEvent | None:
         """One stored event, looked up within its room (an id from elsewhere finds nothing)."""
@@ -155,6 +173,34 @@ class InboxStore:
             user_id,
         )
         return ReadPosition(**dict(row)) if row else None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadAlong:
+    """What the INSERT of a lone event reads with it (PostgreSQL), so that the inbox worker
+    need not read the event back: `read_pending`'s ``about`` (its $1 the room) and its
+    ``first``, written over ``f``, the stored event's row (room_id, sender,
+    origin_server_ts, event_id, event_type), which the statement cannot see in the table."""
+
+    about: str
+    first: str
+
+
+@functools.cache
+def _insert_reading(along: ReadAlong) -> str:
+    """One event's INSERT ($1 to $10 as in _INSERT_EVENT, $2 the room) with, if it was
+    stored, whether events of its room were pending before it and ``along``'s rows. The
+    reads see what was committed before the statement, as `read_pending` after it would,
+    but for the event itself."""
+    about = re.sub(r"\$1(?!\d)", "$2", along.about)
+    return (
+        f"WITH f AS ({_INSERT_EVENT} RETURNING seq, room_id, sender, origin_server_ts,"  # noqa: S608 (ours)
+        " event_id, event_type)"
+        " SELECT f.seq AS stored_seq, EXISTS (SELECT 1 FROM inbox_events WHERE room_id = $2"
+        " AND status = 'pending') AS behind, about.*, first.*"
+        f" FROM f LEFT JOIN LATERAL ({about}) about ON true"
+        f" LEFT JOIN LATERAL ({along.first}) first ON true"
+    )
 
 
 def _event_row(event: RoomEvent | MalformedEvent, txn_id: str, now: int) -> tuple:

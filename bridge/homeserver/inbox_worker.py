@@ -1,11 +1,12 @@
 """The inbox worker: stored room events -> notifications and policy verdicts, per room, in order.
 
     woken by the intake, naming the rooms it stored events for (and every second: every
-    room with pending events)
+    room with pending events), or handed a lone event the intake's INSERT read back
+    (PostgreSQL, when nothing of its room was pending: `take_stored`)
       -> per room, a task of its own started at once (at most ROOM_CONCURRENCY run), its
          events in seq order, up to BATCH a round (a command ends the batch):
            the events and whose room it is (transaction, dispute, the management room, or
-           none of ours): one round trip
+           none of ours): one round trip (none for an event handed over)
            then for each event:
            policy.notifications says what to notify; the policy bot's enforcer what it
               must do (bridge.policybot.enforcer)
@@ -30,19 +31,18 @@ import asyncio
 import contextlib
 import json
 import logging
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from mautrix.util.async_db import Connection, Database, Scheme
 
 from bridge.deals.tracker import DealTracker
-from bridge.delivery.outbox import OutboxRow, handed_over, queue_notifications
+from bridge.delivery.outbox import handed_over, queue_notifications
 from bridge.market.management import ManagementRoom
 from bridge.market.models import room_context
 from bridge.market.records.messages import record_message, unread_count
 from bridge.market.records.rooms import OWNER_OF_ROOM, Owner, owner_of
 from bridge.policybot.commands import CommandRunner
-from bridge.policybot.enforcer import NOTHING, Enforcement, Enforcer, Room
+from bridge.policybot.enforcer import NOTHING, Enforcer, Room
 from bridge.policybot.history import History, prefetched
 from bridge.runtime.clock import Clock
 from bridge.runtime.metrics import Metrics
@@ -52,17 +52,18 @@ from bridge.storage.writes import Rows, Writes
 from policy.ids import RoomId, UserId
 from policy.links import RoomLinks
 from policy.notifications import (
-    MessageRecord,
-    Notification,
     message_notifications,
     read_notification,
     related_event_id,
 )
 from policy.rooms import RoomKind
 
+from .decisions import Decision, Delivery, Processed
 from .inbox import (
     RECEIPT_EVENT_TYPE,
+    Pending,
     ProcessedElsewhere,
+    ReadAlong,
     StoredEvent,
     forget,
     mark_dead,
@@ -77,26 +78,6 @@ BATCH = 20  # a room's pending events read at once (SQLite: processed in one tra
 ROOM_CONCURRENCY = 8
 # What is never notified of a message (or an edit) the policy bot removes.
 WITHHELD = frozenset({"message.created", "message.edited"})
-
-
-class Delivery(Protocol):
-    """The outbox worker, as the inbox hands it what it queued (`OutboxWorker`)."""
-
-    def accepts(self, now: int) -> int: ...
-
-    async def take(self, rows: list[OutboxRow], lease_end: int) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    notifications: list[Notification] = field(default_factory=list)
-    record: MessageRecord | None = None  # for the chat list
-    kind: RoomKind | None = None  # None: a room we do not manage
-    enforcement: Enforcement = NOTHING
-    room: Room | None = None  # a transaction's or a dispute's room
-    event: dict | None = None  # the event as parsed for deciding
-    unread: int | None = None  # a read: what the reader has left unread
-    removed: bool = False  # its room was removed for retention: the event is dropped
 
 
 class InboxWorker:
@@ -133,6 +114,8 @@ class InboxWorker:
         self._rooms: dict[RoomId, asyncio.Task] = {}  # being processed, each by one task
         self._again: set[RoomId] = set()  # named while being processed: look once more
         self._limit = asyncio.Semaphore(ROOM_CONCURRENCY)
+        # What the intake's INSERT of a lone event reads with it (`take_stored`).
+        self.read_along = ReadAlong(OWNER_OF_ROOM, enforcer.stored_event_history)
         self._log = logging.getLogger("bridge.homeserver.inbox")
 
     async def run(self) -> None:
@@ -177,21 +160,27 @@ class InboxWorker:
         self._scanned_at = now
         return [room.room_id for room in pending]
 
-    def _start(self, room_id: RoomId) -> None:
-        """Process the room's pending events in a task of its own; a room already being
-        processed looks again before its task ends."""
+    def take_stored(self, pending: Pending) -> None:
+        """A lone event the intake stored, with what `read_pending` would read (`ReadAlong`):
+        processed without reading it back, unless its room is being processed."""
+        self._start(pending.events[0].room_id, pending)
+
+    def _start(self, room_id: RoomId, stored: Pending | None = None) -> None:
+        """Process the room's pending events in a task of its own (``stored`` first, if
+        given); a room already being processed looks again before its task ends."""
         if room_id in self._rooms:
             self._again.add(room_id)
         else:
-            self._rooms[room_id] = asyncio.create_task(self._drain_room(room_id))
+            self._rooms[room_id] = asyncio.create_task(self._drain_room(room_id, stored))
 
-    async def _drain_room(self, room_id: RoomId) -> None:
+    async def _drain_room(self, room_id: RoomId, stored: Pending | None) -> None:
         try:
             async with self._limit:
                 while True:
                     self._again.discard(room_id)
-                    while await self._process_next(room_id):
-                        pass
+                    given, stored = stored, None
+                    while await self._process_next(room_id, given):
+                        given = None
                     if room_id not in self._again:
                         return
         except Exception:  # the database failed us: the next scan finds the room again
@@ -201,12 +190,13 @@ class InboxWorker:
             del self._rooms[room_id]
             self._again.discard(room_id)
 
-    async def _process_next(self, room_id: RoomId) -> bool:
+    async def _process_next(self, room_id: RoomId, given: Pending | None = None) -> bool:
         """Process the room's oldest pending events, up to BATCH of them (a burst, such as a
-        new room's state, is read at once); whether more wait (False when none does)."""
-        committed: list[_Processed] = []
+        new room's state, is read at once; ``given``: already read); whether more wait
+        (False when none does)."""
+        committed: list[Processed] = []
         try:
-            more = await self._process_batch(room_id, committed)
+            more = await self._process_batch(room_id, committed, given)
         except ProcessedElsewhere:
             more = True  # SQLite: nothing of the batch was kept. Read the room again.
         except Exception:
@@ -217,7 +207,9 @@ class InboxWorker:
         await self._after_commits(room_id, committed)
         return more
 
-    async def _process_batch(self, room_id: RoomId, committed: list[_Processed]) -> bool:
+    async def _process_batch(
+        self, room_id: RoomId, committed: list[Processed], given: Pending | None
+    ) -> bool:
         """Process the batch's events, adding each to ``committed`` once it is; whether more
         wait."""
         # SQLite runs each event's statements one by one, in one transaction for the batch;
@@ -230,7 +222,7 @@ class InboxWorker:
         ):
             # Whose room it is, read with the events: every change made before they were
             # stored (a payment, say) is seen.
-            pending = await read_pending(
+            pending = given or await read_pending(
                 conn, room_id, BATCH, OWNER_OF_ROOM, self._enforcer.first_pending_history
             )
             events, more, owner = pending.events, pending.more, owner_of(pending.about)
@@ -264,7 +256,7 @@ class InboxWorker:
         stored: StoredEvent,
         owner: Owner | None,
         history: History | None,
-    ) -> _Processed | None:
+    ) -> Processed | None:
         """One event, decided and its writes committed (None: it could not be decided and is
         parked as dead, or its room is gone)."""
         now = self._clock.now_ms()
@@ -307,9 +299,9 @@ class InboxWorker:
         # pending, to be worked out again. A command's wait: it runs once its event is
         # marked done, at most once, so the mark must outlast such a crash.
         await writes.run(conn, wait_for_disk=command)
-        return _Processed(event, decision, len(queued), handed_over(queued), lease_end, command)
+        return Processed(event, decision, len(queued), handed_over(queued), lease_end, command)
 
-    async def _after_commits(self, room_id: RoomId, committed: list[_Processed]) -> None:
+    async def _after_commits(self, room_id: RoomId, committed: list[Processed]) -> None:
         for done in committed:
             enforcement = done.decision.enforcement
             if done.queued:
@@ -386,15 +378,3 @@ class InboxWorker:
             notifications = [n for n in notifications if n.type not in WITHHELD]
             message = None
         return Decision(notifications, message, context.kind, enforcement, room, event=event)
-
-
-@dataclass(frozen=True, slots=True)
-class _Processed:
-    """An event whose writes are committed, and what follows from it."""
-
-    event: Any  # as parsed
-    decision: Decision
-    queued: int  # webhooks
-    handed_over: list[OutboxRow]  # of them, leased until lease_end, for the outbox worker
-    lease_end: int
-    command: bool  # an admin command, run once the event is marked done

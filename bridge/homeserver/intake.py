@@ -1,6 +1,7 @@
 """What the bridge answers to the homeserver's calls: store each transaction, then say so.
 
-Implements `appservice.routes.HomeserverHandler`. A stored transaction wakes the inbox worker;
+Implements `appservice.routes.HomeserverHandler`. A stored transaction wakes the inbox worker (a
+lone event that nothing of its room waits before is handed to it, read back by the INSERT);
 one that could not be stored goes to recovery (which keeps trying to store it, then asks the
 homeserver to go on) and the route answers 500, so Synapse keeps it and re-sends it. Until
 then, every newer transaction stores the refused ones first: Synapse may send its next
@@ -16,7 +17,7 @@ from bridge.runtime.metrics import Metrics
 from bridge.runtime.workers import Wakeup
 from policy.ids import UserId
 
-from .inbox import InboxStore
+from .inbox import InboxStore, Pending, ReadAlong
 
 
 class StoreFailures(Protocol):
@@ -27,6 +28,14 @@ class StoreFailures(Protocol):
     async def store_refused(self) -> None: ...
 
 
+class StoredEvents(Protocol):
+    """Who takes a lone event read back by the INSERT that stored it (`InboxWorker`)."""
+
+    read_along: ReadAlong
+
+    def take_stored(self, pending: Pending) -> None: ...
+
+
 class HomeserverIntake:
     def __init__(
         self,
@@ -35,17 +44,20 @@ class HomeserverIntake:
         metrics: Metrics,
         wakeup: Wakeup,
         recovery: StoreFailures,
+        stored: StoredEvents | None = None,
     ) -> None:
         self._inbox = inbox
         self._bot = bot
         self._metrics = metrics
         self._wakeup = wakeup
         self._recovery = recovery
+        self._stored = stored
 
     async def store_transaction(self, txn: Transaction) -> None:
         try:
             await self._recovery.store_refused()
-            await self._inbox.store_transaction(txn)
+            along = self._stored.read_along if self._stored else None
+            ready = await self._inbox.store_transaction(txn, along)
         except Exception:
             self._metrics.transactions.labels("failed").inc()
             self._recovery.store_failed(txn)
@@ -57,7 +69,11 @@ class HomeserverIntake:
         self._metrics.events.labels("dead").inc(dead)
         self._metrics.receipts.inc(len(txn.receipts))
         rooms = {event.room_id for event in txn.events} | {r.room_id for r in txn.receipts}
-        self._wakeup.set(rooms)
+        if ready is not None and self._stored:  # handed over: the inbox worker need not look
+            self._stored.take_stored(ready)
+            rooms.discard(ready.events[0].room_id)
+        if rooms:
+            self._wakeup.set(rooms)
 
     async def query_user(self, user_id: str) -> bool:
         # The bot is registered when the bridge connects; no other user lives in our namespace.

@@ -41,7 +41,7 @@ from policy.rules import (
 from policy.states import TransactionState
 
 from .actions import ActionKind, PlannedAction, plan_actions
-from .history import History, first_pending_sql, read_history
+from .history import History, first_pending_sql, read_history, stored_event_sql
 
 NOT_ALLOWED = "not a party or an admin of this room"
 # Texts this long or shorter have their masking kept, MASKS_KEPT of them at most (under
@@ -90,6 +90,8 @@ class Enforcer:
         # The query that reads a room's first pending event's history with the room's
         # events (`read_pending`'s ``first``), for `judge`.
         self.first_pending_history = first_pending_sql(rules.flood_window_ms)
+        # The same, for an event the statement that stores it reads (`ReadAlong`).
+        self.stored_event_history = stored_event_sql(rules.flood_window_ms)
         # Short texts come back (every message's declared msgtype, "m.text"; "ok", "thanks"):
         # their masking, pure, is kept. The scan costs about 50 us even for "m.text".
         self._mask_short = functools.lru_cache(maxsize=MASKS_KEPT)(self._mask)

@@ -31,17 +31,25 @@ class History:
 
 
 def _sql(
-    room: str, sender: str, ts: str, event_id: str, limit: str, flood_ms: int, content: str
+    room: str,
+    sender: str,
+    ts: str,
+    event_id: str,
+    limit: str,
+    flood_ms: int,
+    content: str,
+    unseen: str = "0",
 ) -> str:
     """The query, given SQL for the event's fields: one row of counts (part 0), then the
-    earlier messages (part 1), each message's ``content`` given by the SQL ``content``."""
+    earlier messages (part 1), each message's ``content`` given by the SQL ``content``;
+    ``unseen``: what to add to the count for the event itself, when it is not yet visible."""
     messages = (
         f"FROM inbox_events WHERE room_id = {room} AND sender = {sender}"
         f" AND event_type = 'm.room.message' AND origin_server_ts <= {ts}"
     )
     return (
         f"SELECT 0 AS part, (SELECT COUNT(*) {messages}"  # noqa: S608 (our SQL and ints)
-        f"  AND origin_server_ts > {ts} - {int(flood_ms)}) AS recent,"
+        f"  AND origin_server_ts > {ts} - {int(flood_ms)}) + {unseen} AS recent,"
         f" (SELECT until FROM mutes WHERE room_id = {room} AND user_id = {sender})"
         "  AS muted_until, NULL AS content, 0 AS ts, 0 AS seq"
         " UNION ALL SELECT 1, 0, NULL, content, origin_server_ts, seq FROM"
@@ -69,6 +77,23 @@ async def read_history(conn: Connection, event: dict[str, Any], flood_ms: int) -
 def first_pending_sql(flood_ms: int) -> str:
     """PostgreSQL: the history of the room ($1)'s first pending event, as one row: the
     event's id (``history_of``) and the query's rows as JSON (``history``)."""
+    return (
+        "SELECT h.* FROM (SELECT room_id, sender, origin_server_ts, event_id, event_type"  # noqa: S608 (ours)
+        " FROM inbox_events WHERE room_id = $1 AND status = 'pending' ORDER BY seq LIMIT 1) f"
+        f" CROSS JOIN LATERAL ({_history_of_f(flood_ms, '0')}) h"
+    )
+
+
+def stored_event_sql(flood_ms: int) -> str:
+    """PostgreSQL: `first_pending_sql`'s row for an event being stored by the statement
+    that reads it (``f``: its row, as the INSERT returns it, not yet visible in the table:
+    it is counted on its own)."""
+    return _history_of_f(flood_ms, "CASE WHEN f.event_type = 'm.room.message' THEN 1 ELSE 0 END")
+
+
+def _history_of_f(flood_ms: int, unseen: str) -> str:
+    """The history of the event ``f`` (a row of the outer query: room_id, sender,
+    origin_server_ts, event_id, event_type) as one row of JSON."""
     rows = _sql(
         "f.room_id",
         "f.sender",
@@ -79,18 +104,14 @@ def first_pending_sql(flood_ms: int) -> str:
         # The contents taken out by the server, within the answer's one JSON document: the
         # bridge parses that once, not each message's whole event again.
         "event_json::json -> 'content'",
+        unseen,
     )
-    return (
-        "SELECT f.event_id AS history_of, h.history FROM (SELECT room_id, sender,"  # noqa: S608 (ours)
-        " origin_server_ts, event_id, event_type FROM inbox_events WHERE room_id = $1"
-        " AND status = 'pending' ORDER BY seq LIMIT 1) f"
-        f" CROSS JOIN LATERAL (SELECT json_agg(r) AS history FROM ({rows}) r) h"
-    )
+    return f"SELECT f.event_id AS history_of, json_agg(r) AS history FROM ({rows}) r"  # noqa: S608 (ours)
 
 
 def prefetched(first: Any, event_id: str) -> History | None:
-    """The history `first_pending_sql` read with the room's events (``first``: its row in
-    `read_pending`'s answer), if it is this event's."""
+    """The history `first_pending_sql` (or `stored_event_sql`) read with the room's events
+    (``first``: its row in `read_pending`'s answer), if it is this event's."""
     if first is None or first["history_of"] != event_id:
         return None
     return _history(json.loads(first["history"]), lambda content: content)

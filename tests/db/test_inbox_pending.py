@@ -11,10 +11,24 @@ import asyncpg
 import pytest
 from mautrix.util.async_db import Database, Scheme
 
+from appservice.transactions import Transaction, parse_transaction
 from bridge.delivery.outbox import queue_notifications
-from bridge.homeserver.inbox import ProcessedElsewhere, mark_done, read_pending
+from bridge.homeserver.inbox import (
+    InboxStore,
+    ProcessedElsewhere,
+    ReadAlong,
+    mark_done,
+    read_pending,
+)
 from bridge.market.records.rooms import OWNER_OF_ROOM, owner_of
-from bridge.policybot.history import History, first_pending_sql, prefetched, read_history
+from bridge.policybot.history import (
+    History,
+    first_pending_sql,
+    prefetched,
+    read_history,
+    stored_event_sql,
+)
+from bridge.runtime.clock import SystemClock
 from bridge.storage.writes import Writes
 from policy.ids import RoomId
 from policy.notifications import Notification
@@ -202,3 +216,51 @@ async def test_a_required_write_without_an_answer_to_read_still_keeps_nothing(
         with pytest.raises(asyncpg.SerializationError, match="required write changed no row"):
             await writes.run(conn)
     assert await db.fetchval("SELECT SUM(changed_at) FROM transactions") == changed
+
+
+async def test_a_lone_event_is_read_back_by_its_insert_as_the_worker_would_read_it(
+    db: Database, backend: str
+) -> None:
+    """`InboxStore.store_transaction` with `ReadAlong` (PostgreSQL): the INSERT of a
+    transaction's one event returns what `read_pending` reads after it (the event, whose
+    room it is, the sender's history with the event itself counted), unless events of its
+    room were pending before it; a duplicate returns nothing. SQLite stores it plainly."""
+    await deal_with_dispute(db)
+    start = 1_000_000
+    for n, (ts, status) in enumerate([(start - 30_000, "done"), (start - 2_000, "done")]):
+        await message(db, f"$m{n}", "@b:localhost", ts, f"part {n}", status)
+    await db.execute(
+        "INSERT INTO mutes (room_id, user_id, until) VALUES ('!deal', '@b:localhost', 7)"
+    )
+    store = InboxStore(db, SystemClock())
+    along = ReadAlong(OWNER_OF_ROOM, stored_event_sql(FLOOD_MS))
+
+    def lone(event_id: str, ts: int) -> Transaction:
+        event = {
+            "type": "m.room.message",
+            "event_id": event_id,
+            "room_id": "!deal",
+            "sender": "@b:localhost",
+            "origin_server_ts": ts,
+            "content": {"msgtype": "m.text", "body": "now"},
+        }
+        return parse_transaction(f"t{event_id}", {"events": [event]})
+
+    ready = await store.store_transaction(lone("$new", start), along)
+    async with db.acquire() as conn:
+        read = await read_pending(
+            conn, RoomId("!deal"), 5, OWNER_OF_ROOM, first_pending_sql(FLOOD_MS)
+        )
+    if backend == "sqlite":
+        assert ready is None
+        return
+    assert ready is not None and not ready.more
+    assert ready.events == read.events and [e.event_id for e in ready.events] == ["$new"]
+    assert owner_of(ready.about) == owner_of(read.about) is not None
+    history = prefetched(ready.first, "$new")
+    assert history == prefetched(read.first, "$new") == History(2, 7, ["part 0", "part 1"])
+    # Behind a pending event of its room: left for the worker to read in order.
+    assert await store.store_transaction(lone("$next", start + 1), along) is None
+    await db.execute("UPDATE inbox_events SET status = 'done'")
+    assert await store.store_transaction(lone("$new", start), along) is None  # stored before
+    assert await store.store_transaction(lone("$last", start + 2), along) is not None

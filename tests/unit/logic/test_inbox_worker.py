@@ -18,7 +18,7 @@ from bridge.config import Config
 from bridge.deals import delays_from
 from bridge.deals.tracker import DealTracker
 from bridge.homeserver import inbox_worker
-from bridge.homeserver.inbox import InboxStore, ProcessedElsewhere, read_pending
+from bridge.homeserver.inbox import InboxStore, Pending, ProcessedElsewhere, read_pending
 from bridge.homeserver.inbox_worker import BATCH, Delivery, InboxWorker
 from bridge.market import Market
 from bridge.market.models import NewDispute
@@ -176,10 +176,10 @@ async def test_a_room_named_while_another_is_processed_starts_at_once(
     gate, other_done = asyncio.Event(), asyncio.Event()
     process = worker._process_next
 
-    async def held(room_id: RoomId) -> bool:
+    async def held(room_id: RoomId, given: Pending | None = None) -> bool:
         if room_id == room:
             await gate.wait()  # a long burst, say
-        more = await process(room_id)
+        more = await process(room_id, given)
         if room_id == other and not more:
             other_done.set()
         return more
@@ -206,8 +206,8 @@ async def test_a_room_named_again_while_it_is_processed_is_looked_at_again(
     first, second = text(room, BUYER, "first"), text(room, BUYER, "second")
     process = worker._process_next
 
-    async def arriving(room_id: RoomId) -> bool:
-        more = await process(room_id)
+    async def arriving(room_id: RoomId, given: Pending | None = None) -> bool:
+        more = await process(room_id, given)
         if not more and second["event_id"] not in await statuses(db):
             # Stored and named after the room's last read, before its task ends.
             await store(inbox, second)

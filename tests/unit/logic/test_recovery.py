@@ -15,7 +15,7 @@ from mautrix.util.async_db import Database
 from appservice.matrix import HomeserverUnavailable, MatrixError
 from appservice.transactions import MalformedEvent, Receipt, Transaction, parse_room_event
 from bridge.homeserver import recovery as recovery_module
-from bridge.homeserver.inbox import InboxStore
+from bridge.homeserver.inbox import InboxStore, Pending, ReadAlong
 from bridge.homeserver.intake import HomeserverIntake
 from bridge.homeserver.recovery import (
     OUTAGE_MARGIN_MS,
@@ -61,11 +61,13 @@ class FlakyInbox(InboxStore):
         self.failures = failures
         self.attempts = 0
 
-    async def store_transaction(self, txn: Transaction) -> None:
+    async def store_transaction(
+        self, txn: Transaction, along: ReadAlong | None = None
+    ) -> Pending | None:
         self.attempts += 1
         if self.attempts <= self.failures:
             raise ConnectionError("database unreachable")
-        await super().store_transaction(txn)
+        return await super().store_transaction(txn, along)
 
 
 @pytest.fixture

@@ -1,0 +1,149 @@
+"""A lone event handed from the intake to the inbox worker: on PostgreSQL the INSERT that
+stores a transaction of one event reads it back as the worker would (`ReadAlong`), and the
+worker processes it with no read of its own when nothing of its room was pending before it.
+Behind pending events, or on SQLite, the room is named to the worker as before, and read."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from mautrix.util.async_db import Database
+
+import bridge.homeserver.inbox_worker as inbox_worker_module
+from appservice.transactions import Transaction, parse_room_event
+from bridge.config import Config
+from bridge.homeserver.inbox import InboxStore, Pending
+from bridge.homeserver.inbox_worker import InboxWorker
+from bridge.homeserver.intake import HomeserverIntake
+from bridge.market import Market
+from bridge.runtime.metrics import Metrics
+from bridge.runtime.workers import Wakeups
+from policy.ids import RoomId, TransactionId
+
+from .conftest import BUYER, SELLER, build_enforcer, build_runner, new_transaction
+from .fakes import FakeClock, FakeMatrix
+from .test_inbox_worker import build_worker, reset, statuses, text
+
+pytestmark = pytest.mark.parametrize("db", ["sqlite", "postgres"], indirect=True)
+
+
+class StoringAlways:
+    """Recovery, for a database that never fails here."""
+
+    def store_failed(self, txn: Transaction) -> None:
+        raise AssertionError(f"storing {txn.txn_id} failed")
+
+    async def store_refused(self) -> None:
+        pass
+
+
+@pytest.fixture
+async def paid_room(market: Market) -> RoomId:
+    await market.transactions.create(new_transaction())
+    room = (await market.transactions.record_payment(TransactionId("order-1"))).room_id
+    assert room is not None
+    return room
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[RoomId]:
+    """The rooms the inbox worker read its pending events of."""
+    rooms: list[RoomId] = []
+    read_pending = inbox_worker_module.read_pending
+
+    async def counted(conn, room_id, *args):  # type: ignore[no-untyped-def]
+        rooms.append(room_id)
+        return await read_pending(conn, room_id, *args)
+
+    monkeypatch.setattr(inbox_worker_module, "read_pending", counted)
+    return rooms
+
+
+@pytest.fixture
+def worker(
+    config: Config,
+    db: Database,
+    market: Market,
+    matrix: FakeMatrix,
+    inbox: InboxStore,
+    clock: FakeClock,
+    metrics: Metrics,
+    wakeups: Wakeups,
+) -> InboxWorker:
+    enforcer = build_enforcer(config, market)
+    commands = build_runner(config, market, matrix, inbox, db, clock)
+    return build_worker(config, db, market, enforcer, commands, clock, metrics, wakeups)
+
+
+@pytest.fixture
+def intake(
+    config: Config, inbox: InboxStore, metrics: Metrics, wakeups: Wakeups, worker: InboxWorker
+) -> HomeserverIntake:
+    return HomeserverIntake(
+        inbox, config.bot_mxid, metrics, wakeups.inbox, StoringAlways(), worker
+    )
+
+
+async def push(intake: HomeserverIntake, *events: dict) -> None:
+    parsed = [parse_room_event(event) for event in events]
+    await intake.store_transaction(Transaction(f"txn-{events[0]['event_id']}", parsed, []))
+
+
+async def webhook_events(db: Database) -> list[str]:
+    rows = await db.fetch("SELECT body FROM outbox WHERE type = 'message.created' ORDER BY seq")
+    return [json.loads(row["body"])["data"]["event_id"] for row in rows]
+
+
+async def test_a_lone_message_is_processed_without_reading_it_back(
+    db: Database,
+    intake: HomeserverIntake,
+    worker: InboxWorker,
+    wakeups: Wakeups,
+    paid_room: RoomId,
+    reads: list[RoomId],
+) -> None:
+    reset(wakeups)
+    said = text(paid_room, BUYER, "hello")
+    await push(intake, said)
+    if db.scheme.value == "sqlite":  # no read along: the room is named to the worker
+        assert wakeups.inbox.sets == 1  # type: ignore[attr-defined]
+        await worker._round()
+    else:
+        assert wakeups.inbox.sets == 0  # type: ignore[attr-defined]
+    await worker.settled()
+    assert (await statuses(db))[said["event_id"]] == ("done", None)
+    assert await webhook_events(db) == [said["event_id"]]
+    assert reads == ([paid_room] if db.scheme.value == "sqlite" else [])
+
+
+async def test_an_event_behind_one_still_pending_is_read_after_it_in_order(
+    db: Database,
+    intake: HomeserverIntake,
+    worker: InboxWorker,
+    wakeups: Wakeups,
+    paid_room: RoomId,
+    reads: list[RoomId],
+) -> None:
+    reset(wakeups)
+    gate, process = asyncio.Event(), worker._process_next
+
+    async def held(room_id: RoomId, given: Pending | None = None) -> bool:
+        await gate.wait()
+        return await process(room_id, given)
+
+    worker._process_next = held  # type: ignore[method-assign]
+    first, second = text(paid_room, BUYER, "first"), text(paid_room, SELLER, "second")
+    await push(intake, first)  # PostgreSQL: handed over, its task held
+    await push(intake, second)  # behind the first, still pending: named, not handed over
+    sqlite = db.scheme.value == "sqlite"
+    assert wakeups.inbox.sets == (2 if sqlite else 1)  # type: ignore[attr-defined]
+    await worker._round()
+    gate.set()
+    await worker.settled()
+    assert await webhook_events(db) == [first["event_id"], second["event_id"]]
+    assert set((await statuses(db)).values()) == {("done", None)}
+    if not sqlite:
+        # The first went without a read; the room's task read the second after it.
+        assert reads == [paid_room]
