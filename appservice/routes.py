@@ -86,7 +86,7 @@ class HomeserverRoutes:
             len(txn.events),
             len(txn.receipts),
         )
-        return web.json_response({})
+        return web.Response(body=b"{}", content_type="application/json")  # not encoded anew
 
     async def _query_user(self, request: web.Request) -> web.Response:
         if refusal := self._refusal(request):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import ClientError, ClientResponse, ClientSession, ClientTimeout
+from yarl import URL
 
 from bridge.runtime.clock import Clock
 
@@ -24,7 +25,7 @@ class WebhookSender:
         clock: Clock,
     ) -> None:
         self._session = session
-        self._url = url
+        self._url = URL(url)  # parsed once, not on every POST
         self._timeout = ClientTimeout(total=timeout_seconds)
         self._signer = signer
         self._clock = clock
