@@ -52,6 +52,10 @@ class HomeserverIntake:
         self._wakeup = wakeup
         self._recovery = recovery
         self._stored = stored
+        # Labelled once: prometheus_client's `labels` costs more than the count itself.
+        self._transactions_stored = metrics.transactions.labels("stored")
+        self._events_pending = metrics.events.labels("pending")
+        self._events_dead = metrics.events.labels("dead")
 
     async def store_transaction(self, txn: Transaction) -> None:
         try:
@@ -62,12 +66,15 @@ class HomeserverIntake:
             self._metrics.transactions.labels("failed").inc()
             self._recovery.store_failed(txn)
             raise
-        self._metrics.transactions.labels("stored").inc()
+        self._transactions_stored.inc()
         # Counts arrivals, duplicates of a re-sent transaction included.
         dead = sum(isinstance(event, MalformedEvent) for event in txn.events)
-        self._metrics.events.labels("pending").inc(len(txn.events) - dead)
-        self._metrics.events.labels("dead").inc(dead)
-        self._metrics.receipts.inc(len(txn.receipts))
+        if len(txn.events) > dead:
+            self._events_pending.inc(len(txn.events) - dead)
+        if dead:
+            self._events_dead.inc(dead)
+        if txn.receipts:
+            self._metrics.receipts.inc(len(txn.receipts))
         rooms = {event.room_id for event in txn.events} | {r.room_id for r in txn.receipts}
         if ready is not None and self._stored:  # handed over: the inbox worker need not look
             self._stored.take_stored(ready)
