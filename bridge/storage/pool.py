@@ -1,7 +1,7 @@
 """PostgreSQL connections: a small pool of asyncpg connections behind mautrix's `Database`.
 
-Why not asyncpg's own pool: a message takes four pool connections (intake, inbox, outbox
-lease, delivered mark), and asyncpg's acquire and release cost about 40 us of client CPU more
+Why not asyncpg's own pool: a message takes three pool connections (intake, inbox writes,
+delivered mark), and asyncpg's acquire and release cost about 40 us of client CPU more
 than taking a connection from a list (its release shields a task of its own and re-arms an
 inactivity timer): 72 against 35 us for acquire, `SELECT 1` and release, measured here
 (docs/performance.md, tenth round). The bridge keeps no session state on its connections,
@@ -9,7 +9,9 @@ so of what asyncpg's pool does on a return only ending a transaction left open i
 (`LeanConnection`), and idle connections need not be closed. What else is needed is here: at
 most ``max_size`` connections, waiters served in turn, a connection broken, cut off
 mid-statement or still cancelling a statement dropped (the next acquire connects afresh,
-after a database cut say), and a connection used after its return refused (`Loan`).
+after a database cut say), and a connection used after its return refused (`Loan`). Each
+loan is a class-based context (`_Lending`) lending a lean wrapper (`PooledConnection`), where
+mautrix's are two generator contexts and a wrapper with a logging coroutine per statement.
 """
 
 from __future__ import annotations
