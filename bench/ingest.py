@@ -82,7 +82,7 @@ class Batch:
 class NoStorage:
     """An `InboxStore` stand-in that keeps nothing: the route's cost without a database."""
 
-    async def store_transaction(self, txn: Transaction) -> None:
+    async def store_transaction(self, txn: Transaction, along: object = None) -> None:
         return None
 
 
