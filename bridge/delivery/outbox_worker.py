@@ -105,9 +105,14 @@ class OutboxWorker:
             await self._probe(now)
         if free > 0:
             leased = await self._outbox.lease_heads(now, now + self._lease_ms, free)
-            self._slots_full = False  # until a start below takes the last slot
+            # Every slot it saw free taken: other streams may wait, so a stream that ends
+            # must look again (also one that ended while this pass was leasing: the slots
+            # may not all be taken now, but the flag must not be down while any ends).
+            self._slots_full = len(leased) == free
             for row in leased:
                 self._start([row], now + self._lease_ms)
+        else:  # taken by hand-offs meanwhile
+            self._slots_full = True
         if now >= self._census_read_at + self._poll_seconds * 1000:  # a count, not per webhook
             self._census_read_at = now
             census = await self._outbox.census(now)
@@ -139,6 +144,7 @@ class OutboxWorker:
         if free and lease_end > now + self._renew_seconds * 1000:
             self._start(rows, lease_end)
             return
+        self._slots_full = self._slots_full or not free  # a stream that ends must look
         if lease_end > now:
             try:
                 await self._outbox.release(rows, held_until=lease_end)
