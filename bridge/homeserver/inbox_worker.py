@@ -114,16 +114,19 @@ class InboxWorker:
         self._rooms: dict[RoomId, asyncio.Task] = {}  # being processed, each by one task
         self._again: set[RoomId] = set()  # named while being processed: look once more
         self._limit = asyncio.Semaphore(ROOM_CONCURRENCY)
+        self._running = False  # while `run` runs: a lone event handed over is processed
         # What the intake's INSERT of a lone event reads with it (`take_stored`).
         self.read_along = ReadAlong(OWNER_OF_ROOM, enforcer.stored_event_history)
         self._log = logging.getLogger("bridge.homeserver.inbox")
 
     async def run(self) -> None:
+        self._running = True
         try:
             await drain_when_woken(
                 self._round, self._wakeups.inbox, self._log, "process the inbox", POLL_SECONDS
             )
         finally:
+            self._running = False
             rooms = list(self._rooms.values())
             for task in rooms:
                 task.cancel()
@@ -160,10 +163,13 @@ class InboxWorker:
         self._scanned_at = now
         return [room.room_id for room in pending]
 
-    def take_stored(self, pending: Pending) -> None:
+    def take_stored(self, pending: Pending) -> bool:
         """A lone event the intake stored, with what `read_pending` would read (`ReadAlong`):
-        processed without reading it back, unless its room is being processed."""
-        self._start(pending.events[0].room_id, pending)
+        processed without reading it back, unless its room is being processed; whether it
+        was taken (not while the worker is not running: the intake names its room)."""
+        if self._running:
+            self._start(pending.events[0].room_id, pending)
+        return self._running
 
     def _start(self, room_id: RoomId, stored: Pending | None = None) -> None:
         """Process the room's pending events in a task of its own (``stored`` first, if

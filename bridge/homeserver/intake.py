@@ -33,7 +33,7 @@ class StoredEvents(Protocol):
 
     read_along: ReadAlong
 
-    def take_stored(self, pending: Pending) -> None: ...
+    def take_stored(self, pending: Pending) -> bool: ...
 
 
 class HomeserverIntake:
@@ -76,9 +76,8 @@ class HomeserverIntake:
         if txn.receipts:
             self._metrics.receipts.inc(len(txn.receipts))
         rooms = {event.room_id for event in txn.events} | {r.room_id for r in txn.receipts}
-        if ready is not None and self._stored:  # handed over: the inbox worker need not look
-            self._stored.take_stored(ready)
-            rooms.discard(ready.events[0].room_id)
+        if ready is not None and self._stored and self._stored.take_stored(ready):
+            rooms.discard(ready.events[0].room_id)  # handed over: the worker need not look
         if rooms:
             self._wakeup.set(rooms)
 

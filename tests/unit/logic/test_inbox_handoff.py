@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 
 import pytest
 from mautrix.util.async_db import Database
@@ -21,6 +22,7 @@ from bridge.market import Market
 from bridge.runtime.metrics import Metrics
 from bridge.runtime.workers import Wakeups
 from policy.ids import RoomId, TransactionId
+from tests.harness import eventually
 
 from .conftest import BUYER, SELLER, build_enforcer, build_runner, new_transaction
 from .fakes import FakeClock, FakeMatrix
@@ -78,6 +80,21 @@ def worker(
 
 
 @pytest.fixture
+async def running(worker: InboxWorker) -> AsyncIterator[asyncio.Task]:
+    """The worker running, past its first round (the clock stands still: it scans no
+    more)."""
+    task = asyncio.create_task(worker.run())
+
+    async def first_round() -> bool:
+        return worker._scanned_at > 0
+
+    await eventually(first_round)
+    yield task
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.fixture
 def intake(
     config: Config, inbox: InboxStore, metrics: Metrics, wakeups: Wakeups, worker: InboxWorker
 ) -> HomeserverIntake:
@@ -96,10 +113,19 @@ async def webhook_events(db: Database) -> list[str]:
     return [json.loads(row["body"])["data"]["event_id"] for row in rows]
 
 
+async def all_done(db: Database, *events: dict) -> None:
+    async def check() -> bool:
+        done = await statuses(db)
+        return all(done.get(event["event_id"]) == ("done", None) for event in events)
+
+    await eventually(check)
+
+
 async def test_a_lone_message_is_processed_without_reading_it_back(
     db: Database,
     intake: HomeserverIntake,
     worker: InboxWorker,
+    running: asyncio.Task,
     wakeups: Wakeups,
     paid_room: RoomId,
     reads: list[RoomId],
@@ -107,21 +133,20 @@ async def test_a_lone_message_is_processed_without_reading_it_back(
     reset(wakeups)
     said = text(paid_room, BUYER, "hello")
     await push(intake, said)
-    if db.scheme.value == "sqlite":  # no read along: the room is named to the worker
-        assert wakeups.inbox.sets == 1  # type: ignore[attr-defined]
-        await worker._round()
-    else:
-        assert wakeups.inbox.sets == 0  # type: ignore[attr-defined]
+    sqlite = db.scheme.value == "sqlite"
+    # SQLite reads nothing along: the room is named to the worker, which reads it.
+    assert wakeups.inbox.sets == (1 if sqlite else 0)  # type: ignore[attr-defined]
+    await all_done(db, said)
     await worker.settled()
-    assert (await statuses(db))[said["event_id"]] == ("done", None)
     assert await webhook_events(db) == [said["event_id"]]
-    assert reads == ([paid_room] if db.scheme.value == "sqlite" else [])
+    assert reads == ([paid_room] if sqlite else [])
 
 
 async def test_an_event_behind_one_still_pending_is_read_after_it_in_order(
     db: Database,
     intake: HomeserverIntake,
     worker: InboxWorker,
+    running: asyncio.Task,
     wakeups: Wakeups,
     paid_room: RoomId,
     reads: list[RoomId],
@@ -139,11 +164,28 @@ async def test_an_event_behind_one_still_pending_is_read_after_it_in_order(
     await push(intake, second)  # behind the first, still pending: named, not handed over
     sqlite = db.scheme.value == "sqlite"
     assert wakeups.inbox.sets == (2 if sqlite else 1)  # type: ignore[attr-defined]
-    await worker._round()
     gate.set()
+    await all_done(db, first, second)
     await worker.settled()
     assert await webhook_events(db) == [first["event_id"], second["event_id"]]
-    assert set((await statuses(db)).values()) == {("done", None)}
     if not sqlite:
         # The first went without a read; the room's task read the second after it.
         assert reads == [paid_room]
+
+
+async def test_a_worker_not_running_is_handed_nothing(
+    db: Database,
+    intake: HomeserverIntake,
+    worker: InboxWorker,
+    wakeups: Wakeups,
+    paid_room: RoomId,
+) -> None:
+    """A push that comes while the worker is not running (the bridge closes its web server
+    after its workers): its room is named, for the worker's next start, rather than
+    processed by a task no one would end."""
+    reset(wakeups)
+    said = text(paid_room, BUYER, "hello")
+    await push(intake, said)
+    assert wakeups.inbox.sets == 1  # type: ignore[attr-defined]
+    assert not worker._rooms
+    assert (await statuses(db))[said["event_id"]] == ("pending", None)
