@@ -19,7 +19,10 @@ from prometheus_client import CollectorRegistry
 from yarl import URL
 
 from bridge.config import Config, DatabaseConfig
+from bridge.deals import delays_from
+from bridge.deals.tracker import DealTracker
 from bridge.homeserver.inbox import InboxStore
+from bridge.homeserver.inbox_worker import Delivery, InboxWorker
 from bridge.market import Market
 from bridge.market.models import NewTransaction, Party
 from bridge.policybot.commands import CommandRunner
@@ -236,3 +239,46 @@ class Rows:
 @pytest.fixture
 def rows(db: Database) -> Rows:
     return Rows(db)
+
+
+def build_worker(
+    config: Config,
+    db: Database,
+    market: Market,
+    enforcer: Enforcer,
+    commands: CommandRunner,
+    clock: FakeClock,
+    metrics: Metrics,
+    wakeups: Wakeups,
+    delivery: Delivery | None = None,
+) -> InboxWorker:
+    return InboxWorker(
+        db,
+        config.bot_mxid,
+        market.planner.admins,
+        config.webhooks.retry_for_seconds * 1000,
+        enforcer,
+        commands,
+        market.management,
+        clock,
+        metrics,
+        wakeups,
+        DealTracker(delays_from(config), config.disputes.freeze_transaction_room, metrics),
+        delivery=delivery,
+    )
+
+
+@pytest.fixture
+def worker(
+    config: Config,
+    db: Database,
+    market: Market,
+    matrix: FakeMatrix,
+    inbox: InboxStore,
+    clock: FakeClock,
+    metrics: Metrics,
+    wakeups: Wakeups,
+) -> InboxWorker:
+    enforcer = build_enforcer(config, market)
+    commands = build_runner(config, market, matrix, inbox, db, clock)
+    return build_worker(config, db, market, enforcer, commands, clock, metrics, wakeups)

@@ -24,9 +24,8 @@ from bridge.runtime.workers import Wakeups
 from policy.ids import RoomId, TransactionId
 from tests.harness import eventually
 
-from .conftest import BUYER, SELLER, build_enforcer, build_runner, new_transaction
-from .fakes import FakeClock, FakeMatrix
-from .test_inbox_worker import build_worker, reset, statuses, text
+from .conftest import BUYER, SELLER, new_transaction
+from .test_inbox_worker import reset, statuses, text
 
 pytestmark = pytest.mark.parametrize("db", ["sqlite", "postgres"], indirect=True)
 
@@ -61,22 +60,6 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> list[RoomId]:
 
     monkeypatch.setattr(inbox_worker_module, "read_pending", counted)
     return rooms
-
-
-@pytest.fixture
-def worker(
-    config: Config,
-    db: Database,
-    market: Market,
-    matrix: FakeMatrix,
-    inbox: InboxStore,
-    clock: FakeClock,
-    metrics: Metrics,
-    wakeups: Wakeups,
-) -> InboxWorker:
-    enforcer = build_enforcer(config, market)
-    commands = build_runner(config, market, matrix, inbox, db, clock)
-    return build_worker(config, db, market, enforcer, commands, clock, metrics, wakeups)
 
 
 @pytest.fixture

@@ -15,11 +15,9 @@ from mautrix.util.async_db import Connection, Database, Scheme
 from appservice.matrix import txn_id
 from appservice.transactions import Receipt, Transaction, parse_room_event
 from bridge.config import Config
-from bridge.deals import delays_from
-from bridge.deals.tracker import DealTracker
 from bridge.homeserver import inbox_worker
 from bridge.homeserver.inbox import InboxStore, Pending, ProcessedElsewhere, read_pending
-from bridge.homeserver.inbox_worker import BATCH, Delivery, InboxWorker
+from bridge.homeserver.inbox_worker import BATCH, InboxWorker
 from bridge.market import Market
 from bridge.market.models import NewDispute
 from bridge.policybot.commands import CommandRunner
@@ -38,6 +36,7 @@ from .conftest import (
     Rows,
     build_enforcer,
     build_runner,
+    build_worker,
     new_transaction,
 )
 from .fakes import START_MS, FakeClock, FakeMatrix
@@ -45,49 +44,6 @@ from .fakes import START_MS, FakeClock, FakeMatrix
 STRANGER = "@stranger:localhost"
 BOT = "@marketbot:localhost"
 _ids = itertools.count(1)
-
-
-def build_worker(
-    config: Config,
-    db: Database,
-    market: Market,
-    enforcer: Enforcer,
-    commands: CommandRunner,
-    clock: FakeClock,
-    metrics: Metrics,
-    wakeups: Wakeups,
-    delivery: Delivery | None = None,
-) -> InboxWorker:
-    return InboxWorker(
-        db,
-        config.bot_mxid,
-        market.planner.admins,
-        config.webhooks.retry_for_seconds * 1000,
-        enforcer,
-        commands,
-        market.management,
-        clock,
-        metrics,
-        wakeups,
-        DealTracker(delays_from(config), config.disputes.freeze_transaction_room, metrics),
-        delivery=delivery,
-    )
-
-
-@pytest.fixture
-def worker(
-    config: Config,
-    db: Database,
-    market: Market,
-    matrix: FakeMatrix,
-    inbox: InboxStore,
-    clock: FakeClock,
-    metrics: Metrics,
-    wakeups: Wakeups,
-) -> InboxWorker:
-    enforcer = build_enforcer(config, market)
-    commands = build_runner(config, market, matrix, inbox, db, clock)
-    return build_worker(config, db, market, enforcer, commands, clock, metrics, wakeups)
 
 
 @pytest.fixture

@@ -25,9 +25,17 @@ from bridge.storage.writes import Rows, Writes
 from policy.ids import TransactionId
 from tests.harness import eventually
 
-from .conftest import BUYER, SELLER, CountingWakeup, build_enforcer, build_runner, new_transaction
+from .conftest import (
+    BUYER,
+    SELLER,
+    CountingWakeup,
+    build_enforcer,
+    build_runner,
+    build_worker,
+    new_transaction,
+)
 from .fakes import FakeClock, FakeMatrix
-from .test_inbox_worker import build_worker, reset, store, text
+from .test_inbox_worker import reset, store, text
 from .test_outbox_worker import (
     ATTEMPT_MS,
     BACKOFF,

@@ -36,8 +36,8 @@ from policy.transcript import verify_transcript
 from tests.harness import make_config
 
 from .conftest import ADMIN, BUYER, Rows, build_enforcer, build_runner, new_transaction
+from .conftest import build_worker as build_inbox_worker
 from .fakes import FakeClock, FakeMatrix
-from .test_inbox_worker import build_worker as build_inbox_worker
 from .test_inbox_worker import store
 
 DAY = 86_400
