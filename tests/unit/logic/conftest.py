@@ -21,8 +21,9 @@ from yarl import URL
 from bridge.config import Config, DatabaseConfig
 from bridge.deals import delays_from
 from bridge.deals.tracker import DealTracker
+from bridge.homeserver.decisions import Delivery
 from bridge.homeserver.inbox import InboxStore
-from bridge.homeserver.inbox_worker import Delivery, InboxWorker
+from bridge.homeserver.inbox_worker import InboxWorker
 from bridge.market import Market
 from bridge.market.models import NewTransaction, Party
 from bridge.policybot.commands import CommandRunner
