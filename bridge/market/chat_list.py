@@ -3,32 +3,11 @@ its last message and unread count."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from mautrix.util.async_db import Database
 
 from policy.ids import MarketUserId, UserId
 
-from .models import DisputeRecord, TransactionRecord
-from .records.chats import ChatRow, chats_of
-from .records.messages import ChatSummary
-
-
-@dataclass(frozen=True, slots=True)
-class Chat:
-    """One room in a user's chat list: a transaction's, or one of its disputes'."""
-
-    transaction: TransactionRecord
-    dispute: DisputeRecord | None
-    summary: ChatSummary
-
-    @property
-    def created_at(self) -> int:
-        return self.dispute.created_at if self.dispute else self.transaction.created_at
-
-    @property
-    def key(self) -> str:
-        return self.dispute.dispute_id if self.dispute else self.transaction.transaction_id
+from .records.chats import Chat, chats_of
 
 
 class ChatList:
@@ -46,8 +25,7 @@ class ChatList:
         return None if found is None else _ordered(found[1])
 
 
-def _ordered(rows: list[ChatRow]) -> list[Chat]:
+def _ordered(chats: list[Chat]) -> list[Chat]:
     """Newest first (a dispute by its own creation), then by id."""
-    chats = [Chat(row.transaction, row.dispute, row.summary) for row in rows]
     chats.sort(key=lambda chat: (-chat.created_at, chat.key))
     return chats

@@ -87,15 +87,25 @@ _QUERIES = {
 
 
 @dataclass(frozen=True, slots=True)
-class ChatRow:
+class Chat:
+    """One room in a user's chat list: a transaction's, or one of its disputes'."""
+
     transaction: TransactionRecord
     dispute: DisputeRecord | None
     summary: ChatSummary
 
+    @property
+    def created_at(self) -> int:
+        return self.dispute.created_at if self.dispute else self.transaction.created_at
+
+    @property
+    def key(self) -> str:
+        return self.dispute.dispute_id if self.dispute else self.transaction.transaction_id
+
 
 async def chats_of(
     db: Database, *, user_id: MarketUserId | None = None, matrix_id: UserId | None = None
-) -> tuple[MarketUserId, list[ChatRow]] | None:
+) -> tuple[MarketUserId, list[Chat]] | None:
     """The user (named by either id) and their chats, unordered (rooms removed for retention
     left out); None for an unknown user."""
     key, value = ("user_id", user_id) if user_id is not None else ("matrix_id", matrix_id)
@@ -115,5 +125,5 @@ async def chats_of(
         summary = ChatSummary(
             row["last_preview"], row["last_ts"], row["last_sender"], row["unread"]
         )
-        chats.append(ChatRow(transaction, dispute, summary))
+        chats.append(Chat(transaction, dispute, summary))
     return rows[0]["me_user_id"], chats
