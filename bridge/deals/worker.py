@@ -1,10 +1,11 @@
 """The follow-up worker: fires reminders, nudges and escalations when they come due.
 
     every second (and once the bridge is connected) -> due follow-ups, in rooms whose stored
-    events are all processed -> claim (a lease: one process fires each) -> the room as it is
-    now says whether it still applies (policy.follow_ups) -> in ONE database transaction: the
-    webhook, the bot's notice (a planned action), the audit entry, and the follow-up ended or
-    rescheduled -> an escalation with auto_dispute then opens its dispute, retried until done
+    events are all processed (ROOM_CONCURRENCY rooms at once, each room's in order)
+    -> claim (a lease: one process fires each) -> the room as it is now says whether it
+    still applies (policy.follow_ups) -> in ONE database transaction: the webhook, the bot's
+    notice (a planned action), the audit entry, and the follow-up ended or rescheduled
+    -> an escalation with auto_dispute then opens its dispute, retried until done
 
 Nothing waits in memory: a process that was down finds what came due meanwhile, and what was
 read or answered meanwhile is skipped: its reply is in the database by then, and before a
@@ -51,6 +52,10 @@ from .records import FollowUp, FollowUps
 POLL_SECONDS = 1.0
 LEASE_MS = 60_000
 BATCH = 100
+# Rooms whose follow-ups fire side by side: each fire waits mostly on the homeserver (a
+# reminder first asks for the room's read receipts), so after downtime a backlog of due
+# follow-ups went out at 12 to 18 a second one at a time (docs/performance.md, benchmark 9).
+ROOM_CONCURRENCY = 8
 BACKOFF = Backoff(initial=2, maximum=300)
 MAX_ATTEMPTS = 12
 # After connecting, the homeserver re-sends what it queued while the bridge was away (reads
@@ -105,13 +110,28 @@ class FollowUpWorker:
         )
 
     async def drain(self) -> None:
-        """Fire every follow-up that is due."""
+        """Fire every follow-up that is due: rooms side by side, each room's in order. Every
+        room's fires run to their end; then the first failure, if any, is raised."""
         while True:
             due = await self._follow_ups.due(self._clock.now_ms(), BATCH)
+            by_room: dict[RoomId, list[FollowUp]] = {}
             for item in due:
-                await self._fire(item)
+                by_room.setdefault(item.room_id, []).append(item)
+            limit = asyncio.Semaphore(ROOM_CONCURRENCY)
+            ended = await asyncio.gather(
+                *(self._fire_in_order(items, limit) for items in by_room.values()),
+                return_exceptions=True,
+            )
+            for error in ended:
+                if isinstance(error, BaseException):
+                    raise error
             if len(due) < BATCH:
                 return
+
+    async def _fire_in_order(self, items: list[FollowUp], limit: asyncio.Semaphore) -> None:
+        async with limit:
+            for item in items:
+                await self._fire(item)
 
     async def _fire(self, item: FollowUp) -> None:
         now = self._clock.now_ms()

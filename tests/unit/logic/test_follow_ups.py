@@ -166,12 +166,21 @@ async def deals(
     record = await market.transactions.record_payment(ORDER)
     assert record.room_id is not None
 
-    def open_deal(delays: Delays) -> Deal:
-        return Deal(
-            delays, record.room_id, config, db, market, matrix, inbox, clock, metrics, wakeups
-        )
+    def open_deal(delays: Delays, room: RoomId | None = None) -> Deal:
+        """The deal in the paid transaction's room, or in ``room`` (`other_room`)."""
+        room = room or record.room_id
+        return Deal(delays, room, config, db, market, matrix, inbox, clock, metrics, wakeups)
 
     return open_deal
+
+
+@pytest.fixture
+async def other_room(market: Market) -> RoomId:
+    """A second paid transaction's room."""
+    await market.transactions.create(new_transaction("order-2", "Desk lamp"))
+    record = await market.transactions.record_payment(TransactionId("order-2"))
+    assert record.room_id is not None
+    return record.room_id
 
 
 async def data_of(rows: Rows, type_: str) -> list[dict[str, Any]]:
@@ -653,6 +662,54 @@ async def test_a_dispute_the_homeserver_refuses_is_retried_then_parked_and_stops
     assert len(await data_of(rows, "deal.escalation_due")) == 1
     dispute = await market.dispute_records.get(escalation["dispute_id"])
     assert dispute is not None and dispute.room_id is None  # stored; its room never made
+
+
+# --- rooms side by side --------------------------------------------------------------------
+
+
+async def test_a_room_waiting_on_the_homeserver_does_not_hold_another_rooms_reminder(
+    deals, other_room: RoomId, clock: FakeClock, rows: Rows
+) -> None:
+    delays = Delays(unread_ms=10 * MINUTE_MS)
+    first, other = deals(delays), deals(delays, other_room)
+    await first.say(BUYER, "Is the bike still available?")  # due first
+    clock.advance(1)
+    await other.say(BUYER, "Is the lamp still available?")
+    clock.advance(HOUR)
+    other_asked = asyncio.Event()
+
+    async def refresh_reads(room_id: RoomId) -> None:
+        if room_id == first.room:  # answers only once the other room's turn has come
+            await other_asked.wait()
+        else:
+            other_asked.set()
+        await Deal.refresh_reads(first, room_id)
+
+    first.refresh_reads = refresh_reads  # type: ignore[method-assign]
+    async with asyncio.timeout(10):  # one room at a time would wait here for ever
+        await first.worker().drain()
+    assert {r["room_id"] for r in await reminders(rows)} == {first.room, other.room}
+
+
+async def test_a_room_that_fails_stops_no_other_and_the_failure_is_raised_after(
+    deals, other_room: RoomId, clock: FakeClock, rows: Rows
+) -> None:
+    delays = Delays(unread_ms=10 * MINUTE_MS)
+    first, other = deals(delays), deals(delays, other_room)
+    await first.say(BUYER, "Is the bike still available?")  # due first
+    clock.advance(1)
+    await other.say(BUYER, "Is the lamp still available?")
+    clock.advance(HOUR)
+
+    async def refresh_reads(room_id: RoomId) -> None:
+        if room_id == first.room:
+            raise RuntimeError("a bug")
+        await Deal.refresh_reads(first, room_id)
+
+    first.refresh_reads = refresh_reads  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="a bug"):
+        await first.worker().drain()
+    assert [r["room_id"] for r in await reminders(rows)] == [other.room]
 
 
 # --- a worker that was down; several workers --------------------------------------------------
