@@ -33,7 +33,7 @@ from bridge.policybot.actions import ActionKind, PlannedAction, plan_actions
 from bridge.runtime.backoff import Backoff
 from bridge.runtime.clock import Clock
 from bridge.runtime.metrics import Metrics
-from bridge.runtime.workers import Wakeup, Wakeups, drain_when_woken
+from bridge.runtime.workers import Wakeup, Wakeups, drain_when_woken, room_by_room
 from policy.follow_ups import (
     Delays,
     FollowUpKind,
@@ -110,28 +110,12 @@ class FollowUpWorker:
         )
 
     async def drain(self) -> None:
-        """Fire every follow-up that is due: rooms side by side, each room's in order. Every
-        room's fires run to their end; then the first failure, if any, is raised."""
+        """Fire every follow-up that is due, rooms side by side (`room_by_room`)."""
         while True:
             due = await self._follow_ups.due(self._clock.now_ms(), BATCH)
-            by_room: dict[RoomId, list[FollowUp]] = {}
-            for item in due:
-                by_room.setdefault(item.room_id, []).append(item)
-            limit = asyncio.Semaphore(ROOM_CONCURRENCY)
-            ended = await asyncio.gather(
-                *(self._fire_in_order(items, limit) for items in by_room.values()),
-                return_exceptions=True,
-            )
-            for error in ended:
-                if isinstance(error, BaseException):
-                    raise error
+            await room_by_room(due, lambda item: item.room_id, self._fire, ROOM_CONCURRENCY)
             if len(due) < BATCH:
                 return
-
-    async def _fire_in_order(self, items: list[FollowUp], limit: asyncio.Semaphore) -> None:
-        async with limit:
-            for item in items:
-                await self._fire(item)
 
     async def _fire(self, item: FollowUp) -> None:
         now = self._clock.now_ms()

@@ -1,6 +1,7 @@
 """The action worker: carries out the policy bot's planned actions once their plans commit.
 
-    woken when actions are planned (and every second) -> due pending rows, oldest first
+    woken when actions are planned (and every second) -> due pending rows, oldest first in
+      each room, ROOM_CONCURRENCY rooms at a time
       -> claim (a lease, so two bridge processes never both act) -> perform, the lease
          renewed while it runs (short: a killed process holds an action LEASE_MS at most)
       -> done, with its audit entry, in one transaction
@@ -21,7 +22,7 @@ from bridge.market.records.audit import AuditEntry
 from bridge.runtime.backoff import Backoff
 from bridge.runtime.clock import Clock
 from bridge.runtime.metrics import Metrics
-from bridge.runtime.workers import Wakeup, drain_when_woken, keeping_lease
+from bridge.runtime.workers import Wakeup, drain_when_woken, keeping_lease, room_by_room
 from policy.ids import UserId
 
 from .actions import DueAction, PlannedAction, PlannedActions
@@ -30,6 +31,7 @@ POLL_SECONDS = 1.0
 LEASE_MS = 3_000
 RENEW_SECONDS = 1.0
 BATCH = 50
+ROOM_CONCURRENCY = 8  # rooms whose actions are carried out side by side, each room's in order
 MAX_ATTEMPTS = 12
 BACKOFF = Backoff(initial=2, maximum=300)
 
@@ -62,11 +64,11 @@ class ActionWorker:
         )
 
     async def drain(self) -> None:
-        """Carry out every action that is due, oldest first."""
+        """Carry out every action that is due, oldest first in each room; rooms side by side
+        (`room_by_room`)."""
         while True:
             due = await self._actions.due(self._clock.now_ms(), BATCH)
-            for action in due:
-                await self._carry_out(action)
+            await room_by_room(due, lambda d: d.action.room_id, self._carry_out, ROOM_CONCURRENCY)
             if len(due) < BATCH:
                 return
 

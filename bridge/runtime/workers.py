@@ -82,6 +82,31 @@ async def drain_when_woken(
         await wakeup.wait(poll_seconds)
 
 
+async def room_by_room(
+    items: Iterable[T],
+    room_of: Callable[[T], str],
+    handle: Callable[[T], Awaitable[object]],
+    concurrency: int,
+) -> None:
+    """``handle`` each item: up to ``concurrency`` rooms side by side (their work waits mostly
+    on the homeserver), each room's items one after another in the order given. Every room
+    runs to its end, whatever another's failure; then the first failure is raised."""
+    rooms: dict[str, list[T]] = {}
+    for item in items:
+        rooms.setdefault(room_of(item), []).append(item)
+    limit = asyncio.Semaphore(concurrency)
+
+    async def in_order(room: list[T]) -> None:
+        async with limit:
+            for item in room:
+                await handle(item)
+
+    ended = await asyncio.gather(*map(in_order, rooms.values()), return_exceptions=True)
+    for outcome in ended:
+        if isinstance(outcome, BaseException):
+            raise outcome
+
+
 async def keeping_lease(
     work: Awaitable[T],
     renew: Callable[[], Awaitable[object]],

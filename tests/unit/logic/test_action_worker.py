@@ -144,6 +144,27 @@ async def test_actions_are_performed_oldest_first(
     assert perform.keys == ["kick:$b", "kick:$a", "kick:$c"]
 
 
+async def test_a_room_waiting_on_the_homeserver_does_not_hold_another_rooms_actions(
+    db: Database, config: Config, clock: FakeClock, metrics: Metrics, wakeups: Wakeups
+) -> None:
+    other = RoomId("!other:localhost")
+    other_done = asyncio.Event()
+    performed: list[str] = []
+
+    async def perform(action: PlannedAction) -> None:
+        if action.room_id == ROOM:  # answered only once the other room's turn has come
+            await other_done.wait()
+        else:
+            other_done.set()
+        performed.append(action.key)
+
+    later = PlannedAction("kick:$o1", other, ActionKind.KICK, {"user_id": STRANGER})
+    await plan(db, clock, kick("kick:$e1"), kick("kick:$e2"), later)
+    async with asyncio.timeout(10):  # one action at a time would wait here for ever
+        await make_worker(db, perform, config, clock, metrics, wakeups).drain()
+    assert performed == ["kick:$o1", "kick:$e1", "kick:$e2"]  # each room's in order
+
+
 async def test_an_action_due_later_waits_until_the_clock_passes_its_due_time(
     worker: ActionWorker, perform: ScriptedPerform, db: Database, clock: FakeClock, rows: Rows
 ) -> None:

@@ -667,15 +667,23 @@ async def test_a_dispute_the_homeserver_refuses_is_retried_then_parked_and_stops
 # --- rooms side by side --------------------------------------------------------------------
 
 
-async def test_a_room_waiting_on_the_homeserver_does_not_hold_another_rooms_reminder(
-    deals, other_room: RoomId, clock: FakeClock, rows: Rows
-) -> None:
+async def reminders_due_in_two_rooms(
+    deals, other_room: RoomId, clock: FakeClock
+) -> tuple[Deal, Deal]:
+    """A reminder due in the fixture's room, and a later one in ``other_room``."""
     delays = Delays(unread_ms=10 * MINUTE_MS)
     first, other = deals(delays), deals(delays, other_room)
-    await first.say(BUYER, "Is the bike still available?")  # due first
+    await first.say(BUYER, "Is the bike still available?")
     clock.advance(1)
     await other.say(BUYER, "Is the lamp still available?")
     clock.advance(HOUR)
+    return first, other
+
+
+async def test_a_room_waiting_on_the_homeserver_does_not_hold_another_rooms_reminder(
+    deals, other_room: RoomId, clock: FakeClock, rows: Rows
+) -> None:
+    first, other = await reminders_due_in_two_rooms(deals, other_room, clock)
     other_asked = asyncio.Event()
 
     async def refresh_reads(room_id: RoomId) -> None:
@@ -694,12 +702,7 @@ async def test_a_room_waiting_on_the_homeserver_does_not_hold_another_rooms_remi
 async def test_a_room_that_fails_stops_no_other_and_the_failure_is_raised_after(
     deals, other_room: RoomId, clock: FakeClock, rows: Rows
 ) -> None:
-    delays = Delays(unread_ms=10 * MINUTE_MS)
-    first, other = deals(delays), deals(delays, other_room)
-    await first.say(BUYER, "Is the bike still available?")  # due first
-    clock.advance(1)
-    await other.say(BUYER, "Is the lamp still available?")
-    clock.advance(HOUR)
+    first, other = await reminders_due_in_two_rooms(deals, other_room, clock)
 
     async def refresh_reads(room_id: RoomId) -> None:
         if room_id == first.room:
