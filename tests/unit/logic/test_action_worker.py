@@ -144,6 +144,7 @@ async def test_actions_are_performed_oldest_first(
     assert perform.keys == ["kick:$b", "kick:$a", "kick:$c"]
 
 
+@pytest.mark.parametrize("db", ["sqlite", "postgres"], indirect=True)
 async def test_a_room_waiting_on_the_homeserver_does_not_hold_another_rooms_actions(
     db: Database, config: Config, clock: FakeClock, metrics: Metrics, wakeups: Wakeups
 ) -> None:

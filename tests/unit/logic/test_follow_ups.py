@@ -680,6 +680,7 @@ async def reminders_due_in_two_rooms(
     return first, other
 
 
+@pytest.mark.parametrize("db", ["sqlite", "postgres"], indirect=True)
 async def test_a_room_waiting_on_the_homeserver_does_not_hold_another_rooms_reminder(
     deals, other_room: RoomId, clock: FakeClock, rows: Rows
 ) -> None:
