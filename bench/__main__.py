@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from . import (
+    actions,
     delivery,
     follow_ups,
     ingest,
@@ -46,6 +47,7 @@ BENCHMARKS = {
     "webchat": webchat.run,
     "follow_ups": follow_ups.run,
     "scale_out": scale_out.run,
+    "actions": actions.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 

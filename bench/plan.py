@@ -44,6 +44,9 @@ class Scale:
     scale_out_rooms: int = 20
     # 11. retention: messages a year (rooms of about 50), pruned; then a second year on top
     retention_messages: int = 1_000_000
+    # 12. the policy bot's actions: warnings planned at once, rooms they are spread over
+    actions: int = 200
+    action_rooms: int = 20
 
 
 FULL = Scale()
@@ -71,4 +74,6 @@ SMOKE = Scale(
     scale_out_messages=40,
     scale_out_rooms=4,
     retention_messages=5000,
+    actions=4,
+    action_rooms=2,
 )

@@ -26,6 +26,7 @@ BENCHMARKS = {
     "webchat",
     "follow_ups",
     "scale_out",
+    "actions",
 }
 
 
