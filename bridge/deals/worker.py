@@ -54,7 +54,7 @@ LEASE_MS = 60_000
 BATCH = 100
 # Rooms whose follow-ups fire side by side: each fire waits mostly on the homeserver (a
 # reminder first asks for the room's read receipts). One at a time, a backlog after downtime
-# went out at 12 to 76 a second; 8 at once, 159 to 219 (docs/performance.md, benchmark 9).
+# went out at 12 to 76 a second; 8 at once, 108 to 219 (docs/performance.md, benchmark 9).
 ROOM_CONCURRENCY = 8
 BACKOFF = Backoff(initial=2, maximum=300)
 MAX_ATTEMPTS = 12
