@@ -13,7 +13,6 @@ No target: every warning is a message Synapse sends, so its own rate is the ceil
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import asyncpg
@@ -22,13 +21,13 @@ from nio import AsyncClient, RoomSendResponse
 from bridge.policybot.action_worker import ROOM_CONCURRENCY
 from bridge.policybot.actions import ActionKind, PlannedAction, plan_actions
 from bridge.runtime.workers import room_by_room
+from tests.harness import eventually
 
 from .env import Env
 from .market import market
 from .plan import Scale
 from .report import Figure, Result
 
-POLL_SECONDS = 0.05
 DEADLINE_SECONDS = 120.0
 
 
@@ -79,18 +78,18 @@ async def run(env: Env, scale: Scale) -> Result:
 
 async def _until_done(connection: asyncpg.Connection, count: int) -> list[int]:
     """Each warning's done_at, once every one is done (a failed one is an error)."""
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while time.monotonic() < deadline:
+
+    async def all_done() -> list[int]:
         rows = await connection.fetch(
             "SELECT status, done_at, last_error FROM planned_actions"
             " WHERE key LIKE 'warn:bench-%' AND status <> 'pending'"
         )
         if failed := [row["last_error"] for row in rows if row["status"] != "done"]:
             raise RuntimeError(f"{len(failed)} warnings failed: {failed[0]}")
-        if len(rows) == count:
-            return sorted(row["done_at"] for row in rows)
-        await asyncio.sleep(POLL_SECONDS)
-    raise TimeoutError(f"the warnings were not all carried out in {DEADLINE_SECONDS} s")
+        assert len(rows) == count, f"{len(rows)} of {count} warnings carried out"
+        return sorted(row["done_at"] for row in rows)
+
+    return await eventually(all_done, within=DEADLINE_SECONDS)
 
 
 async def _direct_rate(client: AsyncClient, warnings: list[PlannedAction]) -> float:
