@@ -243,7 +243,7 @@ class MarketApi:
     async def export_user(self, request: web.Request) -> web.Response:
         user_id = _user_id(request)
         export = await self._identity.lifecycle.export(user_id)
-        return json_response(export_out(export, user_id, self._transactions.access))
+        return json_response(export_out(export, self._transactions.access))
 
     async def chat_list(self, request: web.Request) -> web.Response:
         user_id = request.match_info["user_id"]
@@ -252,10 +252,7 @@ class MarketApi:
         chats = await self._chat_list.of(MarketUserId(user_id))
         if chats is None:
             raise ApiError(404, "MARKET_NOT_FOUND", f"no marketplace user {user_id}")
-        rooms = [
-            chat_out(chat, MarketUserId(user_id), self._transactions.access(chat.transaction))
-            for chat in chats
-        ]
+        rooms = [chat_out(chat, self._transactions.access(chat)) for chat in chats]
         return json_response(ChatListOut(user_id=user_id, rooms=rooms))
 
     async def user_responsiveness(self, request: web.Request) -> web.Response:

@@ -13,7 +13,6 @@ from bridge.identity.records import SessionRecord, UserRecord
 from bridge.identity.sessions import NewSession
 from bridge.market.chat_list import Chat
 from bridge.market.models import DisputeRecord, Party, TransactionRecord
-from policy.ids import MarketUserId
 from policy.states import Access
 
 from .models import (
@@ -86,17 +85,17 @@ def dispute_out(dispute: DisputeRecord, links: dict[str, str]) -> DisputeOut:
     )
 
 
-def chat_out(chat: Chat, user_id: MarketUserId, transaction_access: Access) -> ChatOut:
-    record, dispute, summary = chat.transaction, chat.dispute, chat.summary
+def chat_out(chat: Chat, access: Access) -> ChatOut:
+    summary = chat.summary
     return ChatOut(
-        kind="dispute" if dispute else "transaction",
-        transaction_id=record.transaction_id,
-        dispute_id=dispute.dispute_id if dispute else None,
-        title=record.title,
-        role="buyer" if record.buyer.user_id == user_id else "seller",
-        state=(dispute.state if dispute else record.state).value,
-        access=dispute.access if dispute else transaction_access,
-        room_id=dispute.room_id if dispute else record.room_id,
+        kind="dispute" if chat.dispute_id else "transaction",
+        transaction_id=chat.transaction_id,
+        dispute_id=chat.dispute_id,
+        title=chat.title,
+        role=chat.role,
+        state=chat.state.value,
+        access=access,
+        room_id=chat.room_id,
         last_message=summary.last_message,
         last_message_at=timestamp(summary.last_message_at),
         unread=summary.unread,
@@ -160,14 +159,12 @@ def sessions_out(user_id: str, sessions: list[SessionRecord]) -> SessionsOut:
     )
 
 
-def export_out(
-    export: dict[str, Any], user_id: MarketUserId, access: Callable[[TransactionRecord], Access]
-) -> UserExportOut:
+def export_out(export: dict[str, Any], access: Callable[[Chat], Access]) -> UserExportOut:
     return UserExportOut(
         format=export["format"],
         generated_at=export["generated_at"],
         user=user_out(export["user"]),
-        rooms=[chat_out(chat, user_id, access(chat.transaction)) for chat in export["rooms"]],
+        rooms=[chat_out(chat, access(chat)) for chat in export["rooms"]],
         messages=export["messages"],
         masked_originals=export["masked_originals"],
         sessions=[session_info_out(session) for session in export["sessions"]],

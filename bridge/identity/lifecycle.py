@@ -40,7 +40,6 @@ from bridge.market.records.audit import AuditEntry, write_audit
 from bridge.runtime.clock import Clock
 from policy.ids import MarketUserId, RoomId
 from policy.notifications import user_notification
-from policy.states import DisputeState, TransactionState
 from policy.transcript import iso_time
 
 from .accounts import Accounts
@@ -124,10 +123,9 @@ class UserLifecycle:
                 + "; ".join(hold.describe() for hold in held)
                 + ": what they wrote is evidence until the hold ends"
             )
-        rooms = [room for chat in chats if (room := _room_of(chat)) is not None]
+        rooms = [chat.room_id for chat in chats if chat.room_id is not None]
         for chat in chats:
-            room_id = _room_of(chat)
-            if room_id is None or _archived(chat):
+            if (room_id := chat.room_id) is None or chat.archived:
                 continue
             async with self._db.acquire() as conn:
                 events = await sent_by(conn, room_id, user.matrix_id)
@@ -148,7 +146,7 @@ class UserLifecycle:
         messages, audit = [], []
         async with self._db.acquire() as conn:
             for chat in chats:
-                if (room_id := _room_of(chat)) is None:
+                if (room_id := chat.room_id) is None:
                     continue
                 rows = await conn.fetch(
                     "SELECT event_json FROM inbox_events WHERE room_id = $1 AND sender = $2"
@@ -190,7 +188,7 @@ class UserLifecycle:
 
     async def _repair_rooms(self, user_id: MarketUserId) -> None:
         for chat in await self._chats(user_id):
-            if (room_id := _room_of(chat)) is not None:
+            if (room_id := chat.room_id) is not None:
                 await self._repair_room(room_id)
 
     async def _mark(
@@ -224,13 +222,3 @@ class UserLifecycle:
             await add_notifications(
                 conn, f"user:{user.user_id}", [notification], self._retry_for_ms, now
             )
-
-
-def _room_of(chat: Chat) -> RoomId | None:
-    return chat.dispute.room_id if chat.dispute else chat.transaction.room_id
-
-
-def _archived(chat: Chat) -> bool:
-    if chat.dispute is not None:
-        return chat.dispute.state is DisputeState.RESOLVED
-    return chat.transaction.state is TransactionState.CLOSED

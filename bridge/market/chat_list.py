@@ -15,8 +15,9 @@ class ChatList:
         self._db = db
 
     async def of_matrix_id(self, matrix_id: UserId) -> tuple[MarketUserId, list[Chat]] | None:
-        """The chats of the marketplace user bound to this Matrix ID; None if there is none."""
-        found = await chats_of(self._db, matrix_id=matrix_id)
+        """The chats of the marketplace user bound to this Matrix ID, each with the other
+        party's (the web chat shows it); None if there is none."""
+        found = await chats_of(self._db, matrix_id=matrix_id, counterpart=True)
         return None if found is None else (found[0], _ordered(found[1]))
 
     async def of(self, user_id: MarketUserId) -> list[Chat] | None:

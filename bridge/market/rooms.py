@@ -31,6 +31,7 @@ from policy.states import Access, DisputeState, TransactionState
 
 from .errors import NotFound
 from .models import DisputeRecord, TransactionRecord
+from .records.chats import Chat
 from .records.disputes import DisputeRecords
 from .records.mutes import Mutes
 from .records.transactions import TransactionRecords
@@ -88,8 +89,9 @@ class RoomPlanner:
         self._clock = clock
         self._mask = mask
 
-    def access(self, transaction: TransactionRecord) -> Access:
-        return transaction.access(self._freeze_on_dispute)
+    def access(self, room: TransactionRecord | Chat) -> Access:
+        """Who may post in a transaction's room, or in a chat's."""
+        return room.access(self._freeze_on_dispute)
 
     def participants(self, transaction: TransactionRecord | None = None) -> Participants:
         parties = transaction.admitted if transaction else ()

@@ -26,6 +26,7 @@ from .keeper import RoomKeeper
 from .models import NewTransaction, TransactionRecord, room_context
 from .parties import PartyCheck
 from .records.audit import AuditEntry
+from .records.chats import Chat
 from .records.transactions import TransactionRecords
 from .rooms import RoomPlanner, TransactionRoom
 from .transitions import settle
@@ -58,8 +59,8 @@ class Transactions:
         self._room_version = room_version
         self._retry_for_ms = retry_for_ms
 
-    def access(self, record: TransactionRecord) -> Access:
-        return self._planner.access(record)
+    def access(self, room: TransactionRecord | Chat) -> Access:
+        return self._planner.access(room)
 
     async def find(self, transaction_id: TransactionId) -> TransactionRecord | None:
         return await self._records.get(transaction_id)

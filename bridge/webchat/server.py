@@ -28,8 +28,7 @@ from bridge.api.errors import ApiError
 from bridge.api.views import chat_out
 from bridge.config import Config
 from bridge.market.chat_list import Chat, ChatList
-from bridge.market.models import TransactionRecord
-from policy.ids import MarketUserId, UserId
+from policy.ids import UserId
 from policy.rooms import Access
 
 from .assets import Bundle
@@ -50,12 +49,12 @@ class WebChat:
         config: Config,
         bundle: Bundle,
         chat_list: ChatList,
-        transaction_access: Callable[[TransactionRecord], Access],
+        access: Callable[[Chat], Access],
         session: ClientSession,
     ) -> None:
         self._bundle = bundle
         self._chat_list = chat_list
-        self._access = transaction_access
+        self._access = access
         self._session = session
         self._whoami_url = (
             f"{str(config.homeserver.url).rstrip('/')}/_matrix/client/v3/account/whoami"
@@ -150,17 +149,17 @@ class WebChat:
                 "matrix_id": matrix_id,
                 "bot": self._bot,
                 "admins": self._admins,
-                "chats": [self._chat(chat, user_id) for chat in chats if chat_room(chat)],
+                "chats": [self._chat(chat, matrix_id) for chat in chats if chat.room_id],
             }
         )
 
-    def _chat(self, chat: Chat, user_id: MarketUserId) -> dict[str, Any]:
-        record = chat.transaction
+    def _chat(self, chat: Chat, matrix_id: UserId) -> dict[str, Any]:
+        me, other = matrix_id, chat.counterpart
         return {
-            **chat_out(chat, user_id, self._access(record)).model_dump(mode="json"),
-            "reason": chat.dispute.reason if chat.dispute else None,
-            "buyer": record.buyer.matrix_id,
-            "seller": record.seller.matrix_id,
+            **chat_out(chat, self._access(chat)).model_dump(mode="json"),
+            "reason": chat.reason,
+            "buyer": me if chat.role == "buyer" else other,
+            "seller": other if chat.role == "buyer" else me,
         }
 
     async def _whoami(self, header: str) -> UserId:
@@ -185,8 +184,3 @@ class WebChat:
         if response.status != 200 or not isinstance(user_id, str):
             raise HomeserverUnavailable(f"whoami answered {response.status}")
         return UserId(user_id)
-
-
-def chat_room(chat: Chat) -> bool:
-    """Only chats whose room exists: one still being made has nothing to show yet."""
-    return (chat.dispute.room_id if chat.dispute else chat.transaction.room_id) is not None

@@ -13,6 +13,7 @@ from bridge.market.records.transactions import TransactionRecords
 from bridge.runtime.clock import SystemClock
 from policy.ids import MarketUserId, TransactionId, UserId
 from policy.retention import KEEP_FOREVER
+from policy.states import DisputeState, TransactionState
 
 ME, OTHER = "@me:localhost", "@other:localhost"
 
@@ -113,15 +114,20 @@ async def test_the_chat_list_is_one_query_whatever_the_room_count(
     assert created == sorted(created, reverse=True)
     n = rooms - 1
     newest = chats[0] if n % 3 else chats[1]
-    assert newest.transaction.transaction_id == f"tx-{n:03d}" and newest.dispute is None
-    assert newest.transaction.buyer.user_id == ("me" if n % 2 == 0 else "other")
+    assert newest.transaction_id == f"tx-{n:03d}" and newest.dispute_id is None
+    assert newest.role == ("buyer" if n % 2 == 0 else "seller")
     for chat in chats:
-        n = int(chat.transaction.transaction_id[3:])
-        if chat.dispute is not None:
-            assert chat.dispute.dispute_id == f"d-{n:03d}"
-            assert chat.transaction.open_dispute == chat.dispute.dispute_id
+        n = int(chat.transaction_id[3:])
+        assert chat.counterpart is None  # only the web chat's list names the other party
+        assert chat.transaction_state is TransactionState.PAID
+        assert chat.open_dispute == (n % 3 == 0)
+        if chat.dispute_id is not None:
+            assert chat.dispute_id == f"d-{n:03d}"
+            assert (chat.state, chat.reason) == (DisputeState.OPEN, "Broken")
+            assert chat.room_id == f"!d{n}:localhost"
             assert (chat.summary.last_message, chat.summary.unread) == (f"dispute {n}", 1)
             continue
+        assert (chat.state, chat.room_id) == (TransactionState.PAID, f"!t{n}:localhost")
         # The deleted reply is neither the last message nor unread.
         last = f"hello {n}" if n % 5 == 0 else f"reply {n}"
         assert chat.summary.last_message == last
@@ -135,6 +141,7 @@ async def test_by_matrix_id_unknown_users_and_users_without_chats(db: Database) 
     chat_list = ChatList(counting)  # type: ignore[arg-type]
     found = await chat_list.of_matrix_id(UserId(OTHER))
     assert found is not None and found[0] == "other" and len(found[1]) == 4
+    assert {chat.counterpart for chat in found[1]} == {ME}
     assert await chat_list.of(MarketUserId("nobody")) == []
     assert await chat_list.of(MarketUserId("stranger")) is None
     assert await chat_list.of_matrix_id(UserId("@stranger:localhost")) is None

@@ -18,8 +18,8 @@ from .audit import AuditEntry, write_audit
 from .purges import schedule_purge
 from .users import bind_user
 
-# A transaction with its parties, its open dispute and blocked invitations (``t``); the
-# chat list selects them too (records/chats.py).
+# A transaction with its parties, its open dispute and blocked invitations (``t``); a room's
+# record selects them too (records/rooms.py).
 COLUMNS = """
     t.transaction_id, t.title, t.state, t.outcome, t.room_id, t.room_version,
            t.created_at, t.paid_at, t.closed_at,

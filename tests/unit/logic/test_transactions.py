@@ -14,7 +14,7 @@ from bridge.market.transitions import settle
 from bridge.runtime.workers import Wakeups
 from policy.ids import DisputeId, MarketUserId, TransactionId, UserId
 from policy.rooms import EVENTS_DEFAULT
-from policy.states import Access, InvalidTransition, Outcome, TransactionState
+from policy.states import Access, DisputeState, InvalidTransition, Outcome, TransactionState
 
 from .conftest import BUYER, SELLER, Rows, new_transaction
 from .fakes import FakeClock, FakeMatrix
@@ -552,8 +552,8 @@ async def test_the_chat_list_is_newest_first_with_each_dispute_as_its_own_room(
     chats = await market.chat_list.of(MarketUserId("u-buyer"))
     assert [chat.key for chat in chats] == ["d-1", "order-2", "order-1"]
     dispute_chat = chats[0]
-    assert dispute_chat.transaction.transaction_id == ORDER
-    assert dispute_chat.dispute is not None and dispute_chat.created_at == clock.now_ms()
+    assert (dispute_chat.transaction_id, dispute_chat.dispute_id) == (ORDER, "d-1")
+    assert dispute_chat.created_at == clock.now_ms()
     carol = await market.chat_list.of(MarketUserId("u-carol"))
     assert [chat.key for chat in carol] == ["order-3", "order-2"]
 
@@ -586,8 +586,29 @@ async def test_the_chat_list_shows_the_last_message_and_what_is_unread(market: M
     assert seller_chat.summary.unread == 1
 
 
+async def test_each_chat_says_the_users_role_its_state_and_access(market: Market) -> None:
+    await market.transactions.create(new_transaction())
+    await market.transactions.record_payment(ORDER)
+    await open_dispute(market)
+    buyer = {chat.key: chat for chat in await market.chat_list.of(MarketUserId("u-buyer"))}
+    seller = {chat.key: chat for chat in await market.chat_list.of(MarketUserId("u-seller"))}
+    assert {chat.role for chat in buyer.values()} == {"buyer"}
+    assert {chat.role for chat in seller.values()} == {"seller"}
+    transaction, dispute = buyer[ORDER], buyer["d-1"]
+    assert (transaction.state, market.transactions.access(transaction)) == (
+        TransactionState.PAID,
+        Access.FROZEN,  # while its dispute is open
+    )
+    assert (dispute.state, market.transactions.access(dispute)) == (DisputeState.OPEN, Access.OPEN)
+    assert dispute.title == transaction.title and dispute.room_id != transaction.room_id
+    # The list only the web chat asks for names the other party; the API's does not.
+    assert transaction.counterpart is None
+    _, chats = await market.chat_list.of_matrix_id(UserId(BUYER))
+    assert {chat.counterpart for chat in chats} == {SELLER}
+
+
 async def test_a_chat_without_messages_has_no_last_message(market: Market) -> None:
     await market.transactions.create(new_transaction())
     (chat,) = await market.chat_list.of(MarketUserId("u-seller"))
-    assert chat.dispute is None and chat.key == ORDER
+    assert chat.dispute_id is None and chat.key == ORDER
     assert (chat.summary.last_message, chat.summary.unread) == (None, 0)
