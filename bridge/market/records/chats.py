@@ -8,10 +8,10 @@ its transaction's columns and its own, rather than finding them again by key), d
 transaction, the latest message and the unread ones by (room_id, ts) (messages_by_time), the
 read position by its key.
 
-A chat reads only what the list shows. The whole transaction record (its parties' rows, their
-blocked invitations) cost a quarter of the query at a million transactions, and the rest of
-the call in building it (docs/performance.md, sixteenth round); the web chat, which shows the
-other party, asks for that one row.
+A chat reads only what the list shows: the whole transaction record (both parties' rows,
+their blocked invitations) was a fifth of the query's time at a million transactions
+(docs/performance.md, sixteenth round). The web chat, which shows the other party, asks for
+that one row.
 
 The latest message: PostgreSQL reads it in one probe (a LATERAL subquery); SQLite, which has
 no LATERAL, finds its key, then the row by that key. On PostgreSQL at a million transactions
@@ -107,7 +107,7 @@ class Chat:
     created_at: int
     transaction_state: TransactionState
     dispute_state: DisputeState | None
-    open_dispute: bool  # the transaction has one (this chat's or, for a dispute's, another)
+    open_dispute: bool  # the transaction has an open dispute
     access_override: Access | None  # an admin's lock or unlock of the transaction's room
     reason: str | None  # the dispute's
     counterpart: UserId | None  # the other party's Matrix ID, when asked for
