@@ -149,6 +149,7 @@ class WebChat:
                 "matrix_id": matrix_id,
                 "bot": self._bot,
                 "admins": self._admins,
+                # Only chats whose room exists: one still being made has nothing to show.
                 "chats": [self._chat(chat, matrix_id) for chat in chats if chat.room_id],
             }
         )
