@@ -190,3 +190,24 @@ def test_the_chat_routes_answer_bad_input_with_errcodes(chat_stack: ChatStack) -
     code, body = status(chats, chat_stack.api.session("buyer-1")["access_token"])
     assert code == 200 and body["user_id"] == "buyer-1"
     assert {chat["buyer"] for chat in body["chats"]} == {body["matrix_id"]}
+
+
+def test_each_sides_chat_list_names_the_other_party(chat_stack: ChatStack) -> None:
+    chat_stack.api.deal()
+
+    def chats_of(user_id: str) -> dict[str, Any]:
+        token = chat_stack.api.session(user_id)["access_token"]
+        request = urllib.request.Request(  # noqa: S310
+            chat_stack.chat_url + "api/v1/chats", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+            return json.loads(answer.read())
+
+    buyer, seller = chats_of("buyer-1"), chats_of("seller-1")
+    assert buyer["chats"] and seller["chats"]
+    assert {(chat["buyer"], chat["seller"]) for chat in buyer["chats"]} == {
+        (buyer["matrix_id"], seller["matrix_id"])
+    }
+    assert {(chat["buyer"], chat["seller"]) for chat in seller["chats"]} == {
+        (buyer["matrix_id"], seller["matrix_id"])
+    }
