@@ -97,7 +97,7 @@ _QUERIES = {
 @dataclass(frozen=True, slots=True)
 class Chat:
     """One room in a user's chat list: a transaction's, or one of its disputes' (which has
-    its transaction's id, title and parties)."""
+    its transaction's id, title and the user's role)."""
 
     transaction_id: TransactionId
     dispute_id: DisputeId | None
