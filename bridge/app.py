@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import asyncpg
-from aiohttp import ClientSession, ClientTimeout, web
+from aiohttp import ClientSession, ClientTimeout, DummyCookieJar, web
 from mautrix.appservice import AppServiceAPI
 from mautrix.util.async_db import Database
 from prometheus_client import CollectorRegistry
@@ -71,6 +71,15 @@ from policy.ids import RoomId
 from policy.rules import content_rules_from
 
 CONNECT_RETRY = Backoff(initial=1.0, maximum=30.0)
+
+
+def http_session() -> ClientSession:
+    """The bridge's one HTTP client, for Synapse and the webhooks. No cookie jar: a cookie a
+    receiver sets must never ride on a later webhook or on a call to Synapse (cookies ignore
+    ports), and calls between servers keep no state; a jar also costs each request a look
+    (8 % of a webhook POST's client CPU, docs/performance.md). Each call sets its own timeout
+    under this ceiling."""
+    return ClientSession(timeout=ClientTimeout(60), cookie_jar=DummyCookieJar())
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +136,7 @@ class Bridge:
         """Connect (and migrate) the database, and build the bridge on it."""
         db = create_database(config.database)
         await start_database(db)
-        bridge = cls(config, clock or SystemClock(), db, ClientSession(timeout=ClientTimeout(60)))
+        bridge = cls(config, clock or SystemClock(), db, http_session())
         await bridge.market.management.load()
         return bridge
 

@@ -25,6 +25,7 @@ from aiohttp.test_utils import TestServer
 from mautrix.util.async_db import Database
 from standardwebhooks import Webhook
 
+from bridge.app import http_session
 from bridge.delivery.outbox import Outbox, OutboxRow, add_notifications
 from bridge.delivery.outbox_worker import (
     BATCH,
@@ -845,6 +846,7 @@ class Marketplace:
 
     def __init__(self) -> None:
         self.status = 200
+        self.cookie: str | None = None  # set on every answer when given
         self.hits: list[tuple[str, dict[str, str], bytes]] = []
         self.release = asyncio.Event()
         app = web.Application()
@@ -857,7 +859,10 @@ class Marketplace:
     async def hook(self, request: web.Request) -> web.Response:
         headers = {k.lower(): v for k, v in request.headers.items()}
         self.hits.append((request.path, headers, await request.read()))
-        return web.Response(status=self.status)
+        answer = web.Response(status=self.status)
+        if self.cookie:
+            answer.headers["Set-Cookie"] = self.cookie
+        return answer
 
     async def moved(self, request: web.Request) -> web.Response:
         self.hits.append((request.path, {}, await request.read()))
@@ -867,8 +872,8 @@ class Marketplace:
         await self.release.wait()
         return web.Response(status=200)
 
-    def url(self, path: str) -> str:
-        return str(self.server.make_url(path))
+    def url(self, path: str, host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.server.port}{path}"
 
 
 @pytest.fixture
@@ -954,6 +959,18 @@ async def test_another_answer_is_an_error_naming_the_status(
     marketplace.status = status
     sender = sender_for(session, marketplace.url("/hook"), wall_clock)
     assert await sender.send(webhook_row(wall_clock)) == f"HTTP {status}"
+
+
+async def test_a_cookie_the_receiver_sets_is_never_sent_back(
+    marketplace: Marketplace, wall_clock: FakeClock
+) -> None:
+    # By name: a cookie jar keeps no cookie an IP address sets.
+    marketplace.cookie = "session=abc; Path=/"
+    async with http_session() as session:
+        sender = sender_for(session, marketplace.url("/hook", host="localhost"), wall_clock)
+        assert await sender.send(webhook_row(wall_clock)) is None
+        assert await sender.send(webhook_row(wall_clock, "msg_2")) is None
+    assert [headers.get("cookie") for _, headers, _ in marketplace.hits] == [None, None]
 
 
 async def test_a_redirect_is_not_followed_and_counts_as_a_failure(
