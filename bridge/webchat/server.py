@@ -155,12 +155,13 @@ class WebChat:
         )
 
     def _chat(self, chat: Chat, matrix_id: UserId) -> dict[str, Any]:
-        me, other = matrix_id, chat.counterpart
+        parties = (matrix_id, chat.counterpart)
+        buyer, seller = parties if chat.role == "buyer" else reversed(parties)
         return {
             **chat_out(chat, self._access(chat)).model_dump(mode="json"),
             "reason": chat.reason,
-            "buyer": me if chat.role == "buyer" else other,
-            "seller": other if chat.role == "buyer" else me,
+            "buyer": buyer,
+            "seller": seller,
         }
 
     async def _whoami(self, header: str) -> UserId:
