@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.functional_validators import AfterValidator
+from yarl import URL
 
 from appservice.identifiers import is_matrix_user_id
 from policy.states import Access, DisputeState, Outcome, TransactionState
@@ -57,8 +58,23 @@ DisplayName = Annotated[
     AfterValidator(_printable),
     Field(description="Shown to the other party (contact details in it are masked)."),
 ]
+
+
+def _fetchable(value: str) -> str:
+    """A URL the avatar fetcher can request: read as aiohttp reads it (yarl), with a host
+    (a bracket left open, say, is not one)."""
+    try:
+        host = URL(value).host
+    except ValueError:
+        host = None
+    if not host:
+        raise ValueError("must be an https URL with a host")
+    return value
+
+
 AvatarUrl = Annotated[
     str,
+    AfterValidator(_fetchable),
     Field(
         max_length=2000,
         pattern=r"^https://[^\s]+$",

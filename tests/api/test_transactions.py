@@ -106,6 +106,8 @@ def _replace(body: dict, path: str, value: object) -> dict:
         ("buyer.matrix_id", "@Alice:localhost", "buyer.matrix_id"),
         ("seller.user_id", ..., "seller.user_id"),
         ("seller.avatar_url", "http://example.org/a.png", "seller.avatar_url"),
+        ("seller.avatar_url", "https://[", "seller.avatar_url"),
+        ("seller.avatar_url", "https://:80/a.png", "seller.avatar_url"),
         ("seller.extra", 1, "seller.extra"),
         ("extra", True, "extra"),
     ],
