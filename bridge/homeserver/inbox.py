@@ -13,6 +13,7 @@ import functools
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -189,18 +190,30 @@ class ReadAlong:
 @functools.cache
 def _insert_reading(along: ReadAlong) -> str:
     """One event's INSERT ($1 to $10 as in _INSERT_EVENT, $2 the room) with, if it was
-    stored, whether events of its room were pending before it and ``along``'s rows. The
-    reads see what was committed before the statement, as `read_pending` after it would,
-    but for the event itself."""
+    stored, whether events of its room were pending before it and ``along``'s rows (with
+    ``about_print``, the MD5 of the ``about`` row's text: `bridge.homeserver.arrivals`).
+    The reads see what was committed before the statement, as `read_pending` after it
+    would, but for the event itself."""
     about = re.sub(r"\$1(?!\d)", "$2", along.about)
     return (
         f"WITH f AS ({_INSERT_EVENT} RETURNING seq, room_id, sender, origin_server_ts,"  # noqa: S608 (ours)
         " event_id, event_type)"
         " SELECT f.seq AS stored_seq, EXISTS (SELECT 1 FROM inbox_events WHERE room_id = $2"
-        " AND status = 'pending') AS behind, about.*, first.*"
+        " AND status = 'pending') AS behind, about.*, md5(about::text) AS about_print, first.*"
         f" FROM f LEFT JOIN LATERAL ({about}) about ON true"
         f" LEFT JOIN LATERAL ({along.first}) first ON true"
     )
+
+
+def store_done(
+    writes: Writes, event: RoomEvent, txn_id: str, now: int, then: Callable[[Rows], None]
+) -> None:
+    """The event stored as done, among the writes of its working out (``then`` given its
+    row: its seq). Required: if it was stored before (a transaction sent again), nothing
+    gathered with it is kept."""
+    row = _event_row(event, txn_id, now)
+    done = (*row[:6], "done", *row[7:])
+    writes.add(_INSERT_EVENT + " RETURNING seq", *done, then=then, required=True)
 
 
 def _event_row(event: RoomEvent | MalformedEvent, txn_id: str, now: int) -> tuple:

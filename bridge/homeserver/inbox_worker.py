@@ -31,18 +31,16 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import Any
 
 from mautrix.util.async_db import Connection, Database, Scheme
 
+from appservice.transactions import Transaction
 from bridge.deals.tracker import DealTracker
-from bridge.delivery.outbox import handed_over, queue_notifications
+from bridge.delivery.outbox import handed_over
 from bridge.market.management import ManagementRoom
-from bridge.market.models import room_context
-from bridge.market.records.messages import record_message, unread_count
 from bridge.market.records.rooms import OWNER_OF_ROOM, Owner, owner_of
 from bridge.policybot.commands import CommandRunner
-from bridge.policybot.enforcer import NOTHING, Enforcer, Room
+from bridge.policybot.enforcer import Enforcer
 from bridge.policybot.history import History, prefetched
 from bridge.runtime.clock import Clock
 from bridge.runtime.metrics import Metrics
@@ -51,16 +49,11 @@ from bridge.storage.database import database_failed
 from bridge.storage.writes import Rows, Writes
 from policy.ids import RoomId, UserId
 from policy.links import RoomLinks
-from policy.notifications import (
-    message_notifications,
-    read_notification,
-    related_event_id,
-)
-from policy.rooms import RoomKind
 
-from .decisions import Decision, Delivery, Processed
+from .arrivals import Arrivals
+from .consequences import Consequences
+from .decisions import Decider, Delivery, Processed
 from .inbox import (
-    RECEIPT_EVENT_TYPE,
     Pending,
     ProcessedElsewhere,
     ReadAlong,
@@ -70,7 +63,6 @@ from .inbox import (
     mark_done,
     pending_rooms,
     read_pending,
-    sender_of,
 )
 
 POLL_SECONDS = 1.0
@@ -98,18 +90,16 @@ class InboxWorker:
         delivery: Delivery | None = None,
     ) -> None:
         self._db = db
-        self._links = links
         self._bot = bot
-        self._admins = admins
-        self._retry_for_ms = retry_for_ms
-        self._enforcer = enforcer
         self._commands = commands
-        self._management = management
         self._clock = clock
         self._metrics = metrics
         self._wakeups = wakeups
-        self._tracker = tracker
-        self._delivery = delivery
+        self._decider = Decider(bot, admins, enforcer, management, links)
+        self._consequences = Consequences(
+            retry_for_ms, enforcer, commands, tracker, metrics, wakeups, delivery
+        )
+        self._first_history = enforcer.first_pending_history
         self._scanned_at = 0  # when every room's pending events were last looked for
         self._rooms: dict[RoomId, asyncio.Task] = {}  # being processed, each by one task
         self._again: set[RoomId] = set()  # named while being processed: look once more
@@ -117,6 +107,18 @@ class InboxWorker:
         self._running = False  # while `run` runs: a lone event handed over is processed
         # What the intake's INSERT of a lone event reads with it (`take_stored`).
         self.read_along = ReadAlong(OWNER_OF_ROOM, enforcer.stored_event_history)
+        # A sender's next lone message worked out as it arrives, from what decided their
+        # last one (kept here): not while the room's events are being worked out.
+        self._arrivals = Arrivals(
+            db,
+            self._decider,
+            self._consequences,
+            enforcer,
+            commands,
+            clock,
+            metrics,
+            lambda room_id: not self._running or room_id in self._rooms,
+        )
         self._log = logging.getLogger("bridge.homeserver.inbox")
 
     async def run(self) -> None:
@@ -163,6 +165,10 @@ class InboxWorker:
         self._scanned_at = now
         return [room.room_id for room in pending]
 
+    async def work_out_arriving(self, txn: Transaction) -> bool:
+        """A lone message worked out as it arrives, if it can be (`Arrivals.work_out`)."""
+        return await self._arrivals.work_out(txn)
+
     def take_stored(self, pending: Pending) -> bool:
         """A lone event the intake stored, with what `read_pending` would read (`ReadAlong`):
         processed without reading it back, unless its room is being processed; whether it
@@ -208,9 +214,9 @@ class InboxWorker:
         except Exception:
             # PostgreSQL: the events before the failure are kept, and what follows them
             # (wake-ups, metrics) is done.
-            await self._after_commits(room_id, committed)
+            await self._consequences.after_commits(room_id, committed)
             raise
-        await self._after_commits(room_id, committed)
+        await self._consequences.after_commits(room_id, committed)
         return more
 
     async def _process_batch(
@@ -229,7 +235,7 @@ class InboxWorker:
             # Whose room it is, read with the events: every change made before they were
             # stored (a payment, say) is seen.
             pending = given or await read_pending(
-                conn, room_id, BATCH, OWNER_OF_ROOM, self._enforcer.first_pending_history
+                conn, room_id, BATCH, OWNER_OF_ROOM, self._first_history
             )
             events, more, owner = pending.events, pending.more, owner_of(pending.about)
             for place, stored in enumerate(events):
@@ -246,6 +252,8 @@ class InboxWorker:
                     return True
                 if done is not None:
                     kept.append(done)
+                    if given is not None:  # read along by the INSERT: nothing was pending
+                        self._arrivals.keep(stored, pending.about, history, done)
                     if done.command:
                         # What follows is judged after the command has run, as it would be
                         # one event at a time.
@@ -268,7 +276,7 @@ class InboxWorker:
         now = self._clock.now_ms()
         try:
             event = json.loads(stored.event_json)
-            decision = await self._decide(conn, stored, event, owner, history, now)
+            decision = await self._decider.decide(conn, stored, event, owner, history, now)
         except Exception as e:
             if database_failed(e):
                 raise  # the event stays pending, to be processed again
@@ -289,16 +297,9 @@ class InboxWorker:
         # chat list's record, the follow-ups, the enforcer's rows, and the event done.
         writes = Writes()
         queued: Rows = []
-        notifications = decision.notifications + decision.enforcement.notifications
-        # Leased as queued if the outbox worker can take them now (no lease statement).
-        lease_end = self._delivery.accepts(now) if self._delivery else 0
-        queue_notifications(
-            writes, room_id, notifications, self._retry_for_ms, now, queued.extend, lease_end
+        lease_end = await self._consequences.gather(
+            writes, room_id, stored.sender, decision, now, queued
         )
-        if decision.record is not None:
-            await record_message(writes, room_id, decision.record)
-        await self._track(writes, stored, decision, now)
-        await self._enforcer.record(writes, room_id, decision.enforcement, now)
         mark_done(writes, stored.seq)
         # Worked out from the event, which was stored with a waiting commit, the writes
         # commit without waiting: a database crash that forgets them leaves the event
@@ -306,81 +307,3 @@ class InboxWorker:
         # marked done, at most once, so the mark must outlast such a crash.
         await writes.run(conn, wait_for_disk=command)
         return Processed(event, decision, len(queued), handed_over(queued), lease_end, command)
-
-    async def _after_commits(self, room_id: RoomId, committed: list[Processed]) -> None:
-        for done in committed:
-            enforcement = done.decision.enforcement
-            if done.queued:
-                self._metrics.webhooks_queued.inc(done.queued)
-            if done.handed_over and self._delivery:
-                await self._delivery.take(done.handed_over, done.lease_end)
-            if done.queued > len(done.handed_over):  # behind a stream's pending rows
-                self._wakeups.outbox.set()
-            for rule in enforcement.broken_rules:
-                self._metrics.policy_violations.labels(rule).inc()
-            if enforcement.actions:
-                self._wakeups.actions.set()
-            if done.command:
-                try:  # admin commands run after the event is stored as done: at most once
-                    await self._commands.handle(room_id, done.decision.kind, done.event)
-                except Exception:
-                    self._log.exception("Handling a message of %s failed", room_id)
-
-    async def _track(
-        self, writes: Writes, stored: StoredEvent, decision: Decision, now: int
-    ) -> None:
-        """Reminders and exchanges: a kept new message starts them, a read may end them."""
-        room = decision.room
-        if room is None:
-            return
-        if decision.unread is not None:
-            await self._tracker.read(writes, room, stored.sender, decision.unread, now)
-        elif decision.record is not None and decision.record.edits is None:
-            assert decision.event is not None, "decided from the parsed event"
-            await self._tracker.message(writes, room, decision.event, now)
-
-    async def _decide(
-        self,
-        conn: Connection,
-        stored: StoredEvent,
-        event: Any,
-        owner: Owner | None,
-        history: History | None,
-        now: int,
-    ) -> Decision:
-        """What the event means: notifications, chat list record, the policy bot's actions."""
-        room_id = stored.room_id
-        if owner is None:
-            if room_id != self._management.room_id or stored.event_type == RECEIPT_EVENT_TYPE:
-                return Decision()  # not a room we manage
-            room = Room(RoomKind.MANAGEMENT)
-            enforcement = await self._enforcer.judge(conn, event, room, now)
-            return Decision(kind=room.kind, enforcement=enforcement)
-        transaction, dispute = owner
-        if (dispute or transaction).purged_at is not None:
-            return Decision(removed=True)
-        context = room_context(transaction, self._bot, self._admins, dispute, self._links)
-        room = Room(context.kind, transaction, dispute, context)
-        if stored.event_type == RECEIPT_EVENT_TYPE:
-            unread = await unread_count(conn, room_id, stored.sender, stored.origin_server_ts)
-            notification = read_notification(
-                context, stored.sender, event["event_id"], stored.origin_server_ts, unread
-            )
-            notifications = [notification] if notification else []
-            return Decision(notifications, None, context.kind, NOTHING, room, unread=unread)
-        enforcement = await self._enforcer.judge(conn, event, room, now, history)
-        related = related_event_id(event)
-        related_sender = await sender_of(conn, room_id, related) if related else None
-        try:
-            notifications, message = message_notifications(
-                event, context, related_sender, self._enforcer.mask
-            )
-        except Exception:  # a field nothing here can read: the event is malformed, not a pass
-            self._log.exception("Could not read event %s of %s", event.get("event_id"), room_id)
-            notifications, message = [], None
-            if not enforcement.broken_rules:
-                enforcement = self._enforcer.malformed(event, room, now)
-        if enforcement.withhold:  # removed as a violation: it never counts as a message
-            notifications = [n for n in notifications if n.type not in WITHHELD]
-            message = None
-        return Decision(notifications, message, context.kind, enforcement, room, event=event)

@@ -1,6 +1,8 @@
 """What the bridge answers to the homeserver's calls: store each transaction, then say so.
 
-Implements `appservice.routes.HomeserverHandler`. A stored transaction wakes the inbox worker (a
+Implements `appservice.routes.HomeserverHandler`. A lone message whose sender's last message
+the inbox worker worked out is worked out as it arrives, in the statement that stores it
+(`bridge.homeserver.arrivals`). Any other stored transaction wakes the inbox worker (a
 lone event that nothing of its room waits before is handed to it, read back by the INSERT);
 one that could not be stored goes to recovery (which keeps trying to store it, then asks the
 homeserver to go on) and the route answers 500, so Synapse keeps it and re-sends it. Until
@@ -29,9 +31,12 @@ class StoreFailures(Protocol):
 
 
 class StoredEvents(Protocol):
-    """Who takes a lone event read back by the INSERT that stored it (`InboxWorker`)."""
+    """Who works out a lone message as it arrives, or takes a lone event read back by the
+    INSERT that stored it (`InboxWorker`)."""
 
     read_along: ReadAlong
+
+    async def work_out_arriving(self, txn: Transaction) -> bool: ...
 
     def take_stored(self, pending: Pending) -> bool: ...
 
@@ -60,6 +65,9 @@ class HomeserverIntake:
     async def store_transaction(self, txn: Transaction) -> None:
         try:
             await self._recovery.store_refused()
+            if self._stored and await self._stored.work_out_arriving(txn):
+                self._transactions_stored.inc()
+                return  # stored and worked out: nothing left for the worker
             along = self._stored.read_along if self._stored else None
             ready = await self._inbox.store_transaction(txn, along)
         except Exception:

@@ -41,7 +41,14 @@ from policy.rules import (
 from policy.states import TransactionState
 
 from .actions import ActionKind, PlannedAction, plan_actions
-from .history import History, first_pending_sql, read_history, stored_event_sql
+from .history import (
+    History,
+    KeptHistory,
+    Message,
+    first_pending_sql,
+    read_history,
+    stored_event_sql,
+)
 
 NOT_ALLOWED = "not a party or an admin of this room"
 # Texts this long or shorter have their masking kept, MASKS_KEPT of them at most (under
@@ -152,6 +159,10 @@ class Enforcer:
         if not verdict.broken:
             return NOTHING
         return self._enforce(event, verdict, context, now, mask_id)
+
+    def kept_history(self, history: History, message: Message) -> KeptHistory:
+        """``history``, read with ``message``, kept to judge the sender's next messages by."""
+        return KeptHistory.read(history, message, self._rules.flood_window_ms)
 
     def mask(self, text: str) -> str:
         """The text with its contact details hidden (for what the marketplace is told)."""

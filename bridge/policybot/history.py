@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mautrix.util.async_db import Connection
@@ -22,12 +22,18 @@ from mautrix.util.async_db import Connection
 from policy.messages import shown_body
 from policy.rules import ACROSS_MESSAGES, ACROSS_WINDOW_MS
 
+# One of a sender's messages as `KeptHistory` keeps it: (origin_server_ts, seq, shown body).
+Message = tuple[int, int, str]
+
 
 @dataclass(frozen=True, slots=True)
 class History:
     recent: int  # their messages in the flood window, the judged one included
     muted_until: int | None
     earlier: list[str]  # the bodies of their messages just before, oldest first
+    # The messages `earlier` was taken from, oldest first (empty bodies too), for
+    # `KeptHistory`; a by-product of the read, not compared.
+    before: tuple[Message, ...] = field(default=(), compare=False)
 
 
 def _sql(
@@ -121,6 +127,63 @@ def _history(rows: list[dict[str, Any]], content_of: Callable[[Any], Any]) -> Hi
     """The history from the query's rows; ``content_of``: a message's content from its
     ``content`` column."""
     (counts,) = (row for row in rows if row["part"] == 0)
-    before = sorted((row for row in rows if row["part"] == 1), key=lambda r: (r["ts"], r["seq"]))
-    bodies = [shown_body(content_of(row["content"])) for row in before]
-    return History(counts["recent"], counts["muted_until"], [body for body in bodies if body])
+    rows = sorted((row for row in rows if row["part"] == 1), key=lambda r: (r["ts"], r["seq"]))
+    before = tuple((r["ts"], r["seq"], shown_body(content_of(r["content"]))) for r in rows)
+    return History(counts["recent"], counts["muted_until"], _bodies(before), before)
+
+
+def _bodies(messages: tuple[Message, ...]) -> list[str]:
+    return [body for _, _, body in messages if body]
+
+
+@dataclass(frozen=True, slots=True)
+class KeptHistory:
+    """A sender's history read with one of their messages, carried forward by their later
+    messages: for a later message, what the query would read, as long as no other message
+    of theirs was stored (nor one sent later than the last kept) and their mute did not
+    change, which the caller must make sure of (`bridge.homeserver.arrivals` checks it in
+    the statement that stores the later message).
+
+    The read counts the flood window's messages without saying when each was sent: those
+    not among the kept messages are counted as in the window until the window has moved
+    past the read, so `recent` may be more than the query's count, never less."""
+
+    read_at: int  # when the message read with was sent
+    uncounted: int  # the read's flood-window messages not kept: sent in the window at read_at
+    messages: tuple[Message, ...]  # oldest first; the last one the sender's latest
+    muted_until: int | None
+    flood_ms: int
+
+    @classmethod
+    def read(cls, history: History, message: Message, flood_ms: int) -> KeptHistory:
+        """Kept from ``history``, the history read with ``message``."""
+        ts = message[0]
+        known = (*history.before, message)
+        in_window = sum(1 for sent, _, _ in known if sent > ts - flood_ms)
+        return cls(ts, max(0, history.recent - in_window), known, history.muted_until, flood_ms)
+
+    @property
+    def latest(self) -> Message:
+        return self.messages[-1]
+
+    def of(self, ts: int) -> History | None:
+        """The history of the sender's next message, sent at ``ts`` (None: sent before
+        their latest, which the read would not have counted)."""
+        if ts < self.latest[0]:
+            return None
+        flood_start = ts - self.flood_ms
+        recent = 1 + sum(1 for sent, _, _ in self.messages if sent > flood_start)
+        if flood_start < self.read_at:
+            recent += self.uncounted
+        before = tuple(m for m in self.messages if m[0] > ts - ACROSS_WINDOW_MS)
+        before = before[-ACROSS_MESSAGES:]
+        return History(recent, self.muted_until, _bodies(before), before)
+
+    def with_message(self, message: Message) -> KeptHistory:
+        """Carried forward by the sender's next message (sent at or after their latest);
+        what no later message's windows can reach is let go."""
+        reach = message[0] - max(self.flood_ms, ACROSS_WINDOW_MS)
+        kept = tuple(m for m in self.messages if m[0] > reach)
+        return KeptHistory(
+            self.read_at, self.uncounted, (*kept, message), self.muted_until, self.flood_ms
+        )

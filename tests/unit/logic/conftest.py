@@ -18,12 +18,15 @@ from mautrix.util.async_db import Database
 from prometheus_client import CollectorRegistry
 from yarl import URL
 
+import bridge.homeserver.inbox_worker as inbox_worker_module
+from appservice.transactions import Transaction
 from bridge.config import Config, DatabaseConfig
 from bridge.deals import delays_from
 from bridge.deals.tracker import DealTracker
 from bridge.homeserver.decisions import Delivery
 from bridge.homeserver.inbox import InboxStore
 from bridge.homeserver.inbox_worker import InboxWorker
+from bridge.homeserver.intake import HomeserverIntake
 from bridge.market import Market
 from bridge.market.models import NewTransaction, Party
 from bridge.policybot.commands import CommandRunner
@@ -34,9 +37,9 @@ from bridge.policybot.transcripts import Transcripts
 from bridge.runtime.metrics import Metrics
 from bridge.runtime.workers import Wakeup, Wakeups
 from bridge.storage.database import create_database, start_database
-from policy.ids import MarketUserId, TransactionId, UserId
+from policy.ids import MarketUserId, RoomId, TransactionId, UserId
 from policy.rules import content_rules_from
-from tests.harness import fresh_database, make_config
+from tests.harness import eventually, fresh_database, make_config
 
 from .fakes import FakeClock, FakeMatrix, no_stored_transcript
 
@@ -283,3 +286,62 @@ def worker(
     enforcer = build_enforcer(config, market)
     commands = build_runner(config, market, matrix, inbox, db, clock)
     return build_worker(config, db, market, enforcer, commands, clock, metrics, wakeups)
+
+
+# --- the intake, with a running inbox worker -----------------------------------------------
+
+
+class StoringAlways:
+    """Recovery, for a database that never fails here."""
+
+    def store_failed(self, txn: Transaction) -> None:
+        raise AssertionError(f"storing {txn.txn_id} failed")
+
+    async def store_refused(self) -> None:
+        pass
+
+
+@pytest.fixture
+async def paid_room(market: Market) -> RoomId:
+    await market.transactions.create(new_transaction())
+    room = (await market.transactions.record_payment(TransactionId("order-1"))).room_id
+    assert room is not None
+    return room
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[RoomId]:
+    """The rooms the inbox worker read its pending events of."""
+    rooms: list[RoomId] = []
+    read_pending = inbox_worker_module.read_pending
+
+    async def counted(conn, room_id, *args):  # type: ignore[no-untyped-def]
+        rooms.append(room_id)
+        return await read_pending(conn, room_id, *args)
+
+    monkeypatch.setattr(inbox_worker_module, "read_pending", counted)
+    return rooms
+
+
+@pytest.fixture
+async def running(worker: InboxWorker) -> AsyncIterator[asyncio.Task]:
+    """The worker running, past its first round (the clock stands still: it scans no
+    more)."""
+    task = asyncio.create_task(worker.run())
+
+    async def first_round() -> bool:
+        return worker._scanned_at > 0
+
+    await eventually(first_round)
+    yield task
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.fixture
+def intake(
+    config: Config, inbox: InboxStore, metrics: Metrics, wakeups: Wakeups, worker: InboxWorker
+) -> HomeserverIntake:
+    return HomeserverIntake(
+        inbox, config.bot_mxid, metrics, wakeups.inbox, StoringAlways(), worker
+    )

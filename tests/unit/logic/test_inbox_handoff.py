@@ -7,83 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 
 import pytest
 from mautrix.util.async_db import Database
 
-import bridge.homeserver.inbox_worker as inbox_worker_module
 from appservice.transactions import Transaction, parse_room_event
-from bridge.config import Config
-from bridge.homeserver.inbox import InboxStore, Pending
+from bridge.homeserver.inbox import Pending
 from bridge.homeserver.inbox_worker import InboxWorker
 from bridge.homeserver.intake import HomeserverIntake
-from bridge.market import Market
-from bridge.runtime.metrics import Metrics
 from bridge.runtime.workers import Wakeups
-from policy.ids import RoomId, TransactionId
+from policy.ids import RoomId
 from tests.harness import eventually
 
-from .conftest import BUYER, SELLER, new_transaction
+from .conftest import BUYER, SELLER
 from .test_inbox_worker import reset, statuses, text
 
 pytestmark = pytest.mark.parametrize("db", ["sqlite", "postgres"], indirect=True)
-
-
-class StoringAlways:
-    """Recovery, for a database that never fails here."""
-
-    def store_failed(self, txn: Transaction) -> None:
-        raise AssertionError(f"storing {txn.txn_id} failed")
-
-    async def store_refused(self) -> None:
-        pass
-
-
-@pytest.fixture
-async def paid_room(market: Market) -> RoomId:
-    await market.transactions.create(new_transaction())
-    room = (await market.transactions.record_payment(TransactionId("order-1"))).room_id
-    assert room is not None
-    return room
-
-
-@pytest.fixture
-def reads(monkeypatch: pytest.MonkeyPatch) -> list[RoomId]:
-    """The rooms the inbox worker read its pending events of."""
-    rooms: list[RoomId] = []
-    read_pending = inbox_worker_module.read_pending
-
-    async def counted(conn, room_id, *args):  # type: ignore[no-untyped-def]
-        rooms.append(room_id)
-        return await read_pending(conn, room_id, *args)
-
-    monkeypatch.setattr(inbox_worker_module, "read_pending", counted)
-    return rooms
-
-
-@pytest.fixture
-async def running(worker: InboxWorker) -> AsyncIterator[asyncio.Task]:
-    """The worker running, past its first round (the clock stands still: it scans no
-    more)."""
-    task = asyncio.create_task(worker.run())
-
-    async def first_round() -> bool:
-        return worker._scanned_at > 0
-
-    await eventually(first_round)
-    yield task
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-
-
-@pytest.fixture
-def intake(
-    config: Config, inbox: InboxStore, metrics: Metrics, wakeups: Wakeups, worker: InboxWorker
-) -> HomeserverIntake:
-    return HomeserverIntake(
-        inbox, config.bot_mxid, metrics, wakeups.inbox, StoringAlways(), worker
-    )
 
 
 async def push(intake: HomeserverIntake, *events: dict) -> None:

@@ -549,7 +549,7 @@ async def test_an_event_the_notifications_cannot_read_is_removed_as_malformed_no
     def choke(*_: object) -> None:
         raise KeyError("a field nobody expected")
 
-    monkeypatch.setattr("bridge.homeserver.inbox_worker.message_notifications", choke)
+    monkeypatch.setattr("bridge.homeserver.decisions.message_notifications", choke)
     said = text(room, SELLER, "an innocent-looking message")
     await store(inbox, said)
     await worker.drain()
