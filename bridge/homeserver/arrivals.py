@@ -97,9 +97,6 @@ class KeptSenders:
         if len(self._kept) > self._limit:
             self._kept.popitem(last=False)
 
-    def __len__(self) -> int:
-        return len(self._kept)
-
 
 def check_kept(writes: Writes, room_id: RoomId, sender: UserId, kept: Kept) -> None:
     """The statement that makes ``writes`` kept only if ``kept`` still holds (required:
