@@ -9,19 +9,22 @@
            none of ours): one round trip (none for an event handed over)
            then for each event:
            policy.notifications says what to notify; the policy bot's enforcer what it
-              must do (bridge.policybot.enforcer)
+              must do (`decisions.Decider`)
            -> outbox rows, the chat list's message record, the enforcer's rows (audit, a
               mute, planned actions), the follow-ups it starts or ends (bridge.deals), and
-              the event marked done: one statement (bridge.storage.writes), kept only if the
-              event was still pending (another process may have worked out the same events
-              meanwhile: no lock keeps it off the room)
+              the event marked done: one statement (`consequences.Consequences`,
+              bridge.storage.writes), kept only if the event was still pending (another
+              process may have worked out the same events meanwhile: no lock keeps it off
+              the room)
       -> the webhooks handed to the outbox worker, leased by the statement that queued
          them if their room's stream had nothing pending (else it is woken); the action
          worker woken; admin commands run last (at most once)
+      -> after an event handed over, what decided it kept, so that its sender's next lone
+         message is worked out as it arrives, by the intake (`arrivals.Arrivals`)
 
 PostgreSQL: each event's statement is atomic alone, with no BEGIN and COMMIT around it (two
-of a message's round trips). SQLite runs the statements one by one, in one transaction for
-the batch. An event the policy code cannot handle is parked as dead (with the error) so it
+of a message's round trips; one for a message worked out as it arrives). SQLite runs the
+statements one by one, in one transaction for the batch. An event the policy code cannot handle is parked as dead (with the error) so it
 never stalls its room; a database failure leaves the event pending, to be processed again.
 """
 
