@@ -24,8 +24,9 @@
 
 PostgreSQL: each event's statement is atomic alone, with no BEGIN and COMMIT around it (two
 of a message's round trips; one for a message worked out as it arrives). SQLite runs the
-statements one by one, in one transaction for the batch. An event the policy code cannot handle is parked as dead (with the error) so it
-never stalls its room; a database failure leaves the event pending, to be processed again.
+statements one by one, in one transaction for the batch. An event the policy code cannot
+handle is parked as dead (with the error) so it never stalls its room; a database failure
+leaves the event pending, to be processed again.
 """
 
 from __future__ import annotations
