@@ -127,8 +127,8 @@ def _history(rows: list[dict[str, Any]], content_of: Callable[[Any], Any]) -> Hi
     """The history from the query's rows; ``content_of``: a message's content from its
     ``content`` column."""
     (counts,) = (row for row in rows if row["part"] == 0)
-    rows = sorted((row for row in rows if row["part"] == 1), key=lambda r: (r["ts"], r["seq"]))
-    before = tuple((r["ts"], r["seq"], shown_body(content_of(r["content"]))) for r in rows)
+    earlier = sorted((r for r in rows if r["part"] == 1), key=lambda r: (r["ts"], r["seq"]))
+    before = tuple((r["ts"], r["seq"], shown_body(content_of(r["content"]))) for r in earlier)
     return History(counts["recent"], counts["muted_until"], _bodies(before), before)
 
 
