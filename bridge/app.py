@@ -60,6 +60,7 @@ from bridge.retention.records import PurgeRecords, StoredTranscripts
 from bridge.retention.worker import RetentionSettings, RetentionWorker
 from bridge.runtime.backoff import Backoff, retry_until_done
 from bridge.runtime.clock import Clock, SystemClock
+from bridge.runtime.due import POLL_SECONDS, DueWatch
 from bridge.runtime.metrics import Metrics
 from bridge.runtime.process import StartError, stop_on_signals
 from bridge.runtime.workers import Wakeups
@@ -304,7 +305,10 @@ class Bridge:
         server = self.config.server
         await web.TCPSite(self._runner, server.host, server.port).start()
         workers = self.workers
+        checks = [workers.inbox.due, workers.outbox.due, workers.actions.due]
+        due = DueWatch(self.db, self.clock, [*checks, workers.follow_ups.due], POLL_SECONDS)
         self._tasks += [
+            asyncio.create_task(due.run(), name="due"),
             asyncio.create_task(workers.inbox.run(), name="inbox"),
             asyncio.create_task(workers.outbox.run(), name="outbox"),
             asyncio.create_task(workers.actions.run(), name="actions"),
@@ -335,7 +339,6 @@ class Bridge:
     async def _connect(self) -> None:
         """Register the bot and ping the homeserver, retrying until the homeserver answers;
         then put the rooms back to their plans, now and on schedule."""
-
         await retry_until_done(
             self.bot.ensure_registered, CONNECT_RETRY, self.clock, self.log, "register the bot"
         )

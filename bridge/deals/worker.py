@@ -1,7 +1,8 @@
 """The follow-up worker: fires reminders, nudges and escalations when they come due.
 
-    every second (and once the bridge is connected) -> due follow-ups, in rooms whose stored
-    events are all processed (ROOM_CONCURRENCY rooms at once, each room's in order)
+    woken by `DueWatch` when one comes due (once the bridge is connected) -> due follow-ups,
+    in rooms whose stored events are all processed (ROOM_CONCURRENCY rooms at once, each
+    room's in order)
     -> claim (a lease: one process fires each) -> the room as it is now says whether it
     still applies (policy.follow_ups) -> in ONE database transaction: the webhook, the bot's
     notice (a planned action), the audit entry, and the follow-up ended or rescheduled
@@ -32,8 +33,9 @@ from bridge.market.records.rooms import object_of_room
 from bridge.policybot.actions import ActionKind, PlannedAction, plan_actions
 from bridge.runtime.backoff import Backoff
 from bridge.runtime.clock import Clock
+from bridge.runtime.due import DueCheck
 from bridge.runtime.metrics import Metrics
-from bridge.runtime.workers import Wakeup, Wakeups, drain_when_woken, room_by_room
+from bridge.runtime.workers import Wakeups, drain_when_woken, room_by_room
 from policy.follow_ups import (
     Delays,
     FollowUpKind,
@@ -49,7 +51,6 @@ from policy.states import Access
 from . import records
 from .records import FollowUp, FollowUps
 
-POLL_SECONDS = 1.0
 LEASE_MS = 60_000
 BATCH = 100
 # Rooms whose follow-ups fire side by side: each fire waits mostly on the homeserver (a
@@ -104,10 +105,15 @@ class FollowUpWorker:
     async def run(self) -> None:
         await self._connected.wait()
         await self._clock.sleep(CATCH_UP_SECONDS)
-        # Nothing wakes it early: what it fires comes due with time, found by polling.
+        # What it fires comes due with time: found by `DueWatch`, which wakes it then.
         await drain_when_woken(
-            self.drain, Wakeup(), self._log, "fire the due follow-ups", POLL_SECONDS
+            self.drain, self._wakeups.follow_ups, self._log, "fire the due follow-ups"
         )
+
+    @property
+    def due(self) -> DueCheck:
+        """`DueWatch`'s look for follow-ups come due."""
+        return DueCheck.waking(self._follow_ups.any_due, self._wakeups.follow_ups)
 
     async def drain(self) -> None:
         """Fire every follow-up that is due, rooms side by side (`room_by_room`)."""

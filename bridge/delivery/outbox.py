@@ -33,12 +33,6 @@ class OutboxRow:
     created_at: int
 
 
-@dataclass(frozen=True, slots=True)
-class Census:
-    depth: int  # rows waiting
-    lease_ends: int | None  # when the first lease still held ends
-
-
 _ROW = "seq, id, stream, type, body, attempts, retry_until, created_at"
 _IS_HEAD = (
     "NOT EXISTS (SELECT 1 FROM outbox p WHERE p.stream = outbox.stream"
@@ -133,6 +127,14 @@ _LEASE_HEADS = (
     " WHERE status = 'pending' AND next_attempt_at <= $1 AND lease_until < $1"
     f" AND {_IS_HEAD} ORDER BY seq LIMIT $3)"
     f" AND status = 'pending' AND lease_until < $1 RETURNING {_ROW}"
+)
+# What `DueWatch` asks of the outbox each second ($1: now): how many rows wait, when the
+# first lease held ends (None: none), and whether a stream's head is due and free.
+DUE = (
+    "SELECT COUNT(*) FROM outbox WHERE status = 'pending'",
+    "SELECT MIN(lease_until) FROM outbox WHERE status = 'pending' AND lease_until >= $1",
+    "SELECT EXISTS (SELECT 1 FROM outbox WHERE status = 'pending'"  # noqa: S608
+    f" AND next_attempt_at <= $1 AND lease_until < $1 AND {_IS_HEAD})",
 )
 _MARKED = ", ".join(f"${n}" for n in range(6, 6 + SETTLE_WIDTH))  # the delivered rows' seqs
 _SETTLE = (
@@ -290,15 +292,6 @@ class Outbox:
             now,
         )
         return rows_affected(status) == 1
-
-    async def census(self, now: int) -> Census:
-        """How many rows wait, and when the first lease held at ``now`` ends (None: none)."""
-        row = await self._db.fetchrow(
-            "SELECT COUNT(*) AS depth, MIN(CASE WHEN lease_until >= $1 THEN lease_until END)"
-            " AS lease_ends FROM outbox WHERE status = 'pending'",
-            now,
-        )
-        return Census(row["depth"], row["lease_ends"])
 
     async def dead_letters(self, limit: int) -> list[dict[str, Any]]:
         rows = await self._db.fetch(

@@ -1,8 +1,8 @@
 """The outbox worker: delivers each stream's notifications as signed webhooks, in order.
 
-    woken when rows are added (and every second): lease the due head rows (the lowest
-    pending seq of each stream, its retry time reached; one statement) -> one task per
-    stream, at most MAX_STREAMS:
+    woken when rows are added (or by `DueWatch`, which finds due heads once a second):
+    lease the due head rows (the lowest pending seq of each stream, its retry time
+    reached; one statement) -> one task per stream, at most MAX_STREAMS:
         POST (sender) -> 2xx: the next leased row; after the batch, its rows marked
         delivered and the next BATCH rows leased (one statement)
         -> anything else: retry with exponential backoff and jitter until the row's
@@ -15,8 +15,8 @@ lease them.
 
 A failing receiver for one room never delays another. Leases are short (LEASE_MS) and renewed
 while the stream's task runs, so a process that dies mid-attempt holds its stream for LEASE_MS
-at most, whatever `webhooks.timeout_seconds`; the worker's once-a-second count of waiting rows
-also finds when the first lease held ends, and it looks again then, not up to a poll later.
+at most, whatever `webhooks.timeout_seconds`; the once-a-second count of waiting rows also
+finds when the first lease held ends, and the worker looks again then, not up to a poll later.
 While the receiver fails (5xx, timeouts, refused), the waiting row due first is tried every
 PROBE_SECONDS whatever its backoff; once a retried row is delivered, every waiting row is
 due at once: the backlog follows the receiver's return within seconds, not after a backoff
@@ -31,12 +31,12 @@ from collections.abc import Awaitable, Callable
 
 from bridge.runtime.backoff import Backoff
 from bridge.runtime.clock import Clock
+from bridge.runtime.due import POLL_SECONDS, DueCheck
 from bridge.runtime.metrics import Metrics
 from bridge.runtime.workers import Wakeup, drain_when_woken, keeping_lease
 
-from .outbox import SETTLE_WIDTH, Outbox, OutboxRow
+from .outbox import DUE, SETTLE_WIDTH, Outbox, OutboxRow
 
-POLL_SECONDS = 1.0
 MAX_STREAMS = 16
 BATCH = SETTLE_WIDTH  # rows a stream leases (and marks delivered) at once
 # Outlasts RENEW_SECONDS and a late renewal; short, so a killed process's streams are free
@@ -62,7 +62,6 @@ class OutboxWorker:
         wakeup: Wakeup,
         on_dead: DeadLetterHandler | None = None,
         renew_seconds: float = RENEW_SECONDS,
-        poll_seconds: float = POLL_SECONDS,
     ) -> None:
         self._outbox = outbox
         self._send = send
@@ -70,7 +69,6 @@ class OutboxWorker:
         self._attempt_ms = attempt_ms
         self._lease_ms = LEASE_MS
         self._renew_seconds = renew_seconds
-        self._poll_seconds = poll_seconds
         # Whether the receiver's last answer was a failure; true at start, as rows may wait
         # from before (a probe finds out). _attempted_at: when a row was last sent or probed.
         self._receiver_failing = True
@@ -81,16 +79,13 @@ class OutboxWorker:
         self._on_dead = on_dead
         self._streams: dict[str, asyncio.Task] = {}
         self._running = False  # while `run` runs: rows handed over are delivered
-        self._census_read_at = 0
         self._slots_full = False
         self._log = logging.getLogger("bridge.delivery")
 
     async def run(self) -> None:
         self._running = True
         try:
-            await drain_when_woken(
-                self.drain, self._wakeup, self._log, "read the outbox", self._poll_seconds
-            )
+            await drain_when_woken(self.drain, self._wakeup, self._log, "read the outbox")
         finally:
             self._running = False
             for task in self._streams.values():
@@ -113,17 +108,22 @@ class OutboxWorker:
                 self._start([row], now + self._lease_ms)
         else:  # taken by hand-offs meanwhile
             self._slots_full = True
-        if now >= self._census_read_at + self._poll_seconds * 1000:  # a count, not per webhook
-            self._census_read_at = now
-            census = await self._outbox.census(now)
-            self._metrics.outbox_depth.set(census.depth)
-            # A lease that ends before the next poll (a killed replica's, say): look then.
-            if (
-                census.lease_ends is not None
-                and census.lease_ends < now + self._poll_seconds * 1000
-            ):
-                delay = (census.lease_ends + 1 - now) / 1000
-                asyncio.get_running_loop().call_later(delay, self._wakeup.set)
+
+    @property
+    def due(self) -> DueCheck:
+        """`DueWatch`'s look at the outbox: the rows waiting (a gauge), when the first lease
+        held ends, whether a stream's head is due and free (`DUE`)."""
+        return DueCheck(DUE, self._found)
+
+    def _found(self, depth: int, lease_ends: int | None, head_due: bool) -> None:
+        self._metrics.outbox_depth.set(depth)
+        now = self._clock.now_ms()
+        # A lease that ends before the next look (a killed replica's, say): look then.
+        if lease_ends is not None and lease_ends < now + POLL_SECONDS * 1000:
+            asyncio.get_running_loop().call_later((lease_ends + 1 - now) / 1000, self._wakeup.set)
+        # While the receiver fails and nothing is sent, a pass probes it (`_probe`).
+        if head_due or (self._receiver_failing and not self._streams):
+            self._wakeup.set()
 
     def accepts(self, now: int) -> int:
         """Until when rows queued now may be leased for `take` (0: not now): while the

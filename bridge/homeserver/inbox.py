@@ -264,18 +264,10 @@ def _receipt_row(receipt: Receipt, txn_id: str, now: int) -> tuple:
 # For the inbox worker, inside its per-event database transaction.
 
 
-@dataclass(frozen=True, slots=True)
-class PendingRoom:
-    room_id: RoomId
-    oldest: int  # when its oldest pending event arrived (ms)
-
-
-async def pending_rooms(db: Database) -> list[PendingRoom]:
-    rows = await db.fetch(
-        "SELECT room_id, MIN(received_at) AS oldest FROM inbox_events"
-        " WHERE status = 'pending' GROUP BY room_id"
-    )
-    return [PendingRoom(row["room_id"], row["oldest"]) for row in rows]
+async def pending_rooms(db: Database) -> list[RoomId]:
+    """Every room with pending events."""
+    rows = await db.fetch("SELECT DISTINCT room_id FROM inbox_events WHERE status = 'pending'")
+    return [row["room_id"] for row in rows]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,9 @@
 """The inbox worker: stored room events -> notifications and policy verdicts, per room, in order.
 
-    woken by the intake, naming the rooms it stored events for (and every second: every
-    room with pending events), or handed a lone event the intake's INSERT read back
-    (PostgreSQL, when nothing of its room was pending: `take_stored`)
+    woken by the intake, naming the rooms it stored events for (or by `DueWatch`, which
+    finds pending events once a second: every room with any), or handed a lone event the
+    intake's INSERT read back (PostgreSQL, when nothing of its room was pending:
+    `take_stored`)
       -> per room, a task of its own started at once (at most ROOM_CONCURRENCY run), its
          events in seq order, up to BATCH a round (a command ends the batch):
            the events and whose room it is (transaction, dispute, the management room, or
@@ -47,6 +48,7 @@ from bridge.policybot.commands import CommandRunner
 from bridge.policybot.enforcer import Enforcer
 from bridge.policybot.history import History, prefetched
 from bridge.runtime.clock import Clock
+from bridge.runtime.due import DueCheck
 from bridge.runtime.metrics import Metrics
 from bridge.runtime.workers import Wakeups, drain_when_woken
 from bridge.storage.database import database_failed
@@ -69,7 +71,6 @@ from .inbox import (
     read_pending,
 )
 
-POLL_SECONDS = 1.0
 BATCH = 20  # a room's pending events read at once (SQLite: processed in one transaction)
 ROOM_CONCURRENCY = 8
 # What is never notified of a message (or an edit) the policy bot removes.
@@ -104,7 +105,6 @@ class InboxWorker:
             retry_for_ms, enforcer, commands, tracker, metrics, wakeups, delivery
         )
         self._first_history = enforcer.first_pending_history
-        self._scanned_at = 0  # when every room's pending events were last looked for
         self._rooms: dict[RoomId, asyncio.Task] = {}  # being processed, each by one task
         self._again: set[RoomId] = set()  # named while being processed: look once more
         self._limit = asyncio.Semaphore(ROOM_CONCURRENCY)
@@ -129,7 +129,7 @@ class InboxWorker:
         self._running = True
         try:
             await drain_when_woken(
-                self._round, self._wakeups.inbox, self._log, "process the inbox", POLL_SECONDS
+                self._round, self._wakeups.inbox, self._log, "process the inbox"
             )
         finally:
             self._running = False
@@ -138,20 +138,34 @@ class InboxWorker:
                 task.cancel()
             await asyncio.gather(*rooms, return_exceptions=True)
 
+    @property
+    def due(self) -> DueCheck:
+        """`DueWatch`'s look for pending events (other processes' rows, a failed room's):
+        the oldest's arrival, for the inbox's lag; any wakes the worker for every room."""
+        return DueCheck(
+            ("SELECT MIN(received_at) FROM inbox_events WHERE status = 'pending'",),
+            self._found,
+        )
+
+    def _found(self, oldest: int | None) -> None:
+        lag = 0 if oldest is None else (self._clock.now_ms() - oldest) / 1000
+        self._metrics.inbox_lag.set(max(lag, 0))
+        if oldest is not None:
+            self._wakeups.inbox.set()
+
     async def _round(self) -> None:
-        """Start on the rooms the intake named when it woke the worker; on every room when
-        someone else did, and once every POLL_SECONDS (other processes' rows, a failed
-        room's). A round does not wait for its rooms: a room named meanwhile is started at
-        once, not behind another room's events."""
+        """Start on the rooms the intake named when it woke the worker; on every room with
+        pending events when someone else did. A round does not wait for its rooms: a room
+        named meanwhile is started at once, not behind another room's events."""
         named = self._wakeups.inbox.take()
-        if named is None or self._clock.now_ms() >= self._scanned_at + POLL_SECONDS * 1000:
-            named = await self._scan()
+        if named is None:
+            named = await pending_rooms(self._db)
         for room_id in sorted(named):  # one with nothing pending: a short query
             self._start(room_id)
 
     async def drain(self) -> None:
         """Process every pending event of every room, and wait until it is done."""
-        for room_id in await self._scan():
+        for room_id in await pending_rooms(self._db):
             self._start(room_id)
         await self.settled()
 
@@ -159,15 +173,6 @@ class InboxWorker:
         """Wait until no room is being processed."""
         while self._rooms:
             await asyncio.gather(*self._rooms.values(), return_exceptions=True)
-
-    async def _scan(self) -> list[RoomId]:
-        """Every room with pending events (and the inbox's lag, from the oldest of them)."""
-        now = self._clock.now_ms()
-        pending = await pending_rooms(self._db)
-        oldest = min((room.oldest for room in pending), default=None)
-        self._metrics.inbox_lag.set(0 if oldest is None else (now - oldest) / 1000)
-        self._scanned_at = now
-        return [room.room_id for room in pending]
 
     async def work_out_arriving(self, txn: Transaction) -> bool:
         """A lone message worked out as it arrives, if it can be (`Arrivals.work_out`)."""

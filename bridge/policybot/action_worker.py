@@ -1,7 +1,7 @@
 """The action worker: carries out the policy bot's planned actions once their plans commit.
 
-    woken when actions are planned (and every second) -> due pending rows, oldest first in
-      each room, ROOM_CONCURRENCY rooms at a time
+    woken when actions are planned (or by `DueWatch`, once one comes due) -> due pending
+      rows, oldest first in each room, ROOM_CONCURRENCY rooms at a time
       -> claim (a lease, so two bridge processes never both act) -> perform, the lease
          renewed while it runs (short: a killed process holds an action LEASE_MS at most)
       -> done, with its audit entry, in one transaction
@@ -21,13 +21,13 @@ from appservice.matrix import HomeserverUnavailable, MatrixError
 from bridge.market.records.audit import AuditEntry
 from bridge.runtime.backoff import Backoff
 from bridge.runtime.clock import Clock
+from bridge.runtime.due import DueCheck
 from bridge.runtime.metrics import Metrics
 from bridge.runtime.workers import Wakeup, drain_when_woken, keeping_lease, room_by_room
 from policy.ids import UserId
 
-from .actions import DueAction, PlannedAction, PlannedActions
+from .actions import DUE, DueAction, PlannedAction, PlannedActions
 
-POLL_SECONDS = 1.0
 LEASE_MS = 3_000
 RENEW_SECONDS = 1.0
 BATCH = 50
@@ -60,8 +60,13 @@ class ActionWorker:
 
     async def run(self) -> None:
         await drain_when_woken(
-            self.drain, self._wakeup, self._log, "carry out the planned actions", POLL_SECONDS
+            self.drain, self._wakeup, self._log, "carry out the planned actions"
         )
+
+    @property
+    def due(self) -> DueCheck:
+        """`DueWatch`'s look for actions come due (or another process's, a failed one's)."""
+        return DueCheck.waking(DUE, self._wakeup)
 
     async def drain(self) -> None:
         """Carry out every action that is due, oldest first in each room; rooms side by side

@@ -63,6 +63,11 @@ async def plan_actions(conn: Connection | Writes, actions: list[PlannedAction], 
         )
 
 
+_DUE_WHERE = "status = 'pending' AND due_at <= $1 AND lease_until < $1"
+# Whether any action is due at $1 that nobody holds (`DueWatch`).
+DUE = f"SELECT EXISTS (SELECT 1 FROM planned_actions WHERE {_DUE_WHERE})"  # noqa: S608
+
+
 class PlannedActions:
     """The planned_actions table's queries, for the action worker."""
 
@@ -72,9 +77,8 @@ class PlannedActions:
     async def due(self, now: int, limit: int) -> list[DueAction]:
         """Pending actions whose time has come and nobody holds, oldest first."""
         rows = await self._db.fetch(
-            "SELECT seq, key, room_id, kind, params, attempts FROM planned_actions"
-            " WHERE status = 'pending' AND due_at <= $1 AND lease_until < $1"
-            " ORDER BY seq LIMIT $2",
+            "SELECT seq, key, room_id, kind, params, attempts FROM planned_actions"  # noqa: S608
+            f" WHERE {_DUE_WHERE} ORDER BY seq LIMIT $2",
             now,
             limit,
         )

@@ -1,8 +1,9 @@
 """The loop every background worker runs, and the wake-ups that start a round early.
 
 add rows (inbox events, outbox rows, planned actions) -> commit -> wakeups.<worker>.set()
-worker: drain everything due -> wait for a wake-up, or at most the poll interval (rows
-        other bridge processes add, and retries that come due, are found by polling)
+worker: drain everything due -> wait for a wake-up (rows other bridge processes add, and
+        work that comes due with time, are found once a second by `DueWatch`, which wakes
+        the worker then)
 
 Work a worker takes under a lease (a row's `lease_until`, so one process does it) runs inside
 `keeping_lease`: the lease is short and renewed while the work lasts, so a process that dies
@@ -44,8 +45,8 @@ class Wakeup:
         self._rooms, self._anywhere = set(), False
         return None if anywhere else rooms
 
-    async def wait(self, at_most: float) -> None:
-        """Until set, or ``at_most`` seconds."""
+    async def wait(self, at_most: float | None = None) -> None:
+        """Until set, or ``at_most`` seconds (None: until set)."""
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the
         # cancellation that stops the worker, and closing the bridge would wait forever.
         with contextlib.suppress(TimeoutError):
@@ -63,6 +64,7 @@ class Wakeups:
     inbox: Wakeup = field(default_factory=Wakeup)
     outbox: Wakeup = field(default_factory=Wakeup)
     actions: Wakeup = field(default_factory=Wakeup)
+    follow_ups: Wakeup = field(default_factory=Wakeup)
 
 
 async def drain_when_woken(
@@ -70,9 +72,10 @@ async def drain_when_woken(
     wakeup: Wakeup,
     log: logging.Logger,
     what: str,
-    poll_seconds: float = 1.0,
+    poll_seconds: float | None = None,
 ) -> None:
-    """Run ``drain`` until cancelled; a failure is logged and tried again on the next round."""
+    """Run ``drain`` until cancelled, again each time ``wakeup`` is set (or every
+    ``poll_seconds``); a failure is logged and tried again on the next round."""
     while True:
         wakeup.clear()
         try:

@@ -13,15 +13,17 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from mautrix.util.async_db import Database
 
-from bridge.delivery.outbox import Outbox, queue_notifications
+from bridge.delivery.outbox import DUE, Outbox, queue_notifications
 from bridge.market.records.reconcile_runs import ReconcileRuns
 from bridge.market.records.rooms import ManagedRooms
 from bridge.retention.records import prune_webhooks
+from bridge.runtime.due import DueCheck, DueWatch
 from bridge.storage.writes import Writes
 from policy.notifications import Notification
 
@@ -105,9 +107,9 @@ async def fill(db: Database) -> None:
 
 
 async def every_statement(db: RecordingDatabase) -> None:
-    """The outbox's queries as the inbox, the workers and the admin commands make them; the
-    'changed' and scheduled reconciles' and the catch-up's reads; retention's prune of
-    webhooks."""
+    """The outbox's queries as the inbox, the workers, the due watch and the admin commands
+    make them; the 'changed' and scheduled reconciles' and the catch-up's reads; retention's
+    prune of webhooks."""
     writes = Writes()  # a message's webhook, leased as it is queued (the inbox's hand-off)
     note = Notification("message.created", "quiet-1", NOW, {"text": "hello"})
     queue_notifications(writes, "!quiet:localhost", [note], 60_000, NOW, None, NOW + 3000)
@@ -126,7 +128,8 @@ async def every_statement(db: RecordingDatabase) -> None:
     await outbox.lease(following[0], NOW, NOW + 3000)
     await outbox.next_head(STREAM)
     await outbox.delivered(following[0], NOW)
-    await outbox.census(NOW)
+    at_now = SimpleNamespace(now_ms=lambda: NOW)  # the clock DueWatch reads
+    await DueWatch(db, at_now, [DueCheck(DUE, lambda *_: None)], 1).look()  # type: ignore[arg-type]
     await outbox.failed(following[1], "HTTP 400", None)
     await outbox.dead_letters(10)
     await outbox.replay(["new-3"], STREAM, 60_000, NOW)

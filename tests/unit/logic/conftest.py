@@ -126,7 +126,7 @@ class CountingWakeup(Wakeup):
 
 @pytest.fixture
 def wakeups() -> Wakeups:
-    return Wakeups(CountingWakeup(), CountingWakeup(), CountingWakeup())
+    return Wakeups(CountingWakeup(), CountingWakeup(), CountingWakeup(), CountingWakeup())
 
 
 @pytest.fixture
@@ -324,13 +324,23 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> list[RoomId]:
 
 
 @pytest.fixture
-async def running(worker: InboxWorker) -> AsyncIterator[asyncio.Task]:
-    """The worker running, past its first round (the clock stands still: it scans no
-    more)."""
+async def running(
+    worker: InboxWorker, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[asyncio.Task]:
+    """The worker running, past its first round's look for pending rooms (nothing here
+    looks again: no `DueWatch` runs)."""
+    scans: list[list[RoomId]] = []
+    pending_rooms = inbox_worker_module.pending_rooms
+
+    async def noted(db: Database) -> list[RoomId]:
+        scans.append(await pending_rooms(db))
+        return scans[-1]
+
+    monkeypatch.setattr(inbox_worker_module, "pending_rooms", noted)
     task = asyncio.create_task(worker.run())
 
     async def first_round() -> bool:
-        return worker._scanned_at > 0
+        return bool(scans)
 
     await eventually(first_round)
     yield task

@@ -15,6 +15,7 @@ from bridge.market import Market
 from bridge.market.records.audit import AuditEntry
 from bridge.policybot.action_worker import BACKOFF, BATCH, LEASE_MS, MAX_ATTEMPTS, ActionWorker
 from bridge.policybot.actions import ActionKind, PlannedAction, PlannedActions, plan_actions
+from bridge.runtime.due import POLL_SECONDS, DueWatch
 from bridge.runtime.metrics import Metrics
 from bridge.runtime.workers import Wakeups
 from policy.ids import RoomId
@@ -181,6 +182,21 @@ async def test_an_action_due_later_waits_until_the_clock_passes_its_due_time(
     await worker.drain()
     assert perform.keys == ["unmute:$e1"]
     assert [row["status"] for row in await rows.planned()] == ["done"]
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgres"], indirect=True)
+async def test_the_watch_wakes_the_worker_once_an_action_comes_due(
+    worker: ActionWorker, db: Database, clock: FakeClock, wakeups: Wakeups
+) -> None:
+    due_at = clock.now_ms() + 60_000
+    unmute = PlannedAction("unmute:$e1", ROOM, ActionKind.UNMUTE, {"user_id": BUYER}, due_at)
+    await plan(db, clock, unmute)
+    watch = DueWatch(db, clock, [worker.due], POLL_SECONDS)
+    await watch.look()
+    assert wakeups.actions.sets == 0  # type: ignore[attr-defined]
+    clock.advance(60)
+    await watch.look()
+    assert wakeups.actions.sets == 1  # type: ignore[attr-defined]
 
 
 async def test_more_actions_than_a_batch_are_all_carried_out_in_one_drain(

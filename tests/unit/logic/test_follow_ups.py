@@ -24,6 +24,7 @@ from bridge.homeserver.inbox import InboxStore
 from bridge.homeserver.inbox_worker import InboxWorker
 from bridge.market import Market
 from bridge.market.models import NewDispute
+from bridge.runtime.due import POLL_SECONDS, DueWatch
 from bridge.runtime.metrics import Metrics
 from bridge.runtime.workers import Wakeups
 from policy.follow_ups import Delays, iso
@@ -714,6 +715,21 @@ async def test_a_room_that_fails_stops_no_other_and_the_failure_is_raised_after(
     with pytest.raises(RuntimeError, match="a bug"):
         await first.worker().drain()
     assert [r["room_id"] for r in await reminders(rows)] == [other.room]
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgres"], indirect=True)
+async def test_the_watch_wakes_the_worker_once_a_follow_up_comes_due(
+    deals, clock: FakeClock, wakeups: Wakeups, db: Database
+) -> None:
+    deal = deals(Delays(unread_ms=10 * MINUTE_MS, nudge_ms=HOUR_MS, escalate_ms=2 * HOUR_MS))
+    worker = deal.worker()
+    await deal.say(BUYER, "Is the bike still available?")
+    watch = DueWatch(db, clock, [worker.due], POLL_SECONDS)
+    await watch.look()
+    assert wakeups.follow_ups.sets == 0  # type: ignore[attr-defined]
+    clock.advance(10 * MINUTE)
+    await watch.look()
+    assert wakeups.follow_ups.sets == 1  # type: ignore[attr-defined]
 
 
 # --- a worker that was down; several workers --------------------------------------------------

@@ -23,6 +23,7 @@ from bridge.market.models import NewDispute
 from bridge.policybot.commands import CommandRunner
 from bridge.policybot.enforcer import Enforcement, Enforcer, Room
 from bridge.policybot.history import History
+from bridge.runtime.due import POLL_SECONDS, DueWatch
 from bridge.runtime.metrics import Metrics
 from bridge.runtime.workers import Wakeups
 from policy.commands import help_text
@@ -83,8 +84,13 @@ def bodies(outbox_rows: list[dict]) -> list[dict[str, Any]]:
 
 
 def reset(wakeups: Wakeups) -> None:
-    for wakeup in (wakeups.inbox, wakeups.outbox, wakeups.actions):
+    for wakeup in (wakeups.inbox, wakeups.outbox, wakeups.actions, wakeups.follow_ups):
         wakeup.sets = 0  # type: ignore[attr-defined]
+
+
+async def look(db: Database, clock: FakeClock, worker: InboxWorker) -> None:
+    """One round of the `DueWatch` the bridge runs, asking only the worker's check."""
+    await DueWatch(db, clock, [worker.due], POLL_SECONDS).look()
 
 
 def sample(metrics: Metrics, name: str, labels: dict[str, str] | None = None) -> float:
@@ -94,7 +100,7 @@ def sample(metrics: Metrics, name: str, labels: dict[str, str] | None = None) ->
 # --- which rooms a round looks at -------------------------------------------------------------
 
 
-async def test_a_round_looks_at_the_rooms_the_intake_named_and_at_every_room_each_second(
+async def test_a_round_looks_at_the_rooms_the_intake_named_and_at_every_room_the_watch_finds(
     worker: InboxWorker,
     inbox: InboxStore,
     room: RoomId,
@@ -112,10 +118,12 @@ async def test_a_round_looks_at_the_rooms_the_intake_named_and_at_every_room_eac
     await worker.settled()
     assert (await statuses(db))[ours["event_id"]][0] == "done"
     assert (await statuses(db))[theirs["event_id"]][0] == "pending"  # not named: not read
-    clock.advance(1)
-    await worker._round()  # a second on: every room with pending events
+    await look(db, clock, worker)  # finds an event pending
+    await worker._round()  # woken by the watch: every room with pending events
     await worker.settled()
     assert (await statuses(db))[theirs["event_id"]][0] == "done"
+    await look(db, clock, worker)  # finds none
+    assert wakeups.inbox.take() == set()  # and did not wake the worker for every room
     later = text(other, BUYER, "again")
     await store(inbox, later)
     wakeups.inbox.set()  # woken without rooms: every room at once
@@ -360,13 +368,19 @@ async def test_a_message_in_a_dispute_room_is_notified_as_the_disputes(
 
 
 async def test_the_inbox_lag_is_the_age_of_the_oldest_pending_event(
-    worker: InboxWorker, inbox: InboxStore, room: RoomId, clock: FakeClock, metrics: Metrics
+    worker: InboxWorker,
+    inbox: InboxStore,
+    room: RoomId,
+    clock: FakeClock,
+    metrics: Metrics,
+    db: Database,
 ) -> None:
     await store(inbox, text(room, BUYER, "hello"))
     clock.advance(7.5)
-    await worker.drain()
+    await look(db, clock, worker)
     assert sample(metrics, "bridge_inbox_lag_seconds") == 7.5
-    await worker.drain()  # nothing pending any more
+    await worker.drain()
+    await look(db, clock, worker)  # nothing pending any more
     assert sample(metrics, "bridge_inbox_lag_seconds") == 0
 
 

@@ -46,8 +46,6 @@ from .test_outbox_worker import (
     row_of,
 )
 
-HOUR = 3600.0
-
 
 async def until(condition: Callable[[], bool]) -> None:
     async def check() -> bool:
@@ -101,9 +99,7 @@ async def worker(
     db: Database,
 ) -> AsyncIterator[OutboxWorker]:
     """A running worker that has delivered once (so the receiver is known to answer)."""
-    worker = OutboxWorker(
-        outbox, receiver.send, BACKOFF, ATTEMPT_MS, clock, metrics, wakeup, poll_seconds=HOUR
-    )
+    worker = OutboxWorker(outbox, receiver.send, BACKOFF, ATTEMPT_MS, clock, metrics, wakeup)
     await queue(db, clock, "!first", "first")
     running = asyncio.create_task(worker.run())
     await until(lambda: receiver.delivered == ["first"] and not worker._streams)
@@ -236,7 +232,6 @@ async def test_nothing_is_leased_for_a_worker_not_running_or_whose_receiver_fail
         clock,
         metrics,
         CountingWakeup(),
-        poll_seconds=HOUR,
     )
     assert worker.accepts(clock.now_ms()) == 0  # not running
     receiver.failing["!first"] = "HTTP 503"
