@@ -34,6 +34,7 @@ from bridge.policybot.enforcer import Enforcer
 from bridge.policybot.originals import MaskedOriginals
 from bridge.policybot.performer import ActionPerformer
 from bridge.policybot.transcripts import Transcripts
+from bridge.runtime.due import POLL_SECONDS, DueCheck, DueWatch
 from bridge.runtime.metrics import Metrics
 from bridge.runtime.workers import Wakeup, Wakeups
 from bridge.storage.database import create_database, start_database
@@ -122,6 +123,11 @@ class CountingWakeup(Wakeup):
     def set(self, rooms: Iterable[str] | None = None) -> None:
         self.sets += 1
         super().set(rooms)
+
+
+async def look(db: Database, clock: FakeClock, *checks: DueCheck) -> None:
+    """One round of the `DueWatch` the bridge runs, asking only ``checks``."""
+    await DueWatch(db, clock, checks, POLL_SECONDS).look()
 
 
 @pytest.fixture

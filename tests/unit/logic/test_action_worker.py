@@ -15,13 +15,12 @@ from bridge.market import Market
 from bridge.market.records.audit import AuditEntry
 from bridge.policybot.action_worker import BACKOFF, BATCH, LEASE_MS, MAX_ATTEMPTS, ActionWorker
 from bridge.policybot.actions import ActionKind, PlannedAction, PlannedActions, plan_actions
-from bridge.runtime.due import POLL_SECONDS, DueWatch
 from bridge.runtime.metrics import Metrics
 from bridge.runtime.workers import Wakeups
 from policy.ids import RoomId
 from tests.harness import eventually
 
-from .conftest import BUYER, Rows, build_performer, new_transaction
+from .conftest import BUYER, Rows, build_performer, look, new_transaction
 from .fakes import FakeClock, FakeMatrix
 
 ROOM = RoomId("!room:localhost")
@@ -191,11 +190,10 @@ async def test_the_watch_wakes_the_worker_once_an_action_comes_due(
     due_at = clock.now_ms() + 60_000
     unmute = PlannedAction("unmute:$e1", ROOM, ActionKind.UNMUTE, {"user_id": BUYER}, due_at)
     await plan(db, clock, unmute)
-    watch = DueWatch(db, clock, [worker.due], POLL_SECONDS)
-    await watch.look()
+    await look(db, clock, worker.due)
     assert wakeups.actions.sets == 0  # type: ignore[attr-defined]
     clock.advance(60)
-    await watch.look()
+    await look(db, clock, worker.due)
     assert wakeups.actions.sets == 1  # type: ignore[attr-defined]
 
 

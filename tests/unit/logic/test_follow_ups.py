@@ -24,14 +24,21 @@ from bridge.homeserver.inbox import InboxStore
 from bridge.homeserver.inbox_worker import InboxWorker
 from bridge.market import Market
 from bridge.market.models import NewDispute
-from bridge.runtime.due import POLL_SECONDS, DueWatch
 from bridge.runtime.metrics import Metrics
 from bridge.runtime.workers import Wakeups
 from policy.follow_ups import Delays, iso
 from policy.ids import DisputeId, MarketUserId, RoomId, TransactionId
 from policy.states import DisputeState, Outcome
 
-from .conftest import BUYER, SELLER, Rows, build_enforcer, build_runner, new_transaction
+from .conftest import (
+    BUYER,
+    SELLER,
+    Rows,
+    build_enforcer,
+    build_runner,
+    look,
+    new_transaction,
+)
 from .fakes import START_MS, FakeClock, FakeMatrix
 
 ORDER = TransactionId("order-1")
@@ -724,11 +731,10 @@ async def test_the_watch_wakes_the_worker_once_a_follow_up_comes_due(
     deal = deals(Delays(unread_ms=10 * MINUTE_MS, nudge_ms=HOUR_MS, escalate_ms=2 * HOUR_MS))
     worker = deal.worker()
     await deal.say(BUYER, "Is the bike still available?")
-    watch = DueWatch(db, clock, [worker.due], POLL_SECONDS)
-    await watch.look()
+    await look(db, clock, worker.due)
     assert wakeups.follow_ups.sets == 0  # type: ignore[attr-defined]
     clock.advance(10 * MINUTE)
-    await watch.look()
+    await look(db, clock, worker.due)
     assert wakeups.follow_ups.sets == 1  # type: ignore[attr-defined]
 
 

@@ -23,7 +23,6 @@ from bridge.market.models import NewDispute
 from bridge.policybot.commands import CommandRunner
 from bridge.policybot.enforcer import Enforcement, Enforcer, Room
 from bridge.policybot.history import History
-from bridge.runtime.due import POLL_SECONDS, DueWatch
 from bridge.runtime.metrics import Metrics
 from bridge.runtime.workers import Wakeups
 from policy.commands import help_text
@@ -38,6 +37,7 @@ from .conftest import (
     build_enforcer,
     build_runner,
     build_worker,
+    look,
     new_transaction,
 )
 from .fakes import START_MS, FakeClock, FakeMatrix
@@ -88,11 +88,6 @@ def reset(wakeups: Wakeups) -> None:
         wakeup.sets = 0  # type: ignore[attr-defined]
 
 
-async def look(db: Database, clock: FakeClock, worker: InboxWorker) -> None:
-    """One round of the `DueWatch` the bridge runs, asking only the worker's check."""
-    await DueWatch(db, clock, [worker.due], POLL_SECONDS).look()
-
-
 def sample(metrics: Metrics, name: str, labels: dict[str, str] | None = None) -> float:
     return metrics.registry.get_sample_value(name, labels or {}) or 0.0
 
@@ -118,11 +113,11 @@ async def test_a_round_looks_at_the_rooms_the_intake_named_and_at_every_room_the
     await worker.settled()
     assert (await statuses(db))[ours["event_id"]][0] == "done"
     assert (await statuses(db))[theirs["event_id"]][0] == "pending"  # not named: not read
-    await look(db, clock, worker)  # finds an event pending
+    await look(db, clock, worker.due)  # finds an event pending
     await worker._round()  # woken by the watch: every room with pending events
     await worker.settled()
     assert (await statuses(db))[theirs["event_id"]][0] == "done"
-    await look(db, clock, worker)  # finds none
+    await look(db, clock, worker.due)  # finds none
     assert wakeups.inbox.take() == set()  # and did not wake the worker for every room
     later = text(other, BUYER, "again")
     await store(inbox, later)
@@ -377,10 +372,10 @@ async def test_the_inbox_lag_is_the_age_of_the_oldest_pending_event(
 ) -> None:
     await store(inbox, text(room, BUYER, "hello"))
     clock.advance(7.5)
-    await look(db, clock, worker)
+    await look(db, clock, worker.due)
     assert sample(metrics, "bridge_inbox_lag_seconds") == 7.5
     await worker.drain()
-    await look(db, clock, worker)  # nothing pending any more
+    await look(db, clock, worker.due)  # nothing pending any more
     assert sample(metrics, "bridge_inbox_lag_seconds") == 0
 
 

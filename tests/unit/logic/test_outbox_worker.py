@@ -37,23 +37,17 @@ from bridge.delivery.outbox_worker import (
 from bridge.delivery.sender import WebhookSender
 from bridge.delivery.signing import Signer
 from bridge.runtime.backoff import Backoff
-from bridge.runtime.due import POLL_SECONDS, DueWatch
 from bridge.runtime.metrics import Metrics
 from bridge.runtime.workers import Wakeup
 from policy.notifications import Notification
 from tests.harness import eventually, webhook_secret
 
-from .conftest import CountingWakeup
+from .conftest import CountingWakeup, look
 from .fakes import FakeClock
 
 RETRY_FOR_MS = 3_600_000
 ATTEMPT_MS = 5_000
 BACKOFF = Backoff(initial=2.0, maximum=60.0, jitter=True)
-
-
-async def look(db: Database, clock: FakeClock, worker: OutboxWorker) -> None:
-    """One round of the `DueWatch` the bridge runs, asking only the worker's check."""
-    await DueWatch(db, clock, [worker.due], POLL_SECONDS).look()
 
 
 # --- the fakes around the worker ------------------------------------------------------------
@@ -488,10 +482,10 @@ async def test_a_lease_ending_before_the_next_poll_wakes_the_worker_when_it_ends
     loop = asyncio.get_running_loop()
     started = loop.time()
     await worker.drain()  # its probe finds nothing waiting: the receiver is not failing
-    await look(db, clock, worker)  # the watch finds the lease's end
+    await look(db, clock, worker.due)  # the watch finds the lease's end
     assert receiver.attempts == [] and wakeup.sets == 0
     # The wake-up is timed by the event loop, as every timer here: real time, bounded.
-    await asyncio.wait_for(wakeup.wait(POLL_SECONDS * 60), 5)
+    await asyncio.wait_for(wakeup.wait(), 5)
     assert wakeup.sets == 1 and loop.time() - started >= 0.05
     clock.advance(0.051)
     await deliver_all(worker)
@@ -826,7 +820,7 @@ async def test_metrics_count_deliveries_retries_and_the_depth(
     assert value("bridge_webhooks_retried_total") == 1
     assert value("bridge_webhooks_dead_lettered_total") == 0
     assert value("bridge_outbox_depth") == 0  # counted by the watch, not on every pass
-    await look(db, clock, worker)
+    await look(db, clock, worker.due)
     assert value("bridge_outbox_depth") == 2  # b1 and b2 wait
 
 
