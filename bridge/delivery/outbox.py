@@ -128,13 +128,14 @@ _LEASE_HEADS = (
     f" AND {_IS_HEAD} ORDER BY seq LIMIT $3)"
     f" AND status = 'pending' AND lease_until < $1 RETURNING {_ROW}"
 )
-# What `DueWatch` asks of the outbox each second ($1: now): how many rows wait, when the
-# first lease held ends (None: none), and whether a stream's head is due and free.
+# What `DueWatch` asks of the outbox each second ($1: now), in one pass over the waiting
+# rows: how many wait, when the first lease held ends (None: none), and whether a stream's
+# head is due and free.
 DUE = (
-    "SELECT COUNT(*) FROM outbox WHERE status = 'pending'",
-    "SELECT MIN(lease_until) FROM outbox WHERE status = 'pending' AND lease_until >= $1",
-    "SELECT EXISTS (SELECT 1 FROM outbox WHERE status = 'pending'"  # noqa: S608
-    f" AND next_attempt_at <= $1 AND lease_until < $1 AND {_IS_HEAD})",
+    "SELECT COUNT(*), MIN(CASE WHEN lease_until >= $1 THEN lease_until END),"  # noqa: S608
+    " EXISTS (SELECT 1 FROM outbox WHERE status = 'pending'"
+    f" AND next_attempt_at <= $1 AND lease_until < $1 AND {_IS_HEAD})"
+    " FROM outbox WHERE status = 'pending'"
 )
 _MARKED = ", ".join(f"${n}" for n in range(6, 6 + SETTLE_WIDTH))  # the delivered rows' seqs
 _SETTLE = (

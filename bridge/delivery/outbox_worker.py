@@ -113,7 +113,7 @@ class OutboxWorker:
     def due(self) -> DueCheck:
         """`DueWatch`'s look at the outbox: the rows waiting (a gauge), when the first lease
         held ends, whether a stream's head is due and free (`DUE`)."""
-        return DueCheck(DUE, self._found)
+        return DueCheck(DUE, self._found, columns=3)
 
     def _found(self, depth: int, lease_ends: int | None, head_due: bool) -> None:
         self._metrics.outbox_depth.set(depth)

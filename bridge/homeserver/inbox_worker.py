@@ -143,8 +143,7 @@ class InboxWorker:
         """`DueWatch`'s look for pending events (other processes' rows, a failed room's):
         the oldest's arrival, for the inbox's lag; any wakes the worker for every room."""
         return DueCheck(
-            ("SELECT MIN(received_at) FROM inbox_events WHERE status = 'pending'",),
-            self._found,
+            "SELECT MIN(received_at) FROM inbox_events WHERE status = 'pending'", self._found
         )
 
     def _found(self, oldest: int | None) -> None:

@@ -1,9 +1,9 @@
 """One statement a second finds the work no wake-up announced, for every worker at once.
 
-    every POLL_SECONDS: SELECT <each check's expressions>   ($1: the time now, in ms)
-      -> each check's `found` is given its values: it sets its worker's wake-up when work
-         is waiting (rows another process added, retries and planned work come due, a room
-         that failed) and its gauges (the inbox's lag, the outbox's depth)
+    every POLL_SECONDS: SELECT * FROM (<each check's query>), ...   ($1: the time now, in ms)
+      -> each check's `found` is given its row's values: it sets its worker's wake-up
+         when work is waiting (rows another process added, retries and planned work come
+         due, a room that failed) and its gauges (the inbox's lag, the outbox's depth)
 
 Work this process adds wakes its worker at once (`Wakeups`); this watch only finds the
 rest. Each worker polled on its own before, five statements a second with the outbox's
@@ -30,16 +30,17 @@ POLL_SECONDS = 1.0
 
 @dataclass(frozen=True, slots=True)
 class DueCheck:
-    """What one worker asks each round: scalar SQL expressions (``$1``: the time now, in
-    ms), and what to do with their values."""
+    """What one worker asks each round: a query of one row of ``columns`` values (``$1``:
+    the time now, in ms), and what to do with them."""
 
-    expressions: tuple[str, ...]
+    query: str
     found: Callable[..., None]
+    columns: int = 1
 
     @classmethod
-    def waking(cls, expression: str, wakeup: Wakeup) -> DueCheck:
-        """One expression, true when work waits: ``wakeup`` set then."""
-        return cls((expression,), lambda due: wakeup.set() if due else None)
+    def waking(cls, query: str, wakeup: Wakeup) -> DueCheck:
+        """One value, true when work waits: ``wakeup`` set then."""
+        return cls(query, lambda due: wakeup.set() if due else None)
 
 
 class DueWatch:
@@ -52,10 +53,10 @@ class DueWatch:
         self._clock = clock
         self._checks = list(checks)
         self._poll_seconds = poll_seconds
-        columns = [e for check in self._checks for e in check.expressions]
-        self._statement = "SELECT " + ", ".join(
-            f"({expression}) AS due{n}" for n, expression in enumerate(columns)
+        self._statement = "SELECT * FROM " + ", ".join(  # noqa: S608 (the workers' SQL)
+            f"({check.query}) AS due{n}" for n, check in enumerate(self._checks)
         )
+        self._uses_now = "$1" in self._statement  # SQLite refuses a parameter it lacks
         self._log = logging.getLogger("bridge.due")
 
     async def run(self) -> None:
@@ -77,10 +78,9 @@ class DueWatch:
 
     async def look(self) -> None:
         """One round: the statement, then each check given its values."""
-        # SQLite refuses a parameter the statement does not use.
-        args = (self._clock.now_ms(),) if "$1" in self._statement else ()
+        args = (self._clock.now_ms(),) if self._uses_now else ()
         row = await self._db.fetchrow(self._statement, *args)
         values: list[Any] = list(row)  # asyncpg's and SQLite's rows iterate their values
         for check in self._checks:
-            taken, values = values[: len(check.expressions)], values[len(check.expressions) :]
+            taken, values = values[: check.columns], values[check.columns :]
             check.found(*taken)

@@ -129,7 +129,7 @@ async def every_statement(db: RecordingDatabase) -> None:
     await outbox.next_head(STREAM)
     await outbox.delivered(following[0], NOW)
     at_now = SimpleNamespace(now_ms=lambda: NOW)  # the clock DueWatch reads
-    await DueWatch(db, at_now, [DueCheck(DUE, lambda *_: None)], 1).look()  # type: ignore[arg-type]
+    await DueWatch(db, at_now, [DueCheck(DUE, lambda *_: None, columns=3)], 1).look()  # type: ignore[arg-type]
     await outbox.failed(following[1], "HTTP 400", None)
     await outbox.dead_letters(10)
     await outbox.replay(["new-3"], STREAM, 60_000, NOW)

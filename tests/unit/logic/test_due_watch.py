@@ -34,9 +34,9 @@ async def test_every_check_is_answered_by_one_statement_each_given_its_own_value
 ) -> None:
     seen: list[tuple[str, tuple[Any, ...]]] = []
     checks = [
-        DueCheck(("SELECT 1", "SELECT 2"), lambda *values: seen.append(("first", values))),
-        DueCheck(("SELECT CAST($1 AS BIGINT) + 1",), lambda *v: seen.append(("second", v))),
-        DueCheck(("SELECT NULL",), lambda *values: seen.append(("third", values))),
+        DueCheck("SELECT 1, 2", lambda *values: seen.append(("first", values)), columns=2),
+        DueCheck("SELECT CAST($1 AS BIGINT) + 1", lambda *v: seen.append(("second", v))),
+        DueCheck("SELECT NULL", lambda *values: seen.append(("third", values))),
     ]
     counting = CountingDatabase(db)
     await DueWatch(counting, clock, checks, 1).look()  # type: ignore[arg-type]
@@ -49,7 +49,7 @@ async def test_a_statement_without_the_time_is_sent_without_it(
     db: Database, clock: FakeClock
 ) -> None:
     seen: list[Any] = []
-    await DueWatch(db, clock, [DueCheck(("SELECT 7",), seen.append)], 1).look()
+    await DueWatch(db, clock, [DueCheck("SELECT 7", seen.append)], 1).look()
     assert seen == [7]
 
 
@@ -63,7 +63,7 @@ async def test_a_round_that_fails_is_logged_and_the_next_looks_again(
         if len(rounds) == 1:
             raise RuntimeError("a bug in a worker's check")
 
-    watch = DueWatch(db, clock, [DueCheck(("SELECT 1",), found)], 0.01)
+    watch = DueWatch(db, clock, [DueCheck("SELECT 1", found)], 0.01)
     task = asyncio.create_task(watch.run())
     try:
 
@@ -82,7 +82,7 @@ async def test_the_watch_keeps_to_the_event_loops_time_whatever_the_clock(
 ) -> None:
     # A test clock moves when slept on: a watch slept on it would look in a tight loop.
     rounds: list[int] = []
-    watch = DueWatch(db, clock, [DueCheck(("SELECT 1",), rounds.append)], 1.0)
+    watch = DueWatch(db, clock, [DueCheck("SELECT 1", rounds.append)], 1.0)
     task = asyncio.create_task(watch.run())
     try:
 
